@@ -1,0 +1,36 @@
+# Two entry points: `make demo` and `make test`. Downloads are cached outside the checkout.
+VENV    := .venv
+PY      := $(VENV)/bin/python
+CACHE   ?= /var/cache/cog-tests
+APT_PKGS := bubblewrap busybox-static
+export PIP_CACHE_DIR := $(CACHE)/pip
+
+.PHONY: demo test lint system-deps
+
+$(VENV)/.installed: pyproject.toml VERSION.txt
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install -q --upgrade pip
+	$(VENV)/bin/pip install -q -e '.[dev]'
+	touch $@
+
+# Tests use real bubblewrap and a static busybox; as root we install them, otherwise they must
+# already be there (the tests fail, never skip, when a component is missing).
+system-deps:
+	@missing=""; for p in $(APT_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    mkdir -p $(CACHE)/apt; \
+	    apt-get update -qq && apt-get install -y -qq -o Dir::Cache::archives=$(CACHE)/apt $$missing; \
+	  else echo "missing system packages:$$missing (run as root or install them)"; exit 1; fi; \
+	fi
+
+demo: $(VENV)/.installed
+	@bash bench/store_demo.sh $(VENV)/bin/cog
+
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+test: system-deps $(VENV)/.installed lint
+	$(PY) -m pytest -q

@@ -1,0 +1,15 @@
+from __future__ import annotations
+
+from store.errors import StoreError
+
+
+class BuildError(StoreError):
+    """A derivation could not be built; the message names it and why."""
+
+
+class BuildCancelled(BuildError):
+    pass
+
+
+class SandboxUnavailable(BuildError):
+    hint = "install bubblewrap (`apt-get install bubblewrap`), or pass --no-sandbox (impure)"

@@ -1,0 +1,122 @@
+"""Running foreign code (user `run:` commands, sdist builds, maintainer scripts) in bubblewrap.
+
+Inside: no network, the input closure read-only at /cog/store, the output writable at its own
+store path, a private /tmp, /proc and a minimal /dev, an optional root filesystem (a store path
+mounted read-only at /) and nothing else of the host. The environment is exactly what the
+derivation sets plus `out`, `TMPDIR` and `HOME`.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from builders.base import BuildContext
+from builders.errors import BuildError, SandboxUnavailable
+from store.paths import STORE_DIR
+
+_checked: dict[str, bool] = {}
+
+
+def bwrap_path() -> str | None:
+    return shutil.which("bwrap")
+
+
+def sandbox_works() -> bool:
+    """Whether bwrap exists and can create namespaces here (cached per process)."""
+    exe = bwrap_path()
+    if exe is None:
+        return False
+    if exe not in _checked:
+        probe = subprocess.run(
+            [exe, "--unshare-all", "--ro-bind", "/", "/", "true"],
+            capture_output=True,
+            timeout=30,
+            check=False,
+        )
+        _checked[exe] = probe.returncode == 0
+    return _checked[exe]
+
+
+def build_env(ctx: BuildContext, out: str) -> dict[str, str]:
+    env = {"PATH": "/path-not-set", "HOME": "/homeless-shelter", "TMPDIR": "/tmp"}
+    env.update({role: str(p) for role, p in ctx.input_paths.items()})
+    env.update(ctx.drv.env)
+    env["out"] = out
+    return env
+
+
+def bwrap_argv(ctx: BuildContext, argv: Sequence[str], rootfs: Path | None = None) -> list[str]:
+    exe = bwrap_path()
+    if exe is None:
+        raise SandboxUnavailable("bubblewrap (bwrap) is not installed")
+    cmd = [exe, "--unshare-all", "--die-with-parent", "--new-session", "--hostname", "localhost"]
+    if rootfs is not None:
+        cmd += ["--ro-bind", str(rootfs), "/"]
+    cmd += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", "--dir", STORE_DIR]
+    for path in ctx.closure:
+        cmd += ["--ro-bind", str(ctx.store.real_path(path)), str(path)]
+    ctx.out.mkdir()
+    build_dir = ctx.scratch / "build"
+    build_dir.mkdir()
+    cmd += ["--bind", str(ctx.out), str(ctx.out_path), "--bind", str(build_dir), "/build"]
+    cmd += ["--chdir", "/build", "--", *argv]
+    return cmd
+
+
+def _unsandboxed(
+    ctx: BuildContext, argv: Sequence[str], env: Mapping[str, str]
+) -> tuple[list[str], dict[str, str]]:
+    """--no-sandbox: the host runs the command, with /cog/store/ rewritten to the real store."""
+    real = str(ctx.store.root)
+
+    def fix(s: str) -> str:
+        return s.replace(STORE_DIR + "/", real + "/")
+
+    ctx.out.mkdir()
+    return [fix(a) for a in argv], {k: fix(v) for k, v in env.items()} | {"out": str(ctx.out)}
+
+
+def run_command(ctx: BuildContext, argv: Sequence[str], rootfs: Path | None = None) -> None:
+    """Runs `argv` for the derivation, its output going to the log; kills it on cancel."""
+    env = build_env(ctx, str(ctx.out_path))
+    if ctx.sandbox:
+        if not sandbox_works():
+            raise SandboxUnavailable(
+                f"{ctx.drv.name} runs foreign code and must be sandboxed, but bubblewrap is "
+                "missing or cannot create namespaces here"
+            )
+        cmd, cwd = bwrap_argv(ctx, argv, rootfs), None
+    else:
+        ctx.say("warning: building without a sandbox; the output may depend on this host")
+        cmd, env = _unsandboxed(ctx, argv, env)
+        cwd = ctx.scratch
+    ctx.log.flush()
+    try:
+        proc = subprocess.Popen(
+            cmd,
+            env=env,
+            cwd=cwd,
+            stdin=subprocess.DEVNULL,
+            stdout=ctx.log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    except OSError as e:
+        raise BuildError(f"cannot start the builder of {ctx.drv.name}: {e.strerror}") from None
+    try:
+        while True:
+            try:
+                code = proc.wait(timeout=0.1)
+                break
+            except subprocess.TimeoutExpired:
+                ctx.check_cancelled()
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, 9)
+            proc.wait()
+    if code != 0:
+        raise BuildError(f"the builder of {ctx.drv.name} exited with status {code}")

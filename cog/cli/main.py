@@ -1,0 +1,53 @@
+"""Entry point of the `cog` command."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from importlib import metadata
+
+from cog.cli import store_cmd
+from cog.cli.errors import run_guarded
+from store.local import Store
+
+
+def version() -> str:
+    try:
+        return metadata.version("cog-hermetic")
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.print_usage(sys.stderr)
+        print(f"error: {message}", file=sys.stderr)
+        print(f"hint: run `{self.prog} --help` for usage", file=sys.stderr)
+        raise SystemExit(2)
+
+
+def parser() -> argparse.ArgumentParser:
+    p = _Parser(
+        prog="cog", description="Hermetic, reproducible Cog images from a content-addressed store."
+    )
+    p.add_argument("--version", action="version", version=f"cog-hermetic {version()}")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True, parser_class=_Parser)
+    store_cmd.register(sub)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+
+    def run() -> int:
+        store = Store()
+        try:
+            return int(args.func(args, store))
+        finally:
+            store.close()
+
+    return run_guarded(run)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,180 @@
+"""`cog store …`: add, path-info, verify, gc, roots, realise, export, import."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import trio
+
+from builders.progress import default_reporter
+from builders.realise import Realiser
+from cog.cli.errors import UsageError
+from derivations.store_io import read_drv
+from store.db import PathInfo
+from store.gc import collect_garbage
+from store.local import Store
+from store.paths import StorePath
+from store.transfer import export_paths, import_paths
+from store.verify import verify_store
+
+
+def register(sub: argparse._SubParsersAction[Any]) -> None:
+    store = sub.add_parser("store", help="inspect and maintain the local store")
+    cmds = store.add_subparsers(dest="store_cmd", metavar="COMMAND", required=True)
+
+    p = cmds.add_parser("add", help="add a file or directory as a content-addressed path")
+    p.add_argument("path", type=Path)
+    p.add_argument("--name", help="store path name (default: the file's name)")
+    p.add_argument("--root", metavar="NAME", help="also keep it alive as gcroots/NAME")
+    p.set_defaults(func=cmd_add)
+
+    p = cmds.add_parser("path-info", help="show what the store knows about a path")
+    p.add_argument("paths", nargs="+")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--closure", action="store_true", help="include everything it refers to")
+    p.set_defaults(func=cmd_path_info)
+
+    p = cmds.add_parser("verify", help="re-hash every valid path")
+    p.add_argument("--repair", action="store_true", help="remove corrupt paths and rebuild them")
+    p.set_defaults(func=cmd_verify)
+
+    p = cmds.add_parser("gc", help="delete what no GC root reaches")
+    p.add_argument("--dry-run", action="store_true", help="only say what would be deleted")
+    p.set_defaults(func=cmd_gc)
+
+    p = cmds.add_parser("roots", help="list GC roots")
+    p.set_defaults(func=cmd_roots)
+
+    p = cmds.add_parser("realise", help="build .drv files from the store")
+    p.add_argument("drvs", nargs="+")
+    p.add_argument("--jobs", "-j", type=int, default=None, help="parallel builds (default: cores)")
+    p.add_argument("--no-sandbox", action="store_true", help="run foreign code unsandboxed")
+    p.set_defaults(func=cmd_realise)
+
+    p = cmds.add_parser("export", help="write the closure of paths to stdout as one stream")
+    p.add_argument("paths", nargs="+")
+    p.set_defaults(func=cmd_export)
+
+    p = cmds.add_parser("import", help="read an export stream from stdin into the store")
+    p.set_defaults(func=cmd_import)
+
+
+def _path(store: Store, text: str) -> StorePath:
+    return store.parse(str(Path(text).absolute()) if text.startswith(".") else text)
+
+
+def cmd_add(args: argparse.Namespace, store: Store) -> int:
+    if not args.path.exists() and not args.path.is_symlink():
+        raise UsageError(f"{args.path} does not exist", hint="give a file or directory to add")
+    path = store.add(args.path, args.name)
+    if args.root:
+        store.add_root(path, args.root)
+    print(path)
+    return 0
+
+
+def cmd_path_info(args: argparse.Namespace, store: Store) -> int:
+    paths = [_path(store, p) for p in args.paths]
+    if args.closure:
+        paths = store.closure(paths)
+    infos = [store.info(p) for p in paths]
+    if args.json:
+        json.dump([i.to_json() for i in infos], sys.stdout, indent=2, sort_keys=True)
+        print()
+        return 0
+    for info in infos:
+        print(info.path)
+        print(f"  nar blake3   {info.nar_hash}  ({info.nar_size} bytes)")
+        print(f"  layer sha256 {info.tar_sha256}  ({info.tar_size} bytes)")
+        if info.deriver:
+            print(f"  deriver      {info.deriver}")
+        if info.ca:
+            print(f"  ca           {info.ca}")
+        for ref in info.references:
+            print(f"  references   {ref}")
+    return 0
+
+
+def cmd_verify(args: argparse.Namespace, store: Store) -> int:
+    report = verify_store(store, repair=args.repair)
+    for path, problem in sorted(report.corrupt.items()):
+        print(f"corrupt: {path}: {problem}")
+    if report.leftovers:
+        verb = "removed" if args.repair else "found"
+        print(
+            f"{verb} {len(report.leftovers)} leftover entries of interrupted work (not valid paths)"
+        )
+    rebuilt = 0
+    if args.repair and report.removed:
+        for info in report.removed:
+            print(f"removed: {info.path}")
+        rebuilt = _rebuild(store, report.removed)
+    print(
+        f"checked {report.checked} paths, {len(report.corrupt)} corrupt"
+        + (f", {rebuilt} rebuilt" if args.repair else "")
+    )
+    return 0 if report.clean or args.repair else 1
+
+
+def _rebuild(store: Store, removed: list[PathInfo]) -> int:
+    """Builds again what repair removed, where the derivation that made it is still known."""
+    drvs = []
+    for info in removed:
+        if info.deriver is not None:
+            deriver = StorePath.parse(info.deriver)
+            if store.is_valid(deriver):
+                drvs.append(read_drv(store, deriver))
+    if drvs:
+        realiser = Realiser(store, reporter=default_reporter())
+        trio.run(realiser.realise, drvs)
+    return len(drvs)
+
+
+def cmd_gc(args: argparse.Namespace, store: Store) -> int:
+    result = collect_garbage(store, dry_run=args.dry_run)
+    verb = "would delete" if args.dry_run else "deleted"
+    for path in result.dead:
+        print(f"{verb} {path}")
+    mib = result.freed_bytes / (1 << 20)
+    print(
+        f"{verb} {len(result.dead)} paths and {len(result.leftovers)} leftovers, "
+        f"{mib:.1f} MiB" + (" freed" if not args.dry_run else "")
+    )
+    return 0
+
+
+def cmd_roots(args: argparse.Namespace, store: Store) -> int:
+    for link, path in store.roots():
+        print(f"{link} -> {path if path is not None else '(stale)'}")
+    return 0
+
+
+def cmd_realise(args: argparse.Namespace, store: Store) -> int:
+    drvs = [read_drv(store, _path(store, d)) for d in args.drvs]
+    realiser = Realiser(
+        store, jobs=args.jobs, sandbox=not args.no_sandbox, reporter=default_reporter()
+    )
+    for outputs in trio.run(realiser.realise, drvs):
+        for path in outputs.values():
+            print(path)
+    return 0
+
+
+def cmd_export(args: argparse.Namespace, store: Store) -> int:
+    if sys.stdout.isatty():
+        raise UsageError(
+            "refusing to write a binary stream to a terminal", hint="redirect it: > FILE"
+        )
+    export_paths(store, [_path(store, p) for p in args.paths], sys.stdout.buffer)
+    sys.stdout.buffer.flush()
+    return 0
+
+
+def cmd_import(args: argparse.Namespace, store: Store) -> int:
+    for path in import_paths(store, sys.stdin.buffer):
+        print(path)
+    return 0

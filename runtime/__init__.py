@@ -1,0 +1,1 @@
+"""The prediction server (quart-trio on hypercorn). Arrives with the runtime issue."""

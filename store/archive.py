@@ -1,0 +1,353 @@
+"""The canonical archive: one deterministic tar serialisation of a file tree.
+
+Entries are sorted (byte order of names, depth first), mtime 0, uid/gid 0, no owner names,
+modes normalised (0755 for directories and executables, 0644 for other files, 0777 for
+symlinks), no xattrs, hardlinks stored as plain files; only regular files, directories and
+symlinks are allowed. PAX headers are used only where a name or link target needs them.
+
+A tree is serialised in two forms that share every data byte:
+
+- the *nar* form, entries named `./…`: independent of where the tree lives; its BLAKE3 is the
+  content hash (as Nix's narHash) that content-addressed paths are named after;
+- the *layer* form, entries named `cog/store/<hash>-<name>/…` after `cog/` and `cog/store/`:
+  exactly the OCI layer that puts the path at `/cog/store`; its SHA-256 is the layer `diff_id`.
+
+One read pass feeds both forms to their hashers, each in its own thread.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import stat
+import tarfile
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO, Literal
+
+from store.errors import ArchiveError, StoreError
+from store.hashing import Blake3Sink, ReferenceScanner, Sha256Sink
+from store.paths import STORE_DIR, StorePath
+
+CHUNK = 1 << 20
+BLOCK = 512
+RECORD = 20 * BLOCK
+NAR_PREFIX = "."
+_MAX_LINK_FOLLOWS = 40
+
+Kind = Literal["dir", "file", "symlink"]
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    rel: str  # "" for the root, else "a/b"
+    kind: Kind
+    path: str  # where it is on disk now
+    size: int = 0
+    executable: bool = False
+    target: str = ""
+
+
+@dataclass(frozen=True)
+class ArchiveDigest:
+    nar_hash: str  # BLAKE3 (hex) of the nar form
+    nar_size: int
+    tar_sha256: str  # SHA-256 (hex) of the layer form; "" when not computed
+    tar_size: int
+    references: frozenset[str]  # hash parts found in the contents
+
+
+def is_store_reference(target: str) -> bool:
+    if not target.startswith(STORE_DIR + "/"):
+        return False
+    try:
+        StorePath.parse(target)
+    except StoreError:
+        return False
+    return True
+
+
+def symlink_stays_inside(root: str, link_rel: str, target: str) -> bool:
+    """Whether resolving `target` (of the link at `link_rel`) stays inside `root` or the store.
+
+    Resolution follows the links it meets inside the tree, as the kernel would, so a chain like
+    `d/l -> ..` then `x -> d/l/..` is caught even though each string looks harmless alone.
+    """
+    if target.startswith("/"):
+        return is_store_reference(target)
+    here = link_rel.split("/")[:-1] if link_rel else []
+    todo = target.split("/")
+    follows = 0
+    while todo:
+        part = todo.pop(0)
+        if part in ("", "."):
+            continue
+        if part == "..":
+            if not here:
+                return False
+            here.pop()
+            continue
+        candidate = os.path.join(root, *here, part)
+        try:
+            st = os.lstat(candidate)
+        except (FileNotFoundError, NotADirectoryError):
+            here.append(part)
+            continue
+        if stat.S_ISLNK(st.st_mode):
+            follows += 1
+            if follows > _MAX_LINK_FOLLOWS:
+                return False
+            inner = os.readlink(candidate)
+            if inner.startswith("/"):
+                return is_store_reference(inner)
+            todo = inner.split("/") + todo
+            continue
+        here.append(part)
+    return True
+
+
+def _check_name(name: str, where: str) -> None:
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ArchiveError(
+            f"{where!r} has a file name that is not UTF-8; rename it before adding it"
+        ) from None
+
+
+def walk(root: Path | str) -> Iterator[Entry]:
+    """Canonical entries of the tree at `root`, validated; raises ArchiveError on anything else."""
+    root_s = os.fspath(root)
+    yield from _walk(root_s, root_s, "", os.lstat(root_s))
+
+
+def _walk(root: str, path: str, rel: str, st: os.stat_result) -> Iterator[Entry]:
+    mode = st.st_mode
+    if stat.S_ISREG(mode):
+        yield Entry(rel, "file", path, st.st_size, bool(mode & 0o111))
+    elif stat.S_ISLNK(mode):
+        target = os.readlink(path)
+        if "\0" in target or not symlink_stays_inside(root, rel, target):
+            raise ArchiveError(
+                f"symlink {path!r} -> {target!r} points outside the tree and the store; "
+                "make it relative and inside, or copy what it points to"
+            )
+        _check_name(target, path)
+        yield Entry(rel, "symlink", path, target=target)
+    elif stat.S_ISDIR(mode):
+        yield Entry(rel, "dir", path)
+        with os.scandir(path) as it:
+            children = sorted(it, key=lambda d: os.fsencode(d.name))
+        for child in children:
+            _check_name(child.name, child.path)
+            child_rel = f"{rel}/{child.name}" if rel else child.name
+            yield from _walk(root, child.path, child_rel, child.stat(follow_symlinks=False))
+    else:
+        kind = (
+            "device"
+            if stat.S_ISBLK(mode) or stat.S_ISCHR(mode)
+            else "fifo"
+            if stat.S_ISFIFO(mode)
+            else "socket"
+            if stat.S_ISSOCK(mode)
+            else "special file"
+        )
+        raise ArchiveError(
+            f"{path!r} is a {kind}; only regular files, directories and symlinks can be stored"
+        )
+
+
+def tar_header(entry: Entry, prefix: str) -> bytes:
+    info = tarfile.TarInfo(f"{prefix}/{entry.rel}" if entry.rel else prefix)
+    info.mtime = 0
+    info.uid = info.gid = 0
+    info.uname = info.gname = ""
+    if entry.kind == "dir":
+        info.type, info.mode = tarfile.DIRTYPE, 0o755
+    elif entry.kind == "file":
+        info.type, info.size = tarfile.REGTYPE, entry.size
+        info.mode = 0o755 if entry.executable else 0o644
+    else:
+        info.type, info.mode, info.linkname = tarfile.SYMTYPE, 0o777, entry.target
+    return info.tobuf(tarfile.PAX_FORMAT, "utf-8", "strict")
+
+
+def _dir_header(name: str) -> bytes:
+    return tar_header(Entry("", "dir", ""), name)
+
+
+def layer_preamble() -> bytes:
+    """Headers of the parent directories every layer form starts with."""
+    top = STORE_DIR.strip("/").split("/")
+    return b"".join(_dir_header("/".join(top[: i + 1])) for i in range(len(top)))
+
+
+def padding(size: int) -> bytes:
+    return b"\0" * (-size % BLOCK)
+
+
+def trailer(size_so_far: int) -> bytes:
+    end = 2 * BLOCK
+    return b"\0" * (end + (-(size_so_far + end) % RECORD))
+
+
+def read_chunks(entry: Entry, expected: int) -> Iterator[bytes]:
+    """The file's bytes; it must keep the size it had when walked (nothing may change under us)."""
+    seen = 0
+    with open(entry.path, "rb", buffering=0) as f:
+        while chunk := f.read(CHUNK):
+            seen += len(chunk)
+            if seen > expected:
+                break
+            yield chunk
+    if seen != expected:
+        raise ArchiveError(f"{entry.path!r} changed size while it was being read; try again")
+
+
+class _Hasher:
+    """Turns walk events into the nar form (BLAKE3) and optionally the layer form (SHA-256)."""
+
+    def __init__(self, layer_prefix: str | None, scan: Iterable[str]) -> None:
+        hash_parts = list(scan)
+        self.scanner = ReferenceScanner(hash_parts) if hash_parts else None
+        self.nar = Blake3Sink(self.scanner)
+        self.layer = Sha256Sink() if layer_prefix is not None else None
+        self.layer_prefix = layer_prefix
+        if self.layer is not None:
+            self.layer.write(layer_preamble())
+
+    def entry(self, entry: Entry) -> None:
+        self.nar.write(tar_header(entry, NAR_PREFIX))
+        if self.layer is not None and self.layer_prefix is not None:
+            self.layer.write(tar_header(entry, self.layer_prefix))
+
+    def data(self, chunk: bytes) -> None:
+        self.nar.write(chunk)
+        if self.layer is not None:
+            self.layer.write(chunk)
+
+    def finish(self) -> ArchiveDigest:
+        self.nar.write(trailer(self.nar.size))
+        if self.layer is not None:
+            self.layer.write(trailer(self.layer.size))
+        try:
+            self.nar.close()
+        finally:
+            if self.layer is not None:
+                self.layer.close()
+        return ArchiveDigest(
+            nar_hash=self.nar.hexdigest(),
+            nar_size=self.nar.size,
+            tar_sha256=self.layer.hexdigest() if self.layer is not None else "",
+            tar_size=self.layer.size if self.layer is not None else 0,
+            references=frozenset(self.scanner.found if self.scanner else ()),
+        )
+
+    def abort(self) -> None:
+        for sink in (self.nar, self.layer):
+            if sink is not None:
+                with contextlib.suppress(BaseException):
+                    sink.close()
+
+
+def _hash_walk(
+    entries: Iterable[Entry],
+    layer_prefix: str | None,
+    scan: Iterable[str],
+    on_file: Callable[[Entry, bytes], None] | None = None,
+    after_entry: Callable[[Entry], None] | None = None,
+) -> ArchiveDigest:
+    hasher = _Hasher(layer_prefix, scan)
+    try:
+        for entry in entries:
+            # A symlink's target is in its header, which the reference scanner reads too.
+            hasher.entry(entry)
+            if entry.kind == "file":
+                for chunk in read_chunks(entry, entry.size):
+                    if on_file is not None:
+                        on_file(entry, chunk)
+                    hasher.data(chunk)
+                hasher.data(padding(entry.size))
+            if after_entry is not None:
+                after_entry(entry)
+    except BaseException:
+        hasher.abort()
+        raise
+    return hasher.finish()
+
+
+def hash_tree(
+    root: Path | str,
+    layer_prefix: str | None = None,
+    scan: Iterable[str] = (),
+    after_entry: Callable[[Entry], None] | None = None,
+) -> ArchiveDigest:
+    """Hashes the tree in place: nar BLAKE3, layer SHA-256 (when a prefix is given), references."""
+    return _hash_walk(walk(root), layer_prefix, scan, after_entry=after_entry)
+
+
+def copy_tree(src: Path | str, dest: Path | str) -> ArchiveDigest:
+    """Copies the tree at `src` to `dest` (which must not exist) canonically, hashing it on the way.
+
+    Only the nar form is hashed: the layer form needs the final path, which this hash decides.
+    """
+    src_s, dest_s = os.fspath(src), os.fspath(dest)
+    files: dict[str, BinaryIO] = {}
+
+    def target(entry: Entry) -> str:
+        return os.path.join(dest_s, entry.rel) if entry.rel else dest_s
+
+    def begin(entry: Entry) -> Entry:
+        if entry.kind == "dir":
+            os.mkdir(target(entry), 0o755)
+        elif entry.kind == "symlink":
+            os.symlink(entry.target, target(entry))
+        else:
+            files[entry.rel] = open(target(entry), "xb")  # noqa: SIM115 (closed in end())
+        return entry
+
+    def write(entry: Entry, chunk: bytes) -> None:
+        files[entry.rel].write(chunk)
+
+    def end(entry: Entry) -> None:
+        f = files.pop(entry.rel, None)
+        if f is not None:
+            f.close()
+            os.chmod(target(entry), 0o755 if entry.executable else 0o644)
+
+    try:
+        return _hash_walk((begin(e) for e in walk(src_s)), None, (), on_file=write, after_entry=end)
+    finally:
+        for f in files.values():
+            f.close()
+
+
+def archive_stream(root: Path | str, prefix: str) -> Iterator[bytes]:
+    """The canonical tar of the tree, in the layer form for `prefix` (or the nar form for ".")."""
+    size = 0
+
+    def emit(data: bytes) -> bytes:
+        nonlocal size
+        size += len(data)
+        return data
+
+    if prefix != NAR_PREFIX:
+        yield emit(layer_preamble())
+    for entry in walk(root):
+        yield emit(tar_header(entry, prefix))
+        if entry.kind == "file":
+            for chunk in read_chunks(entry, entry.size):
+                yield emit(chunk)
+            yield emit(padding(entry.size))
+    yield emit(trailer(size))
+
+
+def make_read_only(entry: Entry) -> None:
+    """Store contents are immutable: files 0444/0555, directories 0555 (the root after rename)."""
+    if entry.kind == "symlink" or not entry.rel:
+        return
+    if entry.kind == "dir":
+        os.chmod(entry.path, 0o555)
+    else:
+        os.chmod(entry.path, 0o555 if entry.executable else 0o444)

@@ -1,0 +1,211 @@
+"""Safe extraction of tar (plain, gz, bz2, xz, zst) and zip archives into a fresh directory.
+
+Rules: names are relative, without `..` or NUL; only files, directories, hardlinks to files
+already extracted and symlinks; nothing is ever written through a symlink, because symlinks are
+created last, and each one is then resolved as the kernel would, inside the tree, and refused if
+it leads out (only links into `/cog/store/` may be absolute, and only when allowed).
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import tarfile
+import zipfile
+from pathlib import Path
+from typing import IO, BinaryIO
+
+import zstandard
+
+from store.archive import CHUNK, is_store_reference, symlink_stays_inside
+from store.errors import ArchiveError
+
+_ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+_ZIP_MAGIC = b"PK\x03\x04"
+
+
+def safe_relative(name: str, archive: str) -> str:
+    """`name` made relative and checked; "" is the archive's root."""
+    if "\0" in name:
+        raise ArchiveError(f"{archive} has an entry whose name contains NUL; refusing to unpack it")
+    if name.startswith("/"):
+        raise ArchiveError(f"{archive} has an absolute entry {name!r}; refusing to unpack it")
+    parts = [p for p in name.split("/") if p not in ("", ".")]
+    if ".." in parts:
+        raise ArchiveError(f"{archive} has an entry {name!r} that climbs out with '..'")
+    return "/".join(parts)
+
+
+class _Extractor:
+    def __init__(self, dest: Path, archive: str, allow_store_links: bool) -> None:
+        self.dest = os.fspath(dest)
+        self.archive = archive
+        self.allow_store_links = allow_store_links
+        self.dirs: set[str] = {""}
+        self.files: set[str] = set()
+        self.symlinks: dict[str, str] = {}
+        os.makedirs(self.dest, exist_ok=True)
+
+    def _path(self, rel: str) -> str:
+        return os.path.join(self.dest, rel) if rel else self.dest
+
+    def _parents(self, rel: str) -> None:
+        parts = rel.split("/")[:-1]
+        for i in range(len(parts)):
+            sub = "/".join(parts[: i + 1])
+            if sub in self.dirs:
+                continue
+            if sub in self.files or sub in self.symlinks:
+                raise ArchiveError(
+                    f"{self.archive} has an entry {rel!r} beneath {sub!r}, which is not a directory"
+                )
+            os.mkdir(self._path(sub), 0o755)
+            self.dirs.add(sub)
+
+    def _clear(self, rel: str) -> None:
+        """A later entry of the same name replaces a file; it never replaces a directory."""
+        if rel in self.dirs:
+            raise ArchiveError(f"{self.archive} has {rel!r} both as a directory and as a file")
+        if rel in self.files:
+            os.unlink(self._path(rel))
+            self.files.discard(rel)
+        self.symlinks.pop(rel, None)
+
+    def directory(self, name: str) -> None:
+        rel = safe_relative(name, self.archive)
+        if rel in self.dirs:
+            return
+        self._parents(rel)
+        self._clear(rel)
+        os.mkdir(self._path(rel), 0o755)
+        self.dirs.add(rel)
+
+    def file(self, name: str, data: IO[bytes], executable: bool) -> None:
+        rel = safe_relative(name, self.archive)
+        if not rel:
+            raise ArchiveError(f"{self.archive} has a file entry at its root")
+        self._parents(rel)
+        self._clear(rel)
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+        fd = os.open(self._path(rel), flags, 0o755 if executable else 0o644)
+        with os.fdopen(fd, "wb") as out:
+            while chunk := data.read(CHUNK):
+                out.write(chunk)
+        self.files.add(rel)
+
+    def hardlink(self, name: str, target: str) -> None:
+        rel = safe_relative(name, self.archive)
+        target_rel = safe_relative(target, self.archive)
+        if target_rel not in self.files:
+            raise ArchiveError(
+                f"{self.archive} has a hardlink {name!r} to {target!r}, which is not a file "
+                "extracted before it"
+            )
+        self._parents(rel)
+        self._clear(rel)
+        os.link(self._path(target_rel), self._path(rel))
+        self.files.add(rel)
+
+    def symlink(self, name: str, target: str) -> None:
+        rel = safe_relative(name, self.archive)
+        if not rel or "\0" in target or not target:
+            raise ArchiveError(f"{self.archive} has an invalid symlink {name!r}")
+        if target.startswith("/") and not (self.allow_store_links and is_store_reference(target)):
+            raise ArchiveError(
+                f"{self.archive} has a symlink {name!r} to the absolute path {target!r}"
+            )
+        if rel in self.dirs:
+            raise ArchiveError(f"{self.archive} has {rel!r} both as a directory and as a symlink")
+        self.symlinks[rel] = target
+
+    def finish(self) -> None:
+        for rel, target in self.symlinks.items():
+            self._parents(rel)
+            if rel in self.files:
+                os.unlink(self._path(rel))
+                self.files.discard(rel)
+            os.symlink(target, self._path(rel))
+        for rel, target in self.symlinks.items():
+            if not symlink_stays_inside(self.dest, rel, target):
+                raise ArchiveError(
+                    f"{self.archive} has a symlink {rel!r} -> {target!r} that leads outside it"
+                )
+
+
+def _kind(mode: int) -> str:
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device file"
+    if stat.S_ISFIFO(mode):
+        return "a fifo"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    return "a special file"
+
+
+def extract_tar_stream(
+    fileobj: BinaryIO, dest: Path, archive: str = "archive", allow_store_links: bool = False
+) -> None:
+    """Extracts a tar read sequentially (compression detected by tarfile: gz, bz2, xz or none)."""
+    ex = _Extractor(dest, archive, allow_store_links)
+    try:
+        with tarfile.open(fileobj=fileobj, mode="r|*") as tar:
+            for member in tar:
+                if member.isdir():
+                    ex.directory(member.name)
+                elif member.isreg():
+                    data = tar.extractfile(member)
+                    assert data is not None
+                    ex.file(member.name, data, bool(member.mode & 0o111))
+                elif member.issym():
+                    ex.symlink(member.name, member.linkname)
+                elif member.islnk():
+                    ex.hardlink(member.name, member.linkname)
+                else:
+                    kind = (
+                        "a device file"
+                        if member.ischr() or member.isblk()
+                        else ("a fifo" if member.isfifo() else "a special file")
+                    )
+                    raise ArchiveError(f"{archive} has {member.name!r}, {kind}; refusing it")
+    except tarfile.TarError as e:
+        raise ArchiveError(f"{archive} is not a readable tar archive ({e})") from None
+    ex.finish()
+
+
+def extract_zip(path: Path, dest: Path) -> None:
+    archive = str(path)
+    ex = _Extractor(dest, archive, allow_store_links=False)
+    try:
+        with zipfile.ZipFile(path) as zf:
+            for info in zf.infolist():
+                mode = info.external_attr >> 16
+                if stat.S_ISLNK(mode):
+                    ex.symlink(info.filename, zf.read(info).decode("utf-8", "strict"))
+                elif info.is_dir():
+                    ex.directory(info.filename)
+                elif mode and not stat.S_ISREG(mode):
+                    raise ArchiveError(f"{archive} has {info.filename!r}, {_kind(mode)}")
+                else:
+                    with zf.open(info) as data:
+                        ex.file(info.filename, data, bool(mode & 0o111))
+    except (zipfile.BadZipFile, UnicodeDecodeError) as e:
+        raise ArchiveError(f"{archive} is not a readable zip archive ({e})") from None
+    ex.finish()
+
+
+def extract_archive(path: Path, dest: Path) -> str:
+    """Extracts the archive at `path` by its contents (not its name); returns the format found."""
+    with open(path, "rb") as f:
+        magic = f.read(4)
+        f.seek(0)
+        if magic == _ZIP_MAGIC:
+            fmt = "zip"
+        elif magic == _ZSTD_MAGIC:
+            with zstandard.ZstdDecompressor().stream_reader(f) as reader:
+                extract_tar_stream(reader, dest, str(path))
+            return "tar.zst"
+        else:
+            extract_tar_stream(f, dest, str(path))
+            return "tar"
+    extract_zip(path, dest)
+    return fmt

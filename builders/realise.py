@@ -23,7 +23,7 @@ import trio
 
 from builders.base import BuildContext, Builder
 from builders.command import CommandBuilder
-from builders.errors import BuildError, SandboxUnavailable
+from builders.errors import BuildCancelled, BuildError, SandboxUnavailable
 from builders.fetch import FetchBuilder
 from builders.progress import PlainReporter, Reporter
 from builders.sandbox import sandbox_works
@@ -70,6 +70,10 @@ async def run_cancellable(fn: Callable[[threading.Event], T]) -> T:
         nursery.start_soon(watch)
         try:
             box.append(await trio.to_thread.run_sync(fn, cancel))
+        except BuildCancelled:
+            if cancel.is_set():  # we asked for it: surface the caller's own cancellation
+                await trio.lowlevel.checkpoint()
+            raise
         finally:
             nursery.cancel_scope.cancel()
     return box[0]

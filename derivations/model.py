@@ -5,8 +5,9 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
+from store.errors import InvalidStorePath
 from store.paths import StorePath, check_name
 
 _SHA256 = re.compile(r"[0-9a-f]{64}")
@@ -63,7 +64,10 @@ class Derivation(BaseModel):
     @field_validator("name")
     @classmethod
     def _name(cls, v: str) -> str:
-        return check_name(v)
+        try:
+            return check_name(v)
+        except InvalidStorePath as e:
+            raise ValueError(str(e)) from None
 
     @field_validator("outputs")
     @classmethod
@@ -76,9 +80,11 @@ class Derivation(BaseModel):
             raise ValueError("outputs must be distinct lower-case names, at least one")
         return tuple(sorted(v))
 
-    def model_post_init(self, _context: Any) -> None:
+    @model_validator(mode="after")
+    def _fixed_has_one_output(self) -> Derivation:
         if self.fixed_output is not None and self.outputs != ("out",):
             raise ValueError("a fixed-output derivation has exactly one output, 'out'")
+        return self
 
     def dep(self, output: str = "out") -> DrvInput:
         """This derivation's `output` as an input of another."""

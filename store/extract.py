@@ -125,11 +125,18 @@ class _Extractor:
                 os.unlink(self._path(rel))
                 self.files.discard(rel)
             os.symlink(target, self._path(rel))
-        for rel, target in self.symlinks.items():
-            if not symlink_stays_inside(self.dest, rel, target):
-                raise ArchiveError(
-                    f"{self.archive} has a symlink {rel!r} -> {target!r} that leads outside it"
-                )
+        escaping = [
+            (rel, target)
+            for rel, target in self.symlinks.items()
+            if not symlink_stays_inside(self.dest, rel, target)
+        ]
+        if escaping:
+            for rel in self.symlinks:  # leave no link that leads out, even in a temp dir
+                os.unlink(self._path(rel))
+            rel, target = escaping[0]
+            raise ArchiveError(
+                f"{self.archive} has a symlink {rel!r} -> {target!r} that leads outside it"
+            )
 
 
 def _kind(mode: int) -> str:
@@ -183,7 +190,7 @@ def extract_zip(path: Path, dest: Path) -> None:
                     ex.symlink(info.filename, zf.read(info).decode("utf-8", "strict"))
                 elif info.is_dir():
                     ex.directory(info.filename)
-                elif mode and not stat.S_ISREG(mode):
+                elif stat.S_IFMT(mode) not in (0, stat.S_IFREG):
                     raise ArchiveError(f"{archive} has {info.filename!r}, {_kind(mode)}")
                 else:
                     with zf.open(info) as data:

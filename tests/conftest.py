@@ -1,0 +1,140 @@
+"""Shared fixtures: a fresh store, the CLI as a subprocess, a loopback HTTP server, busybox."""
+
+from __future__ import annotations
+
+import http.server
+import os
+import shutil
+import subprocess
+import sys
+import threading
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from store.local import Store
+from store.paths import StorePath
+
+REPO = Path(__file__).resolve().parent.parent
+BUSYBOX = Path("/bin/busybox")
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[Store]:
+    s = Store(tmp_path / "store")
+    yield s
+    s.close()
+
+
+@dataclass
+class CogResult:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+@pytest.fixture
+def cog(store: Store) -> Callable[..., CogResult]:
+    """Runs the real `cog` command against the test's store."""
+
+    def run(*args: str, env: dict[str, str] | None = None, input: bytes | None = None) -> CogResult:
+        full_env = {**os.environ, "COG_STORE_DIR": str(store.root), **(env or {})}
+        proc = subprocess.run(
+            [sys.executable, "-m", "cog.cli.main", *args],
+            env=full_env,
+            capture_output=True,
+            input=input,
+            timeout=300,
+            cwd=REPO,
+        )
+        return CogResult(proc.returncode, proc.stdout.decode(), proc.stderr.decode())
+
+    return run
+
+
+@dataclass
+class LoopbackServer:
+    """A real HTTP server on 127.0.0.1: serves `files`, counts requests, can fail on purpose."""
+
+    files: dict[str, bytes] = field(default_factory=dict)
+    failures: dict[str, list[int]] = field(default_factory=dict)  # path -> statuses to return first
+    hits: Counter[str] = field(default_factory=Counter)
+    port: int = 0
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.port}/{path.lstrip('/')}"
+
+
+@pytest.fixture
+def http_server() -> Iterator[LoopbackServer]:
+    state = LoopbackServer()
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            path = self.path.lstrip("/")
+            state.hits[path] += 1
+            pending = state.failures.get(path)
+            if pending:
+                self.send_response(pending.pop(0))
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
+            body = state.files.get(path)
+            if body is None:
+                self.send_response(404)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    state.port = server.server_address[1]
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield state
+    server.shutdown()
+    server.server_close()
+
+
+def require_tool(name: str) -> str:
+    """A component the tests need: missing is a failure, never a skip."""
+    path = shutil.which(name)
+    if path is None:
+        pytest.fail(f"{name} is required by this test; `make test` installs it")
+    return path
+
+
+@pytest.fixture
+def busybox(store: Store, tmp_path: Path) -> StorePath:
+    """A static busybox added to the store: a self-contained toolbox for sandboxed builders."""
+    require_tool("bwrap")
+    if not BUSYBOX.exists():
+        pytest.fail("/bin/busybox (Debian busybox-static) is required; `make test` installs it")
+    tree = tmp_path / "busybox-tree" / "bin"
+    tree.mkdir(parents=True)
+    shutil.copy(BUSYBOX, tree / "busybox")
+    return store.add(tree.parent, "busybox")
+
+
+def make_tree(root: Path, files: dict[str, bytes | str], modes: dict[str, int] | None = None) -> Path:
+    """Creates files (and their directories) under root; a str value starting '->' is a symlink."""
+    root.mkdir(parents=True, exist_ok=True)
+    for rel, content in files.items():
+        path = root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if isinstance(content, str) and content.startswith("->"):
+            os.symlink(content[2:], path)
+        else:
+            path.write_bytes(content.encode() if isinstance(content, str) else content)
+    for rel, mode in (modes or {}).items():
+        os.chmod(root / rel, mode)
+    return root

@@ -1,0 +1,182 @@
+"""The canonical archive: same tree, same path; any content change, another path."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import socket
+import stat
+import tarfile
+from pathlib import Path
+
+import blake3
+import pytest
+
+from store.archive import NAR_PREFIX, archive_stream
+from store.errors import ArchiveError
+from store.local import Store
+from tests.conftest import make_tree
+
+FILES: dict[str, bytes | str] = {
+    "predict.py": "print('hi')\n",
+    "bin/run": "#!/bin/sh\necho run\n",
+    "weights/a.bin": os.urandom(300_000),
+    "deep/er/still/x.txt": "x" * 5000,
+    "link": "->predict.py",
+    "deep/up": "->../bin/run",
+    "n" * 150: "long name needs a PAX header",
+}
+
+
+def build_tree(root: Path, order: list[str], umask: int) -> Path:
+    old = os.umask(umask)
+    try:
+        root.mkdir(parents=True)
+        (root / "empty").mkdir()
+        for rel in order:
+            make_tree(root, {rel: FILES[rel]})
+        os.chmod(root / "bin/run", 0o700 if umask == 0o077 else 0o755)
+    finally:
+        os.umask(old)
+    return root
+
+
+def test_same_tree_gives_same_path_whatever_mtimes_owners_umask_and_order(tmp_path: Path) -> None:
+    a = build_tree(tmp_path / "a" / "model", list(FILES), 0o022)
+    b = build_tree(tmp_path / "b" / "model", list(reversed(FILES)), 0o077)
+    for dirpath, dirs, files in os.walk(b):
+        for name in dirs + files:
+            p = os.path.join(dirpath, name)
+            os.utime(p, (1_000_000, 1_000_000), follow_symlinks=False)
+            os.lchown(p, 1234, 4321)
+    os.utime(b / "predict.py", (2_000_000_000, 2_000_000_000))
+    s1, s2 = Store(tmp_path / "s1"), Store(tmp_path / "s2")
+    p1, p2 = s1.add(a), s2.add(b)
+    assert p1 == p2
+    assert s1.info(p1).tar_sha256 == s2.info(p2).tar_sha256
+    assert s1.info(p1).nar_hash == s2.info(p2).nar_hash
+
+
+@pytest.mark.parametrize(
+    "change",
+    ["content", "exec-bit", "symlink-target", "rename", "empty-dir", "hardlink-to-copy-same"],
+)
+def test_any_content_change_gives_another_path(tmp_path: Path, change: str) -> None:
+    base = build_tree(tmp_path / "base" / "model", list(FILES), 0o022)
+    other = build_tree(tmp_path / "other" / "model", list(FILES), 0o022)
+    if change == "content":
+        (other / "deep/er/still/x.txt").write_text("x" * 4999 + "y")
+    elif change == "exec-bit":
+        os.chmod(other / "predict.py", 0o755)
+    elif change == "symlink-target":
+        os.unlink(other / "link")
+        os.symlink("bin/run", other / "link")
+    elif change == "rename":
+        os.rename(other / "predict.py", other / "predict2.py")
+    elif change == "empty-dir":
+        (other / "empty" / "more").mkdir()
+    else:
+        # A hardlink is stored as a plain copy: same bytes, so the *same* path is expected here.
+        os.unlink(other / "weights/a.bin")
+        os.link(base / "weights/a.bin", other / "weights/a.bin")
+    s = Store(tmp_path / "s")
+    if change == "hardlink-to-copy-same":
+        assert s.add(base) == s.add(other)
+    else:
+        assert s.add(base) != s.add(other)
+
+
+def test_layer_form_is_a_valid_tar_at_the_store_path_and_hashes_match(store: Store, tmp_path: Path) -> None:
+    src = build_tree(tmp_path / "model", list(FILES), 0o022)
+    path = store.add(src)
+    info = store.info(path)
+    data = b"".join(archive_stream(store.real_path(path), path.layer_prefix))
+    assert len(data) == info.tar_size
+    assert hashlib.sha256(data).hexdigest() == info.tar_sha256
+    nar = b"".join(archive_stream(store.real_path(path), NAR_PREFIX))
+    assert blake3.blake3(nar).hexdigest() == info.nar_hash
+    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+        members = tar.getmembers()
+        names = [m.name for m in members]
+        assert names[:3] == ["cog", "cog/store", f"cog/store/{path.base}"]
+        assert all(m.mtime == 0 and m.uid == 0 and m.gid == 0 and m.uname == "" for m in members)
+        by_name = {m.name.removeprefix(f"cog/store/{path.base}/"): m for m in members}
+        assert by_name["bin/run"].mode == 0o755
+        assert by_name["predict.py"].mode == 0o644
+        assert by_name["empty"].isdir() and by_name["empty"].mode == 0o755
+        assert by_name["link"].issym() and by_name["link"].linkname == "predict.py"
+        assert tar.extractfile(by_name["n" * 150]).read() == b"long name needs a PAX header"  # type: ignore[union-attr]
+        assert tar.extractfile(by_name["weights/a.bin"]).read() == FILES["weights/a.bin"]  # type: ignore[union-attr]
+
+
+def test_store_contents_are_read_only(store: Store, tmp_path: Path) -> None:
+    path = store.add(build_tree(tmp_path / "m", list(FILES), 0o022))
+    real = store.real_path(path)
+    assert stat.S_IMODE(os.stat(real).st_mode) == 0o555
+    assert stat.S_IMODE(os.stat(real / "predict.py").st_mode) == 0o444
+    assert stat.S_IMODE(os.stat(real / "bin/run").st_mode) == 0o555
+
+
+def test_format_is_stable(store: Store, tmp_path: Path) -> None:
+    """The bytes of the archive must not drift between versions of this code or of Python:
+    every store path and image digest depends on them. Update only with a builder version bump."""
+    src = make_tree(tmp_path / "fixed", {"a.txt": "hello\n", "sub/b": "->../a.txt"}, {"a.txt": 0o755})
+    path = store.add(src)
+    # The same archive written independently by tarfile's own writer.
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for name, kind, mode, data, link in [
+            (".", tarfile.DIRTYPE, 0o755, b"", ""),
+            ("./a.txt", tarfile.REGTYPE, 0o755, b"hello\n", ""),
+            ("./sub", tarfile.DIRTYPE, 0o755, b"", ""),
+            ("./sub/b", tarfile.SYMTYPE, 0o777, b"", "../a.txt"),
+        ]:
+            info = tarfile.TarInfo(name)
+            info.type, info.mode, info.size, info.linkname = kind, mode, len(data), link
+            info.mtime, info.uname, info.gname = 0, "", ""
+            tar.addfile(info, io.BytesIO(data) if data else None)
+    assert store.info(path).nar_hash == blake3.blake3(buf.getvalue()).hexdigest()
+    assert store.info(path).nar_hash == GOLDEN_NAR_HASH
+
+
+GOLDEN_NAR_HASH = "002f0bd47274b983c802902a19b6034185b8d9b72e6d21f53849fd9015958047"
+
+
+@pytest.mark.parametrize("kind", ["fifo", "socket", "device", "absolute-link", "escaping-link", "chained-escape"])
+def test_unstorable_entries_are_rejected(store: Store, tmp_path: Path, kind: str) -> None:
+    src = make_tree(tmp_path / "bad", {"ok.txt": "fine", "d/x": "x"})
+    if kind == "fifo":
+        os.mkfifo(src / "pipe")
+    elif kind == "socket":
+        sock = socket.socket(socket.AF_UNIX)
+        sock.bind(str(src / "sock"))
+    elif kind == "device":
+        os.mknod(src / "null", stat.S_IFCHR | 0o600, os.makedev(1, 3))
+    elif kind == "absolute-link":
+        os.symlink("/etc/passwd", src / "pw")
+    elif kind == "escaping-link":
+        os.symlink("../../outside", src / "d/out")
+    else:
+        os.symlink("..", src / "d/up")  # harmless alone: points at the root
+        os.symlink("d/up/..", src / "esc")  # but through it, one level above the root
+    with pytest.raises(ArchiveError) as err:
+        store.add(src)
+    assert str(src) in str(err.value)
+    assert store.db.all_paths() == []
+    assert list(store.tmp.iterdir()) == []
+
+
+def test_links_into_the_store_are_allowed_and_become_references(store: Store, tmp_path: Path) -> None:
+    dep = store.add(make_tree(tmp_path / "dep", {"lib.so": "lib"}))
+    out = make_tree(tmp_path / "out", {"lib": f"->{dep}/lib.so"})
+    with store.temp_dir() as tmp:
+        import shutil
+
+        shutil.copytree(out, tmp / "tree", symlinks=True)
+        from store.paths import StorePath
+
+        target = StorePath.make("output:out", "0" * 64, "thing")
+        with store.output_lock(target):
+            info = store.install(tmp / "tree", target, scan=[dep])
+    assert info.references == (dep,)

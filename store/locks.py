@@ -101,7 +101,7 @@ def stale_temp_dirs(parent: Path) -> list[Path]:
         lock = FileLock(parent / f"{entry.name}.lock")
         if lock.acquire(blocking=False):
             lock.release()
-            stale.append(entry)
+            stale += [entry, lock.path]
     for entry in parent.glob("*.lock"):
         if not (parent / entry.stem).exists():
             lock = FileLock(entry)

@@ -125,7 +125,9 @@ def busybox(store: Store, tmp_path: Path) -> StorePath:
     return store.add(tree.parent, "busybox")
 
 
-def make_tree(root: Path, files: dict[str, bytes | str], modes: dict[str, int] | None = None) -> Path:
+def make_tree(
+    root: Path, files: dict[str, bytes | str], modes: dict[str, int] | None = None
+) -> Path:
     """Creates files (and their directories) under root; a str value starting '->' is a symlink."""
     root.mkdir(parents=True, exist_ok=True)
     for rel, content in files.items():

@@ -87,7 +87,9 @@ def test_any_content_change_gives_another_path(tmp_path: Path, change: str) -> N
         assert s.add(base) != s.add(other)
 
 
-def test_layer_form_is_a_valid_tar_at_the_store_path_and_hashes_match(store: Store, tmp_path: Path) -> None:
+def test_layer_form_is_a_valid_tar_at_the_store_path_and_hashes_match(
+    store: Store, tmp_path: Path
+) -> None:
     src = build_tree(tmp_path / "model", list(FILES), 0o022)
     path = store.add(src)
     info = store.info(path)
@@ -121,7 +123,9 @@ def test_store_contents_are_read_only(store: Store, tmp_path: Path) -> None:
 def test_format_is_stable(store: Store, tmp_path: Path) -> None:
     """The bytes of the archive must not drift between versions of this code or of Python:
     every store path and image digest depends on them. Update only with a builder version bump."""
-    src = make_tree(tmp_path / "fixed", {"a.txt": "hello\n", "sub/b": "->../a.txt"}, {"a.txt": 0o755})
+    src = make_tree(
+        tmp_path / "fixed", {"a.txt": "hello\n", "sub/b": "->../a.txt"}, {"a.txt": 0o755}
+    )
     path = store.add(src)
     # The same archive written independently by tarfile's own writer.
     buf = io.BytesIO()
@@ -143,7 +147,9 @@ def test_format_is_stable(store: Store, tmp_path: Path) -> None:
 GOLDEN_NAR_HASH = "002f0bd47274b983c802902a19b6034185b8d9b72e6d21f53849fd9015958047"
 
 
-@pytest.mark.parametrize("kind", ["fifo", "socket", "device", "absolute-link", "escaping-link", "chained-escape"])
+@pytest.mark.parametrize(
+    "kind", ["fifo", "socket", "device", "absolute-link", "escaping-link", "chained-escape"]
+)
 def test_unstorable_entries_are_rejected(store: Store, tmp_path: Path, kind: str) -> None:
     src = make_tree(tmp_path / "bad", {"ok.txt": "fine", "d/x": "x"})
     if kind == "fifo":
@@ -167,7 +173,9 @@ def test_unstorable_entries_are_rejected(store: Store, tmp_path: Path, kind: str
     assert list(store.tmp.iterdir()) == []
 
 
-def test_links_into_the_store_are_allowed_and_become_references(store: Store, tmp_path: Path) -> None:
+def test_links_into_the_store_are_allowed_and_become_references(
+    store: Store, tmp_path: Path
+) -> None:
     dep = store.add(make_tree(tmp_path / "dep", {"lib.so": "lib"}))
     out = make_tree(tmp_path / "out", {"lib": f"->{dep}/lib.so"})
     with store.temp_dir() as tmp:

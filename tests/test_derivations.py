@@ -20,7 +20,10 @@ def graph(url: str, version: str = "1") -> Derivation:
     src = fetch_derivation("src.tar.gz", url, SHA)
     tree = unpack_derivation("src", src.dep())
     return Derivation(
-        name="app", builder="command", builder_version=version, inputs={"tree": tree.dep()},
+        name="app",
+        builder="command",
+        builder_version=version,
+        inputs={"tree": tree.dep()},
         args={"argv": ["/bin/true"]},
     )
 
@@ -39,8 +42,14 @@ def test_a_different_fixed_hash_or_builder_version_changes_every_dependent_path(
     base = graph("http://x/src.tar.gz")
     assert output_path(base) != output_path(graph("http://x/src.tar.gz", version="2"))
     other = Derivation(
-        name="app", builder="command", builder_version="1",
-        inputs={"tree": unpack_derivation("src", fetch_derivation("src.tar.gz", "http://x", "cd" * 32).dep()).dep()},
+        name="app",
+        builder="command",
+        builder_version="1",
+        inputs={
+            "tree": unpack_derivation(
+                "src", fetch_derivation("src.tar.gz", "http://x", "cd" * 32).dep()
+            ).dep()
+        },
         args={"argv": ["/bin/true"]},
     )
     assert output_path(base) != output_path(other)
@@ -49,7 +58,9 @@ def test_a_different_fixed_hash_or_builder_version_changes_every_dependent_path(
 def test_args_and_env_are_part_of_the_hash() -> None:
     a = command_derivation("x", ["/bin/true"], {}, env={"A": "1"})
     assert output_path(a) != output_path(command_derivation("x", ["/bin/true"], {}, env={"A": "2"}))
-    assert output_path(a) != output_path(command_derivation("x", ["/bin/false"], {}, env={"A": "1"}))
+    assert output_path(a) != output_path(
+        command_derivation("x", ["/bin/false"], {}, env={"A": "1"})
+    )
 
 
 def test_drv_files_are_written_and_read_back(store: Store) -> None:
@@ -69,4 +80,10 @@ def test_invalid_derivations_are_refused() -> None:
     with pytest.raises(ValidationError):
         Derivation(name="../evil", builder="command", builder_version="1")
     with pytest.raises(ValidationError):
-        Derivation(name="x", builder="fetch", builder_version="1", outputs=("out", "dev"), fixed_output={"sha256": SHA})
+        Derivation(
+            name="x",
+            builder="fetch",
+            builder_version="1",
+            outputs=("out", "dev"),
+            fixed_output={"sha256": SHA},
+        )

@@ -29,7 +29,9 @@ def tar_bytes(members: list[tuple[tarfile.TarInfo, bytes]]) -> bytes:
     return buf.getvalue()
 
 
-def entry(name: str, kind: bytes = tarfile.REGTYPE, link: str = "", mode: int = 0o644) -> tarfile.TarInfo:
+def entry(
+    name: str, kind: bytes = tarfile.REGTYPE, link: str = "", mode: int = 0o644
+) -> tarfile.TarInfo:
     info = tarfile.TarInfo(name)
     info.type, info.linkname, info.mode = kind, link, mode
     if kind in (tarfile.CHRTYPE, tarfile.BLKTYPE):
@@ -103,7 +105,10 @@ MALICIOUS: dict[str, tuple[str, bytes]] = {
         tar_bytes([(entry("link", tarfile.SYMTYPE, ".."), b""), (entry("link/evil"), b"x")]),
     ),
     "tar-symlink-out": ("tar", tar_bytes([(entry("out", tarfile.SYMTYPE, "../../../etc"), b"")])),
-    "tar-symlink-absolute": ("tar", tar_bytes([(entry("pw", tarfile.SYMTYPE, "/etc/passwd"), b"")])),
+    "tar-symlink-absolute": (
+        "tar",
+        tar_bytes([(entry("pw", tarfile.SYMTYPE, "/etc/passwd"), b"")]),
+    ),
     "tar-symlink-chain": (
         "gz",
         tar_bytes(
@@ -114,8 +119,14 @@ MALICIOUS: dict[str, tuple[str, bytes]] = {
             ]
         ),
     ),
-    "tar-hardlink-absolute": ("tar", tar_bytes([(entry("pw", tarfile.LNKTYPE, "/etc/passwd"), b"")])),
-    "tar-hardlink-dotdot": ("tar", tar_bytes([(entry("h", tarfile.LNKTYPE, "../outside.txt"), b"")])),
+    "tar-hardlink-absolute": (
+        "tar",
+        tar_bytes([(entry("pw", tarfile.LNKTYPE, "/etc/passwd"), b"")]),
+    ),
+    "tar-hardlink-dotdot": (
+        "tar",
+        tar_bytes([(entry("h", tarfile.LNKTYPE, "../outside.txt"), b"")]),
+    ),
     "tar-char-device": ("tar", tar_bytes([(entry("null", tarfile.CHRTYPE), b"")])),
     "tar-fifo": ("tar", tar_bytes([(entry("pipe", tarfile.FIFOTYPE), b"")])),
     "zip-dotdot": ("tar", zip_bytes([("../evil", stat.S_IFREG | 0o644, b"x")])),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import hashlib
 import io
@@ -69,7 +70,9 @@ async def test_fetch_retries_transient_errors_and_falls_back_to_mirrors(
     data = b"payload" * 1000
     http_server.files["good/f"] = data
     http_server.failures["good/f"] = [500, 503]
-    drv = fetch_derivation("f", [http_server.url("missing/f"), http_server.url("good/f")], sha(data))
+    drv = fetch_derivation(
+        "f", [http_server.url("missing/f"), http_server.url("good/f")], sha(data)
+    )
     [outs] = await Realiser(store).realise([drv])
     assert store.real_path(outs["out"]).read_bytes() == data
     assert http_server.hits["missing/f"] == 1  # a 404 is not retried
@@ -78,7 +81,9 @@ async def test_fetch_retries_transient_errors_and_falls_back_to_mirrors(
 
 async def test_fetch_from_file_url(store: Store, tmp_path: Path) -> None:
     (tmp_path / "local.bin").write_bytes(b"local bytes")
-    drv = fetch_derivation("local.bin", f"file://{tmp_path}/local.bin", sha(b"local bytes"), executable=True)
+    drv = fetch_derivation(
+        "local.bin", f"file://{tmp_path}/local.bin", sha(b"local bytes"), executable=True
+    )
     [outs] = await Realiser(store).realise([drv])
     assert store.real_path(outs["out"]).read_bytes() == b"local bytes"
     assert os.stat(store.real_path(outs["out"])).st_mode & 0o111
@@ -93,7 +98,11 @@ async def test_hash_mismatch_names_url_expected_and_actual_and_registers_nothing
     with pytest.raises(HashMismatch) as err:
         await Realiser(store).realise([drv])
     message = str(err.value)
-    assert http_server.url("f") in message and expected in message and sha(b"the real bytes") in message
+    assert (
+        http_server.url("f") in message
+        and expected in message
+        and sha(b"the real bytes") in message
+    )
     assert not store.is_valid(output_path(drv))
     assert not store.real_path(output_path(drv)).exists()
     assert list(store.tmp.iterdir()) == []
@@ -105,7 +114,9 @@ async def test_sandboxed_build_runs_in_an_empty_world(store: Store, busybox: Sto
         "$bb ls / | $bb sort > $out/root; $bb ls /cog/store > $out/store;"
         "$bb ln -s $bb $out/bin/busybox; echo built-ok"
     )
-    drv = command_derivation("probe", sh(busybox, script), bb_input(busybox), env={"GREETING": "hi"})
+    drv = command_derivation(
+        "probe", sh(busybox, script), bb_input(busybox), env={"GREETING": "hi"}
+    )
     [outs] = await Realiser(store).realise([drv])
     out = store.real_path(outs["out"])
     env = dict(line.split("=", 1) for line in (out / "env").read_text().splitlines())
@@ -128,10 +139,8 @@ async def test_sandbox_has_no_network(store: Store, busybox: StorePath) -> None:
     accepted: list[object] = []
 
     def accept() -> None:
-        try:
+        with contextlib.suppress(OSError):
             accepted.append(listener.accept())
-        except OSError:
-            pass
 
     thread = threading.Thread(target=accept)
     thread.start()
@@ -148,7 +157,9 @@ async def test_sandbox_has_no_network(store: Store, busybox: StorePath) -> None:
     assert accepted == []
 
 
-async def test_sandbox_cannot_read_host_files(store: Store, busybox: StorePath, tmp_path: Path) -> None:
+async def test_sandbox_cannot_read_host_files(
+    store: Store, busybox: StorePath, tmp_path: Path
+) -> None:
     secret = tmp_path / "secret.txt"
     secret.write_text("top secret")
     other = store.add(secret)  # in the store, but not an input
@@ -165,12 +176,16 @@ async def test_sandbox_cannot_read_host_files(store: Store, busybox: StorePath, 
     assert "top secret" not in "".join((out / n).read_text() for n in "abc")
 
 
-async def test_missing_bwrap_is_refused_clearly(store: Store, busybox: StorePath, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_missing_bwrap_is_refused_clearly(
+    store: Store, busybox: StorePath, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import builders.sandbox
 
     monkeypatch.setattr(builders.sandbox, "bwrap_path", lambda: None)
     monkeypatch.setattr(builders.sandbox, "_checked", {})
-    drv = command_derivation("x", sh(busybox, "$busybox/bin/busybox touch $out/ok"), bb_input(busybox))
+    drv = command_derivation(
+        "x", sh(busybox, "$busybox/bin/busybox touch $out/ok"), bb_input(busybox)
+    )
     with pytest.raises(SandboxUnavailable, match="bubblewrap"):
         await Realiser(store).realise([drv])
     [outs] = await Realiser(store, sandbox=False).realise([drv])  # --no-sandbox: explicit opt-out
@@ -178,16 +193,22 @@ async def test_missing_bwrap_is_refused_clearly(store: Store, busybox: StorePath
 
 
 async def test_first_failure_stops_the_build_cleanly(store: Store, busybox: StorePath) -> None:
-    slow = command_derivation("slow", sh(busybox, "$busybox/bin/busybox sleep 30"), bb_input(busybox))
+    slow = command_derivation(
+        "slow", sh(busybox, "$busybox/bin/busybox sleep 30"), bb_input(busybox)
+    )
     bad = command_derivation("bad", sh(busybox, "echo oops; exit 3"), bb_input(busybox))
-    with trio.fail_after(20), pytest.raises(BuildError, match="bad.*status 3"):
+    with trio.fail_after(20), pytest.raises(BuildError, match=r"bad.*status 3"):
         await Realiser(store, jobs=2).realise([slow, bad])
     assert not store.is_valid(output_path(slow)) and not store.is_valid(output_path(bad))
     assert list(store.tmp.iterdir()) == []
 
 
-async def test_cancellation_kills_the_builder_and_leaves_nothing(store: Store, busybox: StorePath) -> None:
-    slow = command_derivation("slow", sh(busybox, "$busybox/bin/busybox sleep 30"), bb_input(busybox))
+async def test_cancellation_kills_the_builder_and_leaves_nothing(
+    store: Store, busybox: StorePath
+) -> None:
+    slow = command_derivation(
+        "slow", sh(busybox, "$busybox/bin/busybox sleep 30"), bb_input(busybox)
+    )
     with trio.move_on_after(1.5):
         await Realiser(store).realise([slow])
     assert not store.is_valid(output_path(slow))

@@ -18,7 +18,9 @@ from store.verify import verify_store
 from tests.conftest import make_tree
 
 
-def install_output(store: Store, tmp_path: Path, name: str, files: dict[str, bytes | str], scan: list[StorePath]) -> StorePath:
+def install_output(
+    store: Store, tmp_path: Path, name: str, files: dict[str, bytes | str], scan: list[StorePath]
+) -> StorePath:
     """Registers a tree as if a builder had produced it (input-addressed by `name`)."""
     path = StorePath.make("output:out", name.ljust(64, "0"), name)
     tree = make_tree(tmp_path / f"build-{name}", files)
@@ -48,7 +50,9 @@ def test_references_are_found_by_scanning(store: Store, chain: dict[str, StorePa
     assert store.closure([chain["image"]]) == [chain["lib"], chain["app"], chain["image"]]
 
 
-def test_gc_removes_exactly_what_no_root_reaches(store: Store, chain: dict[str, StorePath], tmp_path: Path) -> None:
+def test_gc_removes_exactly_what_no_root_reaches(
+    store: Store, chain: dict[str, StorePath], tmp_path: Path
+) -> None:
     store.add_root(chain["app"], "app")
     project_link = tmp_path / "project" / ".cog" / "image"
     store.add_indirect_root(project_link, chain["selfref"])
@@ -97,7 +101,9 @@ def test_verify_reports_a_missing_path(store: Store, chain: dict[str, StorePath]
     assert verify_store(store).corrupt == {chain["lonely"]: "missing from disk"}
 
 
-def test_export_import_round_trip_into_another_store(store: Store, chain: dict[str, StorePath], tmp_path: Path) -> None:
+def test_export_import_round_trip_into_another_store(
+    store: Store, chain: dict[str, StorePath], tmp_path: Path
+) -> None:
     stream = io.BytesIO()
     exported = export_paths(store, [chain["image"]], stream)
     assert exported == [chain["lib"], chain["app"], chain["image"]]
@@ -107,13 +113,17 @@ def test_export_import_round_trip_into_another_store(store: Store, chain: dict[s
     for p in exported:
         a, b = store.info(p), other.info(p)
         assert (a.nar_hash, a.tar_sha256, a.references) == (b.nar_hash, b.tar_sha256, b.references)
-    assert (other.real_path(chain["app"]) / "bin/app").read_text() == f"#!{chain['lib']}/libfoo.so\n"
+    assert (
+        other.real_path(chain["app"]) / "bin/app"
+    ).read_text() == f"#!{chain['lib']}/libfoo.so\n"
     assert verify_store(other).clean
     stream.seek(0)
     assert import_paths(other, stream) == exported  # idempotent
 
 
-def test_import_refuses_a_tampered_stream(store: Store, chain: dict[str, StorePath], tmp_path: Path) -> None:
+def test_import_refuses_a_tampered_stream(
+    store: Store, chain: dict[str, StorePath], tmp_path: Path
+) -> None:
     stream = io.BytesIO()
     export_paths(store, [chain["app"]], stream)
     data = stream.getvalue().replace(b"#!/cog/store", b"#!/cog/st0re")

@@ -144,6 +144,11 @@ class Realiser:
                     f"{node.drv.builder_version}, this cog has {builder.version}",
                     hint="regenerate the derivation with this version of cog",
                 )
+            if node.drv.outputs != ("out",):
+                raise BuildError(
+                    f"{node.path} declares outputs {', '.join(node.drv.outputs)}; builders "
+                    "produce one output, 'out', for now"
+                )
             if builder.runs_foreign_code and self.sandbox and not sandbox_works():
                 raise SandboxUnavailable(
                     f"{node.drv.name} runs foreign code and must be sandboxed, but bubblewrap is "

@@ -87,3 +87,18 @@ def test_invalid_derivations_are_refused() -> None:
             outputs=("out", "dev"),
             fixed_output={"sha256": SHA},
         )
+
+
+async def test_the_realiser_refuses_what_it_cannot_build(store: Store) -> None:
+    from builders.errors import BuildError
+    from builders.realise import Realiser
+
+    unknown = Derivation(name="x", builder="no-such-builder", builder_version="1")
+    with pytest.raises(BuildError, match="no-such-builder"):
+        await Realiser(store).realise([unknown])
+    stale = Derivation(name="x", builder="unpack", builder_version="0")
+    with pytest.raises(BuildError, match="version 0"):
+        await Realiser(store).realise([stale])
+    multi = Derivation(name="x", builder="unpack", builder_version="1", outputs=("out", "dev"))
+    with pytest.raises(BuildError, match="outputs dev, out"):
+        await Realiser(store).realise([multi])

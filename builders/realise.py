@@ -217,14 +217,10 @@ class Realiser:
         start = time.monotonic()
         try:
             await run_cancellable(lambda cancel: self._build_sync(node, log, cancel))
-        except BuildError as e:
+        except (StoreError, OSError) as e:
             self.reporter.failed(node.drv.name, str(e), str(log))
-            raise
-        except StoreError as e:
-            self.reporter.failed(node.drv.name, str(e), str(log))
-            raise BuildError(f"building {node.drv.name} failed: {e}", hint=f"see {log}") from None
-        except OSError as e:
-            self.reporter.failed(node.drv.name, str(e), str(log))
+            if isinstance(e, BuildError):
+                raise
             raise BuildError(f"building {node.drv.name} failed: {e}", hint=f"see {log}") from None
         self.built.append(node.path)
         self.reporter.finished(node.drv.name, time.monotonic() - start)

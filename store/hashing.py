@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import hashlib
 import queue
-import re
 import threading
 from collections.abc import Callable, Iterable
 
 import blake3
+
+from store.paths import hash_part_pattern
 
 BATCH = 1 << 20
 _QUEUE_DEPTH = 8
@@ -75,7 +76,7 @@ class ReferenceScanner:
         self.found: set[str] = set()
         self._tail = b""
         # A handful of needles: one fast substring search each; many: one regex pass.
-        self._pattern = re.compile(rb"[0-9a-df-np-sv-z]{32}") if len(self._remaining) > 16 else None
+        self._pattern = hash_part_pattern() if len(self._remaining) > 16 else None
 
     def feed(self, data: bytes) -> None:
         if not self._remaining:

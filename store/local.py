@@ -217,8 +217,8 @@ class Store:
     def roots(self) -> list[tuple[Path, StorePath | None]]:
         """Every link under gcroots/ and the valid path it keeps alive (None when stale)."""
         out = []
-        for dirpath, _dirs, files in os.walk(self.gcroots):
-            for f in sorted(files + _dirs):
+        for dirpath, dirs, files in os.walk(self.gcroots):
+            for f in sorted(files + dirs):
                 link = Path(dirpath) / f
                 if link.is_symlink():
                     out.append((link, self._resolve_root(link)))

@@ -142,3 +142,16 @@ def test_add_text_and_unknown_paths(store: Store, chain: dict[str, StorePath]) -
     assert store.add_text("x.drv", f'{{"src": "{chain["lib"]}"}}', [chain["lib"]]) == drv
     with pytest.raises(PathNotValid):
         store.info(StorePath.make("source", "nothing", "missing"))
+
+
+@pytest.mark.parametrize("candidates", [3, 40])  # substring search, and the regex pass for many
+def test_reference_scanner_finds_hashes_split_across_chunks(candidates: int) -> None:
+    from store.hashing import ReferenceScanner
+
+    paths = [StorePath.make("x", str(i), "n") for i in range(candidates)]
+    scanner = ReferenceScanner(p.hash for p in paths)
+    text = f"junk {paths[1]} more {paths[-1]}/bin".encode()
+    cut = text.index(paths[-1].hash.encode()) + 10  # a chunk boundary inside a hash
+    scanner.feed(text[:cut])
+    scanner.feed(text[cut:])
+    assert scanner.found == {paths[1].hash, paths[-1].hash}

@@ -144,18 +144,21 @@ def _walk(root: str, path: str, rel: str, st: os.stat_result) -> Iterator[Entry]
             child_rel = f"{rel}/{child.name}" if rel else child.name
             yield from _walk(root, child.path, child_rel, child.stat(follow_symlinks=False))
     else:
-        kind = (
-            "device"
-            if stat.S_ISBLK(mode) or stat.S_ISCHR(mode)
-            else "fifo"
-            if stat.S_ISFIFO(mode)
-            else "socket"
-            if stat.S_ISSOCK(mode)
-            else "special file"
-        )
         raise ArchiveError(
-            f"{path!r} is a {kind}; only regular files, directories and symlinks can be stored"
+            f"{path!r} is {describe_mode(mode)}; only regular files, directories and symlinks "
+            "can be stored"
         )
+
+
+def describe_mode(mode: int) -> str:
+    """What kind of unstorable file `mode` is, for error messages."""
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device file"
+    if stat.S_ISFIFO(mode):
+        return "a fifo"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    return "a special file"
 
 
 def tar_header(entry: Entry, prefix: str) -> bytes:

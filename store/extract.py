@@ -17,7 +17,7 @@ from typing import IO, BinaryIO
 
 import zstandard
 
-from store.archive import CHUNK, is_store_reference, symlink_stays_inside
+from store.archive import CHUNK, describe_mode, is_store_reference, symlink_stays_inside
 from store.errors import ArchiveError
 
 _ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
@@ -139,14 +139,11 @@ class _Extractor:
             )
 
 
-def _kind(mode: int) -> str:
-    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
-        return "a device file"
-    if stat.S_ISFIFO(mode):
-        return "a fifo"
-    if stat.S_ISSOCK(mode):
-        return "a socket"
-    return "a special file"
+_TAR_MODES = {
+    tarfile.CHRTYPE: stat.S_IFCHR,
+    tarfile.BLKTYPE: stat.S_IFBLK,
+    tarfile.FIFOTYPE: stat.S_IFIFO,
+}
 
 
 def extract_tar_stream(
@@ -168,11 +165,7 @@ def extract_tar_stream(
                 elif member.islnk():
                     ex.hardlink(member.name, member.linkname)
                 else:
-                    kind = (
-                        "a device file"
-                        if member.ischr() or member.isblk()
-                        else ("a fifo" if member.isfifo() else "a special file")
-                    )
+                    kind = describe_mode(_TAR_MODES.get(member.type, 0))
                     raise ArchiveError(f"{archive} has {member.name!r}, {kind}; refusing it")
     except tarfile.TarError as e:
         raise ArchiveError(f"{archive} is not a readable tar archive ({e})") from None
@@ -191,7 +184,7 @@ def extract_zip(path: Path, dest: Path) -> None:
                 elif info.is_dir():
                     ex.directory(info.filename)
                 elif stat.S_IFMT(mode) not in (0, stat.S_IFREG):
-                    raise ArchiveError(f"{archive} has {info.filename!r}, {_kind(mode)}")
+                    raise ArchiveError(f"{archive} has {info.filename!r}, {describe_mode(mode)}")
                 else:
                     with zf.open(info) as data:
                         ex.file(info.filename, data, bool(mode & 0o111))

@@ -166,8 +166,8 @@ class Realiser:
         gc_lock = FileLock(self.store.meta / "gc.lock", shared=True)
         await trio.to_thread.run_sync(gc_lock.acquire)
         try:
-            for node in nodes.values():
-                write_drv(self.store, node.drv)
+            for root in roots:
+                write_drv(self.store, root.drv)
             pending = [n for n in nodes.values() if not self._valid(n)]
             self._preflight(pending)
             for n in nodes.values():

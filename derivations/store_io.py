@@ -13,15 +13,19 @@ from store.paths import StorePath
 
 
 def write_drv(store: Store, drv: Derivation) -> StorePath:
-    """Writes `drv` and every derivation it depends on; returns its `.drv` path."""
+    """Writes `drv` and every derivation it depends on; returns its `.drv` path.
+
+    A valid `.drv` already has all its inputs valid (a path's references always are), so the
+    walk stops there: shared inputs of a large graph are visited once, not once per path to them.
+    """
+    expected = drv_path(drv)
+    if store.is_valid(expected):
+        return expected
     for inp in drv.inputs.values():
         if isinstance(inp, DrvInput):
             write_drv(store, inp.drv)
         elif not store.is_valid(StorePath.parse(inp.path)):
             raise DerivationError(f"{drv.name} needs {inp.path}, which is not in the store")
-    expected = drv_path(drv)
-    if store.is_valid(expected):
-        return expected
     written = store.add_text(expected.name, drv_text(drv), drv_references(drv))
     if written != expected:
         raise DerivationError(f"{drv.name}.drv was written to {written}, expected {expected}")

@@ -79,8 +79,7 @@ class RichReporter:
         self._describe()
 
     def substituted(self, name: str) -> None:
-        self.running.remove(name) if name in self.running else None
-        self.progress.advance(self.task)
+        self.progress.advance(self.task)  # never `started`: nothing to take off the list
 
     def failed(self, name: str, error: str, log: str) -> None:
         self.console.print(f"[red]failed[/] {name}: {error} [dim](log: {log})[/]")

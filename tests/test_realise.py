@@ -49,6 +49,17 @@ def bb_input(busybox: StorePath) -> dict[str, SrcInput]:
     return {"busybox": SrcInput(path=str(busybox))}
 
 
+async def run_sandboxed(
+    store: Store, busybox: StorePath, name: str, script: str, env: dict[str, str] | None = None
+) -> tuple[StorePath, Path]:
+    """Builds a busybox shell script (with `$bb` set) in the sandbox; returns its output."""
+    drv = command_derivation(
+        name, sh(busybox, f"bb=$busybox/bin/busybox; {script}"), bb_input(busybox), env=env
+    )
+    [outs] = await Realiser(store).realise([drv])
+    return outs["out"], store.real_path(outs["out"])
+
+
 async def test_fetch_and_unpack_from_loopback(store: Store, http_server: LoopbackServer) -> None:
     data = tarball({"pkg/hello.txt": b"hello"})
     http_server.files["pkg.tar.gz"] = data
@@ -110,23 +121,19 @@ async def test_hash_mismatch_names_url_expected_and_actual_and_registers_nothing
 
 async def test_sandboxed_build_runs_in_an_empty_world(store: Store, busybox: StorePath) -> None:
     script = (
-        "bb=$busybox/bin/busybox; $bb mkdir $out/bin; $bb env | $bb sort > $out/env;"
+        "$bb mkdir $out/bin; $bb env | $bb sort > $out/env;"
         "$bb ls / | $bb sort > $out/root; $bb ls /cog/store > $out/store;"
         "$bb ln -s $bb $out/bin/busybox; echo built-ok"
     )
-    drv = command_derivation(
-        "probe", sh(busybox, script), bb_input(busybox), env={"GREETING": "hi"}
-    )
-    [outs] = await Realiser(store).realise([drv])
-    out = store.real_path(outs["out"])
+    path, out = await run_sandboxed(store, busybox, "probe", script, env={"GREETING": "hi"})
     env = dict(line.split("=", 1) for line in (out / "env").read_text().splitlines())
-    assert env["GREETING"] == "hi" and env["out"] == str(outs["out"])
+    assert env["GREETING"] == "hi" and env["out"] == str(path)
     assert "SSL_CERT_FILE" not in env and "COG_STORE_DIR" not in env
     assert (out / "root").read_text().split() == ["build", "cog", "dev", "proc", "tmp"]
-    assert (out / "store").read_text().split() == sorted([busybox.base, outs["out"].base])
+    assert (out / "store").read_text().split() == sorted([busybox.base, path.base])
     # Found by scanning: busybox through the symlink, itself through `out=` in the env file.
-    assert store.info(outs["out"]).references == tuple(sorted([busybox, outs["out"]]))
-    log = store.logs / f"{store.info(outs['out']).deriver.rsplit('/', 1)[1]}.log"  # type: ignore[union-attr]
+    assert store.info(path).references == tuple(sorted([busybox, path]))
+    log = store.logs / f"{store.info(path).deriver.rsplit('/', 1)[1]}.log"  # type: ignore[union-attr]
     assert "built-ok" in log.read_text()
 
 
@@ -145,15 +152,13 @@ async def test_sandbox_has_no_network(store: Store, busybox: StorePath) -> None:
     thread = threading.Thread(target=accept)
     thread.start()
     script = (
-        f"bb=$busybox/bin/busybox; "
         f"if echo hi | $bb nc -w 2 127.0.0.1 {port}; then echo connected > $out/net;"
         f"else echo refused > $out/net; fi"
     )
-    drv = command_derivation("net-probe", sh(busybox, script), bb_input(busybox))
-    [outs] = await Realiser(store).realise([drv])
+    _, out = await run_sandboxed(store, busybox, "net-probe", script)
     thread.join()
     listener.close()
-    assert (store.real_path(outs["out"]) / "net").read_text().strip() == "refused"
+    assert (out / "net").read_text().strip() == "refused"
     assert accepted == []
 
 
@@ -164,13 +169,10 @@ async def test_sandbox_cannot_read_host_files(
     secret.write_text("top secret")
     other = store.add(secret)  # in the store, but not an input
     script = (
-        f"bb=$busybox/bin/busybox; "
         f"$bb cat {secret} > $out/a 2>&1; $bb cat /etc/passwd > $out/b 2>&1;"
         f"$bb cat {other} > $out/c 2>&1; echo done > $out/d"
     )
-    drv = command_derivation("read-probe", sh(busybox, script), bb_input(busybox))
-    [outs] = await Realiser(store).realise([drv])
-    out = store.real_path(outs["out"])
+    _, out = await run_sandboxed(store, busybox, "read-probe", script)
     for name in ("a", "b", "c"):
         assert "No such file" in (out / name).read_text()
     assert "top secret" not in "".join((out / n).read_text() for n in "abc")

@@ -64,7 +64,8 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
 
 
 def _path(store: Store, text: str) -> StorePath:
-    return store.parse(str(Path(text).absolute()) if text.startswith(".") else text)
+    """A path given by its logical name, or by a (possibly relative) physical one."""
+    return store.parse(text if text.startswith("/") else str(Path(text).absolute()))
 
 
 def cmd_add(args: argparse.Namespace, store: Store) -> int:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import ssl
 import time
 import urllib.parse
 from pathlib import Path
@@ -18,6 +17,7 @@ import httpx
 
 from builders.base import BuildContext
 from builders.errors import BuildError
+from derivations.downloads import ssl_context
 from derivations.model import Derivation, FixedOutput
 from store.errors import HashMismatch
 
@@ -32,13 +32,6 @@ class _Transient(Exception):
 
 class _Permanent(Exception):
     pass
-
-
-def ssl_context() -> ssl.SSLContext:
-    return ssl.create_default_context(
-        cafile=os.environ.get("SSL_CERT_FILE") or None,
-        capath=os.environ.get("SSL_CERT_DIR") or None,
-    )
 
 
 def fetch_derivation(

@@ -26,6 +26,7 @@ from builders.command import CommandBuilder
 from builders.errors import BuildCancelled, BuildError, SandboxUnavailable
 from builders.fetch import FetchBuilder
 from builders.progress import PlainReporter, Reporter
+from builders.rootfs import RootfsBuilder
 from builders.sandbox import sandbox_works
 from builders.unpack import UnpackBuilder
 from derivations.hashing import drv_path, output_path, output_paths
@@ -43,7 +44,7 @@ T = TypeVar("T")
 
 
 def default_builders() -> dict[str, Builder]:
-    return {b.kind: b for b in (FetchBuilder(), UnpackBuilder(), CommandBuilder())}
+    return {b.kind: b for b in (FetchBuilder(), UnpackBuilder(), CommandBuilder(), RootfsBuilder())}
 
 
 @dataclass(eq=False)

@@ -56,7 +56,9 @@ def bwrap_argv(ctx: BuildContext, argv: Sequence[str], rootfs: Path | None = Non
     cmd = [exe, "--unshare-all", "--die-with-parent", "--new-session", "--hostname", "localhost"]
     if rootfs is not None:
         cmd += ["--ro-bind", str(rootfs), "/"]
-    cmd += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", "--dir", STORE_DIR]
+    cmd += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
+    # Over a read-only root the store's mount points need a writable layer of their own.
+    cmd += ["--tmpfs" if rootfs is not None else "--dir", STORE_DIR]
     for path in ctx.closure:
         cmd += ["--ro-bind", str(ctx.store.real_path(path)), str(path)]
     ctx.out.mkdir()

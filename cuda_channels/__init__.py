@@ -1,4 +1,21 @@
-"""Channels: pinned, versioned data (CUDA/torch compatibility, Python sources, OS package sets).
+"""Channels: pinned, versioned data (Debian archives, base package sets, Python sources)."""
 
-Empty until the channels issue lands; the package exists so the layout matches DESIGN.md.
-"""
+from cuda_channels.channel import (
+    DEFAULT_CHANNEL,
+    Archive,
+    Channel,
+    ChannelError,
+    PythonSource,
+    available,
+    load,
+)
+
+__all__ = [
+    "DEFAULT_CHANNEL",
+    "Archive",
+    "Channel",
+    "ChannelError",
+    "PythonSource",
+    "available",
+    "load",
+]

@@ -7,6 +7,7 @@ import sys
 import traceback
 from collections.abc import Callable
 
+from cuda_channels.channel import ChannelError
 from store.errors import StoreError
 
 
@@ -20,7 +21,7 @@ def run_guarded(fn: Callable[[], int]) -> int:
     except KeyboardInterrupt:
         print("interrupted; nothing partial was kept", file=sys.stderr)
         return 130
-    except StoreError as e:
+    except (StoreError, ChannelError) as e:
         print(f"error: {e}", file=sys.stderr)
         if e.hint:
             print(f"hint: {e.hint}", file=sys.stderr)

@@ -1,0 +1,275 @@
+"""Root layers from .deb files: unpacked in Python, configured without maintainer scripts.
+
+A root layer is a store path holding a tree that goes at `/`. Its .debs are unpacked in a
+fixed order (by package name) with Debian's merged /usr applied (`bin/x` lands in `usr/bin/x`
+under a `bin -> usr/bin` link), absolute symlinks made relative so the tree is self-contained,
+and nothing of dpkg run. What a working userland needs from maintainer scripts is produced
+here, deterministically:
+
+- `/etc/passwd`, `/etc/group` from base-passwd's master files, plus a `cog` user (uid 1000);
+- the CA bundle `/etc/ssl/certs/ca-certificates.crt` (and its `.pem` links), from
+  ca-certificates' certificates in name order, as update-ca-certificates would write it;
+- `/usr/bin/python3` and `/usr/bin/python` links to a Debian interpreter;
+- `/var/lib/dpkg/status`, so tools that read it see every package of the stack;
+- `/etc/ld.so.cache`, by the layer's own `ldconfig` run in the sandbox over the merged view of
+  the layers below and this one (an upper layer's cache replaces the lower one's).
+
+Layers stack: the base set has no lower layer; the model's system packages sit on the base, so
+adding one system package never rebuilds the base.
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+import re
+import shutil
+import tarfile
+from collections.abc import Sequence
+from pathlib import Path
+
+from debian.debfile import DebError, DebFile
+
+from builders import alternatives
+from builders.base import BuildContext
+from builders.errors import BuildError, SandboxUnavailable
+from builders.fetch import fetch_derivation
+from builders.rootview import merge_view
+from builders.sandbox import run_command
+from derivations.apt.pins import DebPin
+from derivations.model import Derivation, DrvInput, SrcInput
+
+MERGED_USR = ("bin", "sbin", "lib", "lib32", "lib64", "libx32")
+USR_LINKS = {"amd64": ("bin", "sbin", "lib", "lib64"), "arm64": ("bin", "sbin", "lib")}
+COG_UID = 1000
+STATUS = "var/lib/dpkg/status"
+
+
+def deb_derivation(pin: DebPin) -> Derivation:
+    return fetch_derivation(pin.file_name, list(pin.urls), pin.sha256)
+
+
+def root_layer_derivation(
+    name: str, pins: Sequence[DebPin], arch: str, lower: Derivation | None = None
+) -> Derivation:
+    """A root layer of `pins` (any order; unpacked by name) on top of `lower`, if any."""
+    ordered = sorted(pins, key=lambda p: p.name)
+    inputs: dict[str, DrvInput | SrcInput] = {
+        f"deb-{i:04d}": deb_derivation(p).dep() for i, p in enumerate(ordered)
+    }
+    if lower is not None:
+        inputs["lower"] = lower.dep()
+    return Derivation(
+        name=name,
+        builder=RootfsBuilder.kind,
+        builder_version=RootfsBuilder.version,
+        inputs=inputs,
+        args={"packages": [p.name for p in ordered], "arch": arch},
+    )
+
+
+class RootfsBuilder:
+    kind = "rootfs"
+    version = "1"  # bump whenever the bytes of a layer change
+    runs_foreign_code = True  # ldconfig from the packages themselves
+
+    def build(self, ctx: BuildContext) -> None:
+        if not ctx.sandbox:
+            raise SandboxUnavailable(
+                f"{ctx.drv.name} runs the layer's own ldconfig, which needs the sandbox",
+                hint="install bubblewrap and build without --no-sandbox",
+            )
+        arch: str = ctx.drv.args["arch"]
+        lower = ctx.inputs.get("lower")
+        tree = ctx.scratch / "root"
+        tree.mkdir()
+        if lower is None:
+            for link in USR_LINKS.get(arch, ("bin", "sbin", "lib")):
+                (tree / "usr" / link).mkdir(parents=True, exist_ok=True)
+                os.symlink(f"usr/{link}", tree / link)
+        controls: list[str] = []
+        offered: list[alternatives.Alternative] = []
+        debs = sorted(role for role in ctx.inputs if role.startswith("deb-"))
+        for role in debs:
+            ctx.check_cancelled()
+            control, postinst = unpack_deb(ctx.inputs[role], tree, ctx)
+            controls.append(control)
+            found, skipped = alternatives.parse_postinst(postinst)
+            offered += found
+            for call in skipped:
+                ctx.say(f"{ctx.input_paths[role].name}: skipped {call}")
+        ctx.say(f"unpacked {len(debs)} packages")
+        for alt in alternatives.apply(tree, lower, offered):
+            ctx.say(f"alternative {alt.name}: {alt.link} -> {alt.path}")
+        if lower is None:
+            write_accounts(tree)
+        write_ca_bundle(tree)
+        link_python(tree, lower)
+        write_status(tree, lower, controls)
+        self._ldconfig(ctx, tree, lower)
+        ctx.out.rmdir()  # run_command made it for its bind mount; the tree replaces it
+        os.rename(tree, ctx.out)
+
+    def _ldconfig(self, ctx: BuildContext, tree: Path, lower: Path | None) -> None:
+        view = merge_view([p for p in (lower, tree) if p is not None], ctx.scratch / "view")
+        (view / "build").mkdir()  # the sandbox's working directory is mounted here
+        if not (view / "sbin" / "ldconfig").exists():
+            raise BuildError(f"{ctx.drv.name} has no /sbin/ldconfig (libc-bin) in its layers")
+        run_command(ctx, ["/sbin/ldconfig", "-X", "-C", "/build/ld.so.cache"], rootfs=view)
+        cache = ctx.scratch / "build" / "ld.so.cache"
+        if not cache.is_file():
+            raise BuildError(f"ldconfig wrote no cache for {ctx.drv.name}")
+        shutil.copyfile(cache, tree / "etc" / "ld.so.cache")
+        shutil.rmtree(view)
+
+
+def _usr_merged(rel: str) -> str:
+    head, _, rest = rel.partition("/")
+    return f"usr/{head}/{rest}".rstrip("/") if head in MERGED_USR else rel
+
+
+def _normalised(rel_from_root: str) -> str:
+    """A path relative to the root, `..` clamped at the root as the kernel does at `/`."""
+    parts: list[str] = []
+    for part in rel_from_root.split("/"):
+        if part in ("", "."):
+            continue
+        if part == "..":
+            if parts:
+                parts.pop()
+        else:
+            parts.append(part)
+    return "/".join(parts)
+
+
+def relative_target(link_rel: str, target: str) -> str:
+    """`target` of the link at `link_rel`, rewritten relative and unable to leave the root."""
+    link_dir = posixpath.dirname(link_rel)
+    absolute = target.lstrip("/") if target.startswith("/") else f"{link_dir}/{target}"
+    resolved = _normalised(absolute)
+    return posixpath.relpath(resolved or ".", link_dir or ".")
+
+
+def _inside(tree: Path, path: Path) -> Path:
+    """`path`'s parent resolved through the tree's symlinks; refuses anything leaving the tree."""
+    parent = Path(os.path.realpath(path.parent))
+    if parent != tree and tree not in parent.parents:
+        raise BuildError(f"a package writes outside its root through a symlink: {path}")
+    return parent / path.name
+
+
+def _replace(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        raise BuildError(f"a package replaces the directory {path} with a file")
+    if path.is_symlink() or path.exists():
+        path.unlink()
+
+
+def unpack_deb(deb: Path, tree: Path, ctx: BuildContext) -> tuple[str, str]:
+    """Unpacks one .deb's data into `tree`; returns its control stanza with an install status,
+    and its postinst script ("" when it has none)."""
+    tree = Path(os.path.realpath(tree))
+    try:
+        package = DebFile(filename=str(deb))
+        scripts = package.control
+        control = (scripts.get_content("control") or b"").decode("utf-8")
+        postinst = (scripts.get_content("postinst") if scripts.has_file("postinst") else b"") or b""
+        data = package.data.tgz()
+    except (DebError, OSError, KeyError, UnicodeDecodeError, tarfile.TarError) as e:
+        raise BuildError(f"{deb.name} is not a readable .deb: {e}") from None
+    links: list[tuple[Path, Path]] = []
+    with data:
+        for member in data:
+            rel = _usr_merged(_normalised(member.name))
+            if not rel:
+                continue
+            path = _inside(tree, tree / rel)
+            if member.isdir():
+                if path.is_symlink() and path.resolve().is_dir():
+                    continue  # a directory symlink stands in for it, as dpkg keeps it
+                if not path.is_dir():
+                    _replace(path)
+                    path.mkdir(parents=True)
+            elif member.isfile():
+                path.parent.mkdir(parents=True, exist_ok=True)
+                _replace(path)
+                source = data.extractfile(member)
+                assert source is not None
+                with source, open(path, "wb") as f:
+                    shutil.copyfileobj(source, f, 1 << 20)
+                os.chmod(path, 0o755 if member.mode & 0o111 else 0o644)
+            elif member.issym():
+                path.parent.mkdir(parents=True, exist_ok=True)
+                _replace(path)
+                os.symlink(relative_target(rel, member.linkname), path)
+            elif member.islnk():
+                links.append((path, tree / _usr_merged(_normalised(member.linkname))))
+            else:
+                ctx.say(f"{deb.name}: skipped {member.name} (not a file, directory or symlink)")
+    for path, target in links:
+        _replace(path)
+        os.link(_inside(tree, target), path)
+    fields = control.rstrip("\n").split("\n")
+    status = "\n".join([fields[0], "Status: install ok installed", *fields[1:]]) + "\n"
+    return status, postinst.decode("utf-8", "replace")
+
+
+def write_accounts(tree: Path) -> None:
+    etc = tree / "etc"
+    etc.mkdir(exist_ok=True)
+    master = tree / "usr/share/base-passwd"
+    passwd = (master / "passwd.master").read_text() if master.is_dir() else "root:*:0:0::/root:\n"
+    group = (master / "group.master").read_text() if master.is_dir() else "root:*:0:\n"
+    passwd += f"cog:*:{COG_UID}:{COG_UID}:cog:/home/cog:/bin/bash\n"
+    group += f"cog:*:{COG_UID}:\n"
+    for name, text in (("passwd", passwd), ("group", group)):
+        _replace(etc / name)
+        (etc / name).write_text(text)
+    for d in ("root", "home/cog", "tmp", "var/tmp", "run", "proc", "sys", "dev"):
+        (tree / d).mkdir(parents=True, exist_ok=True)
+
+
+def write_ca_bundle(tree: Path) -> None:
+    """What update-ca-certificates writes, for the certificates this layer ships."""
+    shared = tree / "usr/share/ca-certificates"
+    if not shared.is_dir():
+        return
+    certs = sorted(p.relative_to(shared).as_posix() for p in shared.rglob("*.crt"))
+    certdir = tree / "etc/ssl/certs"
+    certdir.mkdir(parents=True, exist_ok=True)
+    bundle = []
+    for rel in certs:
+        pem = (shared / rel).read_text()
+        bundle.append(pem if pem.endswith("\n") else pem + "\n")
+        link = certdir / (Path(rel).name.removesuffix(".crt") + ".pem")
+        _replace(link)
+        os.symlink(f"../../../usr/share/ca-certificates/{rel}", link)
+    (certdir / "ca-certificates.crt").write_text("".join(bundle))
+    (tree / "etc/ca-certificates.conf").write_text("".join(f"{rel}\n" for rel in certs))
+
+
+_PYTHON = re.compile(r"python3\.\d+")
+
+
+def link_python(tree: Path, lower: Path | None) -> None:
+    """`python3` and `python` for the newest Debian interpreter in the stack, if none exist."""
+    found: set[str] = set()
+    for root in (lower, tree):
+        if root is not None and (root / "usr/bin").is_dir():
+            found |= {p.name for p in (root / "usr/bin").iterdir() if _PYTHON.fullmatch(p.name)}
+    if not found:
+        return
+    newest = max(found, key=lambda n: int(n.split(".")[1]))
+    for link, target in (("python3", newest), ("python", "python3")):
+        path = tree / "usr/bin" / link
+        if not path.is_symlink() and not path.exists():
+            os.symlink(target, path)
+
+
+def write_status(tree: Path, lower: Path | None, controls: list[str]) -> None:
+    below = lower / STATUS if lower is not None else None
+    previous = below.read_text() if below is not None and below.is_file() else ""
+    stanzas = [s.strip("\n") + "\n" for s in previous.split("\n\n") if s.strip()]
+    status = tree / STATUS
+    status.parent.mkdir(parents=True, exist_ok=True)
+    status.write_text("\n".join(sorted(stanzas + controls)))

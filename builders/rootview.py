@@ -1,0 +1,65 @@
+"""One directory that shows stacked root layers as a container would see them.
+
+bubblewrap here has no overlay mounts, so the view is a farm of hard links (symlinks copied
+as symlinks): cheap, read-only in use because the sandbox binds it read-only, and built in a
+temp dir of the store's filesystem. Later layers win, as in an image: a directory merges
+with a directory below it, anything else replaces what was there.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import shutil
+from collections.abc import Sequence
+from pathlib import Path
+
+# Mount points a sandbox or container runtime expects to find.
+MOUNT_POINTS = ("proc", "dev", "sys", "tmp", "run", "cog/store")
+
+
+def _clear(path: str) -> None:
+    if os.path.isdir(path) and not os.path.islink(path):
+        shutil.rmtree(path)
+    elif os.path.lexists(path):
+        os.unlink(path)
+
+
+def _link(src: str, dst: str) -> None:
+    try:
+        os.link(src, dst, follow_symlinks=False)
+    except OSError as e:
+        if e.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK):
+            raise
+        shutil.copy2(src, dst, follow_symlinks=False)
+
+
+def merge_view(layers: Sequence[Path], dest: Path) -> Path:
+    """Builds the merged tree of `layers` (lowest first) at `dest`, which must not exist."""
+    dest.mkdir()
+    for layer in layers:
+        root = str(layer)
+        for dirpath, dirnames, filenames in os.walk(root):
+            rel = os.path.relpath(dirpath, root)
+            target_dir = os.path.join(dest, rel) if rel != "." else str(dest)
+            for name in sorted(dirnames):
+                src, dst = os.path.join(dirpath, name), os.path.join(target_dir, name)
+                if os.path.islink(src):
+                    _clear(dst)
+                    os.symlink(os.readlink(src), dst)
+                elif not (os.path.isdir(dst) and not os.path.islink(dst)):
+                    _clear(dst)
+                    os.mkdir(dst)
+            dirnames[:] = [d for d in dirnames if not os.path.islink(os.path.join(dirpath, d))]
+            for name in sorted(filenames):
+                src, dst = os.path.join(dirpath, name), os.path.join(target_dir, name)
+                _clear(dst)
+                if os.path.islink(src):
+                    os.symlink(os.readlink(src), dst)
+                else:
+                    _link(src, dst)
+    for point in MOUNT_POINTS:
+        path = dest / point
+        if not path.exists() and not path.is_symlink():
+            path.mkdir(parents=True)
+    return dest

@@ -1,0 +1,69 @@
+"""The derivations of a model's userland: two root layers and, where needed, an interpreter.
+
+Debian's Python is a set of packages resolved with the system packages (it lands in the
+system layer); a python-build-standalone interpreter is a fixed-output fetch unpacked into
+its own store path, `/cog/store/<hash>-python-3.X.Y`, relocatable, run on the base layer.
+"""
+
+from __future__ import annotations
+
+import posixpath
+import urllib.parse
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from builders.fetch import fetch_derivation
+from builders.rootfs import root_layer_derivation
+from builders.unpack import unpack_derivation
+from cuda_channels.channel import Channel, ChannelError
+from derivations.apt import RootPins
+from derivations.model import Derivation
+
+
+@dataclass(frozen=True)
+class Userland:
+    base: Derivation  # the channel's base set, at /
+    system: Derivation  # Debian's Python (if chosen) and the model's system packages, on base
+    python: Derivation | None  # a standalone interpreter's store path; None for Debian's
+
+    @property
+    def root_layers(self) -> tuple[Derivation, Derivation]:
+        return (self.base, self.system)
+
+
+def root_packages(
+    channel: Channel, python_version: str, system_packages: Sequence[str]
+) -> list[str]:
+    """What the system layer asks the resolver for: the model's packages and Debian's Python."""
+    source = channel.python_source(python_version)
+    extra = list(source.packages) if source.source == "debian" else []
+    return sorted(set(system_packages) | set(extra))
+
+
+def standalone_python(channel: Channel, python_version: str, arch: str) -> Derivation:
+    source = channel.python_source(python_version)
+    platform = source.platforms.get(arch)
+    if source.source != "python-build-standalone" or platform is None:
+        raise ChannelError(
+            f"channel {channel.name} has no standalone Python {python_version} for {arch}"
+        )
+    url = platform["url"]
+    tarball = fetch_derivation(
+        posixpath.basename(urllib.parse.unquote(urllib.parse.urlparse(url).path)),
+        url,
+        platform["sha256"],
+    )
+    return unpack_derivation(f"python-{source.version}", tarball.dep(), subdir="python")
+
+
+def userland(channel: Channel, arch: str, python_version: str, pins: RootPins) -> Userland:
+    channel.check_arch(arch)
+    base = root_layer_derivation("rootfs-base", pins.base, arch)
+    system = root_layer_derivation("rootfs-system", pins.system, arch, lower=base)
+    source = channel.python_source(python_version)
+    python = (
+        standalone_python(channel, python_version, arch)
+        if source.source == "python-build-standalone"
+        else None
+    )
+    return Userland(base, system, python)

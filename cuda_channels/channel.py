@@ -1,0 +1,143 @@
+"""Channels: versioned data that pins where a build's userland comes from.
+
+A channel names its Debian archives (a mirror, and a snapshot URL pattern that keeps old
+packages reachable), the keyring that signs them, the base package set of a minimal Python
+userland, and an interpreter source per Python version. Its revision is a hash of its data, so
+a lock that records the revision notices any edit.
+
+Channels are JSON files: the built-in ones ship in `cuda_channels/data/`; directories listed in
+`COG_CHANNEL_PATH` (colon-separated) are searched first, so a team can pin its own.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+BUILTIN_DIR = Path(__file__).parent / "data"
+DEFAULT_CHANNEL = "debian-bookworm"
+
+
+class ChannelError(Exception):
+    def __init__(self, message: str, hint: str = "") -> None:
+        super().__init__(message)
+        self.hint = hint
+
+
+@dataclass(frozen=True)
+class Archive:
+    name: str
+    mirror: str  # base URL of a live mirror (has `dists/` and `pool/`)
+    snapshot: str  # base URL pattern with `{timestamp}` (YYYYMMDDTHHMMSSZ)
+    suites: tuple[str, ...]
+    components: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class PythonSource:
+    source: str  # "debian" or "python-build-standalone"
+    version: str
+    packages: tuple[str, ...] = ()  # debian: the interpreter's packages
+    platforms: dict[str, dict[str, str]] = field(default_factory=dict)  # arch -> url, sha256
+
+
+@dataclass(frozen=True)
+class Channel:
+    name: str
+    description: str
+    architectures: tuple[str, ...]
+    keyring: str
+    archives: tuple[Archive, ...]
+    base_packages: tuple[str, ...]
+    python: dict[str, PythonSource]
+    revision: str  # sha256 of the channel's canonical JSON
+
+    def python_source(self, version: str) -> PythonSource:
+        try:
+            return self.python[version]
+        except KeyError:
+            known = ", ".join(sorted(self.python))
+            raise ChannelError(
+                f"channel {self.name} has no Python {version}",
+                hint=f"choose one of: {known}",
+            ) from None
+
+    def check_arch(self, arch: str) -> None:
+        if arch not in self.architectures:
+            raise ChannelError(
+                f"channel {self.name} does not support architecture {arch}",
+                hint=f"choose one of: {', '.join(self.architectures)}",
+            )
+
+    def with_mirror(self, archive: str, url: str) -> Channel:
+        """The same channel fetching `archive` from `url` (a local mirror, a cache)."""
+        archives = tuple(replace(a, mirror=url) if a.name == archive else a for a in self.archives)
+        return replace(self, archives=archives)
+
+
+def _search_dirs() -> list[Path]:
+    extra = [Path(p) for p in os.environ.get("COG_CHANNEL_PATH", "").split(":") if p]
+    return [*extra, BUILTIN_DIR]
+
+
+def available() -> list[str]:
+    names = {p.stem for d in _search_dirs() if d.is_dir() for p in d.glob("*.json")}
+    return sorted(names)
+
+
+def load(name: str = DEFAULT_CHANNEL) -> Channel:
+    for d in _search_dirs():
+        path = d / f"{name}.json"
+        if path.is_file():
+            return parse(json.loads(path.read_text()), str(path))
+    raise ChannelError(
+        f"there is no channel named {name!r}",
+        hint=f"known channels: {', '.join(available())}",
+    )
+
+
+def canonical(data: Any) -> bytes:
+    return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def parse(data: dict[str, Any], where: str) -> Channel:
+    try:
+        archives = tuple(
+            Archive(
+                name=a["name"],
+                mirror=a["mirror"].rstrip("/"),
+                snapshot=a["snapshot"].rstrip("/"),
+                suites=tuple(a["suites"]),
+                components=tuple(a["components"]),
+            )
+            for a in data["archives"]
+        )
+        python = {
+            version: PythonSource(
+                source=p["source"],
+                version=p["version"],
+                packages=tuple(p.get("packages", ())),
+                platforms={k: dict(v) for k, v in p.get("platforms", {}).items()},
+            )
+            for version, p in data["python"].items()
+        }
+        channel = Channel(
+            name=data["name"],
+            description=data.get("description", ""),
+            architectures=tuple(data["architectures"]),
+            keyring=data["keyring"],
+            archives=archives,
+            base_packages=tuple(data["base_packages"]),
+            python=python,
+            revision=hashlib.sha256(canonical(data)).hexdigest(),
+        )
+    except (KeyError, TypeError, AttributeError) as e:
+        raise ChannelError(f"channel file {where} is malformed (missing or bad {e})") from None
+    for version, p in python.items():
+        if p.source not in ("debian", "python-build-standalone"):
+            raise ChannelError(f"channel file {where}: Python {version} has unknown source")
+    return channel

@@ -2,10 +2,10 @@
 VENV    := .venv
 PY      := $(VENV)/bin/python
 CACHE   ?= /var/cache/cog-tests
-APT_PKGS := bubblewrap busybox-static
+APT_PKGS := bubblewrap busybox-static gpgv debian-archive-keyring
 export PIP_CACHE_DIR := $(CACHE)/pip
 
-.PHONY: demo test lint system-deps
+.PHONY: demo test lint system-deps test-fixtures
 
 $(VENV)/.installed: pyproject.toml VERSION.txt
 	python3 -m venv $(VENV)
@@ -24,6 +24,11 @@ system-deps:
 	  else echo "missing system packages:$$missing (run as root or install them)"; exit 1; fi; \
 	fi
 
+# A frozen copy of the Debian files the tests use (signed indexes, the .debs of the test
+# closure), fetched once into the cache; the tests serve it on loopback and stay offline.
+test-fixtures: $(VENV)/.installed
+	COG_CACHE_DIR=$(CACHE)/cog $(PY) -m tests.debian_mirror $(CACHE)/debian-mirror
+
 demo: $(VENV)/.installed
 	@bash bench/store_demo.sh $(VENV)/bin/cog
 
@@ -32,5 +37,5 @@ lint: $(VENV)/.installed
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 
-test: system-deps $(VENV)/.installed lint
-	$(PY) -m pytest -q
+test: system-deps $(VENV)/.installed lint test-fixtures
+	COG_TEST_CACHE=$(CACHE) $(PY) -m pytest -q

@@ -140,3 +140,19 @@ def make_tree(
     for rel, mode in (modes or {}).items():
         os.chmod(root / rel, mode)
     return root
+
+
+TEST_CACHE = Path(os.environ.get("COG_TEST_CACHE", "/var/cache/cog-tests"))
+
+
+@pytest.fixture(scope="session")
+def debian_mirror(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The frozen Debian mirror `make test-fixtures` prepared, served on loopback: its URL."""
+    from tests.debian_mirror import serve
+
+    root = TEST_CACHE / "debian-mirror"
+    if not (root / "debian/dists/bookworm/InRelease").is_file():
+        pytest.fail(f"no Debian test mirror at {root}; run `make test-fixtures` (needs network)")
+    os.environ["COG_CACHE_DIR"] = str(tmp_path_factory.mktemp("cog-cache"))
+    with serve(root) as url:
+        yield url

@@ -6,7 +6,7 @@ import argparse
 import sys
 from importlib import metadata
 
-from cog.cli import store_cmd
+from cog.cli import channel_cmd, store_cmd
 from cog.cli.errors import run_guarded
 from store.local import Store
 
@@ -33,6 +33,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"cog-hermetic {version()}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True, parser_class=_Parser)
     store_cmd.register(sub)
+    channel_cmd.register(sub)
     return p
 
 

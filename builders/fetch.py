@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import threading
 import time
 import urllib.parse
 from pathlib import Path
@@ -51,6 +52,23 @@ class FetchBuilder:
     kind = "fetch"
     version = "1"
     runs_foreign_code = False
+
+    def __init__(self) -> None:
+        self._http: httpx.Client | None = None
+        self._http_lock = threading.Lock()
+
+    def _client(self) -> httpx.Client:
+        """One pooled client for every fetch of a realisation: connections and name lookups
+        are reused (hundreds of .debs from one mirror), and the CA bundle is loaded once."""
+        with self._http_lock:
+            if self._http is None:
+                self._http = httpx.Client(
+                    verify=ssl_context(),
+                    timeout=httpx.Timeout(30.0),
+                    follow_redirects=True,
+                    limits=httpx.Limits(max_connections=16, max_keepalive_connections=16),
+                )
+            return self._http
 
     def build(self, ctx: BuildContext) -> None:
         assert ctx.drv.fixed_output is not None, "fetch derivations are fixed-output"
@@ -117,12 +135,7 @@ class FetchBuilder:
             if parsed.scheme not in ("http", "https"):
                 raise _Permanent(f"unsupported URL scheme {parsed.scheme!r}")
             try:
-                with (
-                    httpx.Client(
-                        verify=ssl_context(), timeout=httpx.Timeout(30.0), follow_redirects=True
-                    ) as client,
-                    client.stream("GET", url) as response,
-                ):
+                with self._client().stream("GET", url) as response:
                     if response.status_code >= 500 or response.status_code == 429:
                         raise _Transient(f"HTTP {response.status_code}")
                     if response.status_code >= 400:

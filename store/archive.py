@@ -2,8 +2,9 @@
 
 Entries are sorted (byte order of names, depth first), mtime 0, uid/gid 0, no owner names,
 modes normalised (0755 for directories and executables, 0644 for other files, 0777 for
-symlinks), no xattrs, hardlinks stored as plain files; only regular files, directories and
-symlinks are allowed. PAX headers are used only where a name or link target needs them.
+symlinks, 1777 for sticky directories such as a root layer's /tmp), no xattrs, hardlinks
+stored as plain files; only regular files, directories and symlinks are allowed. PAX headers
+are used only where a name or link target needs them.
 
 A tree is serialised in two forms that share every data byte:
 
@@ -47,6 +48,7 @@ class Entry:
     size: int = 0
     executable: bool = False
     target: str = ""
+    sticky: bool = False  # directories only: world-writable with the sticky bit (`/tmp`)
 
 
 @dataclass(frozen=True)
@@ -136,7 +138,7 @@ def _walk(root: str, path: str, rel: str, st: os.stat_result) -> Iterator[Entry]
         _check_name(target, path)
         yield Entry(rel, "symlink", path, target=target)
     elif stat.S_ISDIR(mode):
-        yield Entry(rel, "dir", path)
+        yield Entry(rel, "dir", path, sticky=bool(mode & stat.S_ISVTX))
         with os.scandir(path) as it:
             children = sorted(it, key=lambda d: os.fsencode(d.name))
         for child in children:
@@ -167,7 +169,7 @@ def tar_header(entry: Entry, prefix: str) -> bytes:
     info.uid = info.gid = 0
     info.uname = info.gname = ""
     if entry.kind == "dir":
-        info.type, info.mode = tarfile.DIRTYPE, 0o755
+        info.type, info.mode = tarfile.DIRTYPE, 0o1777 if entry.sticky else 0o755
     elif entry.kind == "file":
         info.type, info.size = tarfile.REGTYPE, entry.size
         info.mode = 0o755 if entry.executable else 0o644
@@ -304,6 +306,8 @@ def copy_tree(src: Path | str, dest: Path | str) -> ArchiveDigest:
     def begin(entry: Entry) -> Entry:
         if entry.kind == "dir":
             os.mkdir(target(entry), 0o755)
+            if entry.sticky:
+                os.chmod(target(entry), 0o1755)
         elif entry.kind == "symlink":
             os.symlink(entry.target, target(entry))
         else:
@@ -347,10 +351,11 @@ def archive_stream(root: Path | str, prefix: str) -> Iterator[bytes]:
 
 
 def make_read_only(entry: Entry) -> None:
-    """Store contents are immutable: files 0444/0555, directories 0555 (the root after rename)."""
+    """Store contents are immutable: files 0444/0555, directories 0555 (the root after rename);
+    a sticky directory keeps its sticky bit, which the canonical form records."""
     if entry.kind == "symlink" or not entry.rel:
         return
     if entry.kind == "dir":
-        os.chmod(entry.path, 0o555)
+        os.chmod(entry.path, 0o1555 if entry.sticky else 0o555)
     else:
         os.chmod(entry.path, 0o555 if entry.executable else 0o444)

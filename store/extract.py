@@ -71,13 +71,15 @@ class _Extractor:
             self.files.discard(rel)
         self.symlinks.pop(rel, None)
 
-    def directory(self, name: str) -> None:
+    def directory(self, name: str, sticky: bool = False) -> None:
         rel = safe_relative(name, self.archive)
         if rel in self.dirs:
             return
         self._parents(rel)
         self._clear(rel)
         os.mkdir(self._path(rel), 0o755)
+        if sticky:
+            os.chmod(self._path(rel), 0o1755)
         self.dirs.add(rel)
 
     def file(self, name: str, data: IO[bytes], executable: bool) -> None:
@@ -155,7 +157,7 @@ def extract_tar_stream(
         with tarfile.open(fileobj=fileobj, mode="r|*") as tar:
             for member in tar:
                 if member.isdir():
-                    ex.directory(member.name)
+                    ex.directory(member.name, bool(member.mode & stat.S_ISVTX))
                 elif member.isreg():
                     data = tar.extractfile(member)
                     assert data is not None

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable
 
 import blake3
 
-from store.paths import hash_part_pattern
+from store.paths import ALPHABET, HASH_LEN
 
 BATCH = 1 << 20
 _QUEUE_DEPTH = 8
@@ -66,33 +66,51 @@ class ThreadedSink:
             raise self._error
 
 
+# Bytes of the store alphabet map to "a", all others to NUL: a run of HASH_LEN "a"s marks where
+# a hash part could be, found with C-speed translate() and find() rather than a regex that must
+# try every offset (the difference is ~20x on a 500 MB root layer).
+_MARK = bytes(0x61 if chr(b) in ALPHABET else 0 for b in range(256))
+_RUN = b"a" * HASH_LEN
+_LONG_RUN = 4096
+
+
 class ReferenceScanner:
     """Finds which of a set of store hash parts occur in a byte stream (as Nix scans outputs)."""
 
-    _OVERLAP = 31
+    _OVERLAP = HASH_LEN - 1
 
     def __init__(self, hash_parts: Iterable[str]) -> None:
         self._remaining = {h.encode() for h in hash_parts}
         self.found: set[str] = set()
         self._tail = b""
-        # A handful of needles: one fast substring search each; many: one regex pass.
-        self._pattern = hash_part_pattern() if len(self._remaining) > 16 else None
+
+    def _hit(self, h: bytes) -> None:
+        self._remaining.discard(h)
+        self.found.add(h.decode())
 
     def feed(self, data: bytes) -> None:
         if not self._remaining:
             return
         window = self._tail + data
-        if self._pattern is None:
-            for h in [h for h in self._remaining if h in window]:
-                self._remaining.discard(h)
-                self.found.add(h.decode())
-        else:
-            for m in self._pattern.finditer(window):
-                h = m.group()
-                if h in self._remaining:
-                    self._remaining.discard(h)
-                    self.found.add(h.decode())
         self._tail = window[-self._OVERLAP :]
+        if len(self._remaining) <= 16:  # a handful of needles: one fast search each
+            for h in [h for h in self._remaining if h in window]:
+                self._hit(h)
+            return
+        marked = window.translate(_MARK)
+        start = marked.find(_RUN)
+        while start != -1 and self._remaining:
+            end = marked.find(0, start)
+            end = len(marked) if end == -1 else end
+            run = window[start:end]
+            if len(run) > _LONG_RUN:  # e.g. a file of letters: search per needle instead
+                for h in [h for h in self._remaining if h in run]:
+                    self._hit(h)
+            else:
+                for i in range(len(run) - HASH_LEN + 1):
+                    if run[i : i + HASH_LEN] in self._remaining:
+                        self._hit(run[i : i + HASH_LEN])
+            start = marked.find(_RUN, end)
 
 
 class Blake3Sink(ThreadedSink):

@@ -81,7 +81,3 @@ def default_store_dir() -> Path:
         os.path.expanduser("~"), ".local", "share"
     )
     return Path(data_home) / "cog" / "store"
-
-
-def hash_part_pattern() -> re.Pattern[bytes]:
-    return re.compile(f"[{ALPHABET}]{{{HASH_LEN}}}".encode())

@@ -16,6 +16,7 @@ import pytest
 from store.archive import NAR_PREFIX, archive_stream
 from store.errors import ArchiveError
 from store.local import Store
+from store.transfer import export_paths, import_paths
 from tests.conftest import make_tree
 
 FILES: dict[str, bytes | str] = {
@@ -188,3 +189,29 @@ def test_links_into_the_store_are_allowed_and_become_references(
         with store.output_lock(target):
             info = store.install(tmp / "tree", target, scan=[dep])
     assert info.references == (dep,)
+
+
+def test_sticky_directories_survive_add_export_and_import(store: Store, tmp_path: Path) -> None:
+    """A root layer's /tmp must stay world-writable with the sticky bit in the image."""
+    src = make_tree(tmp_path / "root", {"tmp/.keep": "", "etc/hosts": "x"})
+    os.chmod(src / "tmp", 0o1777)
+    path = store.add(src)
+    plain = store.add(make_tree(tmp_path / "plain", {"tmp/.keep": "", "etc/hosts": "x"}))
+    assert path.hash != plain.hash  # the bit is part of the content
+    real = store.real_path(path)
+    assert stat.S_IMODE(os.stat(real / "tmp").st_mode) == 0o1555
+    data = b"".join(archive_stream(real, path.layer_prefix))
+    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+        modes = {m.name.rsplit("/", 1)[-1]: m.mode for m in tar.getmembers() if m.isdir()}
+    assert modes["tmp"] == 0o1777 and modes["etc"] == 0o755
+
+    stream = io.BytesIO()
+    export_paths(store, [path], stream)
+    other = Store(tmp_path / "other-store")
+    try:
+        stream.seek(0)
+        assert import_paths(other, stream) == [path]
+        assert other.info(path).nar_hash == store.info(path).nar_hash
+        assert stat.S_IMODE(os.stat(other.real_path(path) / "tmp").st_mode) == 0o1555
+    finally:
+        other.close()

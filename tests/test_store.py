@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+import random
 import shutil
 from pathlib import Path
 
@@ -11,8 +12,9 @@ import pytest
 
 from store.errors import CorruptImport, PathNotValid
 from store.gc import collect_garbage
+from store.hashing import ReferenceScanner
 from store.local import Store
-from store.paths import StorePath
+from store.paths import StorePath, base32
 from store.transfer import export_paths, import_paths
 from store.verify import verify_store
 from tests.conftest import make_tree
@@ -155,3 +157,24 @@ def test_reference_scanner_finds_hashes_split_across_chunks(candidates: int) -> 
     scanner.feed(text[:cut])
     scanner.feed(text[cut:])
     assert scanner.found == {paths[1].hash, paths[-1].hash}
+
+
+@pytest.mark.parametrize("needles", [3, 300])
+def test_reference_scanner_finds_hash_parts_anywhere(needles: int) -> None:
+    """Few needles use plain search; many use the alphabet-run scan. Both must agree."""
+    rng = random.Random(needles)
+    parts = [base32(rng.randbytes(20)) for _ in range(needles)]
+    wanted = {parts[0], parts[1], parts[-1]}
+    data = bytearray(rng.randbytes(3 << 20))
+    data[100:132] = parts[0].encode()  # inside binary noise
+    split = (1 << 20) - 10  # straddles the first chunk boundary
+    data[split : split + 32] = parts[1].encode()
+    letters = b"abcdfghijk" * 1000  # a long run of alphabet bytes, with a hit inside
+    hit = len(data) - 20_000
+    data[hit : hit + len(letters)] = letters
+    data[hit + 5000 : hit + 5032] = parts[-1].encode()
+    data[hit - 40 : hit - 9] = parts[2].encode()[:31]  # one byte short: not a hit
+    scanner = ReferenceScanner(parts)
+    for i in range(0, len(data), 1 << 20):
+        scanner.feed(bytes(data[i : i + (1 << 20)]))
+    assert scanner.found == wanted

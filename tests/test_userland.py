@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -105,6 +106,8 @@ def test_rootfs_runs_python_and_ffmpeg(builds: list[Build], tmp_path: Path) -> N
     awk, blas = result.stdout.split()
     assert awk == "/usr/bin/mawk", result.stderr
     assert blas.startswith("/usr/lib/x86_64-linux-gnu/blas/libblas.so.3")
+    # /tmp keeps its sticky bit in the layer (the canonical form records it for the image).
+    assert os.stat(build.physical("base") / "tmp").st_mode & stat.S_ISVTX
     result = in_rootfs(view, "grep -c '^Package: ' /var/lib/dpkg/status")
     assert int(result.stdout) == len(build.paths["debs"])  # type: ignore[arg-type]
 

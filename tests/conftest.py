@@ -62,6 +62,7 @@ class LoopbackServer:
     files: dict[str, bytes] = field(default_factory=dict)
     failures: dict[str, list[int]] = field(default_factory=dict)  # path -> statuses to return first
     hits: Counter[str] = field(default_factory=Counter)
+    received: list[tuple[str, str, dict[str, str], bytes]] = field(default_factory=list)
     port: int = 0
 
     def url(self, path: str) -> str:
@@ -92,6 +93,24 @@ def http_server() -> Iterator[LoopbackServer]:
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
             self.wfile.write(body)
+
+        def _receive(self) -> None:
+            """POST and PUT (webhooks, uploads): recorded, then answered 200 or a failure."""
+            path = self.path.lstrip("/")
+            body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+            state.hits[path] += 1
+            pending = state.failures.get(path)
+            status = pending.pop(0) if pending else 200
+            if status == 200:
+                state.received.append((self.command, path, dict(self.headers), body))
+                if self.command == "PUT":
+                    state.files[path] = body
+            self.send_response(status)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        do_POST = _receive
+        do_PUT = _receive
 
         def log_message(self, *args: object) -> None:
             pass

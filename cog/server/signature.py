@@ -1,0 +1,174 @@
+"""Loading a predictor from its reference and describing its signature as plain JSON.
+
+The worker sends this description to the server once; the server builds its validation
+models and OpenAPI schema from it, so the server never imports the model's code.
+
+A type is described as {"kind": K, ...}: K is str, int, float, bool, path, file, secret,
+url, any, list (with "items"), object (a BaseModel, with "fields"); "nullable" marks
+Optional. An output also says whether it is an iterator and whether it concatenates.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import inspect
+import pathlib
+import sys
+import types
+import typing
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Any
+
+from cog.input import MISSING, FieldInfo
+from cog.model import BaseModel
+from cog.predictor import BasePredictor, BaseRunner
+from cog.types import AsyncConcatenateIterator, ConcatenateIterator, File, Path, Secret, URLFile
+
+
+class PredictorError(Exception):
+    """The predictor cannot be loaded or described: one sentence for the setup logs."""
+
+
+_SIMPLE: dict[Any, str] = {
+    str: "str",
+    int: "int",
+    float: "float",
+    bool: "bool",
+    Path: "path",
+    pathlib.Path: "path",
+    File: "file",
+    Secret: "secret",
+    URLFile: "url",
+    Any: "any",
+}
+
+
+def load(ref: str, root: pathlib.Path | None = None) -> Any:
+    """`predict.py:Predictor` -> the object (an instance of a class, or a function)."""
+    file, sep, attr = ref.partition(":")
+    if not sep or not attr:
+        raise PredictorError(f"predictor reference {ref!r} must look like predict.py:Predictor")
+    path = (root or pathlib.Path.cwd()) / file
+    if not path.is_file():
+        raise PredictorError(f"predictor file {path} does not exist")
+    name = path.stem
+    spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None:
+        raise PredictorError(f"cannot import {path}")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    sys.path.insert(0, str(path.parent))
+    spec.loader.exec_module(module)
+    try:
+        target = getattr(module, attr)
+    except AttributeError:
+        raise PredictorError(f"{file} has no {attr!r}") from None
+    return target() if inspect.isclass(target) else target
+
+
+def entry_point(target: Any, method: str) -> Callable[..., Any]:
+    """The function to call: `predict`/`run`/`train`, or the target itself if a function."""
+    if inspect.isfunction(target):
+        return typing.cast(Callable[..., Any], target)
+    placeholders = (BaseRunner.run, BasePredictor.predict)  # the SDK's, raising if called
+    names = ["train"] if method == "train" else ["run", "predict"]
+    for name in names:
+        impl = getattr(type(target), name, None)
+        if callable(impl) and impl not in placeholders:
+            return typing.cast(Callable[..., Any], getattr(target, name))
+    raise PredictorError(f"{type(target).__name__} defines none of {', '.join(names)}()")
+
+
+def describe_type(tpe: Any, where: str) -> dict[str, Any]:
+    origin = typing.get_origin(tpe)
+    args = typing.get_args(tpe)
+    if origin in (typing.Union, types.UnionType):
+        rest = [a for a in args if a is not type(None)]
+        if len(rest) == 1 and len(args) == 2:
+            return {**describe_type(rest[0], where), "nullable": True}
+        raise PredictorError(f"{where}: unions other than Optional[X] are not supported")
+    if origin is typing.Annotated:
+        return describe_type(args[0], where)
+    if origin in (list, typing.List):  # noqa: UP006
+        return {"kind": "list", "items": describe_type(args[0] if args else Any, where)}
+    if tpe in _SIMPLE:
+        return {"kind": _SIMPLE[tpe]}
+    if inspect.isclass(tpe) and issubclass(tpe, BaseModel):
+        hints = typing.get_type_hints(tpe)
+        fields = {
+            f.name: describe_type(hints[f.name], where)
+            for f in dataclasses.fields(tpe)  # type: ignore[arg-type]
+        }
+        return {"kind": "object", "name": tpe.__name__, "fields": fields}
+    if inspect.isclass(tpe) and issubclass(tpe, pathlib.PurePath):
+        return {"kind": "path"}
+    raise PredictorError(f"{where}: unsupported type {getattr(tpe, '__name__', tpe)!r}")
+
+
+def describe_output(tpe: Any) -> dict[str, Any]:
+    if tpe is inspect.Signature.empty:
+        return {"kind": "any"}
+    origin = typing.get_origin(tpe) or tpe
+    args = typing.get_args(tpe)
+    concatenate = inspect.isclass(origin) and issubclass(
+        origin, (ConcatenateIterator, AsyncConcatenateIterator)
+    )
+    if concatenate or origin in (Iterator, AsyncIterator, typing.Iterator, typing.AsyncIterator):
+        item = describe_type(args[0] if args else Any, "output")
+        return {**item, "iterator": True, "concatenate": bool(concatenate)}
+    return describe_type(tpe, "output")
+
+
+def _json_default(value: Any, where: str) -> Any:
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    if isinstance(value, (list, tuple)):
+        return [_json_default(v, where) for v in value]
+    if isinstance(value, (pathlib.PurePath, Secret)):
+        return str(value) if not isinstance(value, Secret) else value.get_secret_value()
+    raise PredictorError(f"{where}: default {value!r} cannot be written as JSON")
+
+
+def describe_inputs(fn: Callable[..., Any]) -> list[dict[str, Any]]:
+    try:
+        hints = typing.get_type_hints(fn, include_extras=True)
+    except Exception as e:
+        raise PredictorError(f"the annotations of {fn.__name__}() cannot be read: {e}") from None
+    inputs = []
+    params = [p for p in inspect.signature(fn).parameters.values() if p.name != "self"]
+    for order, param in enumerate(params):
+        where = f"input {param.name!r}"
+        if param.name not in hints:
+            raise PredictorError(f"{where} has no type annotation")
+        info = param.default if isinstance(param.default, FieldInfo) else None
+        default = info.default if info else param.default
+        entry: dict[str, Any] = {
+            "name": param.name,
+            "order": order,
+            "type": describe_type(hints[param.name], where),
+        }
+        if default is not MISSING and default is not inspect.Parameter.empty:
+            entry["default"] = _json_default(default, where)
+        if info:
+            for key in ("description", "ge", "le", "min_length", "max_length", "regex"):
+                if getattr(info, key) is not None:
+                    entry[key] = getattr(info, key)
+            if info.choices is not None:
+                entry["choices"] = _json_default(info.choices, where)
+            if info.deprecated:
+                entry["deprecated"] = True
+        inputs.append(entry)
+    return inputs
+
+
+def describe(target: Any, fn: Callable[..., Any]) -> dict[str, Any]:
+    is_async = inspect.iscoroutinefunction(fn) or inspect.isasyncgenfunction(fn)
+    return {
+        "inputs": describe_inputs(fn),
+        "output": describe_output(typing.get_type_hints(fn).get("return", inspect.Signature.empty)),
+        "is_async": is_async,
+        "streaming": bool(getattr(fn, "__cog_streaming__", False)),
+        "max_concurrency": int(getattr(fn, "__cog_concurrent_max__", 1)),
+        "healthcheck": callable(getattr(target, "healthcheck", None)),
+    }

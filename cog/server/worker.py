@@ -1,0 +1,460 @@
+"""The worker process: loads the predictor, runs setup and predictions, talks to the server.
+
+Started by the server as `python -m cog.server.worker REF [--train]` with the model
+environment's interpreter. The IPC channel is a pair of pipes whose fds arrive in
+`COG_IPC_FDS`; they are moved to high fds at once, and fds 1 and 2 become pipes of the
+worker's own, read by threads that forward whatever the predictor (or a subprocess it
+starts, or a C library) writes as log lines. So nothing written to stdout can ever corrupt the
+channel. Messages are JSON lines, in both directions.
+
+A synchronous predictor runs predictions one at a time on the main thread and is cancelled
+by SIGUSR1, whose handler raises `CancelationException` there. An async predictor runs each
+prediction as a task of one asyncio loop and is cancelled by cancelling its task.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import codecs
+import contextvars
+import dataclasses
+import fcntl
+import inspect
+import io
+import json
+import os
+import pathlib
+import queue
+import shutil
+import signal
+import sys
+import tempfile
+import threading
+import traceback
+from collections.abc import Callable
+from typing import Any
+
+from cog.predictor import CancelationException
+from cog.scope import Scope, enter_scope, exit_scope
+from cog.server import signature
+from cog.types import Path, Secret, URLFile
+
+FILE = "__cog_file__"  # marks a file value on the channel: {"__cog_file__": "/abs/path"}
+_FENCE = b"\x00cog-log-fence\x00"
+HIGH_FD = 100
+
+_prediction: contextvars.ContextVar[str | None] = contextvars.ContextVar("cog_id", default=None)
+
+
+class Channel:
+    def __init__(self, rfd: int, wfd: int) -> None:
+        self._reader = os.fdopen(rfd, "rb")
+        self._wfd = wfd
+        self._lock = threading.Lock()
+        self.sending = False  # the main thread is inside send(): cancellation waits
+
+    def send(self, message: dict[str, Any]) -> None:
+        data = json.dumps(message, separators=(",", ":"), default=str).encode() + b"\n"
+        with self._lock:
+            self.sending = True
+            try:
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(self._wfd, view) :]
+            finally:
+                self.sending = False
+
+    def receive(self) -> dict[str, Any] | None:
+        line = self._reader.readline()
+        return json.loads(line) if line else None
+
+
+def _high(fd: int) -> int:
+    moved = fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, HIGH_FD)
+    os.close(fd)
+    return moved
+
+
+class Logs:
+    """Routes everything written to stdout/stderr to the channel, tagged with its prediction."""
+
+    def __init__(self, channel: Channel) -> None:
+        self.channel = channel
+        self.active: set[str] = set()
+
+    def owner(self) -> str | None:
+        """The prediction a write belongs to: this task's or thread's, else the only one."""
+        mine = _prediction.get()
+        if mine is not None:
+            return mine
+        return next(iter(self.active)) if len(self.active) == 1 else None
+
+    def emit(self, stream: str, text: str, owner: str | None) -> None:
+        if text:
+            self.channel.send({"type": "log", "id": owner, "stream": stream, "data": text})
+
+    def capture_fds(self) -> None:
+        self.fenced: dict[int, threading.Event] = {}
+        for fd, name in ((1, "stdout"), (2, "stderr")):
+            read_end, write_end = os.pipe()
+            os.dup2(write_end, fd)
+            os.close(write_end)
+            self.fenced[fd] = threading.Event()
+            threading.Thread(target=self._pump, args=(read_end, fd, name), daemon=True).start()
+        sys.stdout = _Writer(self, "stdout")
+        sys.stderr = _Writer(self, "stderr")
+
+    def fence(self, timeout: float = 2.0) -> None:
+        """Waits until everything written to fds 1 and 2 so far has been forwarded, so a
+        prediction's last lines (a subprocess's, a C library's) are in its logs when it ends."""
+        for fd, seen in self.fenced.items():
+            seen.clear()
+            os.write(fd, _FENCE)
+        for seen in self.fenced.values():
+            seen.wait(timeout)
+
+    def _pump(self, fd: int, target: int, name: str) -> None:
+        decoder = codecs.getincrementaldecoder("utf-8")("replace")
+        pending = b""
+        while chunk := os.read(fd, 65536):
+            pending += chunk
+            while (at := pending.find(_FENCE)) != -1:
+                self.emit(name, decoder.decode(pending[:at]), self.owner())
+                pending = pending[at + len(_FENCE) :]
+                self.fenced[target].set()
+            keep = len(_FENCE) - 1  # a fence may be split across reads
+            ready, pending = pending[:-keep], pending[-keep:]
+            if _FENCE[:1] not in pending:
+                ready, pending = ready + pending, b""
+            self.emit(name, decoder.decode(ready), self.owner())
+
+
+class _Writer(io.TextIOBase):
+    """sys.stdout/sys.stderr: Python-level writes, attributed by context (async-safe)."""
+
+    def __init__(self, logs: Logs, name: str) -> None:
+        self._logs = logs
+        self._name = name
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, text: str) -> int:
+        self._logs.emit(self._name, text, self._logs.owner())
+        return len(text)
+
+    def fileno(self) -> int:  # subprocess and faulthandler want a real descriptor
+        return 1 if self._name == "stdout" else 2
+
+
+def encode(value: Any, files: pathlib.Path) -> Any:
+    """An output as JSON for the channel; files become {FILE: path}."""
+    if value is None or isinstance(value, (str, bool, int, float)):
+        return value
+    if isinstance(value, pathlib.PurePath):
+        return {FILE: str(pathlib.Path(value).resolve())}
+    if isinstance(value, io.IOBase):
+        name = pathlib.Path(getattr(value, "name", "") or "output").name
+        target = pathlib.Path(tempfile.mkdtemp(dir=files)) / name
+        with open(target, "wb") as f:
+            shutil.copyfileobj(value, f)
+        return {FILE: str(target)}
+    if isinstance(value, Secret):
+        return str(value)
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: encode(getattr(value, f.name), files) for f in dataclasses.fields(value)}
+    if isinstance(value, dict):
+        return {str(k): encode(v, files) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [encode(v, files) for v in value]
+    if hasattr(value, "tolist"):  # numpy arrays and scalars
+        return encode(value.tolist(), files)
+    raise TypeError(f"the output type {type(value).__name__} cannot be returned")
+
+
+def decode(value: Any, kind: dict[str, Any]) -> Any:
+    """An input from the channel as the type the predictor declared."""
+    if value is None:
+        return None
+    k = kind["kind"]
+    if k == "list":
+        return [decode(v, kind["items"]) for v in value]
+    if k == "path":
+        return Path(value[FILE] if isinstance(value, dict) else value)
+    if k == "file":
+        return open(value[FILE] if isinstance(value, dict) else value, "rb")
+    if k == "secret":
+        return Secret(value)
+    if k == "url":
+        return URLFile(value)
+    return value
+
+
+def _is_stream(result: Any) -> bool:
+    return inspect.isgenerator(result) or (
+        hasattr(result, "__next__") and not isinstance(result, (str, bytes, io.IOBase))
+    )
+
+
+class Worker:
+    def __init__(self, channel: Channel, ref: str, method: str) -> None:
+        self.channel = channel
+        self.logs = Logs(channel)
+        self.ref = ref
+        self.method = method
+        self.target: Any = None
+        self.fn: Callable[..., Any] = lambda: None
+        self.desc: dict[str, Any] = {}
+        self.sync_current: str | None = None
+        self.cancel_pending = False
+        self.files = pathlib.Path(tempfile.mkdtemp(prefix="cog-outputs-"))
+        self.tasks: dict[str, asyncio.Task[None]] = {}
+        self.loop: asyncio.AbstractEventLoop | None = None
+
+    # --- setup ---------------------------------------------------------------------------
+
+    def setup(self) -> bool:
+        try:
+            self.target = signature.load(self.ref)
+            self.fn = signature.entry_point(self.target, self.method)
+            self.desc = signature.describe(self.target, self.fn)
+        except signature.PredictorError as e:
+            self.channel.send({"type": "setup_failed", "error": str(e)})
+            return False
+        except BaseException as e:  # the model's module raised while importing
+            traceback.print_exc()
+            self.channel.send({"type": "setup_failed", "error": f"{type(e).__name__}: {e}"})
+            return False
+        self.channel.send({"type": "signature", "signature": self.desc})
+        setup = getattr(self.target, "setup", None)
+        try:
+            if callable(setup) and not inspect.isfunction(self.target):
+                kwargs = {}
+                if "weights" in inspect.signature(setup).parameters:
+                    kwargs["weights"] = _weights()
+                result = setup(**kwargs)
+                if inspect.isawaitable(result):
+                    self._loop().run_until_complete(result)
+        except BaseException as e:
+            traceback.print_exc()
+            self.channel.send({"type": "setup_failed", "error": f"{type(e).__name__}: {e}"})
+            return False
+        self.channel.send({"type": "setup_done"})
+        return True
+
+    def _loop(self) -> asyncio.AbstractEventLoop:
+        if self.loop is None:
+            self.loop = asyncio.new_event_loop()
+            asyncio.set_event_loop(self.loop)
+        return self.loop
+
+    # --- predictions ---------------------------------------------------------------------
+
+    def _kwargs(self, message: dict[str, Any]) -> dict[str, Any]:
+        kinds = {i["name"]: i["type"] for i in self.desc["inputs"]}
+        given = message.get("input") or {}
+        return {k: decode(v, kinds[k]) for k, v in given.items() if k in kinds}
+
+    def _finish(self, pid: str, scope: Scope, error: BaseException | None, output: Any) -> None:
+        if error is None:
+            message = {"type": "done", "id": pid, "metrics": scope.metrics}
+            if output is not _STREAMED:
+                try:
+                    message["output"] = encode(output, self.files)
+                except Exception as e:
+                    error = e
+            if error is None:
+                self.channel.send(message)
+                return
+        if not isinstance(error, (CancelationException, asyncio.CancelledError, SystemExit)):
+            # The traceback goes to the server's log, not the prediction's: as Cog does.
+            text = "".join(traceback.format_exception(error))
+            self.logs.emit("stderr", text, None)
+        if isinstance(error, (CancelationException, asyncio.CancelledError)):
+            self.channel.send({"type": "canceled", "id": pid, "metrics": scope.metrics})
+        elif isinstance(error, SystemExit):
+            text = f"predictor called sys.exit({error.code})"
+            self.channel.send(
+                {"type": "failed", "id": pid, "error": text, "metrics": scope.metrics}
+            )
+        else:
+            text = f"{type(error).__name__}: {error}"
+            self.channel.send(
+                {"type": "failed", "id": pid, "error": text, "metrics": scope.metrics}
+            )
+
+    def _chunk(self, pid: str, item: Any) -> None:
+        self.channel.send({"type": "output", "id": pid, "value": encode(item, self.files)})
+
+    def predict_sync(self, message: dict[str, Any]) -> None:
+        pid = message["id"]
+        scope = Scope(message.get("context"))
+        token = enter_scope(scope)
+        self.sync_current = pid
+        self.logs.active.add(pid)
+        error: BaseException | None = None
+        output: Any = None
+        try:
+            result = self.fn(**self._kwargs(message))
+            if _is_stream(result):
+                for item in result:
+                    self._chunk(pid, item)
+                output = _STREAMED
+            else:
+                output = result
+        except BaseException as e:  # cancellation, sys.exit and errors all end one prediction
+            if isinstance(e, KeyboardInterrupt):
+                raise
+            error = e
+        finally:
+            self.sync_current = None
+            self.logs.fence()
+            self.logs.active.discard(pid)
+            exit_scope(token)
+        self._finish(pid, scope, error, output)
+
+    async def predict_async(self, message: dict[str, Any]) -> None:
+        pid = message["id"]
+        scope = Scope(message.get("context"))
+        enter_scope(scope)  # this task's own context
+        _prediction.set(pid)
+        self.logs.active.add(pid)
+        error: BaseException | None = None
+        output: Any = None
+        try:
+            result = self.fn(**self._kwargs(message))
+            if inspect.isasyncgen(result):
+                async for item in result:
+                    self._chunk(pid, item)
+                output = _STREAMED
+            elif inspect.isawaitable(result):
+                output = await result
+            elif _is_stream(result):
+                for item in result:
+                    self._chunk(pid, item)
+                output = _STREAMED
+            else:
+                output = result
+        except asyncio.CancelledError as e:
+            error = e
+        except Exception as e:
+            error = e
+        except SystemExit as e:
+            error = e
+        finally:
+            await asyncio.get_running_loop().run_in_executor(None, self.logs.fence)
+            self.logs.active.discard(pid)
+            self.tasks.pop(pid, None)
+        self._finish(pid, scope, error, output)
+
+    # --- commands ------------------------------------------------------------------------
+
+    def healthcheck(self, message: dict[str, Any]) -> None:
+        check = getattr(self.target, "healthcheck", None)
+        reply: dict[str, Any] = {"type": "healthcheck", "id": message.get("id"), "ok": True}
+        try:
+            result = check() if callable(check) else True
+            if inspect.isawaitable(result):
+                result = asyncio.run(_awaited(result))
+            if result is False:
+                reply.update(ok=False, error="healthcheck returned False")
+        except Exception as e:
+            reply.update(ok=False, error=f"{type(e).__name__}: {e}")
+        self.channel.send(reply)
+
+    def on_signal(self, signum: int, frame: Any) -> None:
+        if self.sync_current is None:
+            return
+        if self.channel.sending:  # never interrupt a message half written
+            self.cancel_pending = True
+            return
+        raise CancelationException()
+
+    def serve_sync(self) -> None:
+        commands: queue.Queue[dict[str, Any] | None] = queue.Queue()
+        signal.signal(signal.SIGUSR1, self.on_signal)
+
+        def read() -> None:
+            while (message := self.channel.receive()) is not None:
+                kind = message.get("type")
+                if kind == "cancel":
+                    if message.get("id") == self.sync_current:
+                        os.kill(os.getpid(), signal.SIGUSR1)
+                elif kind == "healthcheck":
+                    threading.Thread(target=self.healthcheck, args=(message,), daemon=True).start()
+                elif kind == "shutdown":
+                    break
+                else:
+                    commands.put(message)
+            commands.put(None)
+
+        threading.Thread(target=read, daemon=True).start()
+        while (message := commands.get()) is not None:
+            if message.get("type") == "predict":
+                self.predict_sync(message)
+
+    def serve_async(self) -> None:
+        loop = self._loop()
+        stopped = loop.create_future()
+
+        def handle(message: dict[str, Any] | None) -> None:
+            kind = message.get("type") if message else "shutdown"
+            if kind == "predict" and message is not None:
+                self.tasks[message["id"]] = loop.create_task(self.predict_async(message))
+            elif kind == "cancel" and message is not None:
+                task = self.tasks.get(message.get("id", ""))
+                if task is not None:
+                    task.cancel()
+            elif kind == "healthcheck" and message is not None:
+                threading.Thread(target=self.healthcheck, args=(message,), daemon=True).start()
+            elif kind == "shutdown" and not stopped.done():
+                stopped.set_result(None)
+
+        def read() -> None:
+            while (message := self.channel.receive()) is not None:
+                loop.call_soon_threadsafe(handle, message)
+                if message.get("type") == "shutdown":
+                    return
+            loop.call_soon_threadsafe(handle, None)
+
+        threading.Thread(target=read, daemon=True).start()
+        loop.run_until_complete(stopped)
+
+
+class _Streamed:
+    pass
+
+
+_STREAMED: Any = _Streamed()
+
+
+async def _awaited(value: Any) -> Any:
+    return await value
+
+
+def _weights() -> Any:
+    url = os.environ.get("COG_WEIGHTS")
+    if url:
+        return url
+    local = pathlib.Path("weights")
+    return Path(local) if local.exists() else None
+
+
+def main() -> int:
+    ref = sys.argv[1]
+    method = "train" if "--train" in sys.argv[2:] else "predict"
+    rfd, wfd = (int(x) for x in os.environ.pop("COG_IPC_FDS").split(","))
+    channel = Channel(_high(rfd), _high(wfd))
+    worker = Worker(channel, ref, method)
+    worker.logs.capture_fds()
+    if not worker.setup():
+        return 1
+    if worker.desc["is_async"]:
+        worker.serve_async()
+    else:
+        worker.serve_sync()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,119 @@
+"""Files across the API: inputs by URL or data URI, outputs uploaded or returned as data URIs."""
+
+from __future__ import annotations
+
+import base64
+import mimetypes
+import os
+import tempfile
+import urllib.parse
+from pathlib import Path
+from typing import Any
+
+import httpx
+import trio
+
+FILE = "__cog_file__"  # the worker's marker for a file value
+UPLOAD_TRIES = 4
+
+
+class InputError(Exception):
+    """A file input that cannot be fetched: becomes a failed prediction, not a 5xx."""
+
+
+def _name_of(url: str) -> str:
+    name = Path(urllib.parse.unquote(urllib.parse.urlparse(url).path)).name
+    return name or "input"
+
+
+async def fetch_input(http: httpx.AsyncClient, value: str, into: Path) -> str:
+    """Downloads a URL or decodes a data URI into a new file under `into`; returns its path."""
+    directory = Path(tempfile.mkdtemp(dir=into))
+    if value.startswith("data:"):
+        header, _, payload = value.partition(",")
+        try:
+            data = (
+                base64.b64decode(payload)
+                if header.endswith(";base64")
+                else (urllib.parse.unquote_to_bytes(payload))
+            )
+        except ValueError as e:
+            raise InputError(f"invalid data URI: {e}") from None
+        mime = header[5:].split(";")[0] or "application/octet-stream"
+        target = directory / f"input{mimetypes.guess_extension(mime) or ''}"
+        await trio.Path(target).write_bytes(data)
+        return str(target)
+    if not value.startswith(("http://", "https://")):
+        raise InputError(f"{value[:100]!r} is not a URL or a data URI")
+    target = directory / _name_of(value)
+    try:
+        async with http.stream("GET", value) as response:
+            if response.status_code != 200:
+                raise InputError(f"fetching {value} gave HTTP {response.status_code}")
+            async with await trio.open_file(target, "wb") as f:
+                async for chunk in response.aiter_bytes(1 << 20):
+                    await f.write(chunk)
+    except httpx.HTTPError as e:
+        raise InputError(f"fetching {value} failed: {e}") from None
+    return str(target)
+
+
+async def prepare_inputs(
+    http: httpx.AsyncClient, values: dict[str, Any], kinds: dict[str, dict[str, Any]], into: Path
+) -> dict[str, Any]:
+    """Replaces file inputs (path/file) with {FILE: local path}; lists element by element."""
+
+    async def convert(value: Any, kind: dict[str, Any]) -> Any:
+        if value is None:
+            return None
+        if kind["kind"] == "list":
+            return [await convert(v, kind["items"]) for v in value]
+        if kind["kind"] in ("path", "file"):
+            return {FILE: await fetch_input(http, value, into)}
+        return value
+
+    return {name: await convert(v, kinds[name]) for name, v in values.items() if name in kinds}
+
+
+def data_uri(path: Path) -> str:
+    mime = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+    return f"data:{mime};base64,{base64.b64encode(path.read_bytes()).decode()}"
+
+
+async def upload(http: httpx.AsyncClient, upload_url: str, path: Path) -> str:
+    """PUTs the file to `upload_url`/name (retrying transient failures); returns its URL."""
+    url = upload_url.rstrip("/") + "/" + urllib.parse.quote(path.name)
+    mime = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+    delay = 0.1
+    for attempt in range(UPLOAD_TRIES):
+        try:
+            data = await trio.Path(path).read_bytes()
+            response = await http.put(url, content=data, headers={"Content-Type": mime})
+            if response.status_code < 500:
+                response.raise_for_status()
+                location = response.headers.get("location")
+                return location or str(response.url).split("?")[0]
+        except httpx.TransportError:
+            if attempt == UPLOAD_TRIES - 1:
+                raise
+        await trio.sleep(delay)
+        delay *= 2
+    raise httpx.HTTPError(f"uploading {path.name} to {upload_url} kept failing")
+
+
+async def finish_outputs(http: httpx.AsyncClient, value: Any, upload_url: str | None) -> Any:
+    """Replaces {FILE: path} in an output with an uploaded URL or a data URI."""
+    if isinstance(value, dict):
+        if set(value) == {FILE}:
+            path = Path(value[FILE])
+            try:
+                if upload_url:
+                    return await upload(http, upload_url, path)
+                return data_uri(path)
+            finally:
+                if path.parent.name.startswith("tmp"):
+                    os.unlink(path)
+        return {k: await finish_outputs(http, v, upload_url) for k, v in value.items()}
+    if isinstance(value, list):
+        return [await finish_outputs(http, v, upload_url) for v in value]
+    return value

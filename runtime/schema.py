@@ -1,0 +1,276 @@
+"""Input validation and the OpenAPI schema, both built once from the worker's description.
+
+The worker describes the predictor's signature as plain JSON; this module turns it into a
+pydantic model (validation in the server, so a bad request never reaches the model) and into
+Cog's OpenAPI document (`Input`, `Output`, `x-order`, `x-cog-*` extensions).
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any, Literal, Optional
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
+
+_PYTHON: dict[str, Any] = {
+    "str": str,
+    "int": int,
+    "float": float,
+    "bool": bool,
+    "any": Any,
+    "path": str,  # a URL or a data URI; downloaded before the worker sees it
+    "file": str,
+    "url": str,
+    "secret": str,
+}
+_JSON: dict[str, dict[str, Any]] = {
+    "str": {"type": "string"},
+    "int": {"type": "integer"},
+    "float": {"type": "number"},
+    "bool": {"type": "boolean"},
+    "any": {},
+    "path": {"type": "string", "format": "uri"},
+    "file": {"type": "string", "format": "uri"},
+    "url": {"type": "string", "format": "uri"},
+    "secret": {"type": "string", "format": "password", "writeOnly": True, "x-cog-secret": True},
+}
+
+
+def _annotation(kind: dict[str, Any], choices: list[Any] | None = None) -> Any:
+    if kind["kind"] == "list":
+        base: Any = list[_annotation(kind["items"])]  # type: ignore[misc]
+    elif kind["kind"] == "object":
+        base = dict[str, Any]
+    elif choices:
+        base = Literal[tuple(choices)]
+    else:
+        base = _PYTHON[kind["kind"]]
+    return Optional[base] if kind.get("nullable") else base  # noqa: UP045 (runtime-built)
+
+
+class Inputs:
+    """The validator of one predictor's inputs."""
+
+    def __init__(self, signature: dict[str, Any]) -> None:
+        self.signature = signature
+        fields: dict[str, Any] = {}
+        for item in signature["inputs"]:
+            constraints = {
+                key: item[src]
+                for key, src in (
+                    ("ge", "ge"),
+                    ("le", "le"),
+                    ("min_length", "min_length"),
+                    ("max_length", "max_length"),
+                    ("pattern", "regex"),
+                )
+                if src in item
+            }
+            default = item.get("default", ...)
+            if default is ... and item["type"].get("nullable"):
+                default = None
+            annotation = _annotation(item["type"], item.get("choices"))
+            fields[item["name"]] = (annotation, Field(default, **constraints))
+        self.model: type[BaseModel] = create_model(
+            "Input", __config__=ConfigDict(extra="ignore", strict=False), **fields
+        )
+        self.files = {i["name"]: i["type"] for i in signature["inputs"]}
+
+    def validate(self, data: Any) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
+        """(the values, no errors) or (None, Cog's 422 `detail` entries)."""
+        if not isinstance(data, dict):
+            error = {"loc": ["body", "input"], "msg": "Input should be an object", "type": "type"}
+            return None, [error]
+        try:
+            return self.model.model_validate(data).model_dump(), []
+        except ValidationError as e:
+            return None, [
+                {
+                    "loc": ["body", "input", *map(str, err["loc"])],
+                    "msg": err["msg"],
+                    "type": err["type"],
+                }
+                for err in e.errors(include_url=False)
+            ]
+
+
+def _json_type(kind: dict[str, Any]) -> dict[str, Any]:
+    if kind["kind"] == "list":
+        schema: dict[str, Any] = {"type": "array", "items": _json_type(kind["items"])}
+    elif kind["kind"] == "object":
+        schema = {
+            "type": "object",
+            "title": kind.get("name", "Object"),
+            "properties": {
+                name: {"title": name.replace("_", " ").title(), **_json_type(sub)}
+                for name, sub in kind["fields"].items()
+            },
+        }
+    else:
+        schema = dict(_JSON[kind["kind"]])
+    if kind.get("nullable"):
+        schema["nullable"] = True
+    return schema
+
+
+def input_schema(signature: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The `Input` schema and the enum schemas its `choices` need (Cog names them by input)."""
+    properties: dict[str, Any] = {}
+    enums: dict[str, Any] = {}
+    required = []
+    for item in signature["inputs"]:
+        name = item["name"]
+        prop: dict[str, Any] = {"title": name.replace("_", " ").title(), "x-order": item["order"]}
+        if "choices" in item:
+            enums[name] = {
+                "title": name,
+                "description": "An enumeration.",
+                "enum": item["choices"],
+                **{k: v for k, v in _json_type(item["type"]).items() if k == "type"},
+            }
+            prop["allOf"] = [{"$ref": f"#/components/schemas/{name}"}]
+        else:
+            prop.update(_json_type(item["type"]))
+        for key, target in (
+            ("description", "description"),
+            ("ge", "minimum"),
+            ("le", "maximum"),
+            ("min_length", "minLength"),
+            ("max_length", "maxLength"),
+            ("regex", "pattern"),
+            ("deprecated", "deprecated"),
+        ):
+            if key in item:
+                prop[target] = item[key]
+        if "default" in item:
+            prop["default"] = item["default"]
+        elif not item["type"].get("nullable"):
+            required.append(name)
+        properties[name] = prop
+    schema: dict[str, Any] = {"title": "Input", "type": "object", "properties": properties}
+    if required:
+        schema["required"] = required
+    return schema, enums
+
+
+def output_schema(signature: dict[str, Any]) -> dict[str, Any]:
+    out = signature["output"]
+    item = _json_type({k: v for k, v in out.items() if k not in ("iterator", "concatenate")})
+    if out.get("iterator"):
+        schema: dict[str, Any] = {"type": "array", "items": item, "x-cog-array-type": "iterator"}
+        if out.get("concatenate"):
+            schema["x-cog-array-display"] = "concatenate"
+    else:
+        schema = item
+    return {"title": "Output", **schema}
+
+
+_STATUS = {"title": "Status", "enum": ["starting", "processing", "succeeded", "canceled", "failed"]}
+
+
+def openapi(signature: dict[str, Any], training: bool = False) -> dict[str, Any]:
+    kind = "Training" if training else "Prediction"
+    noun = "trainings" if training else "predictions"
+    inputs, enums = input_schema(signature)
+    output = output_schema(signature)
+    in_name, out_name = ("TrainingInput", "TrainingOutput") if training else ("Input", "Output")
+    request = {
+        "title": f"{kind}Request",
+        "type": "object",
+        "properties": {
+            "id": {"title": "Id", "type": "string"},
+            "input": {"$ref": f"#/components/schemas/{in_name}"},
+            "webhook": {"title": "Webhook", "type": "string", "format": "uri"},
+            "webhook_events_filter": {
+                "type": "array",
+                "items": {"enum": ["start", "output", "logs", "completed"]},
+                "default": ["start", "output", "logs", "completed"],
+            },
+            "context": {"type": "object", "additionalProperties": {"type": "string"}},
+        },
+    }
+    response = {
+        "title": f"{kind}Response",
+        "type": "object",
+        "properties": {
+            "id": {"title": "Id", "type": "string"},
+            "input": {"$ref": f"#/components/schemas/{in_name}"},
+            "output": {"$ref": f"#/components/schemas/{out_name}"},
+            "logs": {"title": "Logs", "type": "string", "default": ""},
+            "error": {"title": "Error", "type": "string"},
+            "status": {"$ref": "#/components/schemas/Status"},
+            "metrics": {"title": "Metrics", "type": "object"},
+        },
+    }
+
+    def operation(summary: str, body: bool, path_id: bool) -> dict[str, Any]:
+        op: dict[str, Any] = {
+            "summary": summary,
+            "responses": {
+                "200": {
+                    "description": "Successful Response",
+                    "content": {
+                        "application/json": {
+                            "schema": {"$ref": f"#/components/schemas/{kind}Response"}
+                        }
+                    },
+                },
+                "422": {"description": "Validation Error"},
+            },
+        }
+        if body:
+            op["requestBody"] = {
+                "content": {
+                    "application/json": {"schema": {"$ref": f"#/components/schemas/{kind}Request"}}
+                }
+            }
+            op["parameters"] = [
+                {"name": "prefer", "in": "header", "required": False, "schema": {"type": "string"}}
+            ]
+        if path_id:
+            op.setdefault("parameters", []).append(
+                {
+                    "name": f"{kind.lower()}_id",
+                    "in": "path",
+                    "required": True,
+                    "schema": {"type": "string"},
+                }
+            )
+        return op
+
+    paths = {
+        "/": {
+            "get": {"summary": "Root", "responses": {"200": {"description": "Successful Response"}}}
+        },
+        "/health-check": {
+            "get": {
+                "summary": "Healthcheck",
+                "responses": {"200": {"description": "Successful Response"}},
+            }
+        },
+        f"/{noun}": {"post": operation(f"{kind}", True, False)},
+        f"/{noun}/{{{kind.lower()}_id}}": {"put": operation(f"{kind} Idempotent", True, True)},
+        f"/{noun}/{{{kind.lower()}_id}}/cancel": {"post": operation("Cancel", False, True)},
+        "/shutdown": {
+            "post": {
+                "summary": "Start Shutdown",
+                "responses": {"200": {"description": "Successful Response"}},
+            }
+        },
+    }
+    if signature.get("streaming"):
+        paths[f"/{noun}"]["post"]["x-cog-streaming"] = True
+    schemas = {
+        in_name: inputs,
+        out_name: output,
+        f"{kind}Request": request,
+        f"{kind}Response": response,
+        "Status": _STATUS,
+        **copy.deepcopy(enums),
+    }
+    return {
+        "openapi": "3.0.2",
+        "info": {"title": "Cog", "version": "0.1.0"},
+        "paths": paths,
+        "components": {"schemas": schemas},
+    }

@@ -1,0 +1,60 @@
+"""Webhooks: the prediction's state POSTed to its URL as it changes.
+
+Intermediate events (start, output, logs) are throttled so a chatty prediction sends at most
+one update per interval (`COG_THROTTLE_RESPONSE_INTERVAL`, default 0.5 s) and are best effort;
+the terminal event is always sent, retried with backoff until it is accepted.
+`WEBHOOK_AUTH_TOKEN` becomes a bearer token.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterable
+from typing import Any
+
+import httpx
+import trio
+
+EVENTS = ("start", "output", "logs", "completed")
+TERMINAL_TRIES = 8
+
+
+class Webhook:
+    def __init__(self, http: httpx.AsyncClient, url: str, events: Iterable[str] | None) -> None:
+        self.http = http
+        self.url = url
+        self.events = set(events) if events is not None else set(EVENTS)
+        self.interval = float(os.environ.get("COG_THROTTLE_RESPONSE_INTERVAL", "0.5"))
+        self.last_sent = 0.0
+        token = os.environ.get("WEBHOOK_AUTH_TOKEN")
+        self.headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self.lock = trio.Lock()
+
+    async def _post(self, payload: dict[str, Any]) -> bool:
+        try:
+            response = await self.http.post(self.url, json=payload, headers=self.headers)
+        except httpx.HTTPError:
+            return False
+        return response.status_code < 500
+
+    async def intermediate(self, event: str, payload: dict[str, Any], force: bool = False) -> None:
+        if event not in self.events:
+            return
+        now = time.monotonic()
+        if not force and now - self.last_sent < self.interval:
+            return
+        async with self.lock:
+            self.last_sent = now
+            await self._post(payload)
+
+    async def terminal(self, payload: dict[str, Any]) -> None:
+        if "completed" not in self.events:
+            return
+        delay = 0.1
+        async with self.lock:
+            for _ in range(TERMINAL_TRIES):
+                if await self._post(payload):
+                    return
+                await trio.sleep(delay)
+                delay = min(delay * 2, 5.0)

@@ -1,0 +1,324 @@
+"""The HTTP contract of the runtime: a real server process and real predictors over loopback."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import LoopbackServer
+from tests.runtime_server import serve
+
+
+def test_index_health_and_schema() -> None:
+    with serve("hello.py:Predictor") as server:
+        index = server.http.get("/").json()
+        assert index["predictions_url"] == "/predictions" and index["shutdown_url"] == "/shutdown"
+        health = server.health()
+        assert health["status"] == "READY"
+        assert health["setup"]["status"] == "succeeded"
+        assert "loading the model" in health["setup"]["logs"]
+        schema = server.http.get("/openapi.json").json()
+        props = schema["components"]["schemas"]["Input"]["properties"]
+        assert props["name"]["x-order"] == 0 and props["name"]["pattern"] == "^[a-z]+$"
+        assert props["times"]["minimum"] == 1 and props["times"]["maximum"] == 5
+        assert props["lang"]["allOf"] == [{"$ref": "#/components/schemas/lang"}]
+        assert schema["components"]["schemas"]["lang"]["enum"] == ["en", "fr"]
+        assert props["token"]["x-cog-secret"] is True and props["old"]["deprecated"] is True
+        assert schema["components"]["schemas"]["Output"]["type"] == "string"
+
+
+def test_sync_prediction_with_every_input_kind() -> None:
+    with serve("hello.py:Predictor") as server:
+        body = {
+            "input": {
+                "name": "bob",
+                "times": 2,
+                "excitement": 0.9,
+                "shout": True,
+                "lang": "fr",
+                "extra": "hi",
+                "numbers": [3, 4],
+                "token": "s3cret",
+                "unknown_key": "dropped",
+            },
+            "context": {"user": "u1"},
+        }
+        response = server.predict(body)
+        assert response.status_code == 200
+        result = response.json()
+        assert result["status"] == "succeeded"
+        assert result["output"] == "BONJOUR BOB BONJOUR BOB! hi sum=7 secret=s3cret ctx=user=u1"
+        assert result["logs"] == "greeting bob\n"
+        assert result["metrics"]["greetings"] == 2 and result["metrics"]["calls"] == 1
+        assert result["metrics"]["predict_time"] > 0
+        defaults = server.predict().json()
+        assert defaults["output"] == "hello world sum=3 secret=None ctx="
+
+
+@pytest.mark.parametrize(
+    ("value", "field"),
+    [
+        ({"times": 9}, "times"),
+        ({"times": "many"}, "times"),
+        ({"name": "Bob!"}, "name"),
+        ({"lang": "de"}, "lang"),
+        ({"numbers": ["a"]}, "numbers"),
+    ],
+)
+def test_invalid_input_is_422_with_cogs_detail_shape(value: dict[str, object], field: str) -> None:
+    with serve("hello.py:Predictor") as server:
+        response = server.predict({"input": value})
+        assert response.status_code == 422
+        detail = response.json()["detail"]
+        assert detail[0]["loc"][:3] == ["body", "input", field] and detail[0]["msg"]
+        assert server.health()["status"] == "READY"
+
+
+def test_required_inputs_files_and_structured_output(http_server: LoopbackServer) -> None:
+    http_server.files["docs/extra.txt"] = b" and more"
+    with serve("files.py:Predictor") as server:
+        missing = server.predict({"input": {}})
+        assert missing.status_code == 422 and missing.json()["detail"][0]["loc"][-1] == "doc"
+        doc = "data:text/plain;base64," + base64.b64encode(b"hello").decode()
+        response = server.predict(
+            {"input": {"doc": doc, "extra": [http_server.url("docs/extra.txt")]}}
+        ).json()
+        assert response["status"] == "succeeded", response
+        assert response["output"]["text"] == "hello and more" and response["output"]["size"] == 14
+        header, payload = response["output"]["copy"].split(",", 1)
+        assert header == "data:text/plain;base64"
+        assert base64.b64decode(payload) == b"HELLO AND MORE"
+        bad = server.predict({"input": {"doc": http_server.url("missing.txt")}}).json()
+        assert bad["status"] == "failed" and "404" in bad["error"]
+
+
+def test_outputs_upload_to_upload_url(http_server: LoopbackServer) -> None:
+    http_server.failures["uploads/copy-input.txt.txt"] = [503]  # retried
+    with serve("files.py:Predictor", "--upload-url", http_server.url("uploads/")) as server:
+        doc = "data:text/plain;base64," + base64.b64encode(b"abc").decode()
+        response = server.predict({"input": {"doc": doc}}).json()
+        assert response["status"] == "succeeded", response
+        assert response["output"]["copy"] == http_server.url("uploads/copy-input.txt.txt")
+        assert http_server.files["uploads/copy-input.txt.txt"] == b"ABC"
+        assert http_server.hits["uploads/copy-input.txt.txt"] == 2
+
+
+def test_iterator_output_and_sse() -> None:
+    with serve("iterate.py:Predictor") as server:
+        result = server.predict({"input": {"n": 3}}).json()
+        assert result["output"] == ["t0 ", "t1 ", "t2 "]
+        assert result["logs"] == "token 0\ntoken 1\ntoken 2\n"
+        schema = server.http.get("/openapi.json").json()["components"]["schemas"]["Output"]
+        assert schema["x-cog-array-type"] == "iterator"
+        assert schema["x-cog-array-display"] == "concatenate"
+        events = []
+        with server.http.stream(
+            "POST",
+            "/predictions",
+            json={"input": {"n": 2}},
+            headers={"Accept": "text/event-stream"},
+        ) as stream:
+            assert stream.status_code == 200
+            assert stream.headers["content-type"].startswith("text/event-stream")
+            for line in stream.iter_lines():
+                if line.startswith("event: "):
+                    events.append(line[7:])
+        assert events[0] == "start" and events[-1] == "completed"
+        assert events.count("output") == 2 and "log" in events
+        failed = server.predict({"input": {"n": 3, "fail_at": 1}}).json()
+        assert failed["status"] == "failed" and "failed at 1" in failed["error"]
+        assert failed["output"] == ["t0 "]
+
+
+def test_sse_is_406_for_a_predictor_that_does_not_stream() -> None:
+    with serve("hello.py:Predictor") as server:
+        response = server.predict({"input": {}}, Accept="text/event-stream")
+        assert response.status_code == 406 and "@cog.streaming" in response.json()["error"]
+
+
+def test_async_predictions_idempotent_put_and_409(http_server: LoopbackServer) -> None:
+    with serve("slow.py:Predictor") as server:
+        first = server.start("p1", http_server, {"seconds": 1})
+        assert first.status_code == 202 and first.json()["id"] == "p1"
+        again = server.http.put(
+            "/predictions/p1", json={"input": {"seconds": 1}}, headers={"Prefer": "respond-async"}
+        )
+        assert again.status_code == 202 and again.json()["id"] == "p1"
+        busy = server.predict({"input": {"seconds": 1}})
+        assert busy.status_code == 409 and busy.json()["error"].startswith("At capacity")
+        assert server.health()["status"] == "BUSY"
+        mismatch = server.http.put("/predictions/p2", json={"id": "p3", "input": {}})
+        assert mismatch.status_code == 422
+        done = server.wait_done("p1", http_server)
+        assert done["status"] == "succeeded" and done["output"] == "finished"
+        assert server.wait_for("READY")["status"] == "READY"
+
+
+def test_cancel_sync_predictor_by_signal(http_server: LoopbackServer) -> None:
+    with serve("slow.py:Predictor") as server:
+        server.start("c1", http_server, {"seconds": 60})
+        time.sleep(0.5)
+        assert server.http.post("/predictions/c1/cancel").status_code == 200
+        state = server.wait_done("c1", http_server, timeout=10)
+        assert state["status"] == "canceled"
+        assert server.http.post("/predictions/unknown/cancel").status_code == 404
+        after = server.predict({"input": {"seconds": 0}}).json()
+        assert after["status"] == "succeeded"  # the worker survived the cancellation
+
+
+def test_client_disconnect_cancels_a_sync_prediction() -> None:
+    with serve("slow.py:Predictor") as server:
+        with pytest.raises(httpx.ReadTimeout):
+            httpx.post(f"{server.url}/predictions", json={"input": {"seconds": 60}}, timeout=0.7)
+        assert server.wait_for("READY", timeout=10)["status"] == "READY"
+
+
+def test_async_predictor_concurrency_and_cancel(http_server: LoopbackServer) -> None:
+    with serve("concurrent_async.py:Predictor") as server:
+        results: list[dict[str, object]] = []
+
+        def one(tag: str) -> None:
+            results.append(server.predict({"input": {"seconds": 0.5, "tag": tag}}).json())
+
+        threads = [threading.Thread(target=one, args=(str(i),)) for i in range(4)]
+        started = time.monotonic()
+        for t in threads:
+            t.start()
+        time.sleep(0.2)
+        assert server.predict({"input": {"seconds": 0.5}}).status_code == 409  # a fifth
+        for t in threads:
+            t.join()
+        assert time.monotonic() - started < 1.5  # ran at once, not one after another
+        assert sorted(r["output"] for r in results) == [f"done {i}" for i in range(4)]
+        for r in results:  # logs and metrics are each prediction's own
+            tag = r["output"].split()[-1]  # type: ignore[union-attr]
+            assert r["logs"] == f"start {tag}\nend {tag}\n"
+            assert r["metrics"]["tag"] == tag  # type: ignore[index]
+        server.start("a1", http_server, {"seconds": 30})
+        time.sleep(0.3)
+        server.http.post("/predictions/a1/cancel")
+        assert server.wait_done("a1", http_server, timeout=10)["status"] == "canceled"
+
+
+@pytest.mark.parametrize(("how", "reason"), [("segfault", "SIGSEGV"), ("exit", "status 3")])
+def test_a_crashing_worker_fails_its_prediction_and_the_server_stays_up(
+    how: str, reason: str
+) -> None:
+    with serve("crash.py:Predictor") as server:
+        result = server.predict({"input": {"how": how}}).json()
+        assert result["status"] == "failed" and reason in result["error"]
+        health = server.health()
+        assert health["status"] == "DEFUNCT"
+        again = server.predict({"input": {}})
+        assert again.status_code == 503 and "died" in again.json()["error"]
+
+
+def test_sys_exit_and_exceptions_fail_only_that_prediction() -> None:
+    with serve("crash.py:Predictor") as server:
+        exited = server.predict({"input": {"how": "sysexit"}}).json()
+        assert exited["status"] == "failed" and "sys.exit(2)" in exited["error"]
+        raised = server.predict({"input": {"how": "raise"}}).json()
+        assert raised["status"] == "failed" and raised["error"] == "ValueError: bad things"
+        ok = server.predict({"input": {}}).json()
+        assert ok["status"] == "succeeded" and ok["output"] == "survived ok"
+
+
+def test_subprocess_and_fd_output_is_logged_and_never_corrupts_ipc() -> None:
+    with serve("crash.py:Predictor") as server:
+        result = server.predict({"input": {"how": "chatty"}}).json()
+        assert result["status"] == "succeeded" and result["output"] == "survived chatty"
+        assert result["logs"].count('{"type": "done"}') == 2000
+        assert "raw fd write\n" in result["logs"] and "raw stderr write\n" in result["logs"]
+
+
+def test_setup_failure_and_timeout() -> None:
+    with serve("setup_fails.py:Predictor", ready=("SETUP_FAILED",)) as server:
+        health = server.health()
+        assert "weights are missing" in health["setup"]["logs"]
+        assert "about to fail" in health["setup"]["logs"]
+        assert server.predict().status_code == 503
+    with serve(
+        "setup_slow.py:Predictor", env={"COG_SETUP_TIMEOUT": "1"}, ready=("SETUP_FAILED",)
+    ) as server:
+        assert "timed out after 1 seconds" in server.health()["setup"]["logs"]
+    with serve("slow.py:Predictor", ready=("STARTING", "READY")) as server:
+        pass  # STARTING is reported before setup completes (checked by the wait)
+
+
+def test_user_healthcheck(tmp_path: Path) -> None:
+    mode = tmp_path / "mode"
+    mode.write_text("true")
+    with serve("health.py:Predictor", env={"HEALTH_FILE": str(mode)}) as server:
+        assert server.health()["status"] == "READY"
+        mode.write_text("false")
+        assert server.health()["status"] == "UNHEALTHY"
+        mode.write_text("raise")
+        health = server.health()
+        assert (
+            health["status"] == "UNHEALTHY" and "GPU fell off" in health["user_healthcheck_error"]
+        )
+        mode.write_text("hang")
+        started = time.monotonic()
+        health = server.health()
+        assert health["status"] == "UNHEALTHY" and "timed out" in health["user_healthcheck_error"]
+        assert time.monotonic() - started < 8
+        mode.write_text("true")
+        time.sleep(0.2)
+        assert server.wait_for("READY", timeout=60)["status"] == "READY"
+
+
+def test_webhooks_follow_the_filter_and_retry_the_terminal_event(
+    http_server: LoopbackServer,
+) -> None:
+    http_server.failures["hook"] = [500, 500]  # the terminal event must survive these
+    env = {"WEBHOOK_AUTH_TOKEN": "tok", "COG_THROTTLE_RESPONSE_INTERVAL": "0"}
+    with serve("iterate.py:Predictor", env=env) as server:
+        body = {"input": {"n": 3, "delay": 0.05}, "webhook": http_server.url("hook")}
+        server.predict(body, Prefer="respond-async")
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and not any(
+            json.loads(b)["status"] == "succeeded" for _, _, _, b in http_server.received
+        ):
+            time.sleep(0.05)
+        sent = [json.loads(b) for _, _, _, b in http_server.received]
+        assert sent[-1]["status"] == "succeeded" and sent[-1]["output"] == ["t0 ", "t1 ", "t2 "]
+        assert all(h["Authorization"] == "Bearer tok" for _, _, h, _ in http_server.received)
+        http_server.received.clear()
+        body["webhook_events_filter"] = ["completed"]
+        server.predict(body, Prefer="respond-async")
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and not http_server.received:
+            time.sleep(0.05)
+        time.sleep(0.3)
+        assert [json.loads(b)["status"] for _, _, _, b in http_server.received] == ["succeeded"]
+
+
+def test_plain_function_runner_weights_and_trainings(tmp_path: Path) -> None:
+    with serve("function.py:predict") as server:
+        assert server.predict({"input": {"x": 21}}).json()["output"] == 42
+    with serve("runner.py:Runner", env={"COG_WEIGHTS": "https://example.invalid/w.bin"}) as server:
+        out = server.predict({"input": {"text": "hi"}}).json()["output"]
+        assert out == "hi weights=https://example.invalid/w.bin"
+    with serve(
+        "runner.py:Runner", "--x-mode", "train", env={"COG_TRAIN_TYPE_STUB": "runner.py:train"}
+    ) as server:
+        response = server.http.post("/trainings", json={"input": {"steps": 3}})
+        assert response.json()["output"] == "trained 3 steps"
+        assert server.http.get("/").json()["trainings_url"] == "/trainings"
+
+
+def test_shutdown_endpoint_and_sigterm() -> None:
+    with serve("hello.py:Predictor") as server:
+        assert server.http.post("/shutdown").status_code == 200
+        assert server.process.wait(timeout=15) == 0
+    with serve("hello.py:Predictor") as server:
+        os.killpg(server.process.pid, signal.SIGTERM)
+        assert server.process.wait(timeout=15) == 0

@@ -5,7 +5,10 @@ from __future__ import annotations
 import base64
 import json
 import os
+import shutil
 import signal
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -14,7 +17,7 @@ import httpx
 import pytest
 
 from tests.conftest import LoopbackServer
-from tests.runtime_server import serve
+from tests.runtime_server import FIXTURES, REPO, serve
 
 
 def test_index_health_and_schema() -> None:
@@ -322,3 +325,39 @@ def test_shutdown_endpoint_and_sigterm() -> None:
     with serve("hello.py:Predictor") as server:
         os.killpg(server.process.pid, signal.SIGTERM)
         assert server.process.wait(timeout=15) == 0
+
+
+def cog_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    env = os.environ | {"PYTHONPATH": str(REPO)}
+    return subprocess.run(
+        [sys.executable, "-m", "cog.cli.main", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_cog_predict_runs_the_predictor_here(tmp_path: Path) -> None:
+    project = tmp_path / "project"
+    shutil.copytree(FIXTURES, project)
+    (project / "cog.yaml").write_text(
+        'build:\n  python_version: "3.11"\npredict: "files.py:Predictor"\n'
+    )
+    (tmp_path / "in.txt").write_text("hi")
+    result = cog_cli("predict", "-i", f"doc=@{tmp_path / 'in.txt'}", cwd=project)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["text"] == "hi"
+    assert (project / "output.txt").read_text() == "HI"  # a file output, written here
+    hello = cog_cli(
+        "predict", "--ref", "hello.py:Predictor", "-i", "name=ann", "-i", "times=2", cwd=project
+    )
+    assert hello.stdout.strip() == "hello ann hello ann sum=3 secret=None ctx="
+    assert "greeting ann" in hello.stderr  # the prediction's logs
+    bad = cog_cli("predict", "--ref", "hello.py:Predictor", "-i", "times=9", cwd=project)
+    assert bad.returncode == 1 and "times: Input should be less than or equal to 5" in bad.stderr
+    assert "Traceback" not in bad.stderr
+    nothing = cog_cli("predict", "-i", "x=1", cwd=tmp_path)
+    assert nothing.returncode == 1 and "no cog.yaml" in nothing.stderr

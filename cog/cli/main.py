@@ -6,7 +6,7 @@ import argparse
 import sys
 from importlib import metadata
 
-from cog.cli import channel_cmd, store_cmd
+from cog.cli import channel_cmd, predict_cmd, store_cmd
 from cog.cli.errors import run_guarded
 from store.local import Store
 
@@ -34,6 +34,7 @@ def parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True, parser_class=_Parser)
     store_cmd.register(sub)
     channel_cmd.register(sub)
+    predict_cmd.register(sub)
     return p
 
 

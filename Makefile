@@ -26,8 +26,14 @@ system-deps:
 
 # A frozen copy of the Debian files the tests use (signed indexes, the .debs of the test
 # closure), fetched once into the cache; the tests serve it on loopback and stay offline.
-test-fixtures: $(VENV)/.installed
+test-fixtures: $(VENV)/.installed $(CACHE)/cog-0.23.1-venv/.installed
 	COG_CACHE_DIR=$(CACHE)/cog $(PY) -m tests.debian_mirror $(CACHE)/debian-mirror
+
+# Cog's own server, for the runtime's differential tests (and the runtime benchmark).
+$(CACHE)/cog-0.23.1-venv/.installed:
+	python3 -m venv $(CACHE)/cog-0.23.1-venv
+	$(CACHE)/cog-0.23.1-venv/bin/pip install -q cog==0.23.1 coglet==0.23.1
+	touch $@
 
 demo: $(VENV)/.installed
 	@bash bench/store_demo.sh $(VENV)/bin/cog

@@ -64,6 +64,8 @@ def create_app(runtime: Runtime) -> QuartTrio:
         return _json(runtime.schema)
 
     async def start(prediction_id: str | None) -> Response:
+        if request.mimetype not in ("", "application/json"):  # as Cog: none is fine
+            return Response("Expected request with `Content-Type: application/json`", status=415)
         raw = await request.get_data(as_text=True)
         try:
             body = json.loads(raw) if raw.strip() else {}

@@ -75,8 +75,8 @@ class Prediction:
             "metrics": self.metrics,
             "created_at": self.created_at,
         }
-        if self.status == "succeeded" or self.output not in (None, []):
-            body["output"] = self.output
+        if self.status == "succeeded" or (self.status == "processing" and self.output):
+            body["output"] = self.output  # as Cog: a failed prediction reports no output
         if self.error is not None:
             body["error"] = self.error
         if self.started_at:

@@ -8,6 +8,7 @@ Cog's OpenAPI document (`Input`, `Output`, `x-order`, `x-cog-*` extensions).
 from __future__ import annotations
 
 import copy
+import json
 from typing import Any, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
@@ -79,8 +80,8 @@ class Inputs:
     def validate(self, data: Any) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
         """(the values, no errors) or (None, Cog's 422 `detail` entries)."""
         if not isinstance(data, dict):
-            error = {"loc": ["body", "input"], "msg": "Input should be an object", "type": "type"}
-            return None, [error]
+            msg = f"{json.dumps(data)} is not of type \"object\""
+            return None, [{"loc": ["body", "input", "__root__"], "msg": msg, "type": "value_error"}]
         try:
             return self.model.model_validate(data).model_dump(), []
         except ValidationError as e:
@@ -88,7 +89,8 @@ class Inputs:
                 {
                     "loc": ["body", "input", *map(str, err["loc"])],
                     "msg": err["msg"],
-                    "type": err["type"],
+                    # as Cog: every input error is a value_error, a missing one .missing
+                    "type": "value_error.missing" if err["type"] == "missing" else "value_error",
                 }
                 for err in e.errors(include_url=False)
             ]

@@ -79,14 +79,15 @@ def serve(
     python: str | None = None,
     cwd: Path = FIXTURES,
     ready: tuple[str, ...] = ("READY",),
+    ours: bool = True,
 ) -> Iterator[Server]:
+    """Our server (this checkout on PYTHONPATH), or with `ours=False` whatever `python` has."""
     port = free_port()
-    environment = os.environ | {
-        "PORT": str(port),
-        "COG_PREDICT_TYPE_STUB": ref,
-        "PYTHONPATH": str(REPO),
-        **(env or {}),
-    }
+    environment = os.environ | {"PORT": str(port), "COG_PREDICT_TYPE_STUB": ref, **(env or {})}
+    if ours:
+        environment["PYTHONPATH"] = str(REPO)
+    else:
+        environment.pop("PYTHONPATH", None)
     command = [python or sys.executable, "-m", "cog.server.http", "--host", "127.0.0.1", *args]
     process = subprocess.Popen(command, cwd=cwd, env=environment, start_new_session=True)
     server = Server(process, port)

@@ -208,7 +208,7 @@ class Runtime:
         return self.running() >= self.slots
 
     def running(self) -> int:
-        return sum(1 for p in self.predictions.values() if not p.done.is_set())
+        return len(self.predictions)  # only unfinished predictions are kept
 
     def status(self) -> str:
         if self.setup.status == "failed":
@@ -350,6 +350,8 @@ class Runtime:
                     return
         finally:
             self.worker.handlers.pop(prediction.id, None)
+            if self.predictions.get(prediction.id) is prediction:
+                del self.predictions[prediction.id]  # finished ones are not kept: no leak
             if not prediction.done.is_set():  # cancelled from outside (shutdown)
                 prediction.status = "canceled"
                 prediction.completed_at = now_iso()
@@ -394,6 +396,8 @@ class Runtime:
     async def _end(
         self, prediction: Prediction, status: str, started: float, error: str | None = None
     ) -> None:
+        if self.predictions.get(prediction.id) is prediction:
+            del self.predictions[prediction.id]  # its slot is free from now on
         prediction.status = status
         prediction.error = error
         prediction.metrics["predict_time"] = time.monotonic() - started

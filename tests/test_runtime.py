@@ -361,3 +361,25 @@ def test_cog_predict_runs_the_predictor_here(tmp_path: Path) -> None:
     assert "Traceback" not in bad.stderr
     nothing = cog_cli("predict", "-i", "x=1", cwd=tmp_path)
     assert nothing.returncode == 1 and "no cog.yaml" in nothing.stderr
+
+
+def test_async_generator_output_with_url_and_file_inputs(http_server: LoopbackServer) -> None:
+    http_server.files["page.txt"] = b"remote"
+    with serve("async_stream.py:Predictor") as server:
+        schema = server.http.get("/openapi.json").json()["components"]["schemas"]
+        assert schema["Output"]["x-cog-array-type"] == "iterator"
+        assert "x-cog-array-display" not in schema["Output"]  # an iterator, not concatenated
+        body = {"input": {"page": http_server.url("page.txt"), "raw": "data:,local", "n": 2}}
+        result = server.predict(body).json()
+        assert result["status"] == "succeeded", result
+        assert result["output"] == ["local:remote:0", "local:remote:1"]
+        assert result["logs"] == "chunk 0\nchunk 1\n"
+
+
+def test_await_explicit_shutdown_ignores_sigterm() -> None:
+    with serve("hello.py:Predictor", "--await-explicit-shutdown", "true") as server:
+        os.kill(server.process.pid, signal.SIGTERM)
+        time.sleep(1)
+        assert server.process.poll() is None and server.health()["status"] == "READY"
+        server.http.post("/shutdown")
+        assert server.process.wait(timeout=15) == 0

@@ -26,9 +26,12 @@ import os
 import pathlib
 import queue
 import shutil
+import select
 import signal
+import struct
 import sys
 import tempfile
+import termios
 import threading
 import traceback
 from collections.abc import Callable
@@ -95,11 +98,14 @@ class Logs:
 
     def capture_fds(self) -> None:
         self.fenced: dict[int, threading.Event] = {}
+        self.readers: dict[int, int] = {}  # captured fd -> its pipe's read end
+        self.forwarding: set[int] = set()  # captured fds whose pump holds unsent bytes
         for fd, name in ((1, "stdout"), (2, "stderr")):
             read_end, write_end = os.pipe()
             os.dup2(write_end, fd)
             os.close(write_end)
             self.fenced[fd] = threading.Event()
+            self.readers[fd] = read_end
             threading.Thread(target=self._pump, args=(read_end, fd, name), daemon=True).start()
         sys.stdout = _Writer(self, "stdout")
         sys.stderr = _Writer(self, "stderr")
@@ -107,16 +113,28 @@ class Logs:
     def fence(self, timeout: float = 2.0) -> None:
         """Waits until everything written to fds 1 and 2 so far has been forwarded, so a
         prediction's last lines (a subprocess's, a C library's) are in its logs when it ends."""
+        waiting = []
         for fd, seen in self.fenced.items():
+            pending = struct.unpack("i", fcntl.ioctl(self.readers[fd], termios.FIONREAD, b"\0" * 4))
+            if pending[0] == 0 and fd not in self.forwarding:
+                continue  # nothing written since the last read: no round trip needed
             seen.clear()
             os.write(fd, _FENCE)
-        for seen in self.fenced.values():
+            waiting.append(seen)
+        for seen in waiting:
             seen.wait(timeout)
 
     def _pump(self, fd: int, target: int, name: str) -> None:
         decoder = codecs.getincrementaldecoder("utf-8")("replace")
         pending = b""
-        while chunk := os.read(fd, 65536):
+        while True:
+            select.select([fd], [], [])
+            # Marked before the read: bytes are always either in the pipe or marked here,
+            # so fence() can tell from outside whether anything is still on its way.
+            self.forwarding.add(target)
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                break
             pending += chunk
             while (at := pending.find(_FENCE)) != -1:
                 self.emit(name, decoder.decode(pending[:at]), self.owner())
@@ -127,6 +145,8 @@ class Logs:
             if _FENCE[:1] not in pending:
                 ready, pending = ready + pending, b""
             self.emit(name, decoder.decode(ready), self.owner())
+            if not pending:
+                self.forwarding.discard(target)
 
 
 class _Writer(io.TextIOBase):
@@ -441,6 +461,7 @@ def _weights() -> Any:
 
 
 def main() -> int:
+    sys.setswitchinterval(float(os.environ.get("COG_SWITCH", "0.005")))
     ref = sys.argv[1]
     method = "train" if "--train" in sys.argv[2:] else "predict"
     rfd, wfd = (int(x) for x in os.environ.pop("COG_IPC_FDS").split(","))

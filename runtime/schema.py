@@ -80,7 +80,7 @@ class Inputs:
     def validate(self, data: Any) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
         """(the values, no errors) or (None, Cog's 422 `detail` entries)."""
         if not isinstance(data, dict):
-            msg = f"{json.dumps(data)} is not of type \"object\""
+            msg = f'{json.dumps(data)} is not of type "object"'
             return None, [{"loc": ["body", "input", "__root__"], "msg": msg, "type": "value_error"}]
         try:
             return self.model.model_validate(data).model_dump(), []

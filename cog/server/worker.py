@@ -25,8 +25,8 @@ import json
 import os
 import pathlib
 import queue
-import shutil
 import select
+import shutil
 import signal
 import struct
 import sys

@@ -185,7 +185,8 @@ class Runtime:
             self.inputs = Inputs(message["signature"])
             self.schema = openapi(message["signature"], training=self.training)
             wanted = self.max_concurrency_override or message["signature"]["max_concurrency"]
-            self.slots = max(1, wanted)
+            # A sync predictor runs one prediction at a time, whatever COG_MAX_CONCURRENCY says.
+            self.slots = max(1, wanted) if message["signature"]["is_async"] else 1
         elif kind == "setup_done":
             self.setup.status = "succeeded"
             self.setup.completed_at = now_iso()

@@ -383,3 +383,22 @@ def test_await_explicit_shutdown_ignores_sigterm() -> None:
         assert server.process.poll() is None and server.health()["status"] == "READY"
         server.http.post("/shutdown")
         assert server.process.wait(timeout=15) == 0
+
+
+def test_cog_max_concurrency_sets_the_slots_of_async_predictors() -> None:
+    env = {"COG_MAX_CONCURRENCY": "2"}
+    with serve("concurrent_async.py:Predictor", env=env) as server:
+        threads = [
+            threading.Thread(target=server.predict, args=({"input": {"seconds": 0.6}},))
+            for _ in range(2)
+        ]
+        for t in threads:
+            t.start()
+        time.sleep(0.2)
+        assert server.predict({"input": {"seconds": 0}}).status_code == 409  # a third
+        for t in threads:
+            t.join()
+    with serve("slow.py:Predictor", env=env) as server:  # sync: one at a time regardless
+        server.predict({"input": {"seconds": 0.6}}, Prefer="respond-async")
+        time.sleep(0.2)
+        assert server.predict({"input": {"seconds": 0}}).status_code == 409

@@ -1,0 +1,251 @@
+"""cog.yaml: Cog's whole schema as pydantic models, with errors a user can act on.
+
+Every problem is one sentence naming the field path (`build.python_version: …`); an unknown
+key is an error with the closest known key suggested.
+"""
+
+from __future__ import annotations
+
+import difflib
+import fnmatch
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from derivations.errors import DerivationError
+
+MIN_PYTHON = (3, 10)
+MIN_PYTHON_FOR_CONCURRENCY = (3, 11)
+DEFAULT_PYTHON = "3.11"
+# Names Cog reserves for its own use in the image (Cog's deny list; `*` is a prefix).
+DENIED_ENV = (
+    "PATH",
+    "LD_LIBRARY_PATH",
+    "PYTHONPATH",
+    "VIRTUAL_ENV",
+    "PYTHONUNBUFFERED",
+    "R8_*",
+    "REPLICATE_*",
+    "LIBRARY_PATH",
+    "CUDA_*",
+    "NVIDIA_*",
+    "NV_*",
+    "PGET_*",
+    "HF_ENDPOINT",
+    "HF_HUB_ENABLE_HF_TRANSFER",
+    "KUBERNETES_*",
+)
+_REF = re.compile(r"^[^:]+\.py:[A-Za-z_][A-Za-z0-9_]*$")
+
+
+class ConfigError(DerivationError):
+    pass
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Mount(_Strict):
+    type: Literal["secret"]
+    id: str
+    target: str
+
+
+class RunItem(_Strict):
+    command: str
+    mounts: tuple[Mount, ...] = ()
+
+
+class Build(_Strict):
+    gpu: bool = False
+    python_version: str = DEFAULT_PYTHON
+    python_requirements: str | None = None
+    python_packages: tuple[str, ...] = ()  # deprecated by Cog; still honoured
+    system_packages: tuple[str, ...] = ()
+    run: tuple[RunItem, ...] = ()
+    pre_install: tuple[str, ...] = ()  # deprecated by Cog; still honoured
+    cuda: str | None = None
+    cudnn: str | None = None
+    sdk_version: str | None = None
+
+    @field_validator("python_version", mode="before")
+    @classmethod
+    def _python(cls, value: Any) -> str:
+        if isinstance(value, float):  # YAML reads 3.10 as the number 3.1
+            raise ValueError(f'must be a quoted string such as "3.11", not the number {value}')
+        text = str(value).strip()
+        parts = text.split(".")
+        if len(parts) not in (2, 3) or not all(p.isdigit() for p in parts):
+            raise ValueError(f'must look like "3.11" (major.minor), not {text!r}')
+        if (int(parts[0]), int(parts[1])) < MIN_PYTHON:
+            raise ValueError(f"must be at least {MIN_PYTHON[0]}.{MIN_PYTHON[1]}, not {text}")
+        return f"{parts[0]}.{parts[1]}"
+
+    @field_validator("run", mode="before")
+    @classmethod
+    def _run(cls, value: Any) -> Any:
+        if not isinstance(value, list):
+            return value
+        return [{"command": v} if isinstance(v, str) else v for v in value]
+
+    @field_validator("cuda")
+    @classmethod
+    def _cuda(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        parts = value.split(".")
+        if len(parts) < 2 or not all(p.isdigit() for p in parts):
+            raise ValueError(f'must include major and minor versions, like "12.1", not {value!r}')
+        if int(parts[0]) < 11:
+            raise ValueError(f"must be at least 11, not {value}")
+        return value
+
+    @field_validator("system_packages")
+    @classmethod
+    def _packages(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for name in value:
+            if not re.fullmatch(r"[a-z0-9][a-z0-9+.-]+(=\S+)?", name):
+                raise ValueError(f"{name!r} is not a Debian package name")
+        return value
+
+    @model_validator(mode="after")
+    def _exclusive(self) -> Build:
+        if self.python_packages and self.python_requirements:
+            raise ValueError("set python_requirements or python_packages, not both")
+        if (self.cuda or self.cudnn) and not self.gpu:
+            raise ValueError("cuda and cudnn need gpu: true")
+        return self
+
+
+class Concurrency(_Strict):
+    max: int = Field(1, ge=1)
+
+
+class Weight(_Strict):
+    source: str
+    target: str | None = None
+
+
+class CogConfig(_Strict):
+    build: Build = Build()
+    image: str | None = None
+    predict: str | None = None
+    train: str | None = None
+    concurrency: Concurrency | None = None
+    environment: tuple[str, ...] = ()
+    weights: tuple[Weight, ...] = ()
+    model: str | None = None
+
+    @field_validator("predict", "train")
+    @classmethod
+    def _ref(cls, value: str | None) -> str | None:
+        if value is not None and not _REF.match(value):
+            raise ValueError(f"must look like predict.py:Predictor, not {value!r}")
+        return value
+
+    @field_validator("environment")
+    @classmethod
+    def _environment(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        seen: set[str] = set()
+        for item in value:
+            name, eq, _ = item.partition("=")
+            if not eq or not name:
+                raise ValueError(f"{item!r} is not in the NAME=value form")
+            for pattern in DENIED_ENV:
+                if fnmatch.fnmatchcase(name, pattern):
+                    raise ValueError(f"{name} is reserved by Cog and cannot be set")
+            if name in seen:
+                raise ValueError(f"{name} is set twice")
+            seen.add(name)
+        return value
+
+    @model_validator(mode="after")
+    def _concurrency(self) -> CogConfig:
+        if self.concurrency and self.concurrency.max > 1:
+            major, minor = (int(p) for p in self.build.python_version.split("."))
+            if (major, minor) < MIN_PYTHON_FOR_CONCURRENCY:
+                raise ValueError("concurrency.max above 1 needs python_version 3.11 or later")
+        return self
+
+    @property
+    def env(self) -> dict[str, str]:
+        return dict(item.split("=", 1) for item in self.environment)
+
+
+def _known_keys(model: type[BaseModel], path: tuple[str | int, ...]) -> list[str]:
+    """The field names at `path` (a pydantic location) of the model tree."""
+    current: Any = model
+    for part in path:
+        if isinstance(part, int):
+            continue
+        field = getattr(current, "model_fields", {}).get(part)
+        if field is None:
+            return []
+        annotation = field.annotation
+        for candidate in (annotation, *getattr(annotation, "__args__", ())):
+            if isinstance(candidate, type) and issubclass(candidate, BaseModel):
+                current = candidate
+                break
+            inner = getattr(candidate, "__args__", ())
+            models = [a for a in inner if isinstance(a, type) and issubclass(a, BaseModel)]
+            if models:
+                current = models[0]
+                break
+        else:
+            return []
+    return list(getattr(current, "model_fields", {}))
+
+
+def _sentence(error: Any, where: str) -> ConfigError:
+    loc = tuple(error["loc"])
+    path = ".".join(str(p) for p in loc if not str(p).startswith("function-after"))
+    if error["type"] == "extra_forbidden":
+        close = difflib.get_close_matches(str(loc[-1]), _known_keys(CogConfig, loc[:-1]), n=1)
+        hint = f"did you mean {'.'.join([*map(str, loc[:-1]), close[0]])}?" if close else None
+        return ConfigError(f"{where}: unknown key {path}", hint=hint or "remove it")
+    message = error["msg"].removeprefix("Value error, ")
+    return ConfigError(f"{where}: {path or 'the file'}: {message}", hint=f"fix {where} and retry")
+
+
+def parse_config(text: str, where: str = "cog.yaml") -> CogConfig:
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ConfigError(f"{where} is not valid YAML{at}: {getattr(e, 'problem', e)}") from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where} must be a mapping of keys (build, predict, …)")
+    try:
+        return CogConfig.model_validate(data)
+    except ValidationError as e:
+        raise _sentence(e.errors()[0], where) from None
+
+
+def load_config(project: Path) -> CogConfig:
+    path = project / "cog.yaml"
+    if not path.is_file():
+        raise ConfigError(
+            f"there is no cog.yaml in {project}", hint="run `cog init`, or cd to your project"
+        )
+    return parse_config(path.read_text(), "cog.yaml")
+
+
+def requirement_lines(config: CogConfig, project: Path) -> list[str]:
+    """The model's requirements: python_requirements' lines, or python_packages."""
+    if config.build.python_requirements:
+        path = project / config.build.python_requirements
+        if not path.is_file():
+            raise ConfigError(
+                f"cog.yaml: build.python_requirements: {config.build.python_requirements} "
+                "does not exist"
+            )
+        lines = path.read_text().splitlines()
+        return [s for line in lines if (s := line.split(" #")[0].strip()) and not s.startswith("#")]
+    return list(config.build.python_packages)

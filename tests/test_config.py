@@ -1,0 +1,113 @@
+"""cog.yaml: the whole schema, and errors that name the field and the problem."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from derivations.config import ConfigError, load_config, parse_config, requirement_lines
+
+FULL = """
+build:
+  gpu: true
+  cuda: "12.1"
+  cudnn: "8"
+  python_version: "3.11"
+  python_requirements: requirements.txt
+  system_packages: [ffmpeg, libgl1]
+  run:
+    - echo hello
+    - command: pip download x
+      mounts:
+        - type: secret
+          id: token
+          target: /run/secrets/token
+  sdk_version: "0.23.1"
+image: r8.im/me/model
+predict: predict.py:Predictor
+train: train.py:train
+concurrency:
+  max: 4
+environment:
+  - HF_HOME=/src/cache
+  - GREETING=a=b
+weights:
+  - source: weights/model.bin
+    target: /src/weights/model.bin
+"""
+
+
+def test_the_whole_schema_parses() -> None:
+    config = parse_config(FULL)
+    assert config.build.gpu and config.build.cuda == "12.1"
+    assert config.build.system_packages == ("ffmpeg", "libgl1")
+    assert config.build.run[0].command == "echo hello"
+    assert config.build.run[1].mounts[0].id == "token"
+    assert config.concurrency is not None and config.concurrency.max == 4
+    assert config.env == {"HF_HOME": "/src/cache", "GREETING": "a=b"}
+    assert config.weights[0].target == "/src/weights/model.bin"
+    assert parse_config("").build.python_version == "3.11"  # the defaults
+
+
+@pytest.mark.parametrize(
+    ("text", "message", "hint"),
+    [
+        (
+            "build:\n  pyton_version: '3.11'\n",
+            "unknown key build.pyton_version",
+            "build.python_version",
+        ),
+        ("predicts: predict.py:P\n", "unknown key predicts", "predict"),
+        ("build:\n  python_version: 3.10\n", "build.python_version: must be a quoted string", None),
+        ("build:\n  python_version: '3.8'\n", "build.python_version: must be at least 3.10", None),
+        ("build:\n  python_version: 'three'\n", 'must look like "3.11"', None),
+        ("environment: [PATH=/x]\n", "environment: PATH is reserved by Cog", None),
+        ("environment: [CUDA_HOME=/x]\n", "environment: CUDA_HOME is reserved", None),
+        ("environment: [A=1, A=2]\n", "A is set twice", None),
+        ("environment: [NOEQUALS]\n", "is not in the NAME=value form", None),
+        ("predict: predict.py\n", "predict: must look like predict.py:Predictor", None),
+        ("build:\n  python_packages: [a]\n  python_requirements: r.txt\n", "not both", None),
+        ("build:\n  cuda: '12.1'\n", "cuda and cudnn need gpu: true", None),
+        ("build:\n  gpu: true\n  cuda: '10.2'\n", "build.cuda: must be at least 11", None),
+        ("build:\n  system_packages: ['Bad Name']\n", "is not a Debian package name", None),
+        ("concurrency:\n  max: 0\n", "concurrency.max", None),
+        (
+            "build:\n  python_version: '3.10'\nconcurrency:\n  max: 2\n",
+            "needs python_version 3.11",
+            None,
+        ),
+        (
+            "build:\n  run:\n    - command: x\n      mounts: [{type: cache, id: a, target: b}]\n",
+            "build.run.0.mounts.0.type",
+            None,
+        ),
+        ("build: [1, 2]\n", "build", None),
+        ("build:\n  gpu: [\n", "not valid YAML at line", None),
+        ("- a list\n", "must be a mapping", None),
+    ],
+)
+def test_errors_name_the_field_and_the_problem(text: str, message: str, hint: str | None) -> None:
+    with pytest.raises(ConfigError) as e:
+        parse_config(text)
+    assert message in str(e.value)
+    assert str(e.value).startswith("cog.yaml")
+    if hint:
+        assert e.value.hint is not None and hint in e.value.hint
+
+
+def test_requirements_and_missing_files(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"no cog\.yaml"):
+        load_config(tmp_path)
+    (tmp_path / "cog.yaml").write_text("build:\n  python_requirements: req.txt\n")
+    config = load_config(tmp_path)
+    with pytest.raises(ConfigError, match=r"req\.txt does not exist"):
+        requirement_lines(config, tmp_path)
+    (tmp_path / "req.txt").write_text(
+        "# comment\nnumpy==2.1.3  # pinned\n\n--extra-index-url https://x\npillow\n"
+    )
+    assert requirement_lines(config, tmp_path) == [
+        "numpy==2.1.3",
+        "--extra-index-url https://x",
+        "pillow",
+    ]

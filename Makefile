@@ -28,6 +28,7 @@ system-deps:
 # closure), fetched once into the cache; the tests serve it on loopback and stay offline.
 test-fixtures: $(VENV)/.installed $(CACHE)/cog-0.23.1-venv/.installed
 	COG_CACHE_DIR=$(CACHE)/cog $(PY) -m tests.debian_mirror $(CACHE)/debian-mirror
+	UV_CACHE_DIR=$(CACHE)/uv $(PY) -m tests.wheel_cache $(CACHE)/wheels
 
 # Cog's own server, for the runtime's differential tests (and the runtime benchmark).
 $(CACHE)/cog-0.23.1-venv/.installed:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import posixpath
 import urllib.parse
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 from builders.fetch import fetch_derivation
@@ -29,15 +28,6 @@ class Userland:
     @property
     def root_layers(self) -> tuple[Derivation, Derivation]:
         return (self.base, self.system)
-
-
-def root_packages(
-    channel: Channel, python_version: str, system_packages: Sequence[str]
-) -> list[str]:
-    """What the system layer asks the resolver for: the model's packages and Debian's Python."""
-    source = channel.python_source(python_version)
-    extra = list(source.packages) if source.source == "debian" else []
-    return sorted(set(system_packages) | set(extra))
 
 
 def standalone_python(channel: Channel, python_version: str, arch: str) -> Derivation:

@@ -50,6 +50,7 @@ class Channel:
     name: str
     description: str
     architectures: tuple[str, ...]
+    glibc: str  # the userland's glibc: wheels for the target are chosen by it
     keyring: str
     archives: tuple[Archive, ...]
     base_packages: tuple[str, ...]
@@ -129,6 +130,7 @@ def parse(data: dict[str, Any], where: str) -> Channel:
             name=data["name"],
             description=data.get("description", ""),
             architectures=tuple(data["architectures"]),
+            glibc=str(data["glibc"]),
             keyring=data["keyring"],
             archives=archives,
             base_packages=tuple(data["base_packages"]),

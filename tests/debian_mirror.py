@@ -65,7 +65,7 @@ def serve(root: Path) -> Iterator[str]:
 
 
 def mirror_packages(channel: Channel) -> list[str]:
-    from builders.userland import root_packages
+    from derivations.apt import root_packages
 
     return root_packages(channel, PYTHON, SYSTEM_PACKAGES)
 

@@ -15,9 +15,9 @@ import pytest
 
 from builders.realise import Realiser
 from builders.rootview import merge_view
-from builders.userland import root_packages, standalone_python, userland
+from builders.userland import standalone_python, userland
 from cuda_channels.channel import BUILTIN_DIR, Channel, ChannelError, PythonSource, load
-from derivations.apt import resolve_root
+from derivations.apt import resolve_root, root_packages
 from derivations.hashing import output_path
 from store.errors import HashMismatch
 from store.local import Store

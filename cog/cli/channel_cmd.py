@@ -6,9 +6,8 @@ import argparse
 import json
 from typing import Any
 
-from builders.userland import root_packages
 from cuda_channels.channel import DEFAULT_CHANNEL, Channel, available, load
-from derivations.apt import resolve_root
+from derivations.apt import resolve_root, root_packages
 from store.local import Store
 
 

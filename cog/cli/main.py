@@ -6,7 +6,7 @@ import argparse
 import sys
 from importlib import metadata
 
-from cog.cli import channel_cmd, predict_cmd, store_cmd
+from cog.cli import channel_cmd, lock_cmd, predict_cmd, store_cmd
 from cog.cli.errors import run_guarded
 from store.local import Store
 
@@ -35,6 +35,7 @@ def parser() -> argparse.ArgumentParser:
     store_cmd.register(sub)
     channel_cmd.register(sub)
     predict_cmd.register(sub)
+    lock_cmd.register(sub)
     return p
 
 

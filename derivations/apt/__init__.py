@@ -20,6 +20,15 @@ class RootPins:
     system: tuple[DebPin, ...]
 
 
+def root_packages(
+    channel: Channel, python_version: str, system_packages: Sequence[str]
+) -> list[str]:
+    """What the system layer asks the resolver for: the model's packages and Debian's Python."""
+    source = channel.python_source(python_version)
+    extra = list(source.packages) if source.source == "debian" else []
+    return sorted(set(system_packages) | set(extra))
+
+
 def resolve_root(
     channel: Channel, arch: str, packages: Sequence[str], universe: Universe | None = None
 ) -> RootPins:
@@ -42,4 +51,5 @@ __all__ = [
     "Unsatisfiable",
     "load_universe",
     "resolve_root",
+    "root_packages",
 ]

@@ -1,0 +1,57 @@
+"""`cog lock`: pin everything a build reads into cog.lock, or check that it is fresh."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from cog.cli.errors import UsageError
+from cuda_channels.channel import DEFAULT_CHANNEL, load
+from derivations import lock
+from derivations.config import load_config
+from store.local import Store
+
+
+def register(sub: argparse._SubParsersAction[Any]) -> None:
+    p = sub.add_parser("lock", help="pin every input of the build into cog.lock")
+    p.add_argument("--check", action="store_true", help="exit 1 if cog.lock is missing or stale")
+    p.add_argument("--upgrade", action="store_true", help="re-resolve every package")
+    p.add_argument(
+        "--upgrade-package",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="re-resolve this Python package (repeatable)",
+    )
+    p.add_argument("--arch", choices=["amd64", "arm64"], default="amd64")
+    p.add_argument(
+        "--channel", default=None, help=f"channel (default: the lock's, or {DEFAULT_CHANNEL})"
+    )
+    p.set_defaults(func=cmd_lock)
+
+
+def cmd_lock(args: argparse.Namespace, store: Store) -> int:
+    project = Path.cwd()
+    config = load_config(project)
+    previous = lock.read(project)
+    name = args.channel or (previous or {}).get("inputs", {}).get("channel", {}).get("name")
+    channel = load(name or DEFAULT_CHANNEL)
+    if args.check:
+        if previous is None:
+            raise UsageError("there is no cog.lock", hint="run `cog lock` to create it")
+        changes = lock.drift(previous, config, project, channel, args.arch)
+        if changes:
+            raise UsageError("cog.lock is stale: " + "; ".join(changes), hint="run `cog lock`")
+        print("cog.lock is up to date")
+        return 0
+    upgrade: list[str] | bool = True if args.upgrade else args.upgrade_package
+    result = lock.create(config, project, channel, args.arch, previous, upgrade)
+    changed = lock.write(project, result)
+    system = len(result["system"]["base"]) + len(result["system"]["packages"])
+    print(
+        f"{'wrote' if changed else 'unchanged:'} cog.lock: {system} system packages, "
+        f"{len(result['python_packages'])} Python packages, "
+        f"{len(result['runtime_packages'])} for the runtime"
+    )
+    return 0

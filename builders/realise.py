@@ -26,9 +26,11 @@ from builders.command import CommandBuilder
 from builders.errors import BuildCancelled, BuildError, SandboxUnavailable
 from builders.fetch import FetchBuilder
 from builders.progress import PlainReporter, Reporter
+from builders.pyenv import EnvBuilder
 from builders.rootfs import RootfsBuilder
 from builders.sandbox import sandbox_works
 from builders.unpack import UnpackBuilder
+from builders.wheel import WheelBuilder
 from derivations.hashing import drv_path, output_path, output_paths
 from derivations.model import Derivation, DrvInput
 from derivations.store_io import write_drv
@@ -44,7 +46,15 @@ T = TypeVar("T")
 
 
 def default_builders() -> dict[str, Builder]:
-    return {b.kind: b for b in (FetchBuilder(), UnpackBuilder(), CommandBuilder(), RootfsBuilder())}
+    builders: tuple[Builder, ...] = (
+        FetchBuilder(),
+        UnpackBuilder(),
+        CommandBuilder(),
+        RootfsBuilder(),
+        WheelBuilder(),
+        EnvBuilder(),
+    )
+    return {b.kind: b for b in builders}
 
 
 @dataclass(eq=False)

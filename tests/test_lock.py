@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import json
 import os
 import subprocess
 import sys
-import zipfile
 from pathlib import Path
 
 import pytest
@@ -16,39 +14,9 @@ import pytest
 from cuda_channels.channel import BUILTIN_DIR
 from derivations.pylock import ResolveError, Wheel, resolve
 from tests.conftest import REPO, TEST_CACHE
+from tests.wheels import make_wheel
 
 WHEELS = TEST_CACHE / "wheels"
-
-
-def make_wheel(
-    directory: Path,
-    name: str,
-    version: str,
-    tag: str = "py3-none-any",
-    requires: tuple[str, ...] = (),
-) -> Path:
-    """A real (tiny) wheel: metadata, a module, and a RECORD."""
-    path = directory / f"{name}-{version}-{tag}.whl"
-    info = f"{name}-{version}.dist-info"
-    metadata = f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n" + "".join(
-        f"Requires-Dist: {r}\n" for r in requires
-    )
-    files = {
-        f"{name}/__init__.py": f"VERSION = {version!r}\n".encode(),
-        f"{info}/METADATA": metadata.encode(),
-        f"{info}/WHEEL": (
-            f"Wheel-Version: 1.0\nGenerator: tests\nRoot-Is-Purelib: true\nTag: {tag}\n"
-        ).encode(),
-    }
-    record = "".join(
-        f"{p},sha256={base64.urlsafe_b64encode(hashlib.sha256(d).digest()).rstrip(b'=').decode()},{len(d)}\n"
-        for p, d in files.items()
-    )
-    with zipfile.ZipFile(path, "w") as z:
-        for p, d in files.items():
-            z.writestr(p, d)
-        z.writestr(f"{info}/RECORD", record + f"{info}/RECORD,,\n")
-    return path
 
 
 @pytest.fixture

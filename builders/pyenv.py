@@ -19,6 +19,7 @@ from builders.base import BuildContext
 from builders.errors import BuildError
 from builders.wheel import PLACEHOLDER_INTERPRETER, site_packages
 from derivations.model import Derivation, DrvInput, SrcInput
+from store.paths import STORE_DIR
 
 
 def env_derivation(
@@ -79,7 +80,7 @@ class EnvBuilder:
     def _interpreter(self, ctx: BuildContext, interpreter: str) -> None:
         target = ctx.out / "bin" / "python"
         source = ctx.inputs.get("interpreter")
-        if source is not None:
+        if source is not None and not interpreter.startswith(STORE_DIR + "/"):
             binary = source / interpreter.lstrip("/")
             if not binary.is_file():
                 raise BuildError(

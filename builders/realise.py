@@ -29,6 +29,7 @@ from builders.progress import PlainReporter, Reporter
 from builders.pyenv import EnvBuilder
 from builders.rootfs import RootfsBuilder
 from builders.sandbox import sandbox_works
+from builders.sdk import PyWheelBuilder
 from builders.unpack import UnpackBuilder
 from builders.wheel import WheelBuilder
 from derivations.hashing import drv_path, output_path, output_paths
@@ -53,6 +54,7 @@ def default_builders() -> dict[str, Builder]:
         RootfsBuilder(),
         WheelBuilder(),
         EnvBuilder(),
+        PyWheelBuilder(),
     )
     return {b.kind: b for b in builders}
 

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 # Mount points a sandbox or container runtime expects to find.
-MOUNT_POINTS = ("proc", "dev", "sys", "tmp", "run", "cog/store")
+MOUNT_POINTS = ("proc", "dev", "sys", "tmp", "run", "cog/store", "src")
 
 
 def _clear(path: str) -> None:

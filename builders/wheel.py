@@ -39,13 +39,22 @@ def wheel_file_derivation(pin: Wheel) -> Derivation:
     return fetch_derivation(pin.filename, pin.url, pin.sha256)
 
 
-def wheel_derivation(pin: Wheel, python: str) -> Derivation:
+def install_derivation(
+    wheel: Derivation, dist: str, version: str, filename: str, python: str
+) -> Derivation:
+    """Installs the wheel file that `wheel` produces (fetched, or built from our sources)."""
     return Derivation(
-        name=f"python{python}-{canonicalize_name(pin.name)}-{pin.version}".replace("+", "_"),
+        name=f"python{python}-{canonicalize_name(dist)}-{version}".replace("+", "_"),
         builder=WheelBuilder.kind,
         builder_version=WheelBuilder.version,
-        inputs={"wheel": wheel_file_derivation(pin).dep()},
-        args={"python": python, "filename": pin.filename},
+        inputs={"wheel": wheel.dep()},
+        args={"python": python, "filename": filename},
+    )
+
+
+def wheel_derivation(pin: Wheel, python: str) -> Derivation:
+    return install_derivation(
+        wheel_file_derivation(pin), pin.name, pin.version, pin.filename, python
     )
 
 

@@ -347,7 +347,7 @@ def test_cog_predict_runs_the_predictor_here(tmp_path: Path) -> None:
         'build:\n  python_version: "3.11"\npredict: "files.py:Predictor"\n'
     )
     (tmp_path / "in.txt").write_text("hi")
-    result = cog_cli("predict", "-i", f"doc=@{tmp_path / 'in.txt'}", cwd=project)
+    result = cog_cli("predict", "--here", "-i", f"doc=@{tmp_path / 'in.txt'}", cwd=project)
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["text"] == "hi"
     assert (project / "output.txt").read_text() == "HI"  # a file output, written here

@@ -6,7 +6,7 @@ import argparse
 import sys
 from importlib import metadata
 
-from cog.cli import channel_cmd, lock_cmd, predict_cmd, store_cmd
+from cog.cli import build_cmd, channel_cmd, lock_cmd, predict_cmd, store_cmd
 from cog.cli.errors import run_guarded
 from store.local import Store
 
@@ -36,6 +36,7 @@ def parser() -> argparse.ArgumentParser:
     channel_cmd.register(sub)
     predict_cmd.register(sub)
     lock_cmd.register(sub)
+    build_cmd.register(sub)
     return p
 
 

@@ -47,6 +47,16 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     p.add_argument("-o", "--output", type=Path, help="where to write a file output")
     p.add_argument("--ref", help="predictor reference (default: cog.yaml's predict)")
     p.add_argument("--setup-timeout", type=float, default=600.0)
+    p.add_argument(
+        "--here",
+        action="store_true",
+        help="run with this interpreter instead of building the project and running it natively",
+    )
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--locked", action="store_true", help="refuse a missing or stale cog.lock")
+    mode.add_argument("--frozen", action="store_true", help="use cog.lock as it is")
+    p.add_argument("--arch", default="amd64", help=argparse.SUPPRESS)
+    p.add_argument("-j", "--jobs", type=int, default=None, help=argparse.SUPPRESS)
     p.set_defaults(func=cmd_predict)
 
 
@@ -117,17 +127,39 @@ def _save(value: Any, target: Path | None, index: list[int]) -> Any:
     return value
 
 
+def _native(store: Store, args: argparse.Namespace, port: int, scratch: Path) -> list[str]:
+    """Builds the project here and returns the command that serves it under bubblewrap."""
+    from builders.native import server_argv
+    from cog.cli.build_cmd import build
+    from derivations.config import load_config
+
+    config = load_config(Path.cwd())
+    if not config.predict:
+        raise UsageError("cog.yaml has no predict:", hint="add predict: predict.py:Predictor")
+    built = build(store, Path.cwd(), args)
+    env = config.env | {"PORT": str(port), "COG_PREDICT_TYPE_STUB": config.predict}
+    return server_argv(store, built, scratch / "root", env, ["--host", "127.0.0.1"])
+
+
 def cmd_predict(args: argparse.Namespace, store: Store) -> int:
     inputs = parse_inputs(args.input)
     port = _free_port()
-    env = _env(args.ref) | {"PORT": str(port)}
-    server = subprocess.Popen(
-        [sys.executable, "-m", "cog.server.http", "--host", "127.0.0.1"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        start_new_session=True,
-    )
+    native = not args.here and not args.ref and (Path.cwd() / "cog.yaml").is_file()
+    with store.temp_dir("predict-") as scratch:
+        if native:
+            argv, env = _native(store, args, port, scratch), dict(os.environ)
+        else:
+            argv = [sys.executable, "-m", "cog.server.http", "--host", "127.0.0.1"]
+            env = _env(args.ref) | {"PORT": str(port)}
+        server = subprocess.Popen(
+            argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True
+        )
+        return _predict(server, port, inputs, args)
+
+
+def _predict(
+    server: subprocess.Popen[bytes], port: int, inputs: dict[str, Any], args: argparse.Namespace
+) -> int:
     url = f"http://127.0.0.1:{port}"
     try:
         health = _wait_ready(url, server, args.setup_timeout)

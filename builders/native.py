@@ -1,0 +1,55 @@
+"""Running a built project natively: bubblewrap over its root layers, the store and the code.
+
+The root layers are stacked into one read-only view at `/`, the store is mounted read-only
+at `/cog/store`, the code at `/src`; the network is the host's (the server listens on it).
+The runtime's environment runs the server, which starts the predictor's worker with the
+model's environment: two environments over one interpreter, as in the image.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from builders.errors import SandboxUnavailable
+from builders.project import Layers
+from builders.rootview import merge_view
+from builders.sandbox import bwrap_path
+from derivations.hashing import output_path
+from store.local import Store
+from store.paths import STORE_DIR
+
+
+def server_argv(
+    store: Store, built: Layers, view: Path, env: dict[str, str], server_args: list[str]
+) -> list[str]:
+    bwrap = bwrap_path()
+    if bwrap is None:
+        raise SandboxUnavailable("running a model natively needs bubblewrap (bwrap)")
+    roots = [store.real_path(output_path(d)) for d in (built.base, built.system)]
+    merge_view(roots, view)
+    model_env = output_path(built.model_env)
+    runtime_env = output_path(built.runtime_env)
+    argv = [bwrap, "--unshare-all", "--share-net", "--die-with-parent", "--new-session"]
+    argv += ["--ro-bind", str(view), "/", "--proc", "/proc", "--dev", "/dev"]
+    argv += ["--perms", "1777", "--tmpfs", "/tmp"]
+    argv += ["--ro-bind", str(store.root), STORE_DIR]
+    # /src is the code, plus each weight file where the project had it: a writable tmpfs
+    # holding read-only binds, since a store path cannot gain mount points.
+    code = store.real_path(built.code)
+    argv += ["--tmpfs", "/src"]
+    for entry in sorted(code.iterdir()):
+        argv += ["--ro-bind", str(entry), f"/src/{entry.name}"]
+    for rel, path in built.weights.items():
+        argv += ["--ro-bind", str(store.real_path(path)), f"/src/{rel}"]
+    argv += ["--chdir", "/src", "--clearenv"]
+    base_env = {
+        "PATH": f"{model_env}/bin:/usr/local/bin:/usr/bin:/bin",
+        "HOME": "/root",
+        "LANG": "C.UTF-8",
+        "PYTHONUNBUFFERED": "1",
+        **env,
+    }
+    for key, value in sorted(base_env.items()):
+        argv += ["--setenv", key, value]
+    argv += [f"{runtime_env}/bin/python", "-m", "runtime", "--python", f"{model_env}/bin/python"]
+    return argv + server_args

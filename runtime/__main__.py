@@ -1,0 +1,7 @@
+"""`python -m runtime`: the server, as `python -m cog.server.http` starts it."""
+
+import sys
+
+from runtime.main import main
+
+sys.exit(main())

@@ -25,7 +25,7 @@ from derivations.downloads import client, get
 
 ARCH = "amd64"
 PYTHON = "3.11"
-SYSTEM_PACKAGES = ("ffmpeg", "libgl1")
+SYSTEM_PACKAGES = ("ffmpeg", "libgl1", "jq")  # jq: examples/system-deps
 
 
 def _fetch_once(url: str, dest: Path) -> Path:

@@ -16,7 +16,7 @@ from derivations.downloads import client
 from derivations.lock import RUNTIME_REQUIREMENTS
 from derivations.pylock import resolve
 
-PACKAGES = [*RUNTIME_REQUIREMENTS, "numpy==2.1.3", "pillow==11.0.0"]
+PACKAGES = [*RUNTIME_REQUIREMENTS, "numpy==2.1.3", "pillow==11.0.0", "tqdm==4.67.1"]
 
 
 def prepare(target: Path) -> int:

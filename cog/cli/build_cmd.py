@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +38,7 @@ def locked_inputs(
     if lock is None:
         if locked or frozen:
             raise UsageError("there is no cog.lock", hint="run `cog lock` first")
-        print("no cog.lock yet: locking")
+        print("no cog.lock yet: locking", file=sys.stderr)
     else:
         if frozen:
             return config, lock, channel
@@ -46,7 +47,7 @@ def locked_inputs(
             return config, lock, channel
         if locked:
             raise UsageError("cog.lock is stale: " + "; ".join(drift), hint="run `cog lock`")
-        print("cog.lock is stale (" + "; ".join(drift) + "): locking")
+        print("cog.lock is stale (" + "; ".join(drift) + "): locking", file=sys.stderr)
     lock = locking.create(config, project, channel, arch, lock)
     locking.write(project, lock)
     return config, lock, channel

@@ -92,7 +92,7 @@ def parse_inputs(items: list[str]) -> dict[str, Any]:
                 raise UsageError(f"input file {path} does not exist")
             mime = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
             inputs[name] = f"data:{mime};base64,{base64.b64encode(path.read_bytes()).decode()}"
-        elif value[:1] in "[{":
+        elif value.startswith("["):  # a list input; objects are not an input type
             try:
                 inputs[name] = json.loads(value)
             except json.JSONDecodeError:

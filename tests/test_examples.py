@@ -1,0 +1,166 @@
+"""The example projects: lock, build and predict, reproducibly, with drift named by --locked.
+
+Offline: the channel points at the frozen Debian mirror and the requirements at the wheel
+cache that `make test-fixtures` fills (the examples themselves name PyPI).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import struct
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from cuda_channels.channel import BUILTIN_DIR
+from tests.conftest import REPO, TEST_CACHE
+
+EXAMPLES = REPO / "examples"
+WHEELS = TEST_CACHE / "wheels"
+
+
+@pytest.fixture(scope="module")
+def offline(debian_mirror: str, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    if not WHEELS.is_dir():
+        pytest.fail(f"no wheel cache at {WHEELS}; run `make test-fixtures`")
+    channels = tmp_path_factory.mktemp("channels")
+    data = json.loads((BUILTIN_DIR / "debian-bookworm.json").read_text())
+    for archive in data["archives"]:
+        archive["mirror"] = f"{debian_mirror}/{archive['name']}"
+    (channels / "debian-bookworm.json").write_text(json.dumps(data))
+    return dict(os.environ) | {
+        "COG_CHANNEL_PATH": str(channels),
+        "PYTHONPATH": str(REPO),
+        "UV_CACHE_DIR": str(TEST_CACHE / "uv"),
+        "COG_STORE_DIR": str(tmp_path_factory.mktemp("store")),
+    }
+
+
+def project(name: str, into: Path) -> Path:
+    """A copy of the example whose requirements resolve from the wheel cache."""
+    root = into / name
+    shutil.copytree(EXAMPLES / name, root, ignore=shutil.ignore_patterns(".cog", "cog.lock"))
+    requirements = root / "requirements.txt"
+    if requirements.exists():
+        requirements.write_text(f"--no-index\n--find-links {WHEELS}\n" + requirements.read_text())
+    return root
+
+
+def cog(
+    root: Path, env: dict[str, str], *args: str, umask: int | None = None
+) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, "-m", "cog.cli.main", *args]
+    preexec = (lambda: os.umask(umask)) if umask is not None else None
+    return subprocess.run(
+        command,
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+        preexec_fn=preexec,
+    )
+
+
+def test_hello_world(offline: dict[str, str], tmp_path: Path) -> None:
+    root = project("hello-world", tmp_path)
+    result = cog(root, offline, "predict", "-i", "text=world")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip() == "hello world"
+    assert (root / "cog.lock").is_file()  # locked on the way, since there was no lock
+
+
+def test_numpy_pillow(offline: dict[str, str], tmp_path: Path) -> None:
+    root = project("numpy-pillow", tmp_path)
+    assert cog(root, offline, "lock").returncode == 0
+    result = cog(root, offline, "predict", "-i", "size=4", "-o", str(tmp_path / "out.png"))
+    assert result.returncode == 0, result.stderr[-2000:]
+    png = (tmp_path / "out.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    assert struct.unpack(">II", png[16:24]) == (4, 4)  # IHDR: width and height
+    assert "numpy 2.1.3, tqdm 4.67.1" in result.stderr  # the console script ran
+
+
+def test_system_deps(offline: dict[str, str], tmp_path: Path) -> None:
+    root = project("system-deps", tmp_path)
+    result = cog(root, offline, "predict", "-i", 'document={"greeting": "bonjour"}')
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip() == "bonjour"
+    lock = json.loads((root / "cog.lock").read_text())
+    assert "jq" in {p["name"] for p in lock["system"]["packages"]}
+
+
+def layer_paths(output: str) -> dict[str, str]:
+    return {
+        line.split()[0]: line.split()[1] for line in output.splitlines() if "/cog/store/" in line
+    }
+
+
+def test_two_empty_stores_build_identical_layers(offline: dict[str, str], tmp_path: Path) -> None:
+    root = project("numpy-pillow", tmp_path)
+    assert cog(root, offline, "lock").returncode == 0
+    builds = []
+    for i, (umask, tz) in enumerate(((0o022, "UTC"), (0o077, "Asia/Tokyo"))):
+        env = offline | {"COG_STORE_DIR": str(tmp_path / f"store-{i}"), "TZ": tz}
+        copy = tmp_path / f"copy-{i}" / "numpy-pillow"
+        shutil.copytree(root, copy)
+        result = cog(copy, env, "build", "--locked", umask=umask)
+        assert result.returncode == 0, result.stderr[-2000:]
+        builds.append(layer_paths(result.stdout))
+    assert builds[0] == builds[1]
+    assert {"rootfs-base", "rootfs-system", "model-env", "runtime-env", "code"} <= set(builds[0])
+
+
+def test_locked_names_each_drift(offline: dict[str, str], tmp_path: Path) -> None:
+    root = project("numpy-pillow", tmp_path)
+    assert cog(root, offline, "lock").returncode == 0
+    (root / "predict.py").write_text((root / "predict.py").read_text() + "\n# edited\n")
+    edited = cog(root, offline, "build", "--locked")
+    assert edited.returncode == 0, edited.stderr[-2000:]  # code is not locked
+    config = (root / "cog.yaml").read_text()
+    requirements = (root / "requirements.txt").read_text()
+    cases = [
+        (
+            "cog.yaml",
+            config.replace('"3.11"', '"3.12"'),
+            "python_version changed from 3.11 to 3.12",
+        ),
+        (
+            "requirements.txt",
+            requirements.replace("tqdm==4.67.1", "tqdm==4.67.0"),
+            "added tqdm==4.67.0; removed tqdm==4.67.1",
+        ),
+        (
+            "cog.yaml",
+            config.replace("requirements.txt", "other.txt"),
+            "removed numpy==2.1.3, pillow==11.0.0",
+        ),
+        (
+            "cog.yaml",
+            config.replace("requirements.txt\n", "requirements.txt\n  system_packages: [jq]\n"),
+            "system_packages changed: added jq",
+        ),
+    ]
+    (root / "other.txt").write_text(f"--no-index\n--find-links {WHEELS}\n")
+    for name, text, message in cases:
+        (root / name).write_text(text)
+        stale = cog(root, offline, "build", "--locked")
+        assert stale.returncode == 1 and message in stale.stderr, (name, stale.stderr[-1000:])
+        assert "Traceback" not in stale.stderr
+        (root / "cog.yaml").write_text(config)
+        (root / "requirements.txt").write_text(requirements)
+    channel_file = Path(offline["COG_CHANNEL_PATH"]) / "debian-bookworm.json"
+    original = channel_file.read_text()
+    data = json.loads(original)
+    data["base_packages"].append("less")
+    channel_file.write_text(json.dumps(data))
+    try:
+        stale = cog(root, offline, "build", "--locked")
+        assert stale.returncode == 1 and "channel debian-bookworm changed" in stale.stderr
+    finally:
+        channel_file.write_text(original)

@@ -25,7 +25,8 @@ def server_argv(
     bwrap = bwrap_path()
     if bwrap is None:
         raise SandboxUnavailable("running a model natively needs bubblewrap (bwrap)")
-    roots = [store.real_path(output_path(d)) for d in (built.base, built.system)]
+    layers = (built.base, built.python_layer, built.system)
+    roots = [store.real_path(output_path(d)) for d in layers]
     merge_view(roots, view)
     model_env = output_path(built.model_env)
     runtime_env = output_path(built.runtime_env)

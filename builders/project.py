@@ -20,7 +20,7 @@ from typing import Any
 from builders.pyenv import env_derivation
 from builders.sdk import runtime_install, sdk_install
 from builders.userland import userland
-from builders.wheel import wheel_derivation
+from builders.wheel import Interpreter, wheel_derivation
 from cuda_channels.channel import Channel
 from derivations.apt import DebPin, RootPins
 from derivations.config import CogConfig
@@ -37,6 +37,7 @@ ALWAYS_IGNORED = (".git", ".cog", "__pycache__", "cog.lock", ".venv")
 @dataclass
 class Layers:
     base: Derivation
+    python_layer: Derivation
     system: Derivation
     python: Derivation | None
     model_env: Derivation
@@ -46,12 +47,13 @@ class Layers:
 
     @property
     def derivations(self) -> list[Derivation]:
-        found = [self.base, self.system, self.model_env, self.runtime_env]
+        found = [self.base, self.python_layer, self.system, self.model_env, self.runtime_env]
         return found + ([self.python] if self.python is not None else [])
 
     def paths(self) -> dict[str, StorePath]:
         named = {
             "rootfs-base": output_path(self.base),
+            "rootfs-python": output_path(self.python_layer),
             "rootfs-system": output_path(self.system),
             "model-env": output_path(self.model_env),
             "runtime-env": output_path(self.runtime_env),
@@ -128,25 +130,29 @@ def layers(
     python = config.build.python_version
     pins = RootPins(
         base=tuple(DebPin.from_json(p) for p in lock["system"]["base"]),
+        python=tuple(DebPin.from_json(p) for p in lock["system"]["python"]),
         system=tuple(DebPin.from_json(p) for p in lock["system"]["packages"]),
     )
     land = userland(channel, arch, python, pins)
-    if land.python is not None:
-        interpreter = f"{output_path(land.python)}/bin/python3"
-        interpreter_input = land.python.dep()  # linked, and kept alive by the reference
-    else:
-        interpreter, interpreter_input = f"/usr/bin/python{python}", land.system.dep()
-    model = [wheel_derivation(Wheel.from_json(w), python) for w in lock["python_packages"]]
-    model.append(sdk_install(store, python))
-    runtime = [wheel_derivation(Wheel.from_json(w), python) for w in lock["runtime_packages"]]
-    runtime.append(runtime_install(store, python))
+    interp = Interpreter(land.python_root, land.interpreter, land.python)
+    # The environments copy Debian's binary from its layer, or link the standalone one.
+    interpreter_input = (land.python or land.python_layer).dep()
+
+    def installs(key: str) -> list[Derivation]:
+        return [wheel_derivation(Wheel.from_json(w), python, interp) for w in lock[key]]
+
+    model = [*installs("python_packages"), sdk_install(store, python, interp)]
+    runtime = [*installs("runtime_packages"), runtime_install(store, python, interp)]
     code, weights = add_code(store, root, config)
     return Layers(
         base=land.base,
+        python_layer=land.python_layer,
         system=land.system,
         python=land.python,
-        model_env=env_derivation("model-env", python, interpreter, model, interpreter_input),
-        runtime_env=env_derivation("runtime-env", python, interpreter, runtime, interpreter_input),
+        model_env=env_derivation("model-env", python, land.interpreter, model, interpreter_input),
+        runtime_env=env_derivation(
+            "runtime-env", python, land.interpreter, runtime, interpreter_input
+        ),
         code=code,
         weights=weights,
     )

@@ -28,6 +28,7 @@ from builders.fetch import FetchBuilder
 from builders.progress import PlainReporter, Reporter
 from builders.pyenv import EnvBuilder
 from builders.rootfs import RootfsBuilder
+from builders.rootview import ViewBuilder
 from builders.sandbox import sandbox_works
 from builders.sdk import PyWheelBuilder
 from builders.unpack import UnpackBuilder
@@ -55,6 +56,7 @@ def default_builders() -> dict[str, Builder]:
         WheelBuilder(),
         EnvBuilder(),
         PyWheelBuilder(),
+        ViewBuilder(),
     )
     return {b.kind: b for b in builders}
 

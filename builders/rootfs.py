@@ -14,8 +14,8 @@ here, deterministically:
 - `/etc/ld.so.cache`, by the layer's own `ldconfig` run in the sandbox over the merged view of
   the layers below and this one (an upper layer's cache replaces the lower one's).
 
-Layers stack: the base set has no lower layer; the model's system packages sit on the base, so
-adding one system package never rebuilds the base.
+Layers stack: the base set has no lower layer; Debian's Python sits on the base; the model's
+system packages sit on both, so adding one system package never rebuilds the others.
 """
 
 from __future__ import annotations
@@ -60,15 +60,15 @@ def deb_derivation(pin: DebPin) -> Derivation:
 
 
 def root_layer_derivation(
-    name: str, pins: Sequence[DebPin], arch: str, lower: Derivation | None = None
+    name: str, pins: Sequence[DebPin], arch: str, lowers: Sequence[Derivation] = ()
 ) -> Derivation:
-    """A root layer of `pins` (any order; unpacked by name) on top of `lower`, if any."""
+    """A root layer of `pins` (any order; unpacked by name) on top of `lowers` (lowest first)."""
     ordered = sorted(pins, key=lambda p: p.name)
     inputs: dict[str, DrvInput | SrcInput] = {
         f"deb-{i:04d}": deb_derivation(p).dep() for i, p in enumerate(ordered)
     }
-    if lower is not None:
-        inputs["lower"] = lower.dep()
+    for i, lower in enumerate(lowers):
+        inputs[f"lower-{i:02d}"] = lower.dep()
     return Derivation(
         name=name,
         builder=RootfsBuilder.kind,
@@ -90,7 +90,8 @@ class RootfsBuilder:
                 hint="install bubblewrap and build without --no-sandbox",
             )
         arch: str = ctx.drv.args["arch"]
-        lower = ctx.inputs.get("lower")
+        lowers = [ctx.inputs[r] for r in sorted(r for r in ctx.inputs if r.startswith("lower-"))]
+        lower = lowers[-1] if lowers else None  # it carries the records of all below it
         tree = ctx.scratch / "root"
         tree.mkdir()
         if lower is None:
@@ -114,15 +115,14 @@ class RootfsBuilder:
         if lower is None:
             write_accounts(tree)
         write_ca_bundle(tree)
-        link_python(tree, lower)
+        link_python(tree, lowers)
         write_status(tree, lower, controls)
-        self._ldconfig(ctx, tree, lower)
+        self._ldconfig(ctx, tree, lowers)
         ctx.out.rmdir()  # run_command made it for its bind mount; the tree replaces it
         os.rename(tree, ctx.out)
 
-    def _ldconfig(self, ctx: BuildContext, tree: Path, lower: Path | None) -> None:
-        view = merge_view([p for p in (lower, tree) if p is not None], ctx.scratch / "view")
-        (view / "build").mkdir()  # the sandbox's working directory is mounted here
+    def _ldconfig(self, ctx: BuildContext, tree: Path, lowers: list[Path]) -> None:
+        view = merge_view([*lowers, tree], ctx.scratch / "view")
         if not (view / "sbin" / "ldconfig").exists():
             raise BuildError(f"{ctx.drv.name} has no /sbin/ldconfig (libc-bin) in its layers")
         started = time.monotonic()
@@ -131,6 +131,7 @@ class RootfsBuilder:
         cache = ctx.scratch / "build" / "ld.so.cache"
         if not cache.is_file():
             raise BuildError(f"ldconfig wrote no cache for {ctx.drv.name}")
+        (tree / "etc").mkdir(exist_ok=True)  # an empty layer (no system packages) has none
         shutil.copyfile(cache, tree / "etc" / "ld.so.cache")
         shutil.rmtree(view)
 
@@ -324,19 +325,20 @@ def write_ca_bundle(tree: Path) -> None:
 _PYTHON = re.compile(r"python3\.\d+")
 
 
-def link_python(tree: Path, lower: Path | None) -> None:
+def link_python(tree: Path, lowers: list[Path]) -> None:
     """`python3` and `python` for the newest Debian interpreter in the stack, if none exist."""
     found: set[str] = set()
-    for root in (lower, tree):
-        if root is not None and (root / "usr/bin").is_dir():
+    for root in (*lowers, tree):
+        if (root / "usr/bin").is_dir():
             found |= {p.name for p in (root / "usr/bin").iterdir() if _PYTHON.fullmatch(p.name)}
     if not found:
         return
     newest = max(found, key=lambda n: int(n.split(".")[1]))
     for link, target in (("python3", newest), ("python", "python3")):
-        path = tree / "usr/bin" / link
-        if not path.is_symlink() and not path.exists():
-            os.symlink(target, path)
+        if any(os.path.lexists(root / "usr/bin" / link) for root in (*lowers, tree)):
+            continue  # a package or a lower layer has it already
+        (tree / "usr/bin").mkdir(parents=True, exist_ok=True)
+        os.symlink(target, tree / "usr/bin" / link)
 
 
 def write_status(tree: Path, lower: Path | None, controls: list[str]) -> None:

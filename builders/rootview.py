@@ -14,8 +14,11 @@ import shutil
 from collections.abc import Sequence
 from pathlib import Path
 
+from builders.base import BuildContext
+from derivations.model import Derivation
+
 # Mount points a sandbox or container runtime expects to find.
-MOUNT_POINTS = ("proc", "dev", "sys", "tmp", "run", "cog/store", "src")
+MOUNT_POINTS = ("proc", "dev", "sys", "tmp", "run", "cog/store", "src", "build")
 
 
 def _clear(path: str) -> None:
@@ -63,3 +66,24 @@ def merge_view(layers: Sequence[Path], dest: Path) -> Path:
         if not path.exists() and not path.is_symlink():
             path.mkdir(parents=True)
     return dest
+
+
+def view_derivation(name: str, layers: Sequence[Derivation]) -> Derivation:
+    """The merged view of root layers as a store path of its own (hard links: no extra
+    space), for builders that run a program of the layers, such as the interpreter."""
+    return Derivation(
+        name=name,
+        builder=ViewBuilder.kind,
+        builder_version=ViewBuilder.version,
+        inputs={f"layer-{i:02d}": d.dep() for i, d in enumerate(layers)},
+    )
+
+
+class ViewBuilder:
+    kind = "rootview"
+    version = "1"
+    runs_foreign_code = False
+
+    def build(self, ctx: BuildContext) -> None:
+        roles = sorted(r for r in ctx.inputs if r.startswith("layer-"))
+        merge_view([ctx.inputs[r] for r in roles], ctx.out)

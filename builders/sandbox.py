@@ -63,7 +63,7 @@ def bwrap_argv(ctx: BuildContext, argv: Sequence[str], rootfs: Path | None = Non
         cmd += ["--ro-bind", str(ctx.store.real_path(path)), str(path)]
     ctx.out.mkdir()
     build_dir = ctx.scratch / "build"
-    build_dir.mkdir()
+    build_dir.mkdir(exist_ok=True)
     cmd += ["--bind", str(ctx.out), str(ctx.out_path), "--bind", str(build_dir), "/build"]
     cmd += ["--chdir", "/build", "--", *argv]
     return cmd

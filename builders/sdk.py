@@ -17,7 +17,7 @@ import zipfile
 from pathlib import Path
 
 from builders.base import BuildContext
-from builders.wheel import install_derivation
+from builders.wheel import Interpreter, install_derivation
 from derivations.model import Derivation, SrcInput
 from store.local import Store
 from store.paths import StorePath
@@ -63,18 +63,18 @@ def wheel_of_sources(src: StorePath, dist: str, version: str) -> Derivation:
     )
 
 
-def sdk_install(store: Store, python: str) -> Derivation:
+def sdk_install(store: Store, python: str, interp: Interpreter) -> Derivation:
     """The `cog` SDK installed for `python` (it goes into the model's environment)."""
     src = add_sources(store, "cog", "cog", exclude=("cli",))
     wheel = wheel_of_sources(src, "cog", _version())
-    return install_derivation(wheel, "cog", _version(), wheel.name, python)
+    return install_derivation(wheel, "cog", _version(), wheel.name, python, interp)
 
 
-def runtime_install(store: Store, python: str) -> Derivation:
+def runtime_install(store: Store, python: str, interp: Interpreter) -> Derivation:
     """Our server, `runtime/`, installed for `python` (it goes into the runtime environment)."""
     src = add_sources(store, "runtime", "cog_runtime")
     wheel = wheel_of_sources(src, "cog_runtime", _version())
-    return install_derivation(wheel, "cog_runtime", _version(), wheel.name, python)
+    return install_derivation(wheel, "cog_runtime", _version(), wheel.name, python, interp)
 
 
 class PyWheelBuilder:

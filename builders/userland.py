@@ -13,21 +13,26 @@ from dataclasses import dataclass
 
 from builders.fetch import fetch_derivation
 from builders.rootfs import root_layer_derivation
+from builders.rootview import view_derivation
 from builders.unpack import unpack_derivation
 from cuda_channels.channel import Channel, ChannelError
 from derivations.apt import RootPins
+from derivations.hashing import output_path
 from derivations.model import Derivation
 
 
 @dataclass(frozen=True)
 class Userland:
     base: Derivation  # the channel's base set, at /
-    system: Derivation  # Debian's Python (if chosen) and the model's system packages, on base
+    python_layer: Derivation  # Debian's Python on the base (empty for a standalone one)
+    system: Derivation  # the model's system packages, on both
     python: Derivation | None  # a standalone interpreter's store path; None for Debian's
+    python_root: Derivation  # base + python layer merged: where bytecode is compiled
+    interpreter: str  # the python binary's path inside the image
 
     @property
-    def root_layers(self) -> tuple[Derivation, Derivation]:
-        return (self.base, self.system)
+    def root_layers(self) -> tuple[Derivation, Derivation, Derivation]:
+        return (self.base, self.python_layer, self.system)
 
 
 def standalone_python(channel: Channel, python_version: str, arch: str) -> Derivation:
@@ -49,11 +54,13 @@ def standalone_python(channel: Channel, python_version: str, arch: str) -> Deriv
 def userland(channel: Channel, arch: str, python_version: str, pins: RootPins) -> Userland:
     channel.check_arch(arch)
     base = root_layer_derivation("rootfs-base", pins.base, arch)
-    system = root_layer_derivation("rootfs-system", pins.system, arch, lower=base)
+    python_layer = root_layer_derivation("rootfs-python", pins.python, arch, [base])
+    system = root_layer_derivation("rootfs-system", pins.system, arch, [base, python_layer])
     source = channel.python_source(python_version)
-    python = (
-        standalone_python(channel, python_version, arch)
-        if source.source == "python-build-standalone"
-        else None
-    )
-    return Userland(base, system, python)
+    if source.source == "python-build-standalone":
+        python: Derivation | None = standalone_python(channel, python_version, arch)
+        interpreter = f"{output_path(python)}/bin/python3"  # type: ignore[arg-type]
+    else:
+        python, interpreter = None, f"/usr/bin/python{python_version}"
+    root = view_derivation("python-root", [base, python_layer])
+    return Userland(base, python_layer, system, python, root, interpreter)

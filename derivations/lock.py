@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from cuda_channels.channel import Channel
-from derivations.apt import resolve_root, root_packages
+from derivations.apt import resolve_root
 from derivations.config import CogConfig, requirement_lines
 from derivations.errors import DerivationError
 from derivations.pylock import Wheel, resolve
@@ -61,8 +61,7 @@ def create(
     interpreter: dict[str, Any] = {"source": source.source, "version": source.version}
     if source.source == "python-build-standalone":
         interpreter.update(source.platforms[arch])
-    packages = root_packages(channel, python, config.build.system_packages)
-    roots = resolve_root(channel, arch, packages)
+    roots = resolve_root(channel, arch, python, config.build.system_packages)
     old = previous or {}
 
     def pins(key: str) -> list[Wheel]:
@@ -88,6 +87,7 @@ def create(
         "python": interpreter,
         "system": {
             "base": [p.to_json() for p in roots.base],
+            "python": [p.to_json() for p in roots.python],
             "packages": [p.to_json() for p in roots.system],
         },
         "python_packages": [w.to_json() for w in model],

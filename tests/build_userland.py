@@ -17,12 +17,12 @@ from derivations.apt import resolve_root
 from derivations.hashing import output_path
 from derivations.model import DrvInput
 from store.local import Store
-from tests.debian_mirror import ARCH, PYTHON, mirror_packages, mirrored
+from tests.debian_mirror import ARCH, PYTHON, SYSTEM_PACKAGES, mirrored
 
 
 def main(store_dir: str, mirror_url: str) -> None:
     channel = mirrored(load(), mirror_url)
-    pins = resolve_root(channel, ARCH, mirror_packages(channel))
+    pins = resolve_root(channel, ARCH, PYTHON, SYSTEM_PACKAGES)
     layers = userland(channel, ARCH, PYTHON, pins)
     store = Store(Path(store_dir))
     realise(store, list(layers.root_layers), jobs=4)
@@ -34,6 +34,7 @@ def main(store_dir: str, mirror_url: str) -> None:
     ]
     paths = {
         "base": str(output_path(layers.base)),
+        "python": str(output_path(layers.python_layer)),
         "system": str(output_path(layers.system)),
         "debs": sorted(str(output_path(d)) for d in debs),
     }

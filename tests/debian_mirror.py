@@ -64,12 +64,6 @@ def serve(root: Path) -> Iterator[str]:
         server.server_close()
 
 
-def mirror_packages(channel: Channel) -> list[str]:
-    from derivations.apt import root_packages
-
-    return root_packages(channel, PYTHON, SYSTEM_PACKAGES)
-
-
 def prepare(root: Path) -> RootPins:
     channel = load()
     for archive in channel.archives:
@@ -85,8 +79,8 @@ def prepare(root: Path) -> RootPins:
                 if index in files:
                     _fetch_once(f"{archive.mirror}/dists/{suite}/{index}", root / dists / index)
     with serve(root) as url:
-        pins = resolve_root(mirrored(channel, url), ARCH, mirror_packages(channel))
-    for pin in (*pins.base, *pins.system):
+        pins = resolve_root(mirrored(channel, url), ARCH, PYTHON, SYSTEM_PACKAGES)
+    for pin in (*pins.base, *pins.python, *pins.system):
         local = urllib.parse.urlparse(pin.urls[0]).path.lstrip("/")
         archive = local.split("/")[0]
         upstream = next(a.mirror for a in channel.archives if a.name == archive)
@@ -97,4 +91,5 @@ def prepare(root: Path) -> RootPins:
 if __name__ == "__main__":
     target = Path(sys.argv[1])
     found = prepare(target)
-    print(f"debian mirror at {target}: {len(found.base)} base and {len(found.system)} more .debs")
+    more = len(found.python) + len(found.system)
+    print(f"debian mirror at {target}: {len(found.base)} base and {more} more .debs")

@@ -17,7 +17,7 @@ from builders.realise import Realiser
 from builders.rootview import merge_view
 from builders.userland import standalone_python, userland
 from cuda_channels.channel import BUILTIN_DIR, Channel, ChannelError, PythonSource, load
-from derivations.apt import resolve_root, root_packages
+from derivations.apt import python_packages, resolve_root
 from derivations.hashing import output_path
 from store.errors import HashMismatch
 from store.local import Store
@@ -42,8 +42,8 @@ def test_default_channel_pins_bookworm_and_pythons() -> None:
     with pytest.raises(ChannelError) as e:
         channel.python_source("2.7")
     assert e.value.hint is not None and "3.11" in e.value.hint
-    assert root_packages(channel, "3.11", ["ffmpeg"]) == ["ffmpeg", "python3.11", "python3.11-venv"]
-    assert root_packages(channel, "3.12", ["ffmpeg"]) == ["ffmpeg"]
+    assert python_packages(channel, "3.11") == ["python3.11", "python3.11-venv"]
+    assert python_packages(channel, "3.12") == []
 
 
 def test_revision_follows_the_data(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -117,8 +117,8 @@ async def test_standalone_python_in_its_own_store_path(
     channel = channel_with_standalone(
         http_server.url(name), hashlib.sha256(data).hexdigest(), debian_mirror
     )
-    pins = resolve_root(channel, ARCH, root_packages(channel, "3.12", []))
-    assert not any(p.name.startswith("python3") for p in pins.system)  # no Debian interpreter
+    pins = resolve_root(channel, ARCH, "3.12", [])
+    assert pins.python == () and pins.system == ()  # no Debian interpreter
     layers = userland(channel, ARCH, "3.12", pins)
     assert layers.python is not None
     [base, python] = await Realiser(store).realise([layers.base, layers.python])

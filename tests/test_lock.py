@@ -119,7 +119,7 @@ def test_cog_lock_pins_everything_deterministically(project: tuple[Path, dict[st
     }
     assert lock["python"] == {"source": "debian", "version": "3.11"}
     assert {"libc6", "ca-certificates"} <= {p["name"] for p in lock["system"]["base"]}
-    assert "python3.11" in {p["name"] for p in lock["system"]["packages"]}
+    assert "python3.11" in {p["name"] for p in lock["system"]["python"]}
     model = {p["name"]: p for p in lock["python_packages"]}
     assert set(model) == {"numpy", "pillow"} and model["numpy"]["version"] == "2.1.3"
     assert model["pillow"]["url"].endswith("x86_64.whl") and len(model["pillow"]["sha256"]) == 64

@@ -20,7 +20,7 @@ from derivations.apt import Universe, load_universe, resolve_root
 from derivations.hashing import output_path
 from store.local import Store
 from tests.conftest import REPO, require_tool
-from tests.debian_mirror import ARCH, PYTHON, mirror_packages, mirrored
+from tests.debian_mirror import ARCH, PYTHON, SYSTEM_PACKAGES, mirrored
 
 
 @dataclass
@@ -84,7 +84,8 @@ def in_rootfs(view: Path, script: str) -> subprocess.CompletedProcess[str]:
 
 def test_rootfs_runs_python_and_ffmpeg(builds: list[Build], tmp_path: Path) -> None:
     build = builds[0]
-    view = merge_view([build.physical("base"), build.physical("system")], tmp_path / "root")
+    layers = [build.physical(k) for k in ("base", "python", "system")]
+    view = merge_view(layers, tmp_path / "root")
     imports = "import ssl, sqlite3, ctypes, zlib, lzma, bz2, readline, venv"
     result = in_rootfs(view, f'python3.11 -c "{imports}; print(ssl.OPENSSL_VERSION)"')
     assert result.returncode == 0, result.stderr
@@ -115,19 +116,22 @@ def test_rootfs_runs_python_and_ffmpeg(builds: list[Build], tmp_path: Path) -> N
 def test_two_empty_stores_give_identical_layers(builds: list[Build]) -> None:
     first, second = builds
     assert first.paths == second.paths
-    for key in ("base", "system"):
+    for key in ("base", "python", "system"):
         a = first.store.info(first.store.parse(str(first.paths[key])))
         b = second.store.info(second.store.parse(str(second.paths[key])))
         assert (a.nar_hash, a.tar_sha256, a.nar_size) == (b.nar_hash, b.tar_sha256, b.nar_size)
 
 
-def test_base_layer_does_not_depend_on_system_packages(universe: Universe) -> None:
+def test_lower_layers_do_not_depend_on_system_packages(universe: Universe) -> None:
     channel = load()
-    few = resolve_root(channel, ARCH, ["ffmpeg"], universe)
-    more = resolve_root(channel, ARCH, mirror_packages(channel), universe)
+    few = resolve_root(channel, ARCH, PYTHON, ["ffmpeg"], universe)
+    more = resolve_root(channel, ARCH, PYTHON, SYSTEM_PACKAGES, universe)
     a, b = userland(channel, ARCH, PYTHON, few), userland(channel, ARCH, PYTHON, more)
     assert output_path(a.base) == output_path(b.base)
+    assert output_path(a.python_layer) == output_path(b.python_layer)
+    assert output_path(a.python_root) == output_path(b.python_root)  # so: the same wheels
     assert output_path(a.system) != output_path(b.system)
     assert {p.name for p in few.base}.isdisjoint(p.name for p in few.system)
-    # The interpreter rides in the system layer for Debian's Python 3.11.
-    assert "python3.11" in {p.name for p in more.system}
+    assert {p.name for p in few.python}.isdisjoint(p.name for p in few.system)
+    # Debian's Python 3.11 has a layer of its own.
+    assert "python3.11" in {p.name for p in more.python}

@@ -7,7 +7,7 @@ import json
 from typing import Any
 
 from cuda_channels.channel import DEFAULT_CHANNEL, Channel, available, load
-from derivations.apt import resolve_root, root_packages
+from derivations.apt import resolve_root
 from store.local import Store
 
 
@@ -89,11 +89,12 @@ def cmd_show(args: argparse.Namespace, store: Store) -> int:
 
 def cmd_resolve(args: argparse.Namespace, store: Store) -> int:
     channel = load(args.channel)
-    pins = resolve_root(channel, args.arch, root_packages(channel, args.python, args.packages))
+    pins = resolve_root(channel, args.arch, args.python, args.packages)
     result = {
         "channel": {"name": channel.name, "revision": channel.revision},
         "arch": args.arch,
         "base": [p.to_json() for p in pins.base],
+        "python": [p.to_json() for p in pins.python],
         "system": [p.to_json() for p in pins.system],
     }
     print(json.dumps(result, indent=2))

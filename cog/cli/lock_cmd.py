@@ -48,7 +48,7 @@ def cmd_lock(args: argparse.Namespace, store: Store) -> int:
     upgrade: list[str] | bool = True if args.upgrade else args.upgrade_package
     result = lock.create(config, project, channel, args.arch, previous, upgrade)
     changed = lock.write(project, result)
-    system = len(result["system"]["base"]) + len(result["system"]["packages"])
+    system = sum(len(result["system"][k]) for k in ("base", "python", "packages"))
     print(
         f"{'wrote' if changed else 'unchanged:'} cog.lock: {system} system packages, "
         f"{len(result['python_packages'])} Python packages, "

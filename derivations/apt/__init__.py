@@ -14,30 +14,36 @@ from derivations.apt.resolve import Resolver, Universe, UnknownPackage, Unsatisf
 
 @dataclass(frozen=True)
 class RootPins:
-    """The two root layers' packages: the channel's base set, and what the model adds on top."""
+    """The three root layers' packages: the channel's base set; Debian's Python (none for a
+    standalone interpreter); the model's system packages. Each resolves on top of the ones
+    before, so a system package never changes the base or the interpreter."""
 
     base: tuple[DebPin, ...]
+    python: tuple[DebPin, ...]
     system: tuple[DebPin, ...]
 
 
-def root_packages(
-    channel: Channel, python_version: str, system_packages: Sequence[str]
-) -> list[str]:
-    """What the system layer asks the resolver for: the model's packages and Debian's Python."""
+def python_packages(channel: Channel, python_version: str | None) -> list[str]:
+    if python_version is None:
+        return []
     source = channel.python_source(python_version)
-    extra = list(source.packages) if source.source == "debian" else []
-    return sorted(set(system_packages) | set(extra))
+    return list(source.packages) if source.source == "debian" else []
 
 
 def resolve_root(
-    channel: Channel, arch: str, packages: Sequence[str], universe: Universe | None = None
+    channel: Channel,
+    arch: str,
+    python_version: str | None,
+    system_packages: Sequence[str],
+    universe: Universe | None = None,
 ) -> RootPins:
-    """Resolves the base set, then `packages` (system packages, Debian's Python) on top of it."""
     universe = universe or load_universe(channel, arch)
     resolver = Resolver(universe)
     base: list[Candidate] = resolver.resolve(channel.base_packages)
-    system = resolver.resolve(packages, installed=base)
-    return RootPins(tuple(map(DebPin.of, base)), tuple(map(DebPin.of, system)))
+    python = resolver.resolve(python_packages(channel, python_version), installed=base)
+    system = resolver.resolve(system_packages, installed=base + python)
+    pins = (tuple(map(DebPin.of, group)) for group in (base, python, system))
+    return RootPins(*pins)
 
 
 __all__ = [
@@ -50,6 +56,6 @@ __all__ = [
     "UnknownPackage",
     "Unsatisfiable",
     "load_universe",
+    "python_packages",
     "resolve_root",
-    "root_packages",
 ]

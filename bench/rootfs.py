@@ -44,7 +44,7 @@ def du_bytes(*paths: Path) -> int:
 def layers(pins: RootPins) -> tuple[Derivation, Derivation]:
     """The derivations from pins alone, as a locked build makes them."""
     base = root_layer_derivation("rootfs-base", pins.base, ARCH)
-    return base, root_layer_derivation("rootfs-system", pins.system, ARCH, lower=base)
+    return base, root_layer_derivation("rootfs-system", pins.system, ARCH, [base])
 
 
 def ours(work: Path) -> dict[str, float]:
@@ -55,7 +55,7 @@ def ours(work: Path) -> dict[str, float]:
     channel = load()
     subprocess.run(["sync"], check=True)
     t0 = time.perf_counter()
-    pins = resolve_root(channel, ARCH, PACKAGES)
+    pins = resolve_root(channel, ARCH, None, PACKAGES)
     resolve_s = time.perf_counter() - t0
     store = Store(store_dir)
     b, s = realise(store, list(layers(pins)), jobs=8)
@@ -67,7 +67,7 @@ def ours(work: Path) -> dict[str, float]:
     warm_s = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    resolve_root(channel, ARCH, PACKAGES)
+    resolve_root(channel, ARCH, None, PACKAGES)
     relock_s = time.perf_counter() - t0
 
     debs = [p for p in store_dir.iterdir() if p.name.endswith(".deb")]

@@ -23,7 +23,7 @@ from builders.userland import userland
 from builders.wheel import Interpreter, wheel_derivation
 from cuda_channels.channel import Channel
 from derivations.apt import DebPin, RootPins
-from derivations.config import CogConfig
+from derivations.config import CogConfig, ConfigError
 from derivations.hashing import output_path
 from derivations.model import Derivation
 from derivations.pylock import Wheel
@@ -126,6 +126,16 @@ def _safe(rel: str) -> str:
 def layers(
     store: Store, root: Path, config: CogConfig, lock: dict[str, Any], channel: Channel
 ) -> Layers:
+    unsupported = [
+        (bool(config.build.run or config.build.pre_install), "build.run and build.pre_install"),
+        (config.build.gpu, "gpu: true (CUDA images)"),
+    ]
+    for present, what in unsupported:
+        if present:
+            raise ConfigError(
+                f"cog.yaml: {what} cannot be built yet",
+                hint="remove it for now; it is planned, not silently ignored",
+            )
     arch = lock["platform"]["arch"]
     python = config.build.python_version
     pins = RootPins(

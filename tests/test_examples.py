@@ -164,3 +164,48 @@ def test_locked_names_each_drift(offline: dict[str, str], tmp_path: Path) -> Non
         assert stale.returncode == 1 and "channel debian-bookworm changed" in stale.stderr
     finally:
         channel_file.write_text(original)
+
+
+def test_code_and_weights_layers(offline: dict[str, str], tmp_path: Path) -> None:
+    root = project("hello-world", tmp_path)
+    (root / "weights").mkdir()
+    (root / "weights" / "model.bin").write_bytes(b"w" * 1000)
+    with open(root / "big.bin", "wb") as f:  # over 64 MiB: a weight without being declared
+        f.truncate(64 * 1024 * 1024)
+    (root / "notes.tmp").write_text("ignored")
+    (root / ".dockerignore").write_text("*.tmp\n")
+    (root / "cog.yaml").write_text(
+        (root / "cog.yaml").read_text() + "weights:\n  - source: weights/model.bin\n"
+    )
+    result = cog(root, offline, "build")
+    assert result.returncode == 0, result.stderr[-2000:]
+    paths = layer_paths(result.stdout)
+    store = Path(offline["COG_STORE_DIR"])
+    code = store / paths["code"].removeprefix("/cog/store/")
+    assert sorted(p.name for p in code.iterdir()) == [".dockerignore", "cog.yaml", "predict.py"]
+    weight = store / paths["weights:weights/model.bin"].removeprefix("/cog/store/")
+    assert weight.read_bytes() == b"w" * 1000
+    assert "weights:big.bin" in paths
+    (root / "predict.py").write_text(
+        "from pathlib import Path\nfrom cog import BasePredictor\n\n"
+        "class Predictor(BasePredictor):\n"
+        "    def predict(self) -> int:\n"
+        "        return len(Path('/src/weights/model.bin').read_bytes())\n"
+    )
+    run = cog(root, offline, "predict")
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert run.stdout.strip() == "1000"  # the weight is at its place under /src
+
+
+def test_unbuildable_features_are_refused_not_ignored(
+    offline: dict[str, str], tmp_path: Path
+) -> None:
+    root = project("hello-world", tmp_path)
+    (root / "cog.yaml").write_text(
+        'build:\n  python_version: "3.11"\n  run:\n    - echo hi\npredict: predict.py:Predictor\n'
+    )
+    result = cog(root, offline, "build")
+    assert (
+        result.returncode == 1
+        and "build.run and build.pre_install cannot be built yet" in result.stderr
+    )

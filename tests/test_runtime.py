@@ -402,3 +402,9 @@ def test_cog_max_concurrency_sets_the_slots_of_async_predictors() -> None:
         server.predict({"input": {"seconds": 0.6}}, Prefer="respond-async")
         time.sleep(0.2)
         assert server.predict({"input": {"seconds": 0}}).status_code == 409
+
+
+def test_back_to_back_sequential_requests_never_see_409() -> None:
+    with serve("function.py:predict") as server:
+        codes = {server.predict({"input": {"x": i}}).status_code for i in range(200)}
+        assert codes == {200}

@@ -12,6 +12,7 @@ import shutil
 import struct
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -209,3 +210,36 @@ def test_unbuildable_features_are_refused_not_ignored(
         result.returncode == 1
         and "build.run and build.pre_install cannot be built yet" in result.stderr
     )
+
+
+def test_cog_serve_runs_the_built_project(offline: dict[str, str], tmp_path: Path) -> None:
+    import httpx
+
+    from tests.runtime_server import free_port
+
+    root = project("hello-world", tmp_path)
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "cog.cli.main", "serve", "-p", str(port)],
+        cwd=root,
+        env=offline,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/health-check").json()["status"] == "READY":
+                    break
+            except httpx.TransportError:
+                time.sleep(0.2)
+        result = httpx.post(
+            f"http://127.0.0.1:{port}/predictions", json={"input": {"text": "there"}}
+        )
+        assert result.json()["output"] == "hello there"
+    finally:
+        server.terminate()
+        assert server.wait(timeout=30) is not None
+    with pytest.raises(httpx.TransportError):  # the sandboxed server went with it
+        httpx.get(f"http://127.0.0.1:{port}/health-check", timeout=2)

@@ -33,6 +33,8 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--upload-url", default=None, help="PUT file outputs under this URL")
     p.add_argument("--ref", help="predictor reference (default: cog.yaml's predict)")
+    p.add_argument("--here", action="store_true", help="serve with this interpreter, unbuilt")
+    _build_flags(p)
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("predict", help="run one prediction with the predictor in this directory")
@@ -52,12 +54,16 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
         action="store_true",
         help="run with this interpreter instead of building the project and running it natively",
     )
+    _build_flags(p)
+    p.set_defaults(func=cmd_predict)
+
+
+def _build_flags(p: argparse.ArgumentParser) -> None:
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--locked", action="store_true", help="refuse a missing or stale cog.lock")
     mode.add_argument("--frozen", action="store_true", help="use cog.lock as it is")
     p.add_argument("--arch", default="amd64", help=argparse.SUPPRESS)
     p.add_argument("-j", "--jobs", type=int, default=None, help=argparse.SUPPRESS)
-    p.set_defaults(func=cmd_predict)
 
 
 def _env(ref: str | None) -> dict[str, str]:
@@ -72,12 +78,20 @@ def _env(ref: str | None) -> dict[str, str]:
     return env
 
 
+def _native_mode(args: argparse.Namespace) -> bool:
+    return not args.here and not args.ref and (Path.cwd() / "cog.yaml").is_file()
+
+
 def cmd_serve(args: argparse.Namespace, store: Store) -> int:
-    env = _env(args.ref) | {"PORT": str(args.port)}
-    argv = [sys.executable, "-m", "cog.server.http", "--host", args.host]
+    server_args = ["--host", args.host]
     if args.upload_url:
-        argv += ["--upload-url", args.upload_url]
-    return subprocess.call(argv, env=env)
+        server_args += ["--upload-url", args.upload_url]
+    if _native_mode(args):
+        with store.temp_dir("serve-") as scratch:
+            argv = _native(store, args, args.port, scratch, server_args)
+            return subprocess.call(argv)
+    env = _env(args.ref) | {"PORT": str(args.port)}
+    return subprocess.call([sys.executable, "-m", "cog.server.http", *server_args], env=env)
 
 
 def parse_inputs(items: list[str]) -> dict[str, Any]:
@@ -127,7 +141,9 @@ def _save(value: Any, target: Path | None, index: list[int]) -> Any:
     return value
 
 
-def _native(store: Store, args: argparse.Namespace, port: int, scratch: Path) -> list[str]:
+def _native(
+    store: Store, args: argparse.Namespace, port: int, scratch: Path, server_args: list[str]
+) -> list[str]:
     """Builds the project here and returns the command that serves it under bubblewrap."""
     from builders.native import server_argv
     from cog.cli.build_cmd import build
@@ -138,16 +154,16 @@ def _native(store: Store, args: argparse.Namespace, port: int, scratch: Path) ->
         raise UsageError("cog.yaml has no predict:", hint="add predict: predict.py:Predictor")
     built = build(store, Path.cwd(), args)
     env = config.env | {"PORT": str(port), "COG_PREDICT_TYPE_STUB": config.predict}
-    return server_argv(store, built, scratch / "root", env, ["--host", "127.0.0.1"])
+    return server_argv(store, built, scratch / "root", env, server_args)
 
 
 def cmd_predict(args: argparse.Namespace, store: Store) -> int:
     inputs = parse_inputs(args.input)
     port = _free_port()
-    native = not args.here and not args.ref and (Path.cwd() / "cog.yaml").is_file()
     with store.temp_dir("predict-") as scratch:
-        if native:
-            argv, env = _native(store, args, port, scratch), dict(os.environ)
+        if _native_mode(args):
+            argv = _native(store, args, port, scratch, ["--host", "127.0.0.1"])
+            env = dict(os.environ)
         else:
             argv = [sys.executable, "-m", "cog.server.http", "--host", "127.0.0.1"]
             env = _env(args.ref) | {"PORT": str(port)}

@@ -25,6 +25,7 @@ from builders.base import BuildContext, Builder
 from builders.command import CommandBuilder
 from builders.errors import BuildCancelled, BuildError, SandboxUnavailable
 from builders.fetch import FetchBuilder
+from builders.image import ImageBuilder
 from builders.progress import PlainReporter, Reporter
 from builders.pyenv import EnvBuilder
 from builders.rootfs import RootfsBuilder
@@ -57,6 +58,7 @@ def default_builders() -> dict[str, Builder]:
         EnvBuilder(),
         PyWheelBuilder(),
         ViewBuilder(),
+        ImageBuilder(),
     )
     return {b.kind: b for b in builders}
 

@@ -164,7 +164,8 @@ def describe_mode(mode: int) -> str:
 
 
 def tar_header(entry: Entry, prefix: str) -> bytes:
-    info = tarfile.TarInfo(f"{prefix}/{entry.rel}" if entry.rel else prefix)
+    """The entry's header; with an empty prefix, names are relative to the root (a root layer)."""
+    info = tarfile.TarInfo("/".join(p for p in (prefix, entry.rel) if p))
     info.mtime = 0
     info.uid = info.gid = 0
     info.uname = info.gname = ""
@@ -331,7 +332,8 @@ def copy_tree(src: Path | str, dest: Path | str) -> ArchiveDigest:
 
 
 def archive_stream(root: Path | str, prefix: str) -> Iterator[bytes]:
-    """The canonical tar of the tree, in the layer form for `prefix` (or the nar form for ".")."""
+    """The canonical tar of the tree: the nar form for ".", the store layer form for a path's
+    layer prefix, or the tree placed at `/prefix` (`""`: at `/` itself, a root layer)."""
     size = 0
 
     def emit(data: bytes) -> bytes:
@@ -339,9 +341,11 @@ def archive_stream(root: Path | str, prefix: str) -> Iterator[bytes]:
         size += len(data)
         return data
 
-    if prefix != NAR_PREFIX:
+    if prefix.startswith(STORE_DIR.lstrip("/") + "/"):
         yield emit(layer_preamble())
     for entry in walk(root):
+        if not prefix and not entry.rel:
+            continue  # a root layer: the tree's root is `/` itself
         yield emit(tar_header(entry, prefix))
         if entry.kind == "file":
             for chunk in read_chunks(entry, entry.size):

@@ -175,3 +175,26 @@ def debian_mirror(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     os.environ["COG_CACHE_DIR"] = str(tmp_path_factory.mktemp("cog-cache"))
     with serve(root) as url:
         yield url
+
+
+@pytest.fixture(scope="module")
+def offline(debian_mirror: str, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """The environment for the `cog` CLI on example projects: the channel on the frozen
+    mirror, a fresh store for the module, and uv's cache in the test cache."""
+    import json
+
+    from cuda_channels.channel import BUILTIN_DIR
+
+    if not (TEST_CACHE / "wheels").is_dir():
+        pytest.fail(f"no wheel cache at {TEST_CACHE / 'wheels'}; run `make test-fixtures`")
+    channels = tmp_path_factory.mktemp("channels")
+    data = json.loads((BUILTIN_DIR / "debian-bookworm.json").read_text())
+    for archive in data["archives"]:
+        archive["mirror"] = f"{debian_mirror}/{archive['name']}"
+    (channels / "debian-bookworm.json").write_text(json.dumps(data))
+    return dict(os.environ) | {
+        "COG_CHANNEL_PATH": str(channels),
+        "PYTHONPATH": str(REPO),
+        "UV_CACHE_DIR": str(TEST_CACHE / "uv"),
+        "COG_STORE_DIR": str(tmp_path_factory.mktemp("store")),
+    }

@@ -7,7 +7,6 @@ cache that `make test-fixtures` fills (the examples themselves name PyPI).
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import struct
 import subprocess
@@ -17,55 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from cuda_channels.channel import BUILTIN_DIR
-from tests.conftest import REPO, TEST_CACHE
-
-EXAMPLES = REPO / "examples"
-WHEELS = TEST_CACHE / "wheels"
-
-
-@pytest.fixture(scope="module")
-def offline(debian_mirror: str, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
-    if not WHEELS.is_dir():
-        pytest.fail(f"no wheel cache at {WHEELS}; run `make test-fixtures`")
-    channels = tmp_path_factory.mktemp("channels")
-    data = json.loads((BUILTIN_DIR / "debian-bookworm.json").read_text())
-    for archive in data["archives"]:
-        archive["mirror"] = f"{debian_mirror}/{archive['name']}"
-    (channels / "debian-bookworm.json").write_text(json.dumps(data))
-    return dict(os.environ) | {
-        "COG_CHANNEL_PATH": str(channels),
-        "PYTHONPATH": str(REPO),
-        "UV_CACHE_DIR": str(TEST_CACHE / "uv"),
-        "COG_STORE_DIR": str(tmp_path_factory.mktemp("store")),
-    }
-
-
-def project(name: str, into: Path) -> Path:
-    """A copy of the example whose requirements resolve from the wheel cache."""
-    root = into / name
-    shutil.copytree(EXAMPLES / name, root, ignore=shutil.ignore_patterns(".cog", "cog.lock"))
-    requirements = root / "requirements.txt"
-    if requirements.exists():
-        requirements.write_text(f"--no-index\n--find-links {WHEELS}\n" + requirements.read_text())
-    return root
-
-
-def cog(
-    root: Path, env: dict[str, str], *args: str, umask: int | None = None
-) -> subprocess.CompletedProcess[str]:
-    command = [sys.executable, "-m", "cog.cli.main", *args]
-    preexec = (lambda: os.umask(umask)) if umask is not None else None
-    return subprocess.run(
-        command,
-        cwd=root,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=900,
-        check=False,
-        preexec_fn=preexec,
-    )
+from tests.projects import WHEELS, cog, project
 
 
 def test_hello_world(offline: dict[str, str], tmp_path: Path) -> None:
@@ -112,8 +63,11 @@ def test_two_empty_stores_build_identical_layers(offline: dict[str, str], tmp_pa
         shutil.copytree(root, copy)
         result = cog(copy, env, "build", "--locked", umask=umask)
         assert result.returncode == 0, result.stderr[-2000:]
-        builds.append(layer_paths(result.stdout))
-    assert builds[0] == builds[1]
+        digest = [
+            line.split()[1] for line in result.stdout.splitlines() if line.startswith("digest")
+        ]
+        builds.append(layer_paths(result.stdout) | {"digest": digest[0]})
+    assert builds[0] == builds[1]  # every layer, and the image digest, bit for bit
     assert {"rootfs-base", "rootfs-system", "model-env", "runtime-env", "code"} <= set(builds[0])
 
 

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import hashlib
+import json
+import shutil
 import sys
 from pathlib import Path
 from typing import Any
 
+from builders.image import image_derivation, manifest_digest
 from builders.progress import default_reporter
 from builders.project import Layers, layers
 from builders.realise import realise
@@ -14,7 +18,14 @@ from cog.cli.errors import UsageError
 from cuda_channels.channel import DEFAULT_CHANNEL, Channel, load
 from derivations import lock as locking
 from derivations.config import CogConfig, load_config
+from derivations.model import Derivation
 from store.local import Store
+
+
+def cog_version() -> str:
+    import cog
+
+    return cog.__version__
 
 
 def register(sub: argparse._SubParsersAction[Any]) -> None:
@@ -24,6 +35,7 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     mode.add_argument("--frozen", action="store_true", help="use cog.lock as it is")
     p.add_argument("--arch", choices=["amd64", "arm64"], default="amd64")
     p.add_argument("-j", "--jobs", type=int, default=None)
+    p.add_argument("--output", help="also write the image elsewhere: oci:DIR")
     p.set_defaults(func=cmd_build)
 
 
@@ -53,6 +65,27 @@ def locked_inputs(
     return config, lock, channel
 
 
+def image_of(config: CogConfig, lock: dict[str, Any], project: Path, built: Layers) -> Derivation:
+    labels = {
+        "run.cog.version": cog_version(),
+        "run.cog.config": json.dumps(
+            config.model_dump(mode="json", exclude_defaults=True), sort_keys=True
+        ),
+        "run.cog.pip_freeze": "".join(
+            f"{p['name']}=={p['version']}\n" for p in lock["python_packages"]
+        ),
+        "run.cog.lock": "sha256:"
+        + hashlib.sha256((project / locking.LOCK_FILE).read_bytes()).hexdigest(),
+        "org.opencontainers.image.created": "1970-01-01T00:00:00Z",
+    }
+    env = dict(config.env)
+    if config.predict:
+        env["COG_PREDICT_TYPE_STUB"] = config.predict
+    if config.train:
+        env["COG_TRAIN_TYPE_STUB"] = config.train
+    return image_derivation("image", built, labels, env, lock["platform"]["arch"])
+
+
 def build(store: Store, project: Path, args: argparse.Namespace) -> Layers:
     config, lock, channel = locked_inputs(project, args.arch, args.locked, args.frozen)
     result = layers(store, project, config, lock, channel)
@@ -65,8 +98,31 @@ def build(store: Store, project: Path, args: argparse.Namespace) -> Layers:
 
 
 def cmd_build(args: argparse.Namespace, store: Store) -> int:
-    result = build(store, Path.cwd(), args)
+    project = Path.cwd()
+    result = build(store, project, args)
     for name, path in result.paths().items():
         info = store.info(path)
         print(f"{name:<16} {path}  {info.nar_size / 2**20:8.1f} MiB")
+    config, lock = load_config(project), locking.read(project)
+    assert lock is not None
+    image = image_of(config, lock, project, result)
+    [outputs] = realise(store, [image], jobs=args.jobs, reporter=default_reporter())
+    path = outputs["out"]
+    store.add_indirect_root(project / ".cog" / "image", path)
+    layout = store.real_path(path)
+    print(f"image            {path}")
+    print(f"digest           {manifest_digest(layout)}")
+    if args.output:
+        kind, _, target = args.output.partition(":")
+        if kind != "oci" or not target:
+            raise UsageError(
+                f"--output {args.output!r} is not supported", hint="use --output oci:DIR"
+            )
+        destination = Path(target)
+        if destination.exists():
+            shutil.rmtree(destination)
+        shutil.copytree(layout, destination)
+        for p in [destination, *destination.rglob("*")]:
+            p.chmod(0o755 if p.is_dir() else 0o644)
+        print(f"wrote the OCI layout to {destination}")
     return 0

@@ -1,0 +1,222 @@
+"""The image: an OCI image layout in the store, assembled from store paths without Docker.
+
+Layers, in order: the root layers at `/` (base, Python, system packages), then one layer per
+store path of the environments' closure at `/cog/store/…` (sorted by path), then the code at
+`/src`, then each weight file at its place under `/src`, uncompressed. A store path's layer is
+its canonical layer form, whose SHA-256 (the diff_id) the store already knows; blobs are
+gzip-compressed deterministically (no name, mtime 0, one level, this zlib), so the same path
+gives the same blob digest in every image. The config follows Cog's contract (`WorkingDir
+/src`, port 5000, a `CMD` that starts the runtime, `run.cog.*` labels) with `created` fixed.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import os
+import zlib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from builders.base import BuildContext
+from builders.errors import BuildError
+from builders.project import Layers
+from derivations.hashing import output_path
+from derivations.model import Derivation, DrvInput, SrcInput
+from store.archive import archive_stream
+
+MAX_LAYERS = 100
+GZIP_LEVEL = 6
+EPOCH = "1970-01-01T00:00:00Z"
+MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+CONFIG = "application/vnd.oci.image.config.v1+json"
+LAYER_GZIP = "application/vnd.oci.image.layer.v1.tar+gzip"
+LAYER_TAR = "application/vnd.oci.image.layer.v1.tar"
+
+
+def image_derivation(
+    name: str, built: Layers, labels: dict[str, str], env: dict[str, str], arch: str
+) -> Derivation:
+    inputs: dict[str, DrvInput | SrcInput] = {
+        "root-00": built.base.dep(),
+        "root-01": built.python_layer.dep(),
+        "root-02": built.system.dep(),
+        "model-env": built.model_env.dep(),
+        "runtime-env": built.runtime_env.dep(),
+        "code": SrcInput(path=str(built.code)),
+    }
+    if built.python is not None:
+        inputs["python"] = built.python.dep()
+    weights = sorted(built.weights.items())
+    for i, (_, path) in enumerate(weights):
+        inputs[f"weight-{i:03d}"] = SrcInput(path=str(path))
+    model_env, runtime_env = output_path(built.model_env), output_path(built.runtime_env)
+    config_env = {
+        "PATH": f"{model_env}/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+        "LANG": "C.UTF-8",
+        "PYTHONUNBUFFERED": "1",
+        **env,
+    }
+    return Derivation(
+        name=name,
+        builder=ImageBuilder.kind,
+        builder_version=ImageBuilder.version,
+        inputs=inputs,
+        args={
+            "arch": arch,
+            "env": [f"{k}={v}" for k, v in sorted(config_env.items())],
+            "cmd": [
+                f"{runtime_env}/bin/python",
+                "-m",
+                "runtime",
+                "--python",
+                f"{model_env}/bin/python",
+            ],
+            "labels": dict(sorted(labels.items())),
+            "weights": [rel for rel, _ in weights],
+        },
+    )
+
+
+class _Blob:
+    """Writes one blob into the layout while hashing it, and optionally the data before
+    compression too (the diff_id)."""
+
+    def __init__(self, blobs: Path, compress: bool) -> None:
+        self.blobs = blobs
+        self.tmp = blobs / f".incoming-{os.getpid()}"
+        self.file: BinaryIO = open(self.tmp, "wb")  # noqa: SIM115 (closed in finish)
+        self.digest = hashlib.sha256()
+        self.diff = hashlib.sha256()
+        self.size = 0
+        self.gzip = (
+            gzip.GzipFile(filename="", mode="wb", fileobj=self, compresslevel=GZIP_LEVEL, mtime=0)
+            if compress
+            else None
+        )
+
+    def write(self, data: bytes) -> int:  # the sink of the gzip stream
+        self.file.write(data)
+        self.digest.update(data)
+        self.size += len(data)
+        return len(data)
+
+    def flush(self) -> None:
+        pass
+
+    def feed(self, chunk: bytes) -> None:
+        self.diff.update(chunk)
+        if self.gzip is not None:
+            self.gzip.write(chunk)
+        else:
+            self.write(chunk)
+
+    def finish(self) -> tuple[str, int, str]:
+        if self.gzip is not None:
+            self.gzip.close()
+        self.file.close()
+        digest = self.digest.hexdigest()
+        os.replace(self.tmp, self.blobs / digest)
+        return f"sha256:{digest}", self.size, f"sha256:{self.diff.hexdigest()}"
+
+
+def _blob_of(blobs: Path, chunks: Iterator[bytes], compress: bool = True) -> tuple[str, int, str]:
+    blob = _Blob(blobs, compress)
+    for chunk in chunks:
+        blob.feed(chunk)
+    return blob.finish()
+
+
+def _json_blob(blobs: Path, document: dict[str, Any]) -> tuple[str, int]:
+    data = json.dumps(document, sort_keys=True, separators=(",", ":")).encode()
+    digest = hashlib.sha256(data).hexdigest()
+    (blobs / digest).write_bytes(data)
+    return f"sha256:{digest}", len(data)
+
+
+class ImageBuilder:
+    kind = "oci-image"
+    version = f"1-zlib{zlib.ZLIB_VERSION}-gzip{GZIP_LEVEL}"  # the compressor is part of the bytes
+    runs_foreign_code = False
+
+    def build(self, ctx: BuildContext) -> None:
+        out = ctx.out
+        blobs = out / "blobs" / "sha256"
+        blobs.mkdir(parents=True)
+        roots = [ctx.inputs[r] for r in sorted(r for r in ctx.inputs if r.startswith("root-"))]
+        root_paths = {ctx.input_paths[r] for r in ctx.inputs if r.startswith("root-")}
+        wanted = [
+            ctx.input_paths[r] for r in ("model-env", "runtime-env", "python") if r in ctx.inputs
+        ]
+        closure = sorted(p for p in ctx.store.closure(wanted) if p not in root_paths)
+        layers: list[dict[str, Any]] = []
+        diff_ids: list[str] = []
+
+        def add(chunks: Iterator[bytes], compress: bool = True, expect: str | None = None) -> None:
+            digest, size, diff_id = _blob_of(blobs, chunks, compress)
+            if expect is not None and diff_id != f"sha256:{expect}":
+                raise BuildError(f"a layer's diff_id {diff_id} does not match the store's {expect}")
+            layers.append(
+                {"mediaType": LAYER_GZIP if compress else LAYER_TAR, "digest": digest, "size": size}
+            )
+            diff_ids.append(diff_id)
+
+        for root in roots:
+            add(archive_stream(root, ""))
+        for path in closure:
+            ctx.check_cancelled()
+            add(
+                archive_stream(ctx.store.real_path(path), path.layer_prefix),
+                expect=ctx.store.info(path).tar_sha256,
+            )
+        add(archive_stream(ctx.inputs["code"], "src"))
+        weights: list[str] = ctx.drv.args["weights"]
+        for i, rel in enumerate(weights):
+            add(archive_stream(ctx.inputs[f"weight-{i:03d}"], f"src/{rel}"), compress=False)
+        if len(layers) > MAX_LAYERS:
+            raise BuildError(
+                f"the image would have {len(layers)} layers; the budget is {MAX_LAYERS}"
+            )
+        config = {
+            "architecture": ctx.drv.args["arch"],
+            "os": "linux",
+            "created": EPOCH,
+            "config": {
+                "Env": ctx.drv.args["env"],
+                "Cmd": ctx.drv.args["cmd"],
+                "WorkingDir": "/src",
+                "ExposedPorts": {"5000/tcp": {}},
+                "Labels": ctx.drv.args["labels"],
+            },
+            "rootfs": {"type": "layers", "diff_ids": diff_ids},
+            "history": [{"created": EPOCH, "created_by": "cog-hermetic"} for _ in layers],
+        }
+        config_digest, config_size = _json_blob(blobs, config)
+        manifest = {
+            "schemaVersion": 2,
+            "mediaType": MANIFEST,
+            "config": {"mediaType": CONFIG, "digest": config_digest, "size": config_size},
+            "layers": layers,
+        }
+        manifest_digest, manifest_size = _json_blob(blobs, manifest)
+        index = {
+            "schemaVersion": 2,
+            "manifests": [
+                {
+                    "mediaType": MANIFEST,
+                    "digest": manifest_digest,
+                    "size": manifest_size,
+                    "annotations": {"org.opencontainers.image.ref.name": "latest"},
+                }
+            ],
+        }
+        (out / "index.json").write_text(json.dumps(index, sort_keys=True, indent=2) + "\n")
+        (out / "oci-layout").write_text('{"imageLayoutVersion":"1.0.0"}\n')
+        ctx.say(f"image {manifest_digest}: {len(layers)} layers")
+
+
+def manifest_digest(layout: Path) -> str:
+    index = json.loads((layout / "index.json").read_text())
+    return str(index["manifests"][0]["digest"])

@@ -29,7 +29,7 @@ def cog_version() -> str:
 
 
 def register(sub: argparse._SubParsersAction[Any]) -> None:
-    p = sub.add_parser("build", help="build every layer of the project in this directory")
+    p = sub.add_parser("build", help="build the project here: every layer, then its image")
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--locked", action="store_true", help="refuse a missing or stale cog.lock")
     mode.add_argument("--frozen", action="store_true", help="use cog.lock as it is")

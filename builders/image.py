@@ -23,8 +23,11 @@ from typing import Any, BinaryIO
 from builders.base import BuildContext
 from builders.errors import BuildError
 from builders.project import Layers
+from builders.rootview import merge_view
+from builders.sandbox import run_command
 from derivations.hashing import output_path
 from derivations.model import Derivation, DrvInput, SrcInput
+from runtime.schema import openapi
 from store.archive import archive_stream
 
 MAX_LAYERS = 100
@@ -37,7 +40,12 @@ LAYER_TAR = "application/vnd.oci.image.layer.v1.tar"
 
 
 def image_derivation(
-    name: str, built: Layers, labels: dict[str, str], env: dict[str, str], arch: str
+    name: str,
+    built: Layers,
+    labels: dict[str, str],
+    env: dict[str, str],
+    arch: str,
+    predictor: str | None = None,
 ) -> Derivation:
     inputs: dict[str, DrvInput | SrcInput] = {
         "root-00": built.base.dep(),
@@ -76,6 +84,7 @@ def image_derivation(
             ],
             "labels": dict(sorted(labels.items())),
             "weights": [rel for rel, _ in weights],
+            "predictor": predictor,
         },
     )
 
@@ -136,16 +145,44 @@ def _json_blob(blobs: Path, document: dict[str, Any]) -> tuple[str, int]:
     return f"sha256:{digest}", len(data)
 
 
+_DESCRIBE = (
+    "import json, sys\n"
+    "from pathlib import Path\n"
+    "from cog.server import signature as s\n"
+    "target = s.load(sys.argv[1], Path(sys.argv[2]))\n"
+    "found = s.describe(target, s.entry_point(target, 'predict'))\n"
+    "Path('/build/signature.json').write_text(json.dumps(found))\n"
+)
+
+
 class ImageBuilder:
     kind = "oci-image"
-    version = f"1-zlib{zlib.ZLIB_VERSION}-gzip{GZIP_LEVEL}"  # the compressor is part of the bytes
-    runs_foreign_code = False
+    version = f"2-zlib{zlib.ZLIB_VERSION}-gzip{GZIP_LEVEL}"  # the compressor is part of the bytes
+    runs_foreign_code = True  # the model's code is imported to describe its signature
+
+    def _openapi(self, ctx: BuildContext, roots: list[Path]) -> str | None:
+        """The `run.cog.openapi_schema` label: the predictor's signature, as the server would
+        serve it, read by importing the model in the sandbox (as `cog build` does)."""
+        ref = ctx.drv.args.get("predictor")
+        if not ref:
+            ctx.out.mkdir()
+            return None
+        view = merge_view(roots, ctx.scratch / "view")
+        python = f"{ctx.input_paths['model-env']}/bin/python"
+        code = str(ctx.input_paths["code"])
+        run_command(ctx, [python, "-c", _DESCRIBE, ref, code], rootfs=view)
+        found = json.loads((ctx.scratch / "build" / "signature.json").read_text())
+        return json.dumps(openapi(found), sort_keys=True, separators=(",", ":"))
 
     def build(self, ctx: BuildContext) -> None:
         out = ctx.out
+        roots = [ctx.inputs[r] for r in sorted(r for r in ctx.inputs if r.startswith("root-"))]
+        schema = self._openapi(ctx, roots)
+        labels = dict(ctx.drv.args["labels"])
+        if schema is not None:
+            labels["run.cog.openapi_schema"] = schema
         blobs = out / "blobs" / "sha256"
         blobs.mkdir(parents=True)
-        roots = [ctx.inputs[r] for r in sorted(r for r in ctx.inputs if r.startswith("root-"))]
         root_paths = {ctx.input_paths[r] for r in ctx.inputs if r.startswith("root-")}
         wanted = [
             ctx.input_paths[r] for r in ("model-env", "runtime-env", "python") if r in ctx.inputs
@@ -188,7 +225,7 @@ class ImageBuilder:
                 "Cmd": ctx.drv.args["cmd"],
                 "WorkingDir": "/src",
                 "ExposedPorts": {"5000/tcp": {}},
-                "Labels": ctx.drv.args["labels"],
+                "Labels": dict(sorted(labels.items())),
             },
             "rootfs": {"type": "layers", "diff_ids": diff_ids},
             "history": [{"created": EPOCH, "created_by": "cog-hermetic"} for _ in layers],

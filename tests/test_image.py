@@ -29,6 +29,9 @@ def test_image_is_a_valid_oci_layout(offline: dict[str, str], tmp_path: Path) ->
     assert info["Labels"]["run.cog.version"] == "0.23.1"
     assert json.loads(info["Labels"]["run.cog.config"])["predict"] == "predict.py:Predictor"
     assert info["Labels"]["run.cog.lock"].startswith("sha256:")
+    schema = json.loads(info["Labels"]["run.cog.openapi_schema"])  # read from the model itself
+    text = schema["components"]["schemas"]["Input"]["properties"]["text"]
+    assert text["type"] == "string" and "prefix" in text["description"]
     config = subprocess.run(
         [skopeo, "inspect", "--config", f"oci:{layout}:latest"],
         capture_output=True,

@@ -83,7 +83,8 @@ def image_of(config: CogConfig, lock: dict[str, Any], project: Path, built: Laye
         env["COG_PREDICT_TYPE_STUB"] = config.predict
     if config.train:
         env["COG_TRAIN_TYPE_STUB"] = config.train
-    return image_derivation("image", built, labels, env, lock["platform"]["arch"])
+    arch = lock["platform"]["arch"]
+    return image_derivation("image", built, labels, env, arch, config.predict)
 
 
 def build(store: Store, project: Path, args: argparse.Namespace) -> Layers:

@@ -157,18 +157,13 @@ def drift(
                 f"channel {after['name']} changed (revision "
                 f"{str(before.get('revision'))[:12]} -> {after['revision'][:12]})"
             )
-    old_req, new_req = was.get("requirements", []), now["requirements"]
-    if old_req != new_req:
-        added = [r for r in new_req if r not in old_req]
-        removed = [r for r in old_req if r not in new_req]
-        changes.append(
-            f"Python requirements changed: added {_listed(added)}; removed {_listed(removed)}"
-        )
-    old_sys, new_sys = was.get("system_packages", []), now["system_packages"]
-    if old_sys != new_sys:
-        added = [p for p in new_sys if p not in old_sys]
-        removed = [p for p in old_sys if p not in new_sys]
-        changes.append(
-            f"system_packages changed: added {_listed(added)}; removed {_listed(removed)}"
-        )
+    for key, label in (
+        ("requirements", "Python requirements"),
+        ("system_packages", "system_packages"),
+    ):
+        old, new = was.get(key, []), now[key]
+        if old != new:
+            added = [r for r in new if r not in old]
+            removed = [r for r in old if r not in new]
+            changes.append(f"{label} changed: added {_listed(added)}; removed {_listed(removed)}")
     return changes

@@ -64,7 +64,6 @@ class Prediction:
     completed_at: str | None = None
     done: trio.Event = field(default_factory=trio.Event)
     subscribers: list[trio.MemorySendChannel[tuple[str, Any]]] = field(default_factory=list)
-    worker_acknowledged: bool = False
 
     def response(self) -> dict[str, Any]:
         body: dict[str, Any] = {
@@ -333,8 +332,8 @@ class Runtime:
                 await prediction.webhook.intermediate("start", prediction.response(), force=True)
             prediction.publish("start", prediction.response())
             try:
-                kinds = {i["name"]: i["type"] for i in self.signature["inputs"]}  # type: ignore[index]
-                ready = await prepare_inputs(self.http, values, kinds, self.files)
+                assert self.inputs is not None  # set with the signature, before any prediction
+                ready = await prepare_inputs(self.http, values, self.inputs.kinds, self.files)
                 await self.worker.send(
                     {
                         "type": "predict",

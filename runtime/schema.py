@@ -75,7 +75,7 @@ class Inputs:
         self.model: type[BaseModel] = create_model(
             "Input", __config__=ConfigDict(extra="ignore", strict=False), **fields
         )
-        self.files = {i["name"]: i["type"] for i in signature["inputs"]}
+        self.kinds = {i["name"]: i["type"] for i in signature["inputs"]}  # name -> type
 
     def validate(self, data: Any) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
         """(the values, no errors) or (None, Cog's 422 `detail` entries)."""

@@ -225,6 +225,7 @@ class Worker:
         self.target: Any = None
         self.fn: Callable[..., Any] = lambda: None
         self.desc: dict[str, Any] = {}
+        self.kinds: dict[str, dict[str, Any]] = {}
         self.sync_current: str | None = None
         self.cancel_pending = False
         self.files = pathlib.Path(tempfile.mkdtemp(prefix="cog-outputs-"))
@@ -238,6 +239,7 @@ class Worker:
             self.target = signature.load(self.ref)
             self.fn = signature.entry_point(self.target, self.method)
             self.desc = signature.describe(self.target, self.fn)
+            self.kinds = {i["name"]: i["type"] for i in self.desc["inputs"]}
         except signature.PredictorError as e:
             self.channel.send({"type": "setup_failed", "error": str(e)})
             return False
@@ -271,9 +273,16 @@ class Worker:
     # --- predictions ---------------------------------------------------------------------
 
     def _kwargs(self, message: dict[str, Any]) -> dict[str, Any]:
-        kinds = {i["name"]: i["type"] for i in self.desc["inputs"]}
         given = message.get("input") or {}
-        return {k: decode(v, kinds[k]) for k, v in given.items() if k in kinds}
+        return {k: decode(v, self.kinds[k]) for k, v in given.items() if k in self.kinds}
+
+    def _drain(self, pid: str, result: Any) -> Any:
+        """A plain result as it is; an iterator's items sent as they come (then _STREAMED)."""
+        if not _is_stream(result):
+            return result
+        for item in result:
+            self._chunk(pid, item)
+        return _STREAMED
 
     def _finish(self, pid: str, scope: Scope, error: BaseException | None, output: Any) -> None:
         if error is None:
@@ -315,13 +324,7 @@ class Worker:
         error: BaseException | None = None
         output: Any = None
         try:
-            result = self.fn(**self._kwargs(message))
-            if _is_stream(result):
-                for item in result:
-                    self._chunk(pid, item)
-                output = _STREAMED
-            else:
-                output = result
+            output = self._drain(pid, self.fn(**self._kwargs(message)))
         except BaseException as e:  # cancellation, sys.exit and errors all end one prediction
             if isinstance(e, KeyboardInterrupt):
                 raise
@@ -349,12 +352,8 @@ class Worker:
                 output = _STREAMED
             elif inspect.isawaitable(result):
                 output = await result
-            elif _is_stream(result):
-                for item in result:
-                    self._chunk(pid, item)
-                output = _STREAMED
             else:
-                output = result
+                output = self._drain(pid, result)
         except asyncio.CancelledError as e:
             error = e
         except Exception as e:

@@ -87,7 +87,10 @@ def image_of(config: CogConfig, lock: dict[str, Any], project: Path, built: Laye
     return image_derivation("image", built, labels, env, arch, config.predict)
 
 
-def build(store: Store, project: Path, args: argparse.Namespace) -> Layers:
+def build(
+    store: Store, project: Path, args: argparse.Namespace
+) -> tuple[CogConfig, dict[str, Any], Layers]:
+    """Realises every layer; returns the config and lock it built from, and the layers."""
     config, lock, channel = locked_inputs(project, args.arch, args.locked, args.frozen)
     result = layers(store, project, config, lock, channel)
     realise(store, result.derivations, jobs=args.jobs, reporter=default_reporter())
@@ -95,17 +98,15 @@ def build(store: Store, project: Path, args: argparse.Namespace) -> Layers:
     roots.mkdir(parents=True, exist_ok=True)
     for name, path in result.paths().items():
         store.add_indirect_root(roots / name.replace(":", "-").replace("/", "-"), path)
-    return result
+    return config, lock, result
 
 
 def cmd_build(args: argparse.Namespace, store: Store) -> int:
     project = Path.cwd()
-    result = build(store, project, args)
+    config, lock, result = build(store, project, args)
     for name, path in result.paths().items():
         info = store.info(path)
         print(f"{name:<16} {path}  {info.nar_size / 2**20:8.1f} MiB")
-    config, lock = load_config(project), locking.read(project)
-    assert lock is not None
     image = image_of(config, lock, project, result)
     [outputs] = realise(store, [image], jobs=args.jobs, reporter=default_reporter())
     path = outputs["out"]

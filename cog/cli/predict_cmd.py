@@ -152,7 +152,7 @@ def _native(
     config = load_config(Path.cwd())
     if not config.predict:
         raise UsageError("cog.yaml has no predict:", hint="add predict: predict.py:Predictor")
-    built = build(store, Path.cwd(), args)
+    _, _, built = build(store, Path.cwd(), args)
     env = config.env | {"PORT": str(port), "COG_PREDICT_TYPE_STUB": config.predict}
     return server_argv(store, built, scratch / "root", env, server_args)
 

@@ -17,6 +17,7 @@ import pytest
 
 from store.local import Store
 from store.paths import StorePath
+from tests.services import Registry
 
 REPO = Path(__file__).resolve().parent.parent
 BUSYBOX = Path("/bin/busybox")
@@ -198,3 +199,22 @@ def offline(debian_mirror: str, tmp_path_factory: pytest.TempPathFactory) -> dic
         "UV_CACHE_DIR": str(TEST_CACHE / "uv"),
         "COG_STORE_DIR": str(tmp_path_factory.mktemp("store")),
     }
+
+
+@pytest.fixture(scope="session")
+def docker_host() -> Iterator[str]:
+    """A private Docker engine (Debian's dockerd, vfs storage, host networking)."""
+    from tests.services import dockerd
+
+    require_tool("docker")
+    with dockerd(require_tool("dockerd")) as host:
+        yield host
+
+
+@pytest.fixture(scope="session")
+def oci_registry() -> Iterator[Registry]:
+    """Debian's docker-registry on loopback, behind htpasswd authentication."""
+    from tests.services import registry
+
+    with registry(require_tool("docker-registry"), require_tool("htpasswd")) as running:
+        yield running

@@ -14,12 +14,14 @@ from builders.image import image_derivation, manifest_digest
 from builders.progress import default_reporter
 from builders.project import Layers, layers
 from builders.realise import realise
+from cog.cli import docker_engine
 from cog.cli.errors import UsageError
 from cuda_channels.channel import DEFAULT_CHANNEL, Channel, load
 from derivations import lock as locking
 from derivations.config import CogConfig, load_config
 from derivations.model import Derivation
 from store.local import Store
+from store.oci import Layout, write_docker_archive
 
 
 def cog_version() -> str:
@@ -35,7 +37,11 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     mode.add_argument("--frozen", action="store_true", help="use cog.lock as it is")
     p.add_argument("--arch", choices=["amd64", "arm64"], default="amd64")
     p.add_argument("-j", "--jobs", type=int, default=None)
-    p.add_argument("--output", help="also write the image elsewhere: oci:DIR")
+    p.add_argument("-t", "--tag", help="the image's name (default: cog.yaml's image, or cog-DIR)")
+    p.add_argument(
+        "--output",
+        help="also write the image elsewhere: oci:DIR, docker-archive:FILE, or docker (the engine)",
+    )
     p.set_defaults(func=cmd_build)
 
 
@@ -115,16 +121,38 @@ def cmd_build(args: argparse.Namespace, store: Store) -> int:
     print(f"image            {path}")
     print(f"digest           {manifest_digest(layout)}")
     if args.output:
-        kind, _, target = args.output.partition(":")
-        if kind != "oci" or not target:
-            raise UsageError(
-                f"--output {args.output!r} is not supported", hint="use --output oci:DIR"
-            )
-        destination = Path(target)
-        if destination.exists():
-            shutil.rmtree(destination)
-        shutil.copytree(layout, destination)
-        for p in [destination, *destination.rglob("*")]:
-            p.chmod(0o755 if p.is_dir() else 0o644)
-        print(f"wrote the OCI layout to {destination}")
+        write_output(store, Layout.open(layout), args.output, image_name(config, project, args.tag))
     return 0
+
+
+def image_name(config: CogConfig, project: Path, tag: str | None) -> str:
+    name = tag or config.image or f"cog-{project.resolve().name.lower()}"
+    return name if ":" in name.rpartition("/")[2] else f"{name}:latest"
+
+
+def write_output(store: Store, layout: Layout, spec: str, tag: str) -> None:
+    kind, _, target = spec.partition(":")
+    if kind == "docker" and not target:
+        with store.temp_dir("docker-load-") as scratch:
+            docker_engine.load(layout, tag, scratch)
+        print(f"loaded {tag} into the Docker engine")
+        return
+    if kind not in ("oci", "docker-archive") or not target:
+        raise UsageError(
+            f"--output {spec!r} is not supported",
+            hint="use --output oci:DIR, --output docker-archive:FILE or --output docker",
+        )
+    destination = Path(target)
+    if kind == "docker-archive":
+        partial = destination.with_name(f".{destination.name}.partial")
+        with open(partial, "wb") as out:
+            write_docker_archive(layout, out, tag)
+        partial.replace(destination)
+        print(f"wrote the docker archive {destination} ({tag})")
+        return
+    if destination.exists():
+        shutil.rmtree(destination)
+    shutil.copytree(layout.root, destination)
+    for p in [destination, *destination.rglob("*")]:
+        p.chmod(0o755 if p.is_dir() else 0o644)
+    print(f"wrote the OCI layout to {destination}")

@@ -2,7 +2,7 @@
 VENV    := .venv
 PY      := $(VENV)/bin/python
 CACHE   ?= /var/cache/cog-tests
-APT_PKGS := bubblewrap busybox-static gpgv debian-archive-keyring skopeo umoci procps
+APT_PKGS := bubblewrap busybox-static gpgv debian-archive-keyring skopeo umoci procps docker.io docker-registry apache2-utils
 export PIP_CACHE_DIR := $(CACHE)/pip
 
 .PHONY: demo test lint system-deps test-fixtures

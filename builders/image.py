@@ -252,8 +252,3 @@ class ImageBuilder:
         (out / "index.json").write_text(json.dumps(index, sort_keys=True, indent=2) + "\n")
         (out / "oci-layout").write_text('{"imageLayoutVersion":"1.0.0"}\n')
         ctx.say(f"image {manifest_digest}: {len(layers)} layers")
-
-
-def manifest_digest(layout: Path) -> str:
-    index = json.loads((layout / "index.json").read_text())
-    return str(index["manifests"][0]["digest"])

@@ -9,6 +9,7 @@ model's environment: two environments over one interpreter, as in the image.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from builders.errors import SandboxUnavailable
 from builders.project import Layers
@@ -54,3 +55,25 @@ def server_argv(
         argv += ["--setenv", key, value]
     argv += [f"{runtime_env}/bin/python", "-m", "runtime", "--python", f"{model_env}/bin/python"]
     return argv + server_args
+
+
+def image_argv(
+    rootfs: Path, config: dict[str, Any], env: dict[str, str], server_args: list[str]
+) -> list[str]:
+    """The command that runs an image's own `CMD` under bubblewrap, over its unpacked file
+    system, with the image's environment and working directory (as `docker run` would)."""
+    bwrap = bwrap_path()
+    if bwrap is None:
+        raise SandboxUnavailable("running an image natively needs bubblewrap (bwrap)")
+    settings = config.get("config") or {}
+    command = [*(settings.get("Entrypoint") or []), *(settings.get("Cmd") or [])]
+    if not command:
+        raise SandboxUnavailable("the image has no Entrypoint or Cmd to run")
+    argv = [bwrap, "--unshare-all", "--share-net", "--die-with-parent", "--new-session"]
+    argv += ["--ro-bind", str(rootfs), "/", "--proc", "/proc", "--dev", "/dev"]
+    argv += ["--perms", "1777", "--tmpfs", "/tmp", "--chdir", settings.get("WorkingDir") or "/"]
+    argv += ["--clearenv"]
+    image_env = dict(item.split("=", 1) for item in settings.get("Env") or [] if "=" in item)
+    for key, value in sorted((image_env | {"HOME": "/root"} | env).items()):
+        argv += ["--setenv", key, value]
+    return argv + command + server_args

@@ -26,6 +26,7 @@ from builders.command import CommandBuilder
 from builders.errors import BuildCancelled, BuildError, SandboxUnavailable
 from builders.fetch import FetchBuilder
 from builders.image import ImageBuilder
+from builders.image_rootfs import ImageRootfsBuilder
 from builders.progress import PlainReporter, Reporter
 from builders.pyenv import EnvBuilder
 from builders.rootfs import RootfsBuilder
@@ -59,6 +60,7 @@ def default_builders() -> dict[str, Builder]:
         PyWheelBuilder(),
         ViewBuilder(),
         ImageBuilder(),
+        ImageRootfsBuilder(),
     )
     return {b.kind: b for b in builders}
 

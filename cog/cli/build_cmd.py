@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from builders.image import image_derivation, manifest_digest
+from builders.image import image_derivation
 from builders.progress import default_reporter
 from builders.project import Layers, layers
 from builders.realise import realise
@@ -107,8 +107,8 @@ def build(
     return config, lock, result
 
 
-def cmd_build(args: argparse.Namespace, store: Store) -> int:
-    project = Path.cwd()
+def build_image(store: Store, project: Path, args: argparse.Namespace) -> tuple[CogConfig, Layout]:
+    """Builds every layer and the image; keeps a GC root to it at .cog/image."""
     config, lock, result = build(store, project, args)
     for name, path in result.paths().items():
         info = store.info(path)
@@ -117,11 +117,17 @@ def cmd_build(args: argparse.Namespace, store: Store) -> int:
     [outputs] = realise(store, [image], jobs=args.jobs, reporter=default_reporter())
     path = outputs["out"]
     store.add_indirect_root(project / ".cog" / "image", path)
-    layout = store.real_path(path)
+    layout = Layout.open(store.real_path(path))
     print(f"image            {path}")
-    print(f"digest           {manifest_digest(layout)}")
+    print(f"digest           {layout.manifest_digest}")
+    return config, layout
+
+
+def cmd_build(args: argparse.Namespace, store: Store) -> int:
+    project = Path.cwd()
+    config, layout = build_image(store, project, args)
     if args.output:
-        write_output(store, Layout.open(layout), args.output, image_name(config, project, args.tag))
+        write_output(store, layout, args.output, image_name(config, project, args.tag))
     return 0
 
 

@@ -1,15 +1,18 @@
-"""`cog serve` and `cog predict`: the predictor in the current directory, this interpreter.
+"""`cog serve` and `cog predict`: a model served over Cog's HTTP API, and one prediction.
 
-Until images run from the store, both start the runtime (`python -m cog.server.http`) on the
-project in the current directory with the current Python. `cog predict` starts it on a free
-loopback port, sends one prediction, prints the output (file outputs are written next to
-you, as Cog does), and stops it.
+What runs: the project in the current directory, built and run natively under bubblewrap from
+the store; an IMAGE (a store path, an OCI directory, or a registry reference, pulled into the
+store), run natively over its unpacked file system; either of them in the Docker engine with
+`--docker`; or, with `--here`/`--ref`, the project with the current interpreter, unbuilt.
+`cog predict` starts the server on a free loopback port, sends one prediction, prints the output
+(file outputs are written next to you, as Cog does), and stops it.
 """
 
 from __future__ import annotations
 
 import argparse
 import base64
+import contextlib
 import json
 import mimetypes
 import os
@@ -19,16 +22,18 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 
 from cog.cli.errors import UsageError
 from store.local import Store
+from store.oci import Layout
 
 
 def register(sub: argparse._SubParsersAction[Any]) -> None:
-    p = sub.add_parser("serve", help="serve the predictor in this directory over Cog's HTTP API")
+    p = sub.add_parser("serve", help="serve a model over Cog's HTTP API (this project, or IMAGE)")
+    p.add_argument("image", nargs="?", help="a store path, OCI directory or registry reference")
     p.add_argument("-p", "--port", type=int, default=5000)
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--upload-url", default=None, help="PUT file outputs under this URL")
@@ -37,7 +42,8 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     _build_flags(p)
     p.set_defaults(func=cmd_serve)
 
-    p = sub.add_parser("predict", help="run one prediction with the predictor in this directory")
+    p = sub.add_parser("predict", help="run one prediction (this project, or IMAGE)")
+    p.add_argument("image", nargs="?", help="a store path, OCI directory or registry reference")
     p.add_argument(
         "-i",
         "--input",
@@ -59,6 +65,8 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
 
 
 def _build_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--docker", action="store_true", help="run in the Docker engine, not bwrap")
+    p.add_argument("--gpus", help="with --docker: GPUs to pass in (all, or a count)")
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--locked", action="store_true", help="refuse a missing or stale cog.lock")
     mode.add_argument("--frozen", action="store_true", help="use cog.lock as it is")
@@ -86,12 +94,121 @@ def cmd_serve(args: argparse.Namespace, store: Store) -> int:
     server_args = ["--host", args.host]
     if args.upload_url:
         server_args += ["--upload-url", args.upload_url]
+    with store.temp_dir("serve-") as scratch:
+        server = _start(store, args, args.port, scratch, server_args, quiet=False)
+        try:
+            return server.wait()
+        finally:
+            server.stop()
+
+
+class _Server(Protocol):
+    def failure(self) -> str | None:
+        """None while it runs; what it said, once it has exited."""
+
+    def wait(self) -> int: ...
+
+    def stop(self) -> None: ...
+
+
+class _Process:
+    def __init__(self, argv: list[str], env: dict[str, str], quiet: bool) -> None:
+        self.process = subprocess.Popen(
+            argv,
+            env=env,
+            stdout=subprocess.DEVNULL if quiet else None,
+            stderr=subprocess.PIPE if quiet else None,
+            start_new_session=True,
+        )
+
+    def failure(self) -> str | None:
+        if self.process.poll() is None:
+            return None
+        err = self.process.stderr.read() if self.process.stderr else b""
+        return err.decode(errors="replace")
+
+    def wait(self) -> int:
+        return self.process.wait()
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+
+
+class _Container:
+    def __init__(self, container: Any) -> None:
+        self.container = container
+
+    def failure(self) -> str | None:
+        self.container.reload()
+        if self.container.status in ("created", "running"):
+            return None
+        return str(self.container.logs().decode(errors="replace"))
+
+    def wait(self) -> int:
+        for line in self.container.logs(stream=True, follow=True):
+            sys.stdout.buffer.write(line)
+            sys.stdout.flush()
+        return int(self.container.wait()["StatusCode"])
+
+    def stop(self) -> None:
+        from docker.errors import DockerException
+
+        with contextlib.suppress(DockerException):  # already gone
+            self.container.remove(force=True)
+
+
+def _start(
+    store: Store,
+    args: argparse.Namespace,
+    port: int,
+    scratch: Path,
+    server_args: list[str],
+    quiet: bool,
+) -> _Server:
+    """Starts the server for what the arguments name, listening on `port`."""
+    if args.gpus and not args.docker:
+        raise UsageError("--gpus needs --docker", hint="add --docker to run in the Docker engine")
+    if args.image or args.docker:
+        return _start_image(store, args, port, scratch, server_args, quiet)
     if _native_mode(args):
-        with store.temp_dir("serve-") as scratch:
-            argv = _native(store, args, args.port, scratch, server_args)
-            return subprocess.call(argv)
-    env = _env(args.ref) | {"PORT": str(args.port)}
-    return subprocess.call([sys.executable, "-m", "cog.server.http", *server_args], env=env)
+        argv = _native(store, args, port, scratch, server_args)
+        return _Process(argv, dict(os.environ), quiet)
+    env = _env(args.ref) | {"PORT": str(port)}
+    return _Process([sys.executable, "-m", "cog.server.http", *server_args], env, quiet)
+
+
+def _start_image(
+    store: Store,
+    args: argparse.Namespace,
+    port: int,
+    scratch: Path,
+    server_args: list[str],
+    quiet: bool,
+) -> _Server:
+    from builders.native import image_argv
+    from cog.cli import docker_engine
+    from cog.cli.build_cmd import build_image
+    from cog.cli.images import image_path, unpacked
+
+    if args.image:
+        path = image_path(store, args.image, args.arch)
+        layout = Layout.open(store.real_path(path))
+    else:
+        if not (Path.cwd() / "cog.yaml").is_file():
+            raise UsageError("there is no cog.yaml here to build", hint="name an IMAGE to run")
+        _, layout = build_image(store, Path.cwd(), args)
+    if args.docker:
+        tag = f"cog-run:{layout.manifest_digest.split(':')[1][:16]}"
+        docker_engine.load(layout, tag, scratch)
+        return _Container(docker_engine.run(tag, {"PORT": str(port)}, args.gpus))
+    rootfs = unpacked(store, path)
+    argv = image_argv(rootfs, layout.config(), {"PORT": str(port)}, server_args)
+    return _Process(argv, dict(os.environ), quiet)
 
 
 def parse_inputs(items: list[str]) -> dict[str, Any]:
@@ -161,55 +278,40 @@ def cmd_predict(args: argparse.Namespace, store: Store) -> int:
     inputs = parse_inputs(args.input)
     port = _free_port()
     with store.temp_dir("predict-") as scratch:
-        if _native_mode(args):
-            argv = _native(store, args, port, scratch, ["--host", "127.0.0.1"])
-            env = dict(os.environ)
-        else:
-            argv = [sys.executable, "-m", "cog.server.http", "--host", "127.0.0.1"]
-            env = _env(args.ref) | {"PORT": str(port)}
-        server = subprocess.Popen(
-            argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True
-        )
-        return _predict(server, port, inputs, args)
+        server = _start(store, args, port, scratch, ["--host", "127.0.0.1"], quiet=True)
+        try:
+            return _predict(server, port, inputs, args)
+        finally:
+            server.stop()
 
 
-def _predict(
-    server: subprocess.Popen[bytes], port: int, inputs: dict[str, Any], args: argparse.Namespace
-) -> int:
+def _predict(server: _Server, port: int, inputs: dict[str, Any], args: argparse.Namespace) -> int:
     url = f"http://127.0.0.1:{port}"
-    try:
-        health = _wait_ready(url, server, args.setup_timeout)
-        if health.get("status") != "READY":
-            logs = health.get("setup", {}).get("logs", "").strip()
-            raise UsageError(f"the predictor's setup failed:\n{logs}")
-        response = httpx.post(f"{url}/predictions", json={"input": inputs}, timeout=None)
-        body = response.json()
-        if response.status_code == 422:
-            problems = "; ".join(
-                f"{'.'.join(map(str, d['loc'][2:]))}: {d['msg']}" for d in body["detail"]
-            )
-            raise UsageError(f"invalid input: {problems}", hint="check the names and types with -i")
-        if body.get("logs"):
-            sys.stderr.write(body["logs"])
-        if body.get("status") != "succeeded":
-            raise UsageError(f"the prediction {body.get('status')}: {body.get('error')}")
-        output = _save(body.get("output"), args.output, [0])
-        print(output if isinstance(output, str) else json.dumps(output, indent=2))
-        return 0
-    finally:
-        if server.poll() is None:
-            os.killpg(server.pid, signal.SIGTERM)
-            try:
-                server.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                os.killpg(server.pid, signal.SIGKILL)
+    health = _wait_ready(url, server, args.setup_timeout)
+    if health.get("status") != "READY":
+        logs = health.get("setup", {}).get("logs", "").strip()
+        raise UsageError(f"the predictor's setup failed:\n{logs}")
+    response = httpx.post(f"{url}/predictions", json={"input": inputs}, timeout=None)
+    body = response.json()
+    if response.status_code == 422:
+        problems = "; ".join(
+            f"{'.'.join(map(str, d['loc'][2:]))}: {d['msg']}" for d in body["detail"]
+        )
+        raise UsageError(f"invalid input: {problems}", hint="check the names and types with -i")
+    if body.get("logs"):
+        sys.stderr.write(body["logs"])
+    if body.get("status") != "succeeded":
+        raise UsageError(f"the prediction {body.get('status')}: {body.get('error')}")
+    output = _save(body.get("output"), args.output, [0])
+    print(output if isinstance(output, str) else json.dumps(output, indent=2))
+    return 0
 
 
-def _wait_ready(url: str, server: subprocess.Popen[bytes], timeout: float) -> dict[str, Any]:
+def _wait_ready(url: str, server: _Server, timeout: float) -> dict[str, Any]:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if server.poll() is not None:
-            err = server.stderr.read().decode(errors="replace") if server.stderr else ""
+        err = server.failure()
+        if err is not None:
             raise UsageError(f"the server exited before it was ready: {err.strip()[-500:]}")
         try:
             health: dict[str, Any] = httpx.get(f"{url}/health-check", timeout=5).json()

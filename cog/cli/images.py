@@ -1,0 +1,49 @@
+"""Images to run: a store path, an OCI layout directory or a registry reference, made into a
+store path holding an OCI layout (registry images are pulled blob by blob, each verified)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from builders.image_rootfs import rootfs_derivation
+from builders.progress import default_reporter
+from builders.realise import realise
+from cog.cli.errors import UsageError
+from store.local import Store
+from store.oci import Layout
+from store.paths import STORE_DIR, StorePath
+from store.registry import Reference, pull
+
+
+def image_path(store: Store, text: str, arch: str = "amd64") -> StorePath:
+    """The store path of the image's OCI layout: found, added, or pulled."""
+    if text.startswith(f"{STORE_DIR}/"):
+        path = store.parse(text)
+        if not store.is_valid(path):
+            raise UsageError(f"{text} is not in the store", hint="build it first with `cog build`")
+        Layout.open(store.real_path(path))
+        return path
+    directory = Path(text.removeprefix("oci:"))
+    if text.startswith("oci:") or directory.is_dir():
+        if not directory.is_dir():
+            raise UsageError(f"there is no directory {directory}")
+        Layout.open(directory)  # a clear error if it is not a layout
+        return store.add(directory, name="oci-image")
+    if text.startswith((".", "/")):
+        raise UsageError(
+            f"there is no image at {text}", hint="give an OCI directory or a registry reference"
+        )
+    ref = Reference.parse(text)
+    print(f"pulling {ref}", file=sys.stderr)
+    with store.temp_dir("pull-") as scratch:
+        digest = pull(ref, scratch / "image", arch)
+        path = store.add(scratch / "image", name=f"image-{digest.split(':')[1][:12]}")
+    print(f"pulled {ref.with_tag(None)}@{digest}", file=sys.stderr)
+    return path
+
+
+def unpacked(store: Store, layout: StorePath) -> Path:
+    """The image's file system, unpacked once into the store."""
+    [outputs] = realise(store, [rootfs_derivation(layout)], reporter=default_reporter())
+    return store.real_path(outputs["out"])

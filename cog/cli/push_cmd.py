@@ -1,0 +1,84 @@
+"""`cog push` and `cog login`: the project's image to a registry, and the credentials for it."""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import sys
+from pathlib import Path
+from typing import Any
+
+from cog.cli.build_cmd import build_image
+from cog.cli.errors import UsageError
+from derivations.config import load_config
+from store.local import Store
+from store.registry import KnownBlobs, Reference, Registry, login, push
+
+
+def register(sub: argparse._SubParsersAction[Any]) -> None:
+    p = sub.add_parser("push", help="build the project here and push its image to a registry")
+    p.add_argument("image", nargs="?", help="HOST/NAME[:TAG] (default: cog.yaml's image)")
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--locked", action="store_true", help="refuse a missing or stale cog.lock")
+    mode.add_argument("--frozen", action="store_true", help="use cog.lock as it is")
+    p.add_argument("--arch", choices=["amd64", "arm64"], default="amd64")
+    p.add_argument("-j", "--jobs", type=int, default=None, help="parallel builds")
+    p.add_argument("--uploads", type=int, default=4, help="parallel blob uploads (default 4)")
+    p.set_defaults(func=cmd_push)
+
+    p = sub.add_parser("login", help="save credentials for a registry (checked first)")
+    p.add_argument("registry", help="HOST[:PORT], e.g. r8.im")
+    p.add_argument("-u", "--username", help="the user name (asked for if not given)")
+    p.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
+    p.set_defaults(func=cmd_login)
+
+
+def cmd_push(args: argparse.Namespace, store: Store) -> int:
+    project = Path.cwd()
+    target = args.image or load_config(project).image
+    if not target:
+        raise UsageError(
+            "there is no image name to push to",
+            hint="run `cog push HOST/NAME[:TAG]`, or set image: in cog.yaml",
+        )
+    ref = Reference.parse(target)
+    if ref.digest:
+        raise UsageError(f"cannot push to a digest ({target})", hint="push to a tag instead")
+    registry = Registry(ref.host, ref.insecure)
+    registry.ping()  # a wrong host or missing credentials fail now, not after the build
+    _, layout = build_image(store, project, args)
+    print(f"pushing {ref.with_tag(ref.tag or 'latest')}", file=sys.stderr)
+    known = KnownBlobs(store.meta / "registries", ref.host)
+    result = push(
+        layout,
+        ref,
+        known,
+        jobs=args.uploads,
+        say=lambda line: print(line, file=sys.stderr),
+        registry=registry,
+    )
+    print(
+        f"{len(result.uploaded)} blobs uploaded ({result.bytes_uploaded / 2**20:.1f} MiB), "
+        f"{len(result.mounted)} mounted, {len(result.present)} already there",
+        file=sys.stderr,
+    )
+    print(f"pushed {ref.with_tag(None)}@{result.digest}")
+    return 0
+
+
+def cmd_login(args: argparse.Namespace, store: Store) -> int:
+    host = args.registry.removeprefix("https://").removeprefix("http://").rstrip("/")
+    username = args.username or (input("Username: ") if sys.stdin.isatty() else "")
+    if not username:
+        raise UsageError("no user name given", hint="pass -u NAME")
+    if args.password_stdin:
+        password = sys.stdin.readline().rstrip("\n")
+    elif sys.stdin.isatty():
+        password = getpass.getpass("Password: ")
+    else:
+        raise UsageError("no password given", hint="pipe it in with --password-stdin")
+    if not password:
+        raise UsageError("the password is empty")
+    saved = login(host, username, password)
+    print(f"logged in to {host}; credentials saved in {saved}")
+    return 0

@@ -1,0 +1,170 @@
+"""Pushing to a real registry (Debian's docker-registry, htpasswd auth) through a loopback proxy
+that counts requests and, for the fault test, injects 500s, resets and stalls."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from store.oci import Layout
+from tests.projects import cog, project
+from tests.registry_proxy import Faults, proxy
+from tests.services import Registry, free_port
+from tests.test_docker import run_and_predict
+
+
+@pytest.fixture
+def env(offline: dict[str, str], tmp_path: Path) -> dict[str, str]:
+    """The CLI's environment with a Docker config of its own (where `cog login` writes)."""
+    return offline | {"DOCKER_CONFIG": str(tmp_path / "docker-config")}
+
+
+def login(
+    root: Path, env: dict[str, str], host: str, password: str
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*cog_argv(), "login", host, "-u", "cog", "--password-stdin"],
+        cwd=root,
+        env=env,
+        input=password + "\n",
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+def cog_argv() -> list[str]:
+    import sys
+
+    return [sys.executable, "-m", "cog.cli.main"]
+
+
+def pushed_digest(stdout: str) -> str:
+    return next(line.split("@")[1] for line in stdout.splitlines() if line.startswith("pushed "))
+
+
+def built_layout(root: Path) -> Layout:
+    return Layout.open((root / ".cog" / "image").resolve())
+
+
+def test_push_uploads_only_what_changed_and_docker_runs_it(
+    env: dict[str, str], oci_registry: Registry, docker_host: str, tmp_path: Path
+) -> None:
+    root = project("hello-world", tmp_path)
+    with proxy(oci_registry.host) as px:
+        assert login(root, env, px.host, oci_registry.password).returncode == 0
+        first = cog(root, env, "push", f"{px.host}/hello:v1")
+        assert first.returncode == 0, first.stderr[-2000:]
+        layout = built_layout(root)
+        assert pushed_digest(first.stdout) == layout.manifest_digest
+        blobs = {d["digest"] for d in layout.descriptors()}
+        assert set(px.blob_uploads()) == blobs  # every blob went up once
+        assert len(px.blob_uploads()) == len(blobs)
+
+        px.requests.clear()
+        again = cog(root, env, "push", f"{px.host}/hello:v1")
+        assert again.returncode == 0, again.stderr[-2000:]
+        assert px.blob_uploads() == [] and px.count("POST", "/blobs/uploads/") == 0
+        assert px.count("HEAD", "/blobs/") == len(blobs)
+        assert px.count("PUT", "/manifests/") == 1
+
+        # Another repository of the same registry: every blob is mounted, none uploaded.
+        px.requests.clear()
+        other = cog(root, env, "push", f"{px.host}/copy:v1")
+        assert other.returncode == 0, other.stderr[-2000:]
+        assert px.blob_uploads() == [] and px.count("POST", "mount=") == len(blobs)
+        assert f"0 blobs uploaded (0.0 MiB), {len(blobs)} mounted" in other.stderr
+
+        # A one-line edit uploads the code layer and the config, then the manifest.
+        predict = root / "predict.py"
+        predict.write_text(predict.read_text().replace('"hello"', '"bonjour"'))
+        px.requests.clear()
+        edited = cog(root, env, "push", f"{px.host}/hello:v2")
+        assert edited.returncode == 0, edited.stderr[-2000:]
+        new = built_layout(root)
+        code_layer = new.manifest["layers"][-1]["digest"]
+        assert sorted(px.blob_uploads()) == sorted([code_layer, new.manifest["config"]["digest"]])
+        assert px.count("PUT", "/manifests/") == 1
+
+    # docker pulls it from the registry itself, and it serves the edited predictor.
+    docker = ["docker", "-H", docker_host]
+    docker_env = {"DOCKER_CONFIG": str(tmp_path / "docker-client"), "PATH": env["PATH"]}
+    subprocess.run(
+        [*docker, "login", oci_registry.host, "-u", "cog", "--password-stdin"],
+        input=oci_registry.password,
+        env=docker_env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    image = f"{oci_registry.host}/hello:v2"
+    pulled = subprocess.run(
+        [*docker, "pull", image], env=docker_env, capture_output=True, text=True, check=False
+    )
+    assert pulled.returncode == 0, pulled.stderr
+    assert new.manifest_digest in pulled.stdout
+    body = run_and_predict(docker, image, {"text": "registry"})
+    assert body["output"] == "bonjour registry"
+
+
+def test_push_survives_faults(env: dict[str, str], oci_registry: Registry, tmp_path: Path) -> None:
+    root = project("hello-world", tmp_path)
+    shutil.rmtree(Path(env["COG_STORE_DIR"]) / ".cog" / "registries", ignore_errors=True)
+    faults = Faults(rate=0.2, stall=8.0, seed=11)
+    env = env | {
+        "COG_REGISTRY_TIMEOUT": "5",
+        "COG_REGISTRY_ATTEMPTS": "8",
+        "COG_PUSH_CHUNK_SIZE": str(4 << 20),  # large layers go up in PATCH chunks
+    }
+    with proxy(oci_registry.host, faults) as px:
+        assert login(root, env, px.host, oci_registry.password).returncode == 0
+        result = cog(root, env, "push", f"{px.host}/faulty:v1")
+        assert result.returncode == 0, result.stderr[-3000:]
+        assert px.count("PATCH", "/blobs/uploads/") > 0
+    kinds = {kind for kind, _, _ in faults.injected}
+    assert kinds == {"500", "reset", "stall"}, faults.injected
+    layout = built_layout(root)
+    assert pushed_digest(result.stdout) == layout.manifest_digest
+    # The registry holds a valid image: skopeo copies it out, checking every digest.
+    copy = tmp_path / "copy"
+    subprocess.run(
+        [
+            "skopeo",
+            "copy",
+            "--src-tls-verify=false",
+            f"--src-creds=cog:{oci_registry.password}",
+            f"docker://{oci_registry.host}/faulty:v1",
+            f"oci:{copy}:v1",
+        ],
+        capture_output=True,
+        check=True,
+    )
+    index = json.loads((copy / "index.json").read_text())
+    assert index["manifests"][0]["digest"] == layout.manifest_digest
+
+
+def test_bad_input_is_one_sentence(
+    env: dict[str, str], oci_registry: Registry, tmp_path: Path
+) -> None:
+    root = project("hello-world", tmp_path)
+    cases = [
+        (["push", "Not A Valid/ref!"], "is not a valid image reference"),
+        (["push", f"127.0.0.1:{free_port()}/x:v1"], "cannot reach the registry at 127.0.0.1"),
+        (["push", f"{oci_registry.host}/x:v1"], "asks for credentials and none are saved"),
+        (["push"], "there is no image name to push to"),
+    ]
+    for args, message in cases:
+        result = cog(root, env, *args)
+        assert result.returncode == 1, (args, result.stderr)
+        assert message in result.stderr and "Traceback" not in result.stderr, result.stderr
+    wrong = login(root, env, oci_registry.host, "not-the-password")
+    assert wrong.returncode == 1 and "refused our credentials" in wrong.stderr, wrong.stderr
+    assert not (tmp_path / "docker-config" / "config.json").exists()  # nothing saved
+    right = login(root, env, oci_registry.host, oci_registry.password)
+    assert right.returncode == 0, right.stderr
+    saved = json.loads((tmp_path / "docker-config" / "config.json").read_text())
+    assert oci_registry.host in saved["auths"]

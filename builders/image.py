@@ -28,9 +28,11 @@ from builders.sandbox import run_command
 from derivations.hashing import output_path
 from derivations.model import Derivation, DrvInput, SrcInput
 from runtime.schema import openapi
-from store.archive import archive_stream
+from store.archive import archive_stream, trees_stream
+from store.paths import StorePath
 
 MAX_LAYERS = 100
+ALONE = 16 << 20  # a store path whose layer is this large is never grouped
 GZIP_LEVEL = 6
 EPOCH = "1970-01-01T00:00:00Z"
 MANIFEST = "application/vnd.oci.image.manifest.v1+json"
@@ -46,6 +48,7 @@ def image_derivation(
     env: dict[str, str],
     arch: str,
     predictor: str | None = None,
+    max_layers: int = MAX_LAYERS,
 ) -> Derivation:
     inputs: dict[str, DrvInput | SrcInput] = {
         "root-00": built.base.dep(),
@@ -85,6 +88,7 @@ def image_derivation(
             "labels": dict(sorted(labels.items())),
             "weights": [rel for rel, _ in weights],
             "predictor": predictor,
+            "max_layers": max_layers,
         },
     )
 
@@ -136,6 +140,29 @@ def _blob_of(blobs: Path, chunks: Iterator[bytes], compress: bool = True) -> tup
     for chunk in chunks:
         blob.feed(chunk)
     return blob.finish()
+
+
+def plan_layers(sizes: dict[StorePath, int], budget: int) -> list[list[StorePath]]:
+    """The closure's store paths as layers: one each while they fit in `budget`; beyond it, the
+    large ones alone and the small ones in hash buckets. A path's bucket depends only on its
+    own hash and the bucket count, so one new package changes one grouped layer, not all."""
+    paths = sorted(sizes)
+    if len(paths) <= budget:
+        return [[p] for p in paths]
+    alone = [p for p in paths if sizes[p] >= ALONE]
+    buckets = budget - len(alone)
+    if buckets < 1:
+        raise BuildError(
+            f"the image needs {len(alone)} layers for its large store paths alone, more than "
+            f"its budget of {budget} allows",
+            hint="raise --max-layers",
+        )
+    groups: dict[int, list[StorePath]] = {}
+    for p in paths:
+        if sizes[p] < ALONE:
+            bucket = int(hashlib.sha256(p.hash.encode()).hexdigest()[:8], 16) % buckets
+            groups.setdefault(bucket, []).append(p)
+    return sorted([[p] for p in alone] + list(groups.values()))
 
 
 def _json_blob(blobs: Path, document: dict[str, Any]) -> tuple[str, int]:
@@ -202,20 +229,18 @@ class ImageBuilder:
 
         for root in roots:
             add(archive_stream(root, ""))
-        for path in closure:
-            ctx.check_cancelled()
-            add(
-                archive_stream(ctx.store.real_path(path), path.layer_prefix),
-                expect=ctx.store.info(path).tar_sha256,
-            )
-        add(archive_stream(ctx.inputs["code"], "src"))
         weights: list[str] = ctx.drv.args["weights"]
+        sizes = {p: ctx.store.info(p).tar_size for p in closure}
+        budget = int(ctx.drv.args["max_layers"]) - len(roots) - 1 - len(weights)
+        for group in plan_layers(sizes, budget):
+            ctx.check_cancelled()
+            trees = [(ctx.store.real_path(p), p.layer_prefix) for p in group]
+            # A path alone is its canonical layer form, whose SHA-256 the store already knows.
+            expect = ctx.store.info(group[0]).tar_sha256 if len(group) == 1 else None
+            add(trees_stream(trees), expect=expect)
+        add(archive_stream(ctx.inputs["code"], "src"))
         for i, rel in enumerate(weights):
             add(archive_stream(ctx.inputs[f"weight-{i:03d}"], f"src/{rel}"), compress=False)
-        if len(layers) > MAX_LAYERS:
-            raise BuildError(
-                f"the image would have {len(layers)} layers; the budget is {MAX_LAYERS}"
-            )
         config = {
             "architecture": ctx.drv.args["arch"],
             "os": "linux",

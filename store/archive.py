@@ -22,7 +22,7 @@ import contextlib
 import os
 import stat
 import tarfile
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Literal
@@ -334,24 +334,30 @@ def copy_tree(src: Path | str, dest: Path | str) -> ArchiveDigest:
 def archive_stream(root: Path | str, prefix: str) -> Iterator[bytes]:
     """The canonical tar of the tree: the nar form for ".", the store layer form for a path's
     layer prefix, or the tree placed at `/prefix` (`""`: at `/` itself, a root layer)."""
+    return trees_stream([(root, prefix)])
+
+
+def trees_stream(trees: Sequence[tuple[Path | str, str]]) -> Iterator[bytes]:
+    """Several trees in one tar, each at its prefix (an image layer grouping small store
+    paths); the store's parent directories come once, first. One tree is `archive_stream`."""
     size = 0
-
-    def emit(data: bytes) -> bytes:
-        nonlocal size
-        size += len(data)
-        return data
-
-    if prefix.startswith(STORE_DIR.lstrip("/") + "/"):
-        yield emit(layer_preamble())
-    for entry in walk(root):
-        if not prefix and not entry.rel:
-            continue  # a root layer: the tree's root is `/` itself
-        yield emit(tar_header(entry, prefix))
-        if entry.kind == "file":
-            for chunk in read_chunks(entry, entry.size):
-                yield emit(chunk)
-            yield emit(padding(entry.size))
-    yield emit(trailer(size))
+    if any(prefix.startswith(STORE_DIR.lstrip("/") + "/") for _, prefix in trees):
+        size += len(preamble := layer_preamble())
+        yield preamble
+    for root, prefix in trees:
+        for entry in walk(root):
+            if not prefix and not entry.rel:
+                continue  # a root layer: the tree's root is `/` itself
+            header = tar_header(entry, prefix)
+            size += len(header)
+            yield header
+            if entry.kind == "file":
+                for chunk in read_chunks(entry, entry.size):
+                    size += len(chunk)
+                    yield chunk
+                size += len(pad := padding(entry.size))
+                yield pad
+    yield trailer(size)
 
 
 def make_read_only(entry: Entry) -> None:

@@ -102,6 +102,13 @@ def test_numpy_pillow_loads_through_the_sdk_and_runs(
     assert "numpy 2.1.3, tqdm 4.67.1" in body["logs"]
     png = base64.b64decode(body["output"].split(",", 1)[1])
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    # `cog predict --docker` in the project: build, load, run in the engine, one prediction.
+    predicted = cog(root, env, "predict", "--docker", "-i", "size=3", "-o", str(tmp_path / "o.png"))
+    assert predicted.returncode == 0, predicted.stderr[-2000:]
+    assert (tmp_path / "o.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "numpy 2.1.3" in predicted.stderr
+    left = subprocess.run([*docker, "ps", "-aq"], capture_output=True, text=True, check=True)
+    assert left.stdout.strip() == ""  # the container was removed
 
 
 def test_docker_output_without_an_engine_is_one_sentence(

@@ -8,6 +8,9 @@ import stat
 import subprocess
 from pathlib import Path
 
+import pytest
+
+from builders.errors import BuildError
 from tests.conftest import require_tool
 from tests.projects import cog, project
 
@@ -74,3 +77,88 @@ def test_image_is_a_valid_oci_layout(offline: dict[str, str], tmp_path: Path) ->
         check=False,
     )
     assert run.stdout.strip() == "ok", run.stderr
+
+
+def test_predict_runs_an_image_natively(offline: dict[str, str], tmp_path: Path) -> None:
+    """An OCI directory and the store path of an image both run under bwrap, over the image's
+    own unpacked layers; the project directory is not needed."""
+    root = project("hello-world", tmp_path)
+    layout = tmp_path / "oci"
+    built = cog(root, offline, "build", "--output", f"oci:{layout}")
+    assert built.returncode == 0, built.stderr[-2000:]
+    store_path = next(
+        line.split()[1] for line in built.stdout.splitlines() if line.startswith("image ")
+    )
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    for image in (str(layout), store_path):
+        result = cog(elsewhere, offline, "predict", image, "-i", "text=image")
+        assert result.returncode == 0, result.stderr[-2000:]
+        assert result.stdout.strip() == "hello image"
+    bad = cog(elsewhere, offline, "predict", str(tmp_path / "missing"), "-i", "text=x")
+    assert bad.returncode == 1 and "there is no image at" in bad.stderr, bad.stderr
+    not_layout = cog(elsewhere, offline, "predict", str(elsewhere), "-i", "text=x")
+    assert not_layout.returncode == 1 and "is not an OCI image layout" in not_layout.stderr
+
+
+def test_plan_layers_groups_small_paths_stably() -> None:
+    from builders.image import ALONE, plan_layers
+    from store.paths import StorePath
+
+    def path(i: int) -> StorePath:
+        return StorePath.make("source", f"test:{i}", f"p{i}")
+
+    sizes = {path(i): (ALONE if i % 10 == 0 else 1000 + i) for i in range(60)}
+    assert plan_layers(sizes, 60) == [[p] for p in sorted(sizes)]  # within budget: all alone
+    plan = plan_layers(sizes, 20)
+    assert len(plan) <= 20 and sorted(p for g in plan for p in g) == sorted(sizes)
+    assert all([p] in plan for p in sizes if sizes[p] >= ALONE)  # large paths stand alone
+    assert plan == plan_layers(dict(reversed(sizes.items())), 20)  # order of input is moot
+    # A new small path changes exactly one group; every other layer stays the same.
+    grown = plan_layers(sizes | {path(99): 5}, 20)
+    assert len([g for g in grown if g not in plan]) == 1
+    with pytest.raises(BuildError, match="large store paths alone"):
+        plan_layers(sizes, 6)
+
+
+def test_grouped_image_is_valid_and_keeps_large_layers(
+    offline: dict[str, str], tmp_path: Path
+) -> None:
+    umoci = require_tool("umoci")
+    root = project("hello-world", tmp_path)
+    default, grouped = tmp_path / "default", tmp_path / "grouped"
+    assert cog(root, offline, "build", "--output", f"oci:{default}").returncode == 0
+    result = cog(root, offline, "build", "--max-layers", "12", "--output", f"oci:{grouped}")
+    assert result.returncode == 0, result.stderr[-2000:]
+
+    def layers(layout: Path) -> list[str]:
+        index = json.loads((layout / "index.json").read_text())
+        digest = index["manifests"][0]["digest"].split(":")[1]
+        manifest = json.loads((layout / "blobs" / "sha256" / digest).read_text())
+        return [d["digest"] for d in manifest["layers"]]
+
+    few, many = layers(grouped), layers(default)
+    assert len(few) <= 12 < len(many)
+    assert many[:3] == few[:3] and many[-1] == few[-1]  # root layers and code: unchanged
+    assert set(many) & set(few[3:-1])  # the large store paths kept their own blobs
+    bundle = tmp_path / "bundle"
+    subprocess.run(
+        [umoci, "unpack", "--image", f"{grouped}:latest", str(bundle)],
+        capture_output=True,
+        check=True,
+    )
+    config = json.loads(
+        subprocess.run(
+            ["skopeo", "inspect", "--config", f"oci:{grouped}:latest"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+    )
+    run = subprocess.run(
+        ["chroot", str(bundle / "rootfs"), config["config"]["Cmd"][0], "-c", "import runtime.main"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert run.returncode == 0, run.stderr

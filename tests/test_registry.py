@@ -90,6 +90,16 @@ def test_push_uploads_only_what_changed_and_docker_runs_it(
         assert sorted(px.blob_uploads()) == sorted([code_layer, new.manifest["config"]["digest"]])
         assert px.count("PUT", "/manifests/") == 1
 
+        # `cog predict REF` pulls it into the store, verifying each blob, and runs it natively.
+        elsewhere = tmp_path / "elsewhere"
+        elsewhere.mkdir()
+        pulled = cog(elsewhere, env, "predict", f"{px.host}/hello:v2", "-i", "text=pulled")
+        assert pulled.returncode == 0, pulled.stderr[-2000:]
+        assert pulled.stdout.strip() == "bonjour pulled"
+        assert f"pulled {px.host}/hello@{new.manifest_digest}" in pulled.stderr
+        missing = cog(elsewhere, env, "predict", f"{px.host}/hello:nope", "-i", "text=x")
+        assert missing.returncode == 1 and "there is no image" in missing.stderr
+
     # docker pulls it from the registry itself, and it serves the edited predictor.
     docker = ["docker", "-H", docker_host]
     docker_env = {"DOCKER_CONFIG": str(tmp_path / "docker-client"), "PATH": env["PATH"]}

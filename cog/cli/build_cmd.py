@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from builders.image import image_derivation
+from builders.image import MAX_LAYERS, image_derivation
 from builders.progress import default_reporter
 from builders.project import Layers, layers
 from builders.realise import realise
@@ -37,6 +37,12 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     mode.add_argument("--frozen", action="store_true", help="use cog.lock as it is")
     p.add_argument("--arch", choices=["amd64", "arm64"], default="amd64")
     p.add_argument("-j", "--jobs", type=int, default=None)
+    p.add_argument(
+        "--max-layers",
+        type=int,
+        default=MAX_LAYERS,
+        help=f"group small store paths to stay within this many layers (default {MAX_LAYERS})",
+    )
     p.add_argument("-t", "--tag", help="the image's name (default: cog.yaml's image, or cog-DIR)")
     p.add_argument(
         "--output",
@@ -71,7 +77,13 @@ def locked_inputs(
     return config, lock, channel
 
 
-def image_of(config: CogConfig, lock: dict[str, Any], project: Path, built: Layers) -> Derivation:
+def image_of(
+    config: CogConfig,
+    lock: dict[str, Any],
+    project: Path,
+    built: Layers,
+    max_layers: int = MAX_LAYERS,
+) -> Derivation:
     labels = {
         "run.cog.version": cog_version(),
         "run.cog.config": json.dumps(
@@ -90,7 +102,7 @@ def image_of(config: CogConfig, lock: dict[str, Any], project: Path, built: Laye
     if config.train:
         env["COG_TRAIN_TYPE_STUB"] = config.train
     arch = lock["platform"]["arch"]
-    return image_derivation("image", built, labels, env, arch, config.predict)
+    return image_derivation("image", built, labels, env, arch, config.predict, max_layers)
 
 
 def build(
@@ -113,7 +125,7 @@ def build_image(store: Store, project: Path, args: argparse.Namespace) -> tuple[
     for name, path in result.paths().items():
         info = store.info(path)
         print(f"{name:<16} {path}  {info.nar_size / 2**20:8.1f} MiB")
-    image = image_of(config, lock, project, result)
+    image = image_of(config, lock, project, result, getattr(args, "max_layers", MAX_LAYERS))
     [outputs] = realise(store, [image], jobs=args.jobs, reporter=default_reporter())
     path = outputs["out"]
     store.add_indirect_root(project / ".cog" / "image", path)

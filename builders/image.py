@@ -1,16 +1,19 @@
 """The image: an OCI image layout in the store, assembled from store paths without Docker.
 
 Layers, in order: the root layers at `/` (base, Python, system packages), then one layer per
-store path of the environments' closure at `/cog/store/…` (sorted by path), then the code at
-`/src`, then each weight file at its place under `/src`, uncompressed. A store path's layer is
-its canonical layer form, whose SHA-256 (the diff_id) the store already knows; blobs are
-gzip-compressed deterministically (no name, mtime 0, one level, this zlib), so the same path
-gives the same blob digest in every image. The config follows Cog's contract (`WorkingDir
+store path of the environments' closure at `/cog/store/…` (sorted by path; small paths are
+grouped only beyond the layer budget), then the code at `/src`, then each weight at its place
+under `/src`, uncompressed and described rather than copied (see store.oci). A store path's
+layer is its canonical layer form, whose SHA-256 (the diff_id) the store already knows; blobs
+are compressed deterministically (gzip: no name, mtime 0, one level, this zlib; or zstd on
+request: one thread, one level, this libzstd), so the same path gives the same blob digest in
+every image. The config follows Cog's contract (`WorkingDir
 /src`, port 5000, a `CMD` that starts the runtime, `run.cog.*` labels) with `created` fixed.
 """
 
 from __future__ import annotations
 
+import base64
 import gzip
 import hashlib
 import json
@@ -20,6 +23,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
 
+import zstandard
+
 from builders.base import BuildContext
 from builders.errors import BuildError
 from builders.project import Layers
@@ -28,7 +33,8 @@ from builders.sandbox import run_command
 from derivations.hashing import output_path
 from derivations.model import Derivation, DrvInput, SrcInput
 from runtime.schema import openapi
-from store.archive import archive_stream, trees_stream
+from store.archive import archive_stream, read_chunks, tree_parts, trees_stream
+from store.oci import EXTERNAL
 from store.paths import StorePath
 
 MAX_LAYERS = 100
@@ -38,7 +44,9 @@ EPOCH = "1970-01-01T00:00:00Z"
 MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 CONFIG = "application/vnd.oci.image.config.v1+json"
 LAYER_GZIP = "application/vnd.oci.image.layer.v1.tar+gzip"
+LAYER_ZSTD = "application/vnd.oci.image.layer.v1.tar+zstd"
 LAYER_TAR = "application/vnd.oci.image.layer.v1.tar"
+ZSTD_LEVEL = 9
 
 
 def image_derivation(
@@ -49,6 +57,7 @@ def image_derivation(
     arch: str,
     predictor: str | None = None,
     max_layers: int = MAX_LAYERS,
+    compression: str = "gzip",
 ) -> Derivation:
     inputs: dict[str, DrvInput | SrcInput] = {
         "root-00": built.base.dep(),
@@ -89,28 +98,32 @@ def image_derivation(
             "weights": [rel for rel, _ in weights],
             "predictor": predictor,
             "max_layers": max_layers,
+            "compression": compression,
         },
     )
 
 
 class _Blob:
-    """Writes one blob into the layout while hashing it, and optionally the data before
-    compression too (the diff_id)."""
+    """Writes one blob into the layout while hashing it, and the data before compression too
+    (the diff_id)."""
 
-    def __init__(self, blobs: Path, compress: bool) -> None:
+    def __init__(self, blobs: Path, compression: str | None) -> None:
         self.blobs = blobs
         self.tmp = blobs / f".incoming-{os.getpid()}"
         self.file: BinaryIO = open(self.tmp, "wb")  # noqa: SIM115 (closed in finish)
         self.digest = hashlib.sha256()
         self.diff = hashlib.sha256()
         self.size = 0
-        self.gzip = (
-            gzip.GzipFile(filename="", mode="wb", fileobj=self, compresslevel=GZIP_LEVEL, mtime=0)
-            if compress
-            else None
-        )
+        self.compressor: Any = None
+        if compression == "gzip":
+            self.compressor = gzip.GzipFile(
+                filename="", mode="wb", fileobj=self, compresslevel=GZIP_LEVEL, mtime=0
+            )
+        elif compression == "zstd":  # one thread: the frame layout is then fixed
+            zstd = zstandard.ZstdCompressor(level=ZSTD_LEVEL, threads=0, write_checksum=False)
+            self.compressor = zstd.stream_writer(self, closefd=False)  # type: ignore[arg-type]
 
-    def write(self, data: bytes) -> int:  # the sink of the gzip stream
+    def write(self, data: bytes) -> int:  # the sink of the compressor
         self.file.write(data)
         self.digest.update(data)
         self.size += len(data)
@@ -121,25 +134,42 @@ class _Blob:
 
     def feed(self, chunk: bytes) -> None:
         self.diff.update(chunk)
-        if self.gzip is not None:
-            self.gzip.write(chunk)
+        if self.compressor is not None:
+            self.compressor.write(chunk)
         else:
             self.write(chunk)
 
     def finish(self) -> tuple[str, int, str]:
-        if self.gzip is not None:
-            self.gzip.close()
+        if self.compressor is not None:
+            self.compressor.close()
         self.file.close()
         digest = self.digest.hexdigest()
         os.replace(self.tmp, self.blobs / digest)
         return f"sha256:{digest}", self.size, f"sha256:{self.diff.hexdigest()}"
 
 
-def _blob_of(blobs: Path, chunks: Iterator[bytes], compress: bool = True) -> tuple[str, int, str]:
-    blob = _Blob(blobs, compress)
+def _blob_of(blobs: Path, chunks: Iterator[bytes], compression: str) -> tuple[str, int, str]:
+    blob = _Blob(blobs, compression)
     for chunk in chunks:
         blob.feed(chunk)
     return blob.finish()
+
+
+def _described_blob(tree: Path, prefix: str, store_dir: Path) -> tuple[str, int, list[Any]]:
+    """An uncompressed layer described as parts (tar metadata inline, file contents by their
+    store location) rather than written: a weight's bytes stay in its own store path only."""
+    digest, size, parts = hashlib.sha256(), 0, list[dict[str, Any]]()
+    for part in tree_parts([(tree, prefix)]):
+        if isinstance(part, bytes):
+            digest.update(part)
+            parts.append({"bytes": base64.b64encode(part).decode()})
+            size += len(part)
+        else:
+            for chunk in read_chunks(part, part.size):
+                digest.update(chunk)
+            parts.append({"file": os.path.relpath(part.path, store_dir), "size": part.size})
+            size += part.size
+    return f"sha256:{digest.hexdigest()}", size, parts
 
 
 def plan_layers(sizes: dict[StorePath, int], budget: int) -> list[list[StorePath]]:
@@ -184,7 +214,11 @@ _DESCRIBE = (
 
 class ImageBuilder:
     kind = "oci-image"
-    version = f"2-zlib{zlib.ZLIB_VERSION}-gzip{GZIP_LEVEL}"  # the compressor is part of the bytes
+    # The compressors are part of the bytes, so their versions and levels are part of ours.
+    version = (
+        f"3-zlib{zlib.ZLIB_VERSION}-gzip{GZIP_LEVEL}"
+        f"-zstd{'.'.join(map(str, zstandard.ZSTD_VERSION))}-{ZSTD_LEVEL}"
+    )
     runs_foreign_code = True  # the model's code is imported to describe its signature
 
     def _openapi(self, ctx: BuildContext, roots: list[Path]) -> str | None:
@@ -218,13 +252,14 @@ class ImageBuilder:
         layers: list[dict[str, Any]] = []
         diff_ids: list[str] = []
 
-        def add(chunks: Iterator[bytes], compress: bool = True, expect: str | None = None) -> None:
-            digest, size, diff_id = _blob_of(blobs, chunks, compress)
+        compression = ctx.drv.args["compression"]
+        media_type = {"gzip": LAYER_GZIP, "zstd": LAYER_ZSTD}[compression]
+
+        def add(chunks: Iterator[bytes], expect: str | None = None) -> None:
+            digest, size, diff_id = _blob_of(blobs, chunks, compression)
             if expect is not None and diff_id != f"sha256:{expect}":
                 raise BuildError(f"a layer's diff_id {diff_id} does not match the store's {expect}")
-            layers.append(
-                {"mediaType": LAYER_GZIP if compress else LAYER_TAR, "digest": digest, "size": size}
-            )
+            layers.append({"mediaType": media_type, "digest": digest, "size": size})
             diff_ids.append(diff_id)
 
         for root in roots:
@@ -239,8 +274,16 @@ class ImageBuilder:
             expect = ctx.store.info(group[0]).tar_sha256 if len(group) == 1 else None
             add(trees_stream(trees), expect=expect)
         add(archive_stream(ctx.inputs["code"], "src"))
+        described: dict[str, list[Any]] = {}
         for i, rel in enumerate(weights):
-            add(archive_stream(ctx.inputs[f"weight-{i:03d}"], f"src/{rel}"), compress=False)
+            ctx.check_cancelled()
+            weight = ctx.inputs[f"weight-{i:03d}"]
+            digest, size, parts = _described_blob(weight, f"src/{rel}", ctx.store.root)
+            described[digest] = parts
+            layers.append({"mediaType": LAYER_TAR, "digest": digest, "size": size})
+            diff_ids.append(digest)
+        if described:
+            (out / EXTERNAL).write_text(json.dumps(described, sort_keys=True, indent=1) + "\n")
         config = {
             "architecture": ctx.drv.args["arch"],
             "os": "linux",

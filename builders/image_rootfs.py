@@ -15,7 +15,7 @@ import shutil
 import tarfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, cast
 
 import zstandard
 
@@ -57,18 +57,22 @@ class _Hashing:
         return f"sha256:{self.hash.hexdigest()}"
 
 
-def _decompressed(path: Path) -> Iterator[BinaryIO]:
-    with open(path, "rb") as f:
-        magic = f.read(4)
-        f.seek(0)
+def _decompressed(layout: Layout, digest: str) -> Iterator[BinaryIO]:
+    peek = layout.open_blob(digest, 0, 4)
+    magic = peek.read(4)
+    peek.close()
+    raw = cast(BinaryIO, layout.open_blob(digest))  # read() is all the readers below use
+    try:
         if magic[:2] == b"\x1f\x8b":
-            with gzip.GzipFile(fileobj=f) as g:
+            with gzip.GzipFile(fileobj=raw) as g:
                 yield g  # type: ignore[misc]
         elif magic == b"\x28\xb5\x2f\xfd":
-            with zstandard.ZstdDecompressor().stream_reader(f) as z:
+            with zstandard.ZstdDecompressor().stream_reader(raw) as z:
                 yield z
         else:
-            yield f
+            yield raw
+    finally:
+        raw.close()
 
 
 def _remove(path: Path) -> None:
@@ -119,7 +123,7 @@ class ImageRootfsBuilder:
         ctx.out.mkdir()
         for i, (descriptor, diff_id) in enumerate(zip(layers, diff_ids, strict=True)):
             ctx.check_cancelled()
-            for stream in _decompressed(layout.blob_path(descriptor["digest"])):
+            for stream in _decompressed(layout, descriptor["digest"]):
                 hashing = _Hashing(stream)
                 apply_layer(ctx.out, hashing, f"layer {i}")  # type: ignore[arg-type]
                 if hashing.drain() != diff_id:

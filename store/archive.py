@@ -340,6 +340,16 @@ def archive_stream(root: Path | str, prefix: str) -> Iterator[bytes]:
 def trees_stream(trees: Sequence[tuple[Path | str, str]]) -> Iterator[bytes]:
     """Several trees in one tar, each at its prefix (an image layer grouping small store
     paths); the store's parent directories come once, first. One tree is `archive_stream`."""
+    for part in tree_parts(trees):
+        if isinstance(part, Entry):
+            yield from read_chunks(part, part.size)
+        else:
+            yield part
+
+
+def tree_parts(trees: Sequence[tuple[Path | str, str]]) -> Iterator[bytes | Entry]:
+    """`trees_stream` as tar metadata (bytes) and the files whose contents go between (each
+    Entry stands for its `size` bytes), for a blob described rather than copied."""
     size = 0
     if any(prefix.startswith(STORE_DIR.lstrip("/") + "/") for _, prefix in trees):
         size += len(preamble := layer_preamble())
@@ -352,10 +362,8 @@ def trees_stream(trees: Sequence[tuple[Path | str, str]]) -> Iterator[bytes]:
             size += len(header)
             yield header
             if entry.kind == "file":
-                for chunk in read_chunks(entry, entry.size):
-                    size += len(chunk)
-                    yield chunk
-                size += len(pad := padding(entry.size))
+                yield entry
+                size += entry.size + len(pad := padding(entry.size))
                 yield pad
     yield trailer(size)
 

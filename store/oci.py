@@ -1,12 +1,17 @@
-"""Reading an OCI image layout, and writing it out as a docker-archive.
+"""Reading an OCI image layout, and writing it out as a docker-archive or a plain layout.
 
-A layout is what the image builder leaves in the store (and what `--output oci:DIR` copies):
+A layout is what the image builder leaves in the store (and what `--output oci:DIR` writes):
 `oci-layout`, `index.json` naming one manifest, and `blobs/sha256/<digest>`. The manifest is
 kept as the exact bytes it was written with, since its digest is the image's name.
+
+In the store, a blob may be *described* instead of stored (`external-blobs.json`): a weight
+layer is a few tar headers around the bytes of a weight file that is already a store path, so
+the layout lists those parts and every reader streams them, and a weight is never on disk twice.
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import io
 import json
@@ -24,6 +29,9 @@ CONFIG = "application/vnd.oci.image.config.v1+json"
 DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
 DOCKER_CONFIG = "application/vnd.docker.container.image.v1+json"
 CHUNK = 1 << 20
+EXTERNAL = "external-blobs.json"
+
+Part = bytes | tuple[Path, int]  # inline bytes, or a whole file of that size
 
 
 def sha256_file(path: Path) -> str:
@@ -81,8 +89,112 @@ class Layout:
         return [manifest["config"], *manifest["layers"]]
 
     def blob_path(self, digest: str) -> Path:
+        """Where a stored blob is (described blobs have no path: read them with open_blob)."""
         algorithm, _, hexdigest = digest.partition(":")
         return self.root / "blobs" / algorithm / hexdigest
+
+    def external(self) -> dict[str, list[Part]]:
+        """The described blobs: digest -> parts (files resolved beside the layout, in the
+        store it lives in)."""
+        path = self.root / EXTERNAL
+        if not path.is_file():
+            return {}
+        described: dict[str, list[Part]] = {}
+        for digest, parts in json.loads(path.read_text()).items():
+            described[digest] = [
+                base64.b64decode(p["bytes"])
+                if "bytes" in p
+                else (self.root.parent / p["file"], int(p["size"]))
+                for p in parts
+            ]
+        return described
+
+    def blob_parts(self, digest: str) -> list[Part]:
+        described = self.external().get(digest)
+        if described is not None:
+            return described
+        path = self.blob_path(digest)
+        return [(path, path.stat().st_size)]
+
+    def open_blob(self, digest: str, start: int = 0, end: int | None = None) -> BlobReader:
+        return BlobReader(self.blob_parts(digest), start, end)
+
+    def blob_size(self, digest: str) -> int:
+        return sum(len(p) if isinstance(p, bytes) else p[1] for p in self.blob_parts(digest))
+
+
+class BlobReader:
+    """A byte range of a blob, read on demand from its parts: a stream that never holds the
+    blob in memory, with a length (so an HTTP client sends it with Content-Length)."""
+
+    def __init__(self, parts: list[Part], start: int = 0, end: int | None = None) -> None:
+        total = sum(len(p) if isinstance(p, bytes) else p[1] for p in parts)
+        end = total if end is None else end
+        self.pieces: list[tuple[Part, int, int]] = []  # part, from, to (within the part)
+        offset = 0
+        for part in parts:
+            size = len(part) if isinstance(part, bytes) else part[1]
+            lo, hi = max(start - offset, 0), min(end - offset, size)
+            if lo < hi:
+                self.pieces.append((part, lo, hi))
+            offset += size
+        self.left = max(end - start, 0)
+        self.file: BinaryIO | None = None
+
+    def __len__(self) -> int:
+        return self.left
+
+    def read(self, n: int = -1) -> bytes:
+        out = bytearray()
+        want = self.left if n is None or n < 0 else min(n, self.left)
+        while len(out) < want and self.pieces:
+            part, lo, hi = self.pieces[0]
+            if isinstance(part, bytes):
+                take = min(hi - lo, want - len(out))
+                out += part[lo : lo + take]
+            else:
+                if self.file is None:
+                    self.file = open(part[0], "rb")  # noqa: SIM115 (closed below)
+                    self.file.seek(lo)
+                take = min(hi - lo, want - len(out), CHUNK)
+                data = self.file.read(take)
+                if len(data) != take:
+                    raise StoreError(f"{part[0]} is shorter than the image says")
+                out += data
+            lo += take
+            if lo == hi:
+                self.pieces.pop(0)
+                if self.file is not None:
+                    self.file.close()
+                    self.file = None
+            else:
+                self.pieces[0] = (part, lo, hi)
+        self.left -= len(out)
+        return bytes(out)
+
+    def close(self) -> None:
+        if self.file is not None:
+            self.file.close()
+            self.file = None
+
+
+def copy_layout(layout: Layout, destination: Path) -> None:
+    """A self-contained copy of the layout (described blobs written out), files 0644."""
+    blobs = destination / "blobs" / "sha256"
+    blobs.mkdir(parents=True)
+    for name in ("oci-layout", "index.json"):
+        (destination / name).write_bytes((layout.root / name).read_bytes())
+    for digest in [layout.manifest_digest, *(d["digest"] for d in layout.descriptors())]:
+        target = blobs / digest.split(":")[1]
+        if target.exists():
+            continue
+        reader = layout.open_blob(digest)
+        with open(target, "wb") as out:
+            while chunk := reader.read(CHUNK):
+                out.write(chunk)
+        reader.close()
+    for p in [destination, *destination.rglob("*")]:
+        p.chmod(0o755 if p.is_dir() else 0o644)
 
 
 def _tar_member(name: str, size: int) -> tarfile.TarInfo:
@@ -133,10 +245,9 @@ def write_docker_archive(layout: Layout, out: BinaryIO, tag: str) -> None:
             if digest in seen:
                 continue
             seen.add(digest)
-            path = layout.blob_path(digest)
-            member = _tar_member(f"blobs/sha256/{digest.split(':')[1]}", path.stat().st_size)
-            with open(path, "rb") as f:
-                tar.addfile(member, f)
+            reader = layout.open_blob(digest)
+            tar.addfile(_tar_member(f"blobs/sha256/{digest.split(':')[1]}", len(reader)), reader)
+            reader.close()
 
 
 def _full_name(tag: str) -> str:

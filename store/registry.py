@@ -25,7 +25,7 @@ from urllib.parse import urlencode, urlsplit
 import requests
 
 from store.errors import StoreError
-from store.oci import DOCKER_MANIFEST, INDEX, MANIFEST, Layout, sha256_file
+from store.oci import DOCKER_MANIFEST, INDEX, MANIFEST, BlobReader, Layout, sha256_file
 
 ACCEPT = ", ".join(
     [
@@ -102,28 +102,6 @@ class Reference:
 
 def docker_config_path() -> Path:
     return Path(os.environ.get("DOCKER_CONFIG") or Path.home() / ".docker") / "config.json"
-
-
-class _Slice:
-    """A byte range of a file, read on demand: an upload body that never sits in memory.
-    (Deliberately not an io class: requests would then ask tell(), and send it chunked.)"""
-
-    def __init__(self, path: Path, start: int, end: int) -> None:
-        self.file = open(path, "rb")  # noqa: SIM115 (closed by close())
-        self.file.seek(start)
-        self.left = end - start
-
-    def __len__(self) -> int:
-        return self.left
-
-    def read(self, n: int = -1) -> bytes:
-        n = self.left if n < 0 else min(n, self.left)
-        data = self.file.read(n)
-        self.left -= len(data)
-        return data
-
-    def close(self) -> None:
-        self.file.close()
 
 
 @dataclass
@@ -239,7 +217,7 @@ class Registry:
                 problem = f"HTTP {response.status_code}"
                 response.close()
             finally:
-                if isinstance(data, _Slice):
+                if isinstance(data, BlobReader):
                     data.close()
             attempt += 1
             if attempt < self.attempts and retry:
@@ -290,9 +268,9 @@ class Registry:
             self.request("DELETE", self._location(response), retry=False).close()
         return response.status_code == 201
 
-    def upload(self, repository: str, digest: str, path: Path, chunk: int) -> None:
+    def upload(self, repository: str, digest: str, layout: Layout, chunk: int) -> None:
         """One whole upload: a fresh session, the bytes (in chunks when large), the digest."""
-        size = path.stat().st_size
+        size = layout.blob_size(digest)
         started = self.request(
             "POST", f"/v2/{repository}/blobs/uploads/", headers={"Content-Length": "0"}
         )
@@ -304,7 +282,7 @@ class Registry:
                 part = self.request(
                     "PATCH",
                     location,
-                    body=lambda o=offset, e=end: _Slice(path, o, e),  # type: ignore[misc]
+                    body=lambda o=offset, e=end: layout.open_blob(digest, o, e),  # type: ignore[misc]
                     headers={
                         "Content-Type": "application/octet-stream",
                         "Content-Range": f"{offset}-{end - 1}",
@@ -325,7 +303,7 @@ class Registry:
         finished = self.request(
             "PUT",
             f"{location}{separator}{urlencode({'digest': digest})}",
-            body=(lambda: _Slice(path, offset, size)) if offset < size else None,
+            body=(lambda: layout.open_blob(digest, offset, size)) if offset < size else None,
             headers={"Content-Type": "application/octet-stream"},
             retry=False,
         )
@@ -490,10 +468,9 @@ def push(
 def _upload_with_retries(
     registry: Registry, repository: str, digest: str, layout: Layout, chunk: int
 ) -> None:
-    path = layout.blob_path(digest)
     for attempt in range(registry.attempts):
         try:
-            registry.upload(repository, digest, path, chunk)
+            registry.upload(repository, digest, layout, chunk)
             return
         except RegistryError:
             if attempt + 1 == registry.attempts:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import stat
@@ -162,3 +163,68 @@ def test_grouped_image_is_valid_and_keeps_large_layers(
         check=False,
     )
     assert run.returncode == 0, run.stderr
+
+
+def test_weights_are_described_not_copied(offline: dict[str, str], tmp_path: Path) -> None:
+    """A weight layer's bytes stay in the weight's store path: the image in the store lists
+    its parts, and every way out (an OCI directory, a docker-archive, a native run) streams
+    them; zstd compression on request gives a different, equally valid image."""
+    root = project("hello-world", tmp_path)
+    weight = os.urandom(3 << 20)
+    (root / "weights").mkdir()
+    (root / "weights" / "model.bin").write_bytes(weight)
+    (root / "cog.yaml").write_text(
+        (root / "cog.yaml").read_text() + "weights:\n  - source: weights/model.bin\n"
+    )
+    (root / "predict.py").write_text(
+        (root / "predict.py")
+        .read_text()
+        .replace(
+            'return f"{self.prefix} {text}"',
+            "import hashlib\n"
+            "        data = open('/src/weights/model.bin', 'rb').read()\n"
+            "        return hashlib.sha256(data).hexdigest()",
+        )
+    )
+    layout = tmp_path / "oci"
+    built = cog(root, offline, "build", "--output", f"oci:{layout}")
+    assert built.returncode == 0, built.stderr[-2000:]
+    in_store = (root / ".cog" / "image").resolve()
+    external = json.loads((in_store / "external-blobs.json").read_text())
+    [(digest, parts)] = external.items()
+    assert not (in_store / "blobs" / "sha256" / digest.split(":")[1]).exists()
+    assert sum(p.get("size", 0) for p in parts) == len(weight)
+    # Written out, the blob exists and is what its digest says (skopeo checks it on copy).
+    blob = layout / "blobs" / "sha256" / digest.split(":")[1]
+    assert hashlib.sha256(blob.read_bytes()).hexdigest() == digest.split(":")[1]
+    subprocess.run(
+        ["skopeo", "copy", f"oci:{layout}:latest", f"oci:{tmp_path / 'copy'}:latest"],
+        capture_output=True,
+        check=True,
+    )
+    archive = tmp_path / "image.tar"
+    assert cog(root, offline, "build", "--output", f"docker-archive:{archive}").returncode == 0
+    subprocess.run(
+        ["skopeo", "copy", f"docker-archive:{archive}", f"oci:{tmp_path / 'from-tar'}:latest"],
+        capture_output=True,
+        check=True,
+    )
+    expected = hashlib.sha256(weight).hexdigest()
+    ran = cog(tmp_path, offline, "predict", str(in_store), "-i", "text=x")
+    assert ran.returncode == 0, ran.stderr[-2000:]
+    assert ran.stdout.strip() == expected
+    zstd_layout = tmp_path / "zstd"
+    zstd = cog(root, offline, "build", "--compression", "zstd", "--output", f"oci:{zstd_layout}")
+    assert zstd.returncode == 0, zstd.stderr[-2000:]
+    index = json.loads((zstd_layout / "index.json").read_text())
+    manifest = json.loads(
+        (zstd_layout / "blobs" / "sha256" / index["manifests"][0]["digest"][7:]).read_text()
+    )
+    types = {layer["mediaType"] for layer in manifest["layers"]}
+    assert types == {
+        "application/vnd.oci.image.layer.v1.tar+zstd",
+        "application/vnd.oci.image.layer.v1.tar",
+    }
+    ran = cog(tmp_path, offline, "predict", str(zstd_layout), "-i", "text=x")
+    assert ran.returncode == 0, ran.stderr[-2000:]
+    assert ran.stdout.strip() == expected

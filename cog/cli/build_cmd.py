@@ -21,7 +21,7 @@ from derivations import lock as locking
 from derivations.config import CogConfig, load_config
 from derivations.model import Derivation
 from store.local import Store
-from store.oci import Layout, write_docker_archive
+from store.oci import Layout, copy_layout, write_docker_archive
 
 
 def cog_version() -> str:
@@ -42,6 +42,12 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
         type=int,
         default=MAX_LAYERS,
         help=f"group small store paths to stay within this many layers (default {MAX_LAYERS})",
+    )
+    p.add_argument(
+        "--compression",
+        choices=["gzip", "zstd"],
+        default="gzip",
+        help="layer compression (default gzip; zstd needs Docker 23 or later to load)",
     )
     p.add_argument("-t", "--tag", help="the image's name (default: cog.yaml's image, or cog-DIR)")
     p.add_argument(
@@ -83,6 +89,7 @@ def image_of(
     project: Path,
     built: Layers,
     max_layers: int = MAX_LAYERS,
+    compression: str = "gzip",
 ) -> Derivation:
     labels = {
         "run.cog.version": cog_version(),
@@ -102,7 +109,9 @@ def image_of(
     if config.train:
         env["COG_TRAIN_TYPE_STUB"] = config.train
     arch = lock["platform"]["arch"]
-    return image_derivation("image", built, labels, env, arch, config.predict, max_layers)
+    return image_derivation(
+        "image", built, labels, env, arch, config.predict, max_layers, compression
+    )
 
 
 def build(
@@ -125,7 +134,14 @@ def build_image(store: Store, project: Path, args: argparse.Namespace) -> tuple[
     for name, path in result.paths().items():
         info = store.info(path)
         print(f"{name:<16} {path}  {info.nar_size / 2**20:8.1f} MiB")
-    image = image_of(config, lock, project, result, getattr(args, "max_layers", MAX_LAYERS))
+    image = image_of(
+        config,
+        lock,
+        project,
+        result,
+        getattr(args, "max_layers", MAX_LAYERS),
+        getattr(args, "compression", "gzip"),
+    )
     [outputs] = realise(store, [image], jobs=args.jobs, reporter=default_reporter())
     path = outputs["out"]
     store.add_indirect_root(project / ".cog" / "image", path)
@@ -170,7 +186,5 @@ def write_output(store: Store, layout: Layout, spec: str, tag: str) -> None:
         return
     if destination.exists():
         shutil.rmtree(destination)
-    shutil.copytree(layout.root, destination)
-    for p in [destination, *destination.rglob("*")]:
-        p.chmod(0o755 if p.is_dir() else 0o644)
+    copy_layout(layout, destination)
     print(f"wrote the OCI layout to {destination}")

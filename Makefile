@@ -36,8 +36,11 @@ $(CACHE)/cog-0.23.1-venv/.installed:
 	$(CACHE)/cog-0.23.1-venv/bin/pip install -q cog==0.23.1 coglet==0.23.1
 	touch $@
 
-demo: $(VENV)/.installed
-	@bash bench/store_demo.sh $(VENV)/bin/cog
+# The real job on a fresh machine: build examples/hello-world into an image (Debian packages and
+# wheels fetched and pinned on the way), then run the image and return one prediction from it.
+demo: system-deps $(VENV)/.installed
+	cd examples/hello-world && ../../$(VENV)/bin/cog build
+	cd examples/hello-world && ../../$(VENV)/bin/cog predict .cog/image -i text=world
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .

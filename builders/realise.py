@@ -27,6 +27,7 @@ from builders.errors import BuildCancelled, BuildError, SandboxUnavailable
 from builders.fetch import FetchBuilder
 from builders.image import ImageBuilder
 from builders.image_rootfs import ImageRootfsBuilder
+from builders.oci_pull import OciBlobBuilder, OciLayoutBuilder
 from builders.progress import PlainReporter, Reporter
 from builders.pyenv import EnvBuilder
 from builders.rootfs import RootfsBuilder
@@ -61,6 +62,8 @@ def default_builders() -> dict[str, Builder]:
         ViewBuilder(),
         ImageBuilder(),
         ImageRootfsBuilder(),
+        OciBlobBuilder(),
+        OciLayoutBuilder(),
     )
     return {b.kind: b for b in builders}
 

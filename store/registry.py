@@ -15,7 +15,7 @@ import os
 import re
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,7 +25,7 @@ from urllib.parse import urlencode, urlsplit
 import requests
 
 from store.errors import StoreError
-from store.oci import DOCKER_MANIFEST, INDEX, MANIFEST, BlobReader, Layout, sha256_file
+from store.oci import DOCKER_MANIFEST, INDEX, MANIFEST, BlobReader, Layout
 
 ACCEPT = ", ".join(
     [
@@ -480,12 +480,13 @@ def _upload_with_retries(
                 return
 
 
-def pull(ref: Reference, target: Path, arch: str = "amd64") -> str:
-    """Fetches the image into `target` as an OCI layout, verifying every digest; returns the
-    manifest digest. A multi-platform index is narrowed to linux/`arch`."""
+def resolve(ref: Reference, arch: str = "amd64") -> str:
+    """The digest of the image manifest `ref` names now: its tag looked up, a multi-platform
+    index narrowed to linux/`arch`. (What is fetched afterwards is fetched by digest.)"""
     registry = Registry(ref.host, ref.insecure)
     data, media_type = registry.get_manifest(ref.repository, ref.reference)
-    if ref.digest and f"sha256:{hashlib.sha256(data).hexdigest()}" != ref.digest:
+    digest = f"sha256:{hashlib.sha256(data).hexdigest()}"
+    if ref.digest and digest != ref.digest:
         raise RegistryError(f"the registry sent a manifest that is not {ref.digest}")
     if media_type in (INDEX, "application/vnd.docker.distribution.manifest.list.v2+json"):
         chosen = [
@@ -496,41 +497,21 @@ def pull(ref: Reference, target: Path, arch: str = "amd64") -> str:
         ]
         if not chosen:
             raise RegistryError(f"{ref} has no linux/{arch} image")
-        data, media_type = registry.get_manifest(ref.repository, chosen[0]["digest"])
-        if f"sha256:{hashlib.sha256(data).hexdigest()}" != chosen[0]["digest"]:
-            raise RegistryError(f"the registry sent a manifest that is not {chosen[0]['digest']}")
-    digest = f"sha256:{hashlib.sha256(data).hexdigest()}"
-    blobs = target / "blobs" / "sha256"
-    blobs.mkdir(parents=True, exist_ok=True)
-    (blobs / digest.split(":")[1]).write_bytes(data)
-    manifest = json.loads(data)
-    for descriptor in _unique([manifest["config"], *manifest["layers"]]):
-        path = blobs / descriptor["digest"].split(":")[1]
-        if path.exists() and sha256_file(path) == descriptor["digest"]:
-            continue
-        registry.fetch_blob(ref.repository, descriptor["digest"], descriptor["size"], path)
-    index = {
-        "schemaVersion": 2,
-        "manifests": [
-            {
-                "mediaType": media_type,
-                "digest": digest,
-                "size": len(data),
-                "annotations": {"org.opencontainers.image.ref.name": ref.tag or "latest"},
-            }
-        ],
-    }
-    (target / "index.json").write_text(json.dumps(index, sort_keys=True, indent=2) + "\n")
-    (target / "oci-layout").write_text('{"imageLayoutVersion":"1.0.0"}\n')
+        return str(chosen[0]["digest"])
     return digest
 
 
-def _unique(descriptors: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
-    seen: set[str] = set()
-    for d in descriptors:
-        if d["digest"] not in seen:
-            seen.add(d["digest"])
-            yield d
+def fetch_manifest(ref: Reference, digest: str, target: Path) -> None:
+    """Writes the manifest `digest` of `ref`'s repository to `target`, verified."""
+    registry = Registry(ref.host, ref.insecure)
+    data, _ = registry.get_manifest(ref.repository, digest)
+    if f"sha256:{hashlib.sha256(data).hexdigest()}" != digest:
+        raise RegistryError(f"the registry sent a manifest that is not {digest}")
+    target.write_bytes(data)
+
+
+def fetch_blob(ref: Reference, digest: str, size: int, target: Path) -> None:
+    Registry(ref.host, ref.insecure).fetch_blob(ref.repository, digest, size, target)
 
 
 def login(host: str, username: str, password: str) -> Path:

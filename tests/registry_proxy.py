@@ -39,6 +39,7 @@ class Proxy:
     host: str  # 127.0.0.1:PORT
     requests: list[tuple[str, str]]  # (method, path with query)
     faults: Faults
+    received: list[int] = field(default_factory=lambda: [0])  # request body bytes, in total
 
     def blob_uploads(self) -> list[str]:
         """The digests of the blob uploads that completed (PUT …/blobs/uploads/…?digest=)."""
@@ -56,6 +57,7 @@ class Proxy:
 def proxy(upstream: str, faults: Faults | None = None) -> Iterator[Proxy]:
     faults = faults or Faults()
     seen: list[tuple[str, str]] = []
+    received = [0]
 
     class Handler(http.server.BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
@@ -64,10 +66,16 @@ def proxy(upstream: str, faults: Faults | None = None) -> Iterator[Proxy]:
             pass
 
         def _forward(self) -> None:
-            length = int(self.headers.get("Content-Length") or 0)
-            body = self.rfile.read(length) if length else b""
+            if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
+                body = self._read_chunked()  # docker push streams blobs this way
+                del self.headers["Transfer-Encoding"]
+                self.headers["Content-Length"] = str(len(body))
+            else:
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else b""
             fault = faults.pick()
             seen.append((self.command, self.path))
+            received[0] += len(body)
             if fault is not None:
                 faults.injected.append((fault, self.command, urlsplit(self.path).path))
             if fault == "reset":  # an abrupt RST, no answer
@@ -103,6 +111,17 @@ def proxy(upstream: str, faults: Faults | None = None) -> Iterator[Proxy]:
             finally:
                 connection.close()
 
+        def _read_chunked(self) -> bytes:
+            body = bytearray()
+            while True:
+                size = int(self.rfile.readline().split(b";")[0].strip(), 16)
+                if size == 0:
+                    while self.rfile.readline() not in (b"\r\n", b"\n", b""):
+                        pass
+                    return bytes(body)
+                body += self.rfile.read(size)
+                self.rfile.readline()
+
         do_GET = do_HEAD = do_POST = do_PUT = do_PATCH = do_DELETE = _forward
 
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
@@ -110,7 +129,7 @@ def proxy(upstream: str, faults: Faults | None = None) -> Iterator[Proxy]:
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
-        yield Proxy(f"127.0.0.1:{server.server_address[1]}", seen, faults)
+        yield Proxy(f"127.0.0.1:{server.server_address[1]}", seen, faults, received)
     finally:
         server.shutdown()
         server.server_close()

@@ -99,6 +99,17 @@ def test_push_uploads_only_what_changed_and_docker_runs_it(
         assert f"pulled {px.host}/hello@{new.manifest_digest}" in pulled.stderr
         missing = cog(elsewhere, env, "predict", f"{px.host}/hello:nope", "-i", "text=x")
         assert missing.returncode == 1 and "there is no image" in missing.stderr
+        # Blobs are fixed-output paths: v1 fetches only the two blobs v2 did not have...
+        px.requests.clear()
+        v1 = cog(elsewhere, env, "predict", f"{px.host}/hello:v1", "-i", "text=again")
+        assert v1.returncode == 0 and v1.stdout.strip() == "hello again", v1.stderr[-2000:]
+        assert px.count("GET", "/blobs/sha256:") == 2
+        # ...and an image named by digest needs no network at all once it is in the store.
+        px.requests.clear()
+        pinned = f"{px.host}/hello@{new.manifest_digest}"
+        by_digest = cog(elsewhere, env, "predict", pinned, "-i", "text=pinned")
+        assert by_digest.returncode == 0 and by_digest.stdout.strip() == "bonjour pinned"
+        assert px.requests == []
 
     # docker pulls it from the registry itself, and it serves the edited predictor.
     docker = ["docker", "-H", docker_host]

@@ -1,5 +1,6 @@
 """Images to run: a store path, an OCI layout directory or a registry reference, made into a
-store path holding an OCI layout (registry images are pulled blob by blob, each verified)."""
+store path holding an OCI layout (registry images are pulled blob by blob, each blob a
+fixed-output derivation verified by its digest)."""
 
 from __future__ import annotations
 
@@ -7,13 +8,14 @@ import sys
 from pathlib import Path
 
 from builders.image_rootfs import rootfs_derivation
+from builders.oci_pull import pull_image
 from builders.progress import default_reporter
 from builders.realise import realise
 from cog.cli.errors import UsageError
 from store.local import Store
 from store.oci import Layout
 from store.paths import STORE_DIR, StorePath
-from store.registry import Reference, pull
+from store.registry import Reference
 
 
 def image_path(store: Store, text: str, arch: str = "amd64") -> StorePath:
@@ -28,6 +30,8 @@ def image_path(store: Store, text: str, arch: str = "amd64") -> StorePath:
     if text.startswith("oci:") or directory.is_dir():
         if not directory.is_dir():
             raise UsageError(f"there is no directory {directory}")
+        if directory.resolve().parent == store.root:  # already a store path (e.g. .cog/image)
+            return image_path(store, f"{STORE_DIR}/{directory.resolve().name}", arch)
         Layout.open(directory)  # a clear error if it is not a layout
         return store.add(directory, name="oci-image")
     if text.startswith((".", "/")):
@@ -36,9 +40,8 @@ def image_path(store: Store, text: str, arch: str = "amd64") -> StorePath:
         )
     ref = Reference.parse(text)
     print(f"pulling {ref}", file=sys.stderr)
-    with store.temp_dir("pull-") as scratch:
-        digest = pull(ref, scratch / "image", arch)
-        path = store.add(scratch / "image", name=f"image-{digest.split(':')[1][:12]}")
+    path = pull_image(store, ref, arch)
+    digest = Layout.open(store.real_path(path)).manifest_digest
     print(f"pulled {ref.with_tag(None)}@{digest}", file=sys.stderr)
     return path
 

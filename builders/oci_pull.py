@@ -1,0 +1,144 @@
+"""Registry images as fixed-output derivations, as Nix fetches sources.
+
+Each blob (and the manifest) is a fixed-output derivation whose SHA-256 is its digest: fetched
+once, verified, shared by every image that has it, whatever repository it came from. An
+`oci-layout` derivation then assembles the image's layout from them, listing the layer blobs as
+described parts (store.oci) rather than copying them. So pulling a new tag of an image fetches
+only the blobs that changed, and a base image pinned by digest is built like any other input:
+its unpacked tree (builders.image_rootfs) is an ordinary store path at `/`, a root layer.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+from builders.base import BuildContext
+from derivations.model import Derivation, DrvInput, FixedOutput
+from store.errors import StoreError
+from store.local import Store
+from store.oci import EXTERNAL, INDEX
+from store.paths import StorePath
+from store.registry import Reference, fetch_blob, fetch_manifest, resolve
+
+DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
+
+
+def blob_derivation(ref: Reference, digest: str, size: int | None, kind: str) -> Derivation:
+    """A fixed-output derivation for one blob (or manifest); its path depends only on the
+    digest, so where it was fetched from does not matter."""
+    return Derivation(
+        name=f"oci-{kind}-{digest.split(':')[1][:16]}",
+        builder=OciBlobBuilder.kind,
+        builder_version=OciBlobBuilder.version,
+        args={
+            "host": ref.host,
+            "repository": ref.repository,
+            "digest": digest,
+            "size": size,
+            "kind": kind,
+        },
+        fixed_output=FixedOutput(sha256=digest),
+    )
+
+
+def layout_derivation(
+    ref: Reference, manifest_drv: Derivation, manifest: dict[str, Any], media_type: str
+) -> Derivation:
+    inputs: dict[str, DrvInput] = {
+        "manifest": manifest_drv.dep(),
+        "config": blob_derivation(
+            ref, manifest["config"]["digest"], manifest["config"]["size"], "blob"
+        ).dep(),
+    }
+    for i, layer in enumerate(manifest["layers"]):
+        inputs[f"layer-{i:03d}"] = blob_derivation(
+            ref, layer["digest"], layer["size"], "blob"
+        ).dep()
+    return Derivation(
+        name="oci-image",
+        builder=OciLayoutBuilder.kind,
+        builder_version=OciLayoutBuilder.version,
+        inputs=dict(inputs),
+        args={
+            "manifest": manifest_drv.args["digest"],
+            "media_type": media_type,
+            "config": manifest["config"]["digest"],
+            "layers": [(layer["digest"], layer["size"]) for layer in manifest["layers"]],
+        },
+    )
+
+
+class OciBlobBuilder:
+    kind = "oci-blob"
+    version = "1"
+    runs_foreign_code = False  # a fetch: the network, and nothing it fetched runs
+
+    def build(self, ctx: BuildContext) -> None:
+        args = ctx.drv.args
+        ref = Reference(args["host"], args["repository"])
+        if args["kind"] == "manifest":
+            fetch_manifest(ref, args["digest"], ctx.out)
+        else:
+            fetch_blob(ref, args["digest"], int(args["size"]), ctx.out)
+
+
+class OciLayoutBuilder:
+    kind = "oci-layout"
+    version = "1"
+    runs_foreign_code = False
+
+    def build(self, ctx: BuildContext) -> None:
+        args = ctx.drv.args
+        blobs = ctx.out / "blobs" / "sha256"
+        blobs.mkdir(parents=True)
+        manifest = ctx.inputs["manifest"].read_bytes()
+        (blobs / args["manifest"].split(":")[1]).write_bytes(manifest)
+        (blobs / args["config"].split(":")[1]).write_bytes(ctx.inputs["config"].read_bytes())
+        described = {
+            digest: [{"file": os.path.basename(ctx.inputs[f"layer-{i:03d}"]), "size": size}]
+            for i, (digest, size) in enumerate(args["layers"])
+        }
+        (ctx.out / EXTERNAL).write_text(json.dumps(described, sort_keys=True, indent=1) + "\n")
+        index = {
+            "schemaVersion": 2,
+            "manifests": [
+                {"mediaType": args["media_type"], "digest": args["manifest"], "size": len(manifest)}
+            ],
+        }
+        (ctx.out / "index.json").write_text(json.dumps(index, sort_keys=True, indent=2) + "\n")
+        (ctx.out / "oci-layout").write_text('{"imageLayoutVersion":"1.0.0"}\n')
+
+
+def pull_image(store: Store, ref: Reference, arch: str = "amd64") -> StorePath:
+    """The image `ref` names, as an OCI layout in the store (every blob verified and kept as
+    its own fixed-output path). A reference by digest needs no network once it is here."""
+    from builders.progress import default_reporter
+    from builders.realise import realise
+
+    digest = ref.digest or resolve(ref, arch)
+    for _ in range(2):  # an index by digest: once more, for the platform's manifest
+        manifest_drv = blob_derivation(ref, digest, None, "manifest")
+        [out] = realise(store, [manifest_drv], reporter=default_reporter())
+        document = json.loads(store.real_path(out["out"]).read_bytes())
+        media_type = document.get("mediaType", "application/vnd.oci.image.manifest.v1+json")
+        if media_type not in (INDEX, DOCKER_LIST):
+            break
+        chosen = [
+            m["digest"]
+            for m in document["manifests"]
+            if m.get("platform", {}).get("architecture") == arch
+            and m.get("platform", {}).get("os") == "linux"
+        ]
+        if not chosen:
+            raise StoreError(f"{ref} has no linux/{arch} image")
+        digest = chosen[0]
+    else:
+        raise StoreError(f"{ref} is an index of indexes, which is not supported")
+    [out] = realise(
+        store,
+        [layout_derivation(ref, manifest_drv, document, media_type)],
+        reporter=default_reporter(),
+    )
+    return out["out"]

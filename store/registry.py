@@ -113,6 +113,10 @@ class PushResult:
     bytes_uploaded: int = 0
 
 
+_SHARED: dict[tuple[str, bool], Registry] = {}
+_SHARED_LOCK = threading.Lock()
+
+
 class Registry:
     """One registry host: authenticated requests with retries."""
 
@@ -136,6 +140,16 @@ class Registry:
         self.credentials: str | None = getattr(self.tokens, "_basic_auth", None)
         self.authorization: str | None = None
         self.auth_lock = threading.Lock()
+
+    @classmethod
+    def shared(cls, host: str, insecure: bool) -> Registry:
+        """One client per registry in this process, so the blobs of a pull (fetched by
+        separate derivations) share its connections and its answered auth challenge."""
+        with _SHARED_LOCK:
+            key = (host, insecure)
+            if key not in _SHARED:
+                _SHARED[key] = cls(host, insecure)
+            return _SHARED[key]
 
     # --- requests --------------------------------------------------------------------------
 
@@ -483,7 +497,7 @@ def _upload_with_retries(
 def resolve(ref: Reference, arch: str = "amd64") -> str:
     """The digest of the image manifest `ref` names now: its tag looked up, a multi-platform
     index narrowed to linux/`arch`. (What is fetched afterwards is fetched by digest.)"""
-    registry = Registry(ref.host, ref.insecure)
+    registry = Registry.shared(ref.host, ref.insecure)
     data, media_type = registry.get_manifest(ref.repository, ref.reference)
     digest = f"sha256:{hashlib.sha256(data).hexdigest()}"
     if ref.digest and digest != ref.digest:
@@ -503,7 +517,7 @@ def resolve(ref: Reference, arch: str = "amd64") -> str:
 
 def fetch_manifest(ref: Reference, digest: str, target: Path) -> None:
     """Writes the manifest `digest` of `ref`'s repository to `target`, verified."""
-    registry = Registry(ref.host, ref.insecure)
+    registry = Registry.shared(ref.host, ref.insecure)
     data, _ = registry.get_manifest(ref.repository, digest)
     if f"sha256:{hashlib.sha256(data).hexdigest()}" != digest:
         raise RegistryError(f"the registry sent a manifest that is not {digest}")
@@ -511,7 +525,7 @@ def fetch_manifest(ref: Reference, digest: str, target: Path) -> None:
 
 
 def fetch_blob(ref: Reference, digest: str, size: int, target: Path) -> None:
-    Registry(ref.host, ref.insecure).fetch_blob(ref.repository, digest, size, target)
+    Registry.shared(ref.host, ref.insecure).fetch_blob(ref.repository, digest, size, target)
 
 
 def login(host: str, username: str, password: str) -> Path:

@@ -2,18 +2,24 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
+import signal
 import stat
 import subprocess
+import sys
+import time
 from pathlib import Path
 
+import httpx
 import pytest
 
 from builders.errors import BuildError
 from tests.conftest import require_tool
 from tests.projects import cog, project
+from tests.services import free_port
 
 
 def test_image_is_a_valid_oci_layout(offline: dict[str, str], tmp_path: Path) -> None:
@@ -96,6 +102,29 @@ def test_predict_runs_an_image_natively(offline: dict[str, str], tmp_path: Path)
         result = cog(elsewhere, offline, "predict", image, "-i", "text=image")
         assert result.returncode == 0, result.stderr[-2000:]
         assert result.stdout.strip() == "hello image"
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "cog.cli.main", "serve", str(layout), "-p", str(port)],
+        cwd=elsewhere,
+        env=offline,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            with contextlib.suppress(httpx.TransportError):
+                if httpx.get(f"{url}/health-check", timeout=2).json()["status"] == "READY":
+                    break
+            assert server.poll() is None, "cog serve exited"
+            time.sleep(0.2)
+        answer = httpx.post(f"{url}/predictions", json={"input": {"text": "served"}}, timeout=60)
+        assert answer.json()["output"] == "hello served"
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        assert server.wait(timeout=30) is not None
     bad = cog(elsewhere, offline, "predict", str(tmp_path / "missing"), "-i", "text=x")
     assert bad.returncode == 1 and "there is no image at" in bad.stderr, bad.stderr
     not_layout = cog(elsewhere, offline, "predict", str(elsewhere), "-i", "text=x")

@@ -57,7 +57,8 @@ DOCKERFILE = """\
 FROM cogbench-base
 COPY pip.whl /tmp/pip.whl
 COPY wheels /tmp/wheels
-RUN python3 /tmp/pip.whl/pip install --no-index --no-deps --no-cache-dir /tmp/wheels/*.whl
+RUN python3 /tmp/pip.whl/pip install --break-system-packages --no-index --no-deps \\
+    --no-cache-dir /tmp/wheels/*.whl
 COPY src /src
 WORKDIR /src
 CMD ["python3", "-m", "cog.server.http"]

@@ -3,12 +3,17 @@
 Layers, in order: the root layers at `/` (base, Python, system packages), then one layer per
 store path of the environments' closure at `/cog/store/…` (sorted by path; small paths are
 grouped only beyond the layer budget), then the code at `/src`, then each weight at its place
-under `/src`, uncompressed and described rather than copied (see store.oci). A store path's
-layer is its canonical layer form, whose SHA-256 (the diff_id) the store already knows; blobs
-are compressed deterministically (gzip: no name, mtime 0, one level, this zlib; or zstd on
-request: one thread, one level, this libzstd), so the same path gives the same blob digest in
-every image. The config follows Cog's contract (`WorkingDir
-/src`, port 5000, a `CMD` that starts the runtime, `run.cog.*` labels) with `created` fixed.
+under `/src`, uncompressed.
+
+Each compressed layer is a derivation of its own (`oci-layer`): its blob is made once per store
+path and compression, and shared by every image that has that path, so a code edit rebuilds
+only the code layer, the config and the manifest. Blobs are compressed deterministically (gzip:
+no name, mtime 0, one level, this zlib; or zstd on request: one thread, one level, this
+libzstd), and a store path's layer is its canonical layer form, whose SHA-256 (the diff_id)
+the store already knows. The image's layout lists the layer blobs (and the weight files) as
+described parts (store.oci) instead of copying them. The config follows Cog's contract
+(`WorkingDir /src`, port 5000, a `CMD` that starts the runtime, `run.cog.*` labels) with
+`created` fixed.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ import hashlib
 import json
 import os
 import zlib
-from collections.abc import Iterator
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -28,12 +33,13 @@ import zstandard
 from builders.base import BuildContext
 from builders.errors import BuildError
 from builders.project import Layers
-from builders.rootview import merge_view
+from builders.rootview import view_derivation
 from builders.sandbox import run_command
 from derivations.hashing import output_path
 from derivations.model import Derivation, DrvInput, SrcInput
 from runtime.schema import openapi
-from store.archive import archive_stream, read_chunks, tree_parts, trees_stream
+from store.archive import read_chunks, tree_parts, trees_stream
+from store.local import Store
 from store.oci import EXTERNAL
 from store.paths import StorePath
 
@@ -49,7 +55,26 @@ LAYER_TAR = "application/vnd.oci.image.layer.v1.tar"
 ZSTD_LEVEL = 9
 
 
+def layer_derivation(
+    trees: Sequence[tuple[DrvInput | SrcInput, str]], compression: str, expect_store_form: bool
+) -> Derivation:
+    """One compressed layer blob: the trees at their prefixes. With `expect_store_form` (one
+    store path at its layer prefix), the diff_id must be the SHA-256 the store recorded."""
+    return Derivation(
+        name="oci-layer",
+        builder=LayerBuilder.kind,
+        builder_version=LayerBuilder.version,
+        inputs={f"tree-{i:03d}": tree for i, (tree, _) in enumerate(trees)},
+        args={
+            "prefixes": [prefix for _, prefix in trees],
+            "compression": compression,
+            "expect_store_form": expect_store_form,
+        },
+    )
+
+
 def image_derivation(
+    store: Store,
     name: str,
     built: Layers,
     labels: dict[str, str],
@@ -59,19 +84,32 @@ def image_derivation(
     max_layers: int = MAX_LAYERS,
     compression: str = "gzip",
 ) -> Derivation:
+    """The image of built (realised) layers; the closure of its environments is read from
+    `store` to plan the layers."""
+    roots = [built.base, built.python_layer, built.system]
+    root_paths = {output_path(d) for d in roots}
+    wanted = [output_path(built.model_env), output_path(built.runtime_env)]
+    if built.python is not None:
+        wanted.append(output_path(built.python))
+    closure = [p for p in store.closure(wanted) if p not in root_paths]
+    weights = sorted(built.weights.items())
+    layers = [layer_derivation([(d.dep(), "")], compression, False) for d in roots]
+    budget = max_layers - len(roots) - 1 - len(weights)
+    for group in plan_layers({p: store.info(p).tar_size for p in closure}, budget):
+        trees = [(SrcInput(path=str(p)), p.layer_prefix) for p in group]
+        layers.append(layer_derivation(trees, compression, len(group) == 1))
+    layers.append(layer_derivation([(SrcInput(path=str(built.code)), "src")], compression, False))
+    for rel, path in weights:  # uncompressed, and described rather than copied
+        layers.append(layer_derivation([(SrcInput(path=str(path)), f"src/{rel}")], "none", False))
     inputs: dict[str, DrvInput | SrcInput] = {
-        "root-00": built.base.dep(),
-        "root-01": built.python_layer.dep(),
-        "root-02": built.system.dep(),
+        f"layer-{i:03d}": layer.dep() for i, layer in enumerate(layers)
+    }
+    inputs |= {
+        "root-view": view_derivation("image-root", roots).dep(),
         "model-env": built.model_env.dep(),
         "runtime-env": built.runtime_env.dep(),
         "code": SrcInput(path=str(built.code)),
     }
-    if built.python is not None:
-        inputs["python"] = built.python.dep()
-    weights = sorted(built.weights.items())
-    for i, (_, path) in enumerate(weights):
-        inputs[f"weight-{i:03d}"] = SrcInput(path=str(path))
     model_env, runtime_env = output_path(built.model_env), output_path(built.runtime_env)
     config_env = {
         "PATH": f"{model_env}/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
@@ -95,10 +133,7 @@ def image_derivation(
                 f"{model_env}/bin/python",
             ],
             "labels": dict(sorted(labels.items())),
-            "weights": [rel for rel, _ in weights],
             "predictor": predictor,
-            "max_layers": max_layers,
-            "compression": compression,
         },
     )
 
@@ -107,9 +142,9 @@ class _Blob:
     """Writes one blob into the layout while hashing it, and the data before compression too
     (the diff_id)."""
 
-    def __init__(self, blobs: Path, compression: str | None) -> None:
-        self.blobs = blobs
-        self.tmp = blobs / f".incoming-{os.getpid()}"
+    def __init__(self, target: Path, compression: str | None) -> None:
+        self.target = target
+        self.tmp = target.with_name(f".incoming-{os.getpid()}")
         self.file: BinaryIO = open(self.tmp, "wb")  # noqa: SIM115 (closed in finish)
         self.digest = hashlib.sha256()
         self.diff = hashlib.sha256()
@@ -143,16 +178,42 @@ class _Blob:
         if self.compressor is not None:
             self.compressor.close()
         self.file.close()
-        digest = self.digest.hexdigest()
-        os.replace(self.tmp, self.blobs / digest)
-        return f"sha256:{digest}", self.size, f"sha256:{self.diff.hexdigest()}"
+        os.replace(self.tmp, self.target)
+        return f"sha256:{self.digest.hexdigest()}", self.size, f"sha256:{self.diff.hexdigest()}"
 
 
-def _blob_of(blobs: Path, chunks: Iterator[bytes], compression: str) -> tuple[str, int, str]:
-    blob = _Blob(blobs, compression)
-    for chunk in chunks:
-        blob.feed(chunk)
-    return blob.finish()
+class LayerBuilder:
+    kind = "oci-layer"
+    # The compressors are part of the bytes, so their versions and levels are part of ours.
+    version = (
+        f"1-zlib{zlib.ZLIB_VERSION}-gzip{GZIP_LEVEL}"
+        f"-zstd{'.'.join(map(str, zstandard.ZSTD_VERSION))}-{ZSTD_LEVEL}"
+    )
+    runs_foreign_code = False
+
+    def build(self, ctx: BuildContext) -> None:
+        args = ctx.drv.args
+        roles = sorted(r for r in ctx.inputs if r.startswith("tree-"))
+        trees = [(ctx.inputs[r], prefix) for r, prefix in zip(roles, args["prefixes"], strict=True)]
+        ctx.out.mkdir()
+        if args["compression"] == "none":  # a weight: its parts, not a copy of its bytes
+            [(tree, prefix)] = trees
+            digest, size, parts = _described_blob(tree, prefix, ctx.store.root)
+            (ctx.out / "parts.json").write_text(json.dumps(parts, indent=1) + "\n")
+            descriptor = {"mediaType": LAYER_TAR, "digest": digest, "size": size, "diff_id": digest}
+            (ctx.out / "descriptor.json").write_text(json.dumps(descriptor, sort_keys=True) + "\n")
+            return
+        blob = _Blob(ctx.out / "blob", args["compression"])
+        for chunk in trees_stream(trees):
+            blob.feed(chunk)
+        digest, size, diff_id = blob.finish()
+        if args["expect_store_form"]:
+            expect = ctx.store.info(ctx.input_paths[roles[0]]).tar_sha256
+            if diff_id != f"sha256:{expect}":
+                raise BuildError(f"a layer's diff_id {diff_id} does not match the store's {expect}")
+        media_type = {"gzip": LAYER_GZIP, "zstd": LAYER_ZSTD}[args["compression"]]
+        descriptor = {"mediaType": media_type, "digest": digest, "size": size, "diff_id": diff_id}
+        (ctx.out / "descriptor.json").write_text(json.dumps(descriptor, sort_keys=True) + "\n")
 
 
 def _described_blob(tree: Path, prefix: str, store_dir: Path) -> tuple[str, int, list[Any]]:
@@ -214,76 +275,45 @@ _DESCRIBE = (
 
 class ImageBuilder:
     kind = "oci-image"
-    # The compressors are part of the bytes, so their versions and levels are part of ours.
-    version = (
-        f"3-zlib{zlib.ZLIB_VERSION}-gzip{GZIP_LEVEL}"
-        f"-zstd{'.'.join(map(str, zstandard.ZSTD_VERSION))}-{ZSTD_LEVEL}"
-    )
+    version = "4"
     runs_foreign_code = True  # the model's code is imported to describe its signature
 
-    def _openapi(self, ctx: BuildContext, roots: list[Path]) -> str | None:
+    def _openapi(self, ctx: BuildContext) -> str | None:
         """The `run.cog.openapi_schema` label: the predictor's signature, as the server would
         serve it, read by importing the model in the sandbox (as `cog build` does)."""
         ref = ctx.drv.args.get("predictor")
         if not ref:
             ctx.out.mkdir()
             return None
-        view = merge_view(roots, ctx.scratch / "view")
         python = f"{ctx.input_paths['model-env']}/bin/python"
         code = str(ctx.input_paths["code"])
-        run_command(ctx, [python, "-c", _DESCRIBE, ref, code], rootfs=view)
+        run_command(ctx, [python, "-c", _DESCRIBE, ref, code], rootfs=ctx.inputs["root-view"])
         found = json.loads((ctx.scratch / "build" / "signature.json").read_text())
         return json.dumps(openapi(found), sort_keys=True, separators=(",", ":"))
 
     def build(self, ctx: BuildContext) -> None:
         out = ctx.out
-        roots = [ctx.inputs[r] for r in sorted(r for r in ctx.inputs if r.startswith("root-"))]
-        schema = self._openapi(ctx, roots)
+        schema = self._openapi(ctx)
         labels = dict(ctx.drv.args["labels"])
         if schema is not None:
             labels["run.cog.openapi_schema"] = schema
         blobs = out / "blobs" / "sha256"
         blobs.mkdir(parents=True)
-        root_paths = {ctx.input_paths[r] for r in ctx.inputs if r.startswith("root-")}
-        wanted = [
-            ctx.input_paths[r] for r in ("model-env", "runtime-env", "python") if r in ctx.inputs
-        ]
-        closure = sorted(p for p in ctx.store.closure(wanted) if p not in root_paths)
         layers: list[dict[str, Any]] = []
         diff_ids: list[str] = []
-
-        compression = ctx.drv.args["compression"]
-        media_type = {"gzip": LAYER_GZIP, "zstd": LAYER_ZSTD}[compression]
-
-        def add(chunks: Iterator[bytes], expect: str | None = None) -> None:
-            digest, size, diff_id = _blob_of(blobs, chunks, compression)
-            if expect is not None and diff_id != f"sha256:{expect}":
-                raise BuildError(f"a layer's diff_id {diff_id} does not match the store's {expect}")
-            layers.append({"mediaType": media_type, "digest": digest, "size": size})
-            diff_ids.append(diff_id)
-
-        for root in roots:
-            add(archive_stream(root, ""))
-        weights: list[str] = ctx.drv.args["weights"]
-        sizes = {p: ctx.store.info(p).tar_size for p in closure}
-        budget = int(ctx.drv.args["max_layers"]) - len(roots) - 1 - len(weights)
-        for group in plan_layers(sizes, budget):
-            ctx.check_cancelled()
-            trees = [(ctx.store.real_path(p), p.layer_prefix) for p in group]
-            # A path alone is its canonical layer form, whose SHA-256 the store already knows.
-            expect = ctx.store.info(group[0]).tar_sha256 if len(group) == 1 else None
-            add(trees_stream(trees), expect=expect)
-        add(archive_stream(ctx.inputs["code"], "src"))
         described: dict[str, list[Any]] = {}
-        for i, rel in enumerate(weights):
-            ctx.check_cancelled()
-            weight = ctx.inputs[f"weight-{i:03d}"]
-            digest, size, parts = _described_blob(weight, f"src/{rel}", ctx.store.root)
-            described[digest] = parts
-            layers.append({"mediaType": LAYER_TAR, "digest": digest, "size": size})
-            diff_ids.append(digest)
-        if described:
-            (out / EXTERNAL).write_text(json.dumps(described, sort_keys=True, indent=1) + "\n")
+        for role in sorted(r for r in ctx.inputs if r.startswith("layer-")):
+            layer = ctx.inputs[role]
+            descriptor = json.loads((layer / "descriptor.json").read_text())
+            parts = layer / "parts.json"
+            described[descriptor["digest"]] = (
+                json.loads(parts.read_text())
+                if parts.exists()
+                else [{"file": f"{layer.name}/blob", "size": int(descriptor["size"])}]
+            )
+            layers.append({k: descriptor[k] for k in ("mediaType", "digest", "size")})
+            diff_ids.append(descriptor["diff_id"])
+        (out / EXTERNAL).write_text(json.dumps(described, sort_keys=True, indent=1) + "\n")
         config = {
             "architecture": ctx.drv.args["arch"],
             "os": "linux",

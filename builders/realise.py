@@ -25,7 +25,7 @@ from builders.base import BuildContext, Builder
 from builders.command import CommandBuilder
 from builders.errors import BuildCancelled, BuildError, SandboxUnavailable
 from builders.fetch import FetchBuilder
-from builders.image import ImageBuilder
+from builders.image import ImageBuilder, LayerBuilder
 from builders.image_rootfs import ImageRootfsBuilder
 from builders.oci_pull import OciBlobBuilder, OciLayoutBuilder
 from builders.progress import PlainReporter, Reporter
@@ -61,6 +61,7 @@ def default_builders() -> dict[str, Builder]:
         PyWheelBuilder(),
         ViewBuilder(),
         ImageBuilder(),
+        LayerBuilder(),
         ImageRootfsBuilder(),
         OciBlobBuilder(),
         OciLayoutBuilder(),

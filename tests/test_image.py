@@ -17,6 +17,7 @@ import httpx
 import pytest
 
 from builders.errors import BuildError
+from store.oci import Layout
 from tests.conftest import require_tool
 from tests.projects import cog, project
 from tests.services import free_port
@@ -219,10 +220,12 @@ def test_weights_are_described_not_copied(offline: dict[str, str], tmp_path: Pat
     built = cog(root, offline, "build", "--output", f"oci:{layout}")
     assert built.returncode == 0, built.stderr[-2000:]
     in_store = (root / ".cog" / "image").resolve()
-    external = json.loads((in_store / "external-blobs.json").read_text())
-    [(digest, parts)] = external.items()
-    assert not (in_store / "blobs" / "sha256" / digest.split(":")[1]).exists()
+    stored = Layout.open(in_store)
+    digest = stored.manifest["layers"][-1]["digest"]  # weights come last
+    parts = json.loads((in_store / "external-blobs.json").read_text())[digest]
     assert sum(p.get("size", 0) for p in parts) == len(weight)
+    # No layer is copied into the stored image: its blobs are the config and the manifest.
+    assert len(list((in_store / "blobs" / "sha256").iterdir())) == 2
     # Written out, the blob exists and is what its digest says (skopeo checks it on copy).
     blob = layout / "blobs" / "sha256" / digest.split(":")[1]
     assert hashlib.sha256(blob.read_bytes()).hexdigest() == digest.split(":")[1]

@@ -84,6 +84,7 @@ def locked_inputs(
 
 
 def image_of(
+    store: Store,
     config: CogConfig,
     lock: dict[str, Any],
     project: Path,
@@ -110,7 +111,7 @@ def image_of(
         env["COG_TRAIN_TYPE_STUB"] = config.train
     arch = lock["platform"]["arch"]
     return image_derivation(
-        "image", built, labels, env, arch, config.predict, max_layers, compression
+        store, "image", built, labels, env, arch, config.predict, max_layers, compression
     )
 
 
@@ -135,6 +136,7 @@ def build_image(store: Store, project: Path, args: argparse.Namespace) -> tuple[
         info = store.info(path)
         print(f"{name:<16} {path}  {info.nar_size / 2**20:8.1f} MiB")
     image = image_of(
+        store,
         config,
         lock,
         project,

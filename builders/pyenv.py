@@ -19,7 +19,6 @@ from builders.base import BuildContext
 from builders.errors import BuildError
 from builders.wheel import PLACEHOLDER_INTERPRETER, site_packages
 from derivations.model import Derivation, DrvInput, SrcInput
-from store.paths import STORE_DIR
 
 
 def env_derivation(
@@ -30,13 +29,20 @@ def env_derivation(
     interpreter_input: DrvInput | SrcInput | None = None,
 ) -> Derivation:
     """`interpreter` is the absolute path of the python binary inside the image; with
-    `interpreter_input`, that binary is copied from the input's tree (a venv's `--copies`),
-    since a store path may not link outside the store."""
+    `interpreter_input`, that binary is taken from the input's tree into a store path of its
+    own (a store path may not link outside the store), which every environment links to."""
     inputs: dict[str, DrvInput | SrcInput] = {
         f"wheel-{i:04d}": w.dep() for i, w in enumerate(sorted(wheels, key=lambda d: d.name))
     }
     if interpreter_input is not None:
-        inputs["interpreter"] = interpreter_input
+        binary = Derivation(
+            name=f"python{python}-binary",
+            builder=BinaryBuilder.kind,
+            builder_version=BinaryBuilder.version,
+            inputs={"tree": interpreter_input},
+            args={"path": interpreter},
+        )
+        inputs["interpreter"] = binary.dep()
     return Derivation(
         name=name,
         builder=EnvBuilder.kind,
@@ -50,9 +56,25 @@ def _same(a: Path, b: Path) -> bool:
     return hashlib.sha256(a.read_bytes()).digest() == hashlib.sha256(b.read_bytes()).digest()
 
 
+class BinaryBuilder:
+    """The interpreter binary of a root layer, as a store path (one file) of its own."""
+
+    kind = "python-binary"
+    version = "1"
+    runs_foreign_code = False
+
+    def build(self, ctx: BuildContext) -> None:
+        path: str = ctx.drv.args["path"]
+        source = ctx.inputs["tree"] / path.lstrip("/")
+        if not source.is_file():
+            raise BuildError(f"{ctx.drv.name}: the interpreter {path} is not in its input")
+        ctx.out.write_bytes(source.resolve().read_bytes())
+        ctx.out.chmod(0o755)
+
+
 class EnvBuilder:
     kind = "pyenv"
-    version = "1"
+    version = "2"
     runs_foreign_code = False
 
     def build(self, ctx: BuildContext) -> None:
@@ -78,18 +100,11 @@ class EnvBuilder:
         ctx.say(f"environment of {len(owners)} top-level entries")
 
     def _interpreter(self, ctx: BuildContext, interpreter: str) -> None:
+        # A link, as `python -m venv` makes: to the binary's own store path, or to a
+        # python-build-standalone interpreter's. Never a copy in each environment.
         target = ctx.out / "bin" / "python"
-        source = ctx.inputs.get("interpreter")
-        if source is not None and not interpreter.startswith(STORE_DIR + "/"):
-            binary = source / interpreter.lstrip("/")
-            if not binary.is_file():
-                raise BuildError(
-                    f"{ctx.drv.name}: the interpreter {interpreter} is not in its input"
-                )
-            target.write_bytes(binary.resolve().read_bytes())
-            target.chmod(0o755)
-        else:
-            os.symlink(interpreter, target)  # a store path (python-build-standalone)
+        binary = ctx.input_paths.get("interpreter")
+        os.symlink(str(binary) if binary is not None else interpreter, target)
         for alias in ("python3", f"python{ctx.drv.args['python']}"):
             os.symlink("python", ctx.out / "bin" / alias)
 

@@ -29,7 +29,7 @@ from builders.image import ImageBuilder, LayerBuilder
 from builders.image_rootfs import ImageRootfsBuilder
 from builders.oci_pull import OciBlobBuilder, OciLayoutBuilder
 from builders.progress import PlainReporter, Reporter
-from builders.pyenv import EnvBuilder
+from builders.pyenv import BinaryBuilder, EnvBuilder
 from builders.rootfs import RootfsBuilder
 from builders.rootview import ViewBuilder
 from builders.sandbox import sandbox_works
@@ -58,6 +58,7 @@ def default_builders() -> dict[str, Builder]:
         RootfsBuilder(),
         WheelBuilder(),
         EnvBuilder(),
+        BinaryBuilder(),
         PyWheelBuilder(),
         ViewBuilder(),
         ImageBuilder(),

@@ -111,6 +111,7 @@ def docker_context(project: Path, context: Path, pip: Path) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--compression", choices=["gzip", "zstd"], default="gzip")
     options = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="cog-bench-push-"))
     channels = work / "channels"
@@ -183,10 +184,12 @@ def main() -> None:
         context = work / "docker-context"
         tag_cog, tag_docker = f"{px.host}/bench-cog", f"{px.host}/bench-docker"
 
+        push = [*cog, "push", "--locked", "--compression", options.compression]
+
         def step(name: str) -> None:
             docker_context(project, context, pip)
             px.received[0] = 0
-            cog_s = timed([[*cog, "push", "--locked", f"{tag_cog}:{name}"]], env, project)
+            cog_s = timed([[*push, f"{tag_cog}:{name}"]], env, project)
             cog_bytes = px.received[0]
             px.received[0] = 0
             docker_s = timed(

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from builders.image import MAX_LAYERS
 from cog.cli.build_cmd import build_image
 from cog.cli.errors import UsageError
 from derivations.config import load_config
@@ -24,6 +25,8 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     p.add_argument("--arch", choices=["amd64", "arm64"], default="amd64")
     p.add_argument("-j", "--jobs", type=int, default=None, help="parallel builds")
     p.add_argument("--uploads", type=int, default=4, help="parallel blob uploads (default 4)")
+    p.add_argument("--compression", choices=["gzip", "zstd"], default="gzip")
+    p.add_argument("--max-layers", type=int, default=MAX_LAYERS)
     p.set_defaults(func=cmd_push)
 
     p = sub.add_parser("login", help="save credentials for a registry (checked first)")

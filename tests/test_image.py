@@ -130,6 +130,8 @@ def test_predict_runs_an_image_natively(offline: dict[str, str], tmp_path: Path)
     assert bad.returncode == 1 and "there is no image at" in bad.stderr, bad.stderr
     not_layout = cog(elsewhere, offline, "predict", str(elsewhere), "-i", "text=x")
     assert not_layout.returncode == 1 and "is not an OCI image layout" in not_layout.stderr
+    gpus = cog(elsewhere, offline, "predict", str(layout), "--gpus", "all", "-i", "text=x")
+    assert gpus.returncode == 1 and "--gpus needs --docker" in gpus.stderr
 
 
 def test_plan_layers_groups_small_paths_stably() -> None:

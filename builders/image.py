@@ -40,15 +40,13 @@ from derivations.model import Derivation, DrvInput, SrcInput
 from runtime.schema import openapi
 from store.archive import read_chunks, tree_parts, trees_stream
 from store.local import Store
-from store.oci import EXTERNAL
+from store.oci import CONFIG, EXTERNAL, MANIFEST, digest_of, write_index
 from store.paths import StorePath
 
 MAX_LAYERS = 100
 ALONE = 16 << 20  # a store path whose layer is this large is never grouped
 GZIP_LEVEL = 6
 EPOCH = "1970-01-01T00:00:00Z"
-MANIFEST = "application/vnd.oci.image.manifest.v1+json"
-CONFIG = "application/vnd.oci.image.config.v1+json"
 LAYER_GZIP = "application/vnd.oci.image.layer.v1.tar+gzip"
 LAYER_ZSTD = "application/vnd.oci.image.layer.v1.tar+zstd"
 LAYER_TAR = "application/vnd.oci.image.layer.v1.tar"
@@ -139,22 +137,22 @@ def image_derivation(
 
 
 class _Blob:
-    """Writes one blob into the layout while hashing it, and the data before compression too
-    (the diff_id)."""
+    """Writes one compressed blob to `target` while hashing it, and the data before
+    compression too (the diff_id)."""
 
-    def __init__(self, target: Path, compression: str | None) -> None:
+    def __init__(self, target: Path, compression: str) -> None:
         self.target = target
         self.tmp = target.with_name(f".incoming-{os.getpid()}")
         self.file: BinaryIO = open(self.tmp, "wb")  # noqa: SIM115 (closed in finish)
         self.digest = hashlib.sha256()
         self.diff = hashlib.sha256()
         self.size = 0
-        self.compressor: Any = None
+        self.compressor: Any
         if compression == "gzip":
             self.compressor = gzip.GzipFile(
                 filename="", mode="wb", fileobj=self, compresslevel=GZIP_LEVEL, mtime=0
             )
-        elif compression == "zstd":  # one thread: the frame layout is then fixed
+        else:  # zstd, on one thread: the frame layout is then fixed
             zstd = zstandard.ZstdCompressor(level=ZSTD_LEVEL, threads=0, write_checksum=False)
             self.compressor = zstd.stream_writer(self, closefd=False)  # type: ignore[arg-type]
 
@@ -169,14 +167,10 @@ class _Blob:
 
     def feed(self, chunk: bytes) -> None:
         self.diff.update(chunk)
-        if self.compressor is not None:
-            self.compressor.write(chunk)
-        else:
-            self.write(chunk)
+        self.compressor.write(chunk)
 
     def finish(self) -> tuple[str, int, str]:
-        if self.compressor is not None:
-            self.compressor.close()
+        self.compressor.close()
         self.file.close()
         os.replace(self.tmp, self.target)
         return f"sha256:{self.digest.hexdigest()}", self.size, f"sha256:{self.diff.hexdigest()}"
@@ -196,22 +190,22 @@ class LayerBuilder:
         roles = sorted(r for r in ctx.inputs if r.startswith("tree-"))
         trees = [(ctx.inputs[r], prefix) for r, prefix in zip(roles, args["prefixes"], strict=True)]
         ctx.out.mkdir()
-        if args["compression"] == "none":  # a weight: its parts, not a copy of its bytes
+        compression = args["compression"]
+        if compression == "none":  # a weight: its parts, not a copy of its bytes
             [(tree, prefix)] = trees
             digest, size, parts = _described_blob(tree, prefix, ctx.store.root)
             (ctx.out / "parts.json").write_text(json.dumps(parts, indent=1) + "\n")
-            descriptor = {"mediaType": LAYER_TAR, "digest": digest, "size": size, "diff_id": digest}
-            (ctx.out / "descriptor.json").write_text(json.dumps(descriptor, sort_keys=True) + "\n")
-            return
-        blob = _Blob(ctx.out / "blob", args["compression"])
-        for chunk in trees_stream(trees):
-            blob.feed(chunk)
-        digest, size, diff_id = blob.finish()
+            diff_id = digest
+        else:
+            blob = _Blob(ctx.out / "blob", compression)
+            for chunk in trees_stream(trees):
+                blob.feed(chunk)
+            digest, size, diff_id = blob.finish()
         if args["expect_store_form"]:
             expect = ctx.store.info(ctx.input_paths[roles[0]]).tar_sha256
             if diff_id != f"sha256:{expect}":
                 raise BuildError(f"a layer's diff_id {diff_id} does not match the store's {expect}")
-        media_type = {"gzip": LAYER_GZIP, "zstd": LAYER_ZSTD}[args["compression"]]
+        media_type = {"gzip": LAYER_GZIP, "zstd": LAYER_ZSTD, "none": LAYER_TAR}[compression]
         descriptor = {"mediaType": media_type, "digest": digest, "size": size, "diff_id": diff_id}
         (ctx.out / "descriptor.json").write_text(json.dumps(descriptor, sort_keys=True) + "\n")
 
@@ -258,9 +252,9 @@ def plan_layers(sizes: dict[StorePath, int], budget: int) -> list[list[StorePath
 
 def _json_blob(blobs: Path, document: dict[str, Any]) -> tuple[str, int]:
     data = json.dumps(document, sort_keys=True, separators=(",", ":")).encode()
-    digest = hashlib.sha256(data).hexdigest()
-    (blobs / digest).write_bytes(data)
-    return f"sha256:{digest}", len(data)
+    digest = digest_of(data)
+    (blobs / digest.split(":")[1]).write_bytes(data)
+    return digest, len(data)
 
 
 _DESCRIBE = (
@@ -283,7 +277,6 @@ class ImageBuilder:
         serve it, read by importing the model in the sandbox (as `cog build` does)."""
         ref = ctx.drv.args.get("predictor")
         if not ref:
-            ctx.out.mkdir()
             return None
         python = f"{ctx.input_paths['model-env']}/bin/python"
         code = str(ctx.input_paths["code"])
@@ -336,17 +329,5 @@ class ImageBuilder:
             "layers": layers,
         }
         manifest_digest, manifest_size = _json_blob(blobs, manifest)
-        index = {
-            "schemaVersion": 2,
-            "manifests": [
-                {
-                    "mediaType": MANIFEST,
-                    "digest": manifest_digest,
-                    "size": manifest_size,
-                    "annotations": {"org.opencontainers.image.ref.name": "latest"},
-                }
-            ],
-        }
-        (out / "index.json").write_text(json.dumps(index, sort_keys=True, indent=2) + "\n")
-        (out / "oci-layout").write_text('{"imageLayoutVersion":"1.0.0"}\n')
+        write_index(out, MANIFEST, manifest_digest, manifest_size)
         ctx.say(f"image {manifest_digest}: {len(layers)} layers")

@@ -18,11 +18,9 @@ from builders.base import BuildContext
 from derivations.model import Derivation, DrvInput, FixedOutput
 from store.errors import StoreError
 from store.local import Store
-from store.oci import EXTERNAL, INDEX
+from store.oci import EXTERNAL, MANIFEST, platform_manifest, write_index
 from store.paths import StorePath
 from store.registry import Reference, fetch_blob, fetch_manifest, resolve
-
-DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
 
 
 def blob_derivation(ref: Reference, digest: str, size: int | None, kind: str) -> Derivation:
@@ -86,7 +84,7 @@ class OciBlobBuilder:
 
 class OciLayoutBuilder:
     kind = "oci-layout"
-    version = "1"
+    version = "2"
     runs_foreign_code = False
 
     def build(self, ctx: BuildContext) -> None:
@@ -101,14 +99,7 @@ class OciLayoutBuilder:
             for i, (digest, size) in enumerate(args["layers"])
         }
         (ctx.out / EXTERNAL).write_text(json.dumps(described, sort_keys=True, indent=1) + "\n")
-        index = {
-            "schemaVersion": 2,
-            "manifests": [
-                {"mediaType": args["media_type"], "digest": args["manifest"], "size": len(manifest)}
-            ],
-        }
-        (ctx.out / "index.json").write_text(json.dumps(index, sort_keys=True, indent=2) + "\n")
-        (ctx.out / "oci-layout").write_text('{"imageLayoutVersion":"1.0.0"}\n')
+        write_index(ctx.out, args["media_type"], args["manifest"], len(manifest))
 
 
 def pull_image(store: Store, ref: Reference, arch: str = "amd64") -> StorePath:
@@ -117,28 +108,19 @@ def pull_image(store: Store, ref: Reference, arch: str = "amd64") -> StorePath:
     from builders.progress import default_reporter
     from builders.realise import realise
 
-    digest = ref.digest or resolve(ref, arch)
-    for _ in range(2):  # an index by digest: once more, for the platform's manifest
-        manifest_drv = blob_derivation(ref, digest, None, "manifest")
-        [out] = realise(store, [manifest_drv], reporter=default_reporter())
-        document = json.loads(store.real_path(out["out"]).read_bytes())
-        media_type = document.get("mediaType", "application/vnd.oci.image.manifest.v1+json")
-        if media_type not in (INDEX, DOCKER_LIST):
-            break
-        chosen = [
-            m["digest"]
-            for m in document["manifests"]
-            if m.get("platform", {}).get("architecture") == arch
-            and m.get("platform", {}).get("os") == "linux"
-        ]
-        if not chosen:
-            raise StoreError(f"{ref} has no linux/{arch} image")
-        digest = chosen[0]
-    else:
-        raise StoreError(f"{ref} is an index of indexes, which is not supported")
-    [out] = realise(
-        store,
-        [layout_derivation(ref, manifest_drv, document, media_type)],
-        reporter=default_reporter(),
-    )
+    def manifest(digest: str) -> tuple[Derivation, dict[str, Any]]:
+        drv = blob_derivation(ref, digest, None, "manifest")
+        [out] = realise(store, [drv], reporter=default_reporter())
+        document: dict[str, Any] = json.loads(store.real_path(out["out"]).read_bytes())
+        return drv, document
+
+    manifest_drv, document = manifest(ref.digest or resolve(ref, arch))
+    chosen = platform_manifest(document, arch, str(ref))  # an index named by its digest
+    if chosen is not None:
+        manifest_drv, document = manifest(chosen)
+        if "manifests" in document:
+            raise StoreError(f"{ref} is an index of indexes, which is not supported")
+    media_type = document.get("mediaType", MANIFEST)
+    layout = layout_derivation(ref, manifest_drv, document, media_type)
+    [out] = realise(store, [layout], reporter=default_reporter())
     return out["out"]

@@ -16,8 +16,8 @@ import hashlib
 import io
 import json
 import tarfile
-from collections.abc import Iterator
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -27,19 +27,44 @@ MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 INDEX = "application/vnd.oci.image.index.v1+json"
 CONFIG = "application/vnd.oci.image.config.v1+json"
 DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
-DOCKER_CONFIG = "application/vnd.docker.container.image.v1+json"
+DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
 CHUNK = 1 << 20
 EXTERNAL = "external-blobs.json"
 
 Part = bytes | tuple[Path, int]  # inline bytes, or a whole file of that size
 
 
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(CHUNK):
-            digest.update(chunk)
-    return f"sha256:{digest.hexdigest()}"
+def digest_of(data: bytes) -> str:
+    return f"sha256:{hashlib.sha256(data).hexdigest()}"
+
+
+def _size(part: Part) -> int:
+    return len(part) if isinstance(part, bytes) else part[1]
+
+
+def platform_manifest(document: dict[str, Any], arch: str, name: str) -> str | None:
+    """For an index (a multi-platform image), the digest of its linux/`arch` manifest; None
+    when `document` is a manifest itself."""
+    if "manifests" not in document:
+        return None
+    for entry in document["manifests"]:
+        platform = entry.get("platform", {})
+        if platform.get("os") == "linux" and platform.get("architecture") == arch:
+            return str(entry["digest"])
+    raise StoreError(f"{name} has no linux/{arch} image")
+
+
+def write_index(root: Path, media_type: str, digest: str, size: int) -> None:
+    """`index.json` naming the one manifest, and `oci-layout`: what makes `root` a layout."""
+    manifest = {
+        "mediaType": media_type,
+        "digest": digest,
+        "size": size,
+        "annotations": {"org.opencontainers.image.ref.name": "latest"},
+    }
+    index = {"schemaVersion": 2, "manifests": [manifest]}
+    (root / "index.json").write_text(json.dumps(index, sort_keys=True, indent=2) + "\n")
+    (root / "oci-layout").write_text('{"imageLayoutVersion":"1.0.0"}\n')
 
 
 @dataclass
@@ -63,7 +88,7 @@ class Layout:
         digest = str(manifests[0]["digest"])
         layout = cls(root, b"", digest)
         data = layout.blob_path(digest).read_bytes()
-        if f"sha256:{hashlib.sha256(data).hexdigest()}" != digest:
+        if digest_of(data) != digest:
             raise StoreError(f"the manifest blob of {root} does not match its digest {digest}")
         layout.manifest_bytes = data
         return layout
@@ -84,18 +109,25 @@ class Layout:
         return document
 
     def descriptors(self) -> list[dict[str, Any]]:
-        """The config and every layer, in manifest order (what a push must upload)."""
+        """The config and every layer, in manifest order, each blob once (what a push must
+        upload)."""
         manifest = self.manifest
-        return [manifest["config"], *manifest["layers"]]
+        unique = {d["digest"]: d for d in [manifest["config"], *manifest["layers"]]}
+        return list(unique.values())
+
+    def blob_digests(self) -> list[str]:
+        """Every blob of the image, the manifest first: what a copy of the layout holds."""
+        return [self.manifest_digest, *(d["digest"] for d in self.descriptors())]
 
     def blob_path(self, digest: str) -> Path:
         """Where a stored blob is (described blobs have no path: read them with open_blob)."""
         algorithm, _, hexdigest = digest.partition(":")
         return self.root / "blobs" / algorithm / hexdigest
 
+    @cached_property
     def external(self) -> dict[str, list[Part]]:
         """The described blobs: digest -> parts (files resolved beside the layout, in the
-        store it lives in)."""
+        store it lives in); read once per Layout."""
         path = self.root / EXTERNAL
         if not path.is_file():
             return {}
@@ -110,7 +142,7 @@ class Layout:
         return described
 
     def blob_parts(self, digest: str) -> list[Part]:
-        described = self.external().get(digest)
+        described = self.external.get(digest)
         if described is not None:
             return described
         path = self.blob_path(digest)
@@ -120,7 +152,7 @@ class Layout:
         return BlobReader(self.blob_parts(digest), start, end)
 
     def blob_size(self, digest: str) -> int:
-        return sum(len(p) if isinstance(p, bytes) else p[1] for p in self.blob_parts(digest))
+        return sum(map(_size, self.blob_parts(digest)))
 
 
 class BlobReader:
@@ -128,12 +160,11 @@ class BlobReader:
     blob in memory, with a length (so an HTTP client sends it with Content-Length)."""
 
     def __init__(self, parts: list[Part], start: int = 0, end: int | None = None) -> None:
-        total = sum(len(p) if isinstance(p, bytes) else p[1] for p in parts)
-        end = total if end is None else end
+        end = sum(map(_size, parts)) if end is None else end
         self.pieces: list[tuple[Part, int, int]] = []  # part, from, to (within the part)
         offset = 0
         for part in parts:
-            size = len(part) if isinstance(part, bytes) else part[1]
+            size = _size(part)
             lo, hi = max(start - offset, 0), min(end - offset, size)
             if lo < hi:
                 self.pieces.append((part, lo, hi))
@@ -184,10 +215,8 @@ def copy_layout(layout: Layout, destination: Path) -> None:
     blobs.mkdir(parents=True)
     for name in ("oci-layout", "index.json"):
         (destination / name).write_bytes((layout.root / name).read_bytes())
-    for digest in [layout.manifest_digest, *(d["digest"] for d in layout.descriptors())]:
+    for digest in layout.blob_digests():
         target = blobs / digest.split(":")[1]
-        if target.exists():
-            continue
         reader = layout.open_blob(digest)
         with open(target, "wb") as out:
             while chunk := reader.read(CHUNK):
@@ -239,12 +268,7 @@ def write_docker_archive(layout: Layout, out: BinaryIO, tag: str) -> None:
     with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:
         for name, data in small.items():
             tar.addfile(_tar_member(name, len(data)), io.BytesIO(data))
-        digests = [layout.manifest_digest, *(d["digest"] for d in layout.descriptors())]
-        seen: set[str] = set()
-        for digest in digests:
-            if digest in seen:
-                continue
-            seen.add(digest)
+        for digest in layout.blob_digests():
             reader = layout.open_blob(digest)
             tar.addfile(_tar_member(f"blobs/sha256/{digest.split(':')[1]}", len(reader)), reader)
             reader.close()
@@ -257,15 +281,3 @@ def _full_name(tag: str) -> str:
     if "/" not in name or ("." not in first and ":" not in first and first != "localhost"):
         name = f"docker.io/{name if '/' in name else 'library/' + name}"
     return name
-
-
-def iter_file(path: Path, start: int = 0, end: int | None = None) -> Iterator[bytes]:
-    with open(path, "rb") as f:
-        f.seek(start)
-        left = (end if end is not None else path.stat().st_size) - start
-        while left > 0:
-            chunk = f.read(min(CHUNK, left))
-            if not chunk:
-                break
-            left -= len(chunk)
-            yield chunk

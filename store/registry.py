@@ -25,16 +25,18 @@ from urllib.parse import urlencode, urlsplit
 import requests
 
 from store.errors import StoreError
-from store.oci import DOCKER_MANIFEST, INDEX, MANIFEST, BlobReader, Layout
-
-ACCEPT = ", ".join(
-    [
-        MANIFEST,
-        DOCKER_MANIFEST,
-        INDEX,
-        "application/vnd.docker.distribution.manifest.list.v2+json",
-    ]
+from store.oci import (
+    DOCKER_LIST,
+    DOCKER_MANIFEST,
+    INDEX,
+    MANIFEST,
+    BlobReader,
+    Layout,
+    digest_of,
+    platform_manifest,
 )
+
+ACCEPT = ", ".join([MANIFEST, DOCKER_MANIFEST, INDEX, DOCKER_LIST])
 RETRIABLE = {408, 429, 500, 502, 503, 504}
 _COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
 _REPOSITORY = re.compile(rf"^{_COMPONENT}(?:/{_COMPONENT})*$")
@@ -172,10 +174,13 @@ class Registry:
                 if ok and "Authorization" in headers:
                     self.authorization = str(headers["Authorization"])
                     return
-            raise RegistryError(
-                f"{self.host} refused our credentials (HTTP 401)",
-                hint=f"check them with `cog login {self.host}`",
-            )
+            raise self._refused()
+
+    def _refused(self) -> RegistryError:
+        return RegistryError(
+            f"{self.host} refused our credentials (HTTP 401)",
+            hint=f"check them with `cog login {self.host}`",
+        )
 
     def request(
         self,
@@ -222,10 +227,7 @@ class Registry:
                     reauthenticated = True
                     continue
                 if response.status_code == 401:
-                    raise RegistryError(
-                        f"{self.host} refused our credentials (HTTP 401)",
-                        hint=f"check them with `cog login {self.host}`",
-                    )
+                    raise self._refused()
                 if response.status_code not in RETRIABLE or not retry:
                     return response
                 problem = f"HTTP {response.status_code}"
@@ -235,7 +237,7 @@ class Registry:
                     data.close()
             attempt += 1
             if attempt < self.attempts and retry:
-                time.sleep(min(0.2 * 2**attempt, 5.0))
+                _backoff(attempt)
         raise RegistryError(
             f"the registry at {self.host} failed ({problem}) on {method} "
             f"{urlsplit(target).path}" + (f" after {self.attempts} tries" if retry else ""),
@@ -311,7 +313,7 @@ class Registry:
                 setbacks += 1
                 if setbacks >= self.attempts:
                     raise
-                time.sleep(min(0.2 * 2**setbacks, 5.0))
+                _backoff(setbacks)
                 offset, location = self._upload_status(location)
         separator = "&" if "?" in location else "?"
         finished = self.request(
@@ -365,7 +367,7 @@ class Registry:
             headers={"Content-Type": media_type},
         )
         self.check(response, 201)
-        digest = f"sha256:{hashlib.sha256(data).hexdigest()}"
+        digest = digest_of(data)
         answered = response.headers.get("Docker-Content-Digest")
         if answered and answered != digest:
             raise RegistryError(f"the registry stored the manifest as {answered}, not {digest}")
@@ -385,6 +387,10 @@ class Registry:
         self.check(response, 200)
         media_type = response.headers.get("Content-Type", MANIFEST).split(";")[0]
         return response.content, media_type
+
+
+def _backoff(attempt: int) -> None:
+    time.sleep(min(0.2 * 2**attempt, 5.0))
 
 
 def _transport_problem(error: Exception) -> str:
@@ -468,9 +474,8 @@ def push(
                 result.bytes_uploaded += size
         say(f"{outcome:>8} {digest[:19]} {size / 2**20:9.1f} MiB")
 
-    descriptors = {d["digest"]: d for d in layout.descriptors()}  # a blob once, even if reused
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-        for future in [pool.submit(send, d) for d in descriptors.values()]:
+        for future in [pool.submit(send, d) for d in layout.descriptors()]:
             future.result()
     known.save()
     registry.put_manifest(
@@ -489,7 +494,7 @@ def _upload_with_retries(
         except RegistryError:
             if attempt + 1 == registry.attempts:
                 raise
-            time.sleep(min(0.2 * 2**attempt, 5.0))
+            _backoff(attempt)
             if registry.blob_exists(repository, digest):  # the failed answer's request landed
                 return
 
@@ -498,28 +503,18 @@ def resolve(ref: Reference, arch: str = "amd64") -> str:
     """The digest of the image manifest `ref` names now: its tag looked up, a multi-platform
     index narrowed to linux/`arch`. (What is fetched afterwards is fetched by digest.)"""
     registry = Registry.shared(ref.host, ref.insecure)
-    data, media_type = registry.get_manifest(ref.repository, ref.reference)
-    digest = f"sha256:{hashlib.sha256(data).hexdigest()}"
+    data, _ = registry.get_manifest(ref.repository, ref.reference)
+    digest = digest_of(data)
     if ref.digest and digest != ref.digest:
         raise RegistryError(f"the registry sent a manifest that is not {ref.digest}")
-    if media_type in (INDEX, "application/vnd.docker.distribution.manifest.list.v2+json"):
-        chosen = [
-            m
-            for m in json.loads(data)["manifests"]
-            if m.get("platform", {}).get("os") == "linux"
-            and m.get("platform", {}).get("architecture") == arch
-        ]
-        if not chosen:
-            raise RegistryError(f"{ref} has no linux/{arch} image")
-        return str(chosen[0]["digest"])
-    return digest
+    return platform_manifest(json.loads(data), arch, str(ref)) or digest
 
 
 def fetch_manifest(ref: Reference, digest: str, target: Path) -> None:
     """Writes the manifest `digest` of `ref`'s repository to `target`, verified."""
     registry = Registry.shared(ref.host, ref.insecure)
     data, _ = registry.get_manifest(ref.repository, digest)
-    if f"sha256:{hashlib.sha256(data).hexdigest()}" != digest:
+    if digest_of(data) != digest:
         raise RegistryError(f"the registry sent a manifest that is not {digest}")
     target.write_bytes(data)
 

@@ -32,11 +32,22 @@ def cog_version() -> str:
 
 def register(sub: argparse._SubParsersAction[Any]) -> None:
     p = sub.add_parser("build", help="build the project here: every layer, then its image")
+    add_image_flags(p)
+    p.add_argument("-t", "--tag", help="the image's name (default: cog.yaml's image, or cog-DIR)")
+    p.add_argument(
+        "--output",
+        help="also write the image elsewhere: oci:DIR, docker-archive:FILE, or docker (the engine)",
+    )
+    p.set_defaults(func=cmd_build)
+
+
+def add_image_flags(p: argparse.ArgumentParser) -> None:
+    """What `build_image` reads: how to lock, for which platform, and how to lay out layers."""
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--locked", action="store_true", help="refuse a missing or stale cog.lock")
     mode.add_argument("--frozen", action="store_true", help="use cog.lock as it is")
     p.add_argument("--arch", choices=["amd64", "arm64"], default="amd64")
-    p.add_argument("-j", "--jobs", type=int, default=None)
+    p.add_argument("-j", "--jobs", type=int, default=None, help="parallel builds")
     p.add_argument(
         "--max-layers",
         type=int,
@@ -49,12 +60,6 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
         default="gzip",
         help="layer compression (default gzip; zstd needs Docker 23 or later to load)",
     )
-    p.add_argument("-t", "--tag", help="the image's name (default: cog.yaml's image, or cog-DIR)")
-    p.add_argument(
-        "--output",
-        help="also write the image elsewhere: oci:DIR, docker-archive:FILE, or docker (the engine)",
-    )
-    p.set_defaults(func=cmd_build)
 
 
 def locked_inputs(

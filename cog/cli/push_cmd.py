@@ -8,8 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from builders.image import MAX_LAYERS
-from cog.cli.build_cmd import build_image
+from cog.cli.build_cmd import add_image_flags, build_image
 from cog.cli.errors import UsageError
 from derivations.config import load_config
 from store.local import Store
@@ -19,14 +18,8 @@ from store.registry import KnownBlobs, Reference, Registry, login, push
 def register(sub: argparse._SubParsersAction[Any]) -> None:
     p = sub.add_parser("push", help="build the project here and push its image to a registry")
     p.add_argument("image", nargs="?", help="HOST/NAME[:TAG] (default: cog.yaml's image)")
-    mode = p.add_mutually_exclusive_group()
-    mode.add_argument("--locked", action="store_true", help="refuse a missing or stale cog.lock")
-    mode.add_argument("--frozen", action="store_true", help="use cog.lock as it is")
-    p.add_argument("--arch", choices=["amd64", "arm64"], default="amd64")
-    p.add_argument("-j", "--jobs", type=int, default=None, help="parallel builds")
+    add_image_flags(p)
     p.add_argument("--uploads", type=int, default=4, help="parallel blob uploads (default 4)")
-    p.add_argument("--compression", choices=["gzip", "zstd"], default="gzip")
-    p.add_argument("--max-layers", type=int, default=MAX_LAYERS)
     p.set_defaults(func=cmd_push)
 
     p = sub.add_parser("login", help="save credentials for a registry (checked first)")

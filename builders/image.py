@@ -34,7 +34,7 @@ from builders.base import BuildContext
 from builders.errors import BuildError
 from builders.project import Layers
 from builders.rootview import view_derivation
-from builders.sandbox import run_command
+from builders.sandbox import read_result, run_command
 from derivations.hashing import output_path
 from derivations.model import Derivation, DrvInput, SrcInput
 from runtime.schema import openapi
@@ -280,13 +280,19 @@ class ImageBuilder:
             return None
         python = f"{ctx.input_paths['model-env']}/bin/python"
         code = str(ctx.input_paths["code"])
-        run_command(ctx, [python, "-c", _DESCRIBE, ref, code], rootfs=ctx.inputs["root-view"])
-        found = json.loads((ctx.scratch / "build" / "signature.json").read_text())
+        # The model's code runs here: it sees no output, and what it leaves is read as a file.
+        argv = [python, "-c", _DESCRIBE, ref, code]
+        run_command(ctx, argv, rootfs=ctx.inputs["root-view"], output=False)
+        try:
+            found = json.loads(read_result(ctx, "signature.json"))
+        except ValueError:
+            raise BuildError("the predictor's signature could not be read back") from None
         return json.dumps(openapi(found), sort_keys=True, separators=(",", ":"))
 
     def build(self, ctx: BuildContext) -> None:
         out = ctx.out
         schema = self._openapi(ctx)
+        out.mkdir()  # made after the model's code ran, and never shown to it
         labels = dict(ctx.drv.args["labels"])
         if schema is not None:
             labels["run.cog.openapi_schema"] = schema

@@ -82,6 +82,15 @@ def _remove(path: Path) -> None:
         path.unlink()
 
 
+def _within(out: Path, directory: Path, name: str, rel: str) -> Path:
+    """`directory` (inside `out`) as the kernel resolves it; refused when a link in a lower
+    layer leads it out of the image's tree, where removing or replacing would touch the host."""
+    real, top = os.path.realpath(directory), os.path.realpath(out)
+    if real != top and not real.startswith(top + os.sep):
+        raise BuildError(f"{name} of the image reaches {rel} through a link that leads out of it")
+    return Path(real)
+
+
 def apply_layer(out: Path, stream: BinaryIO, name: str) -> None:
     with tarfile.open(fileobj=stream, mode="r|") as tar:
         for member in tar:
@@ -89,7 +98,7 @@ def apply_layer(out: Path, stream: BinaryIO, name: str) -> None:
             if not rel:
                 continue
             parent, _, base = rel.rpartition("/")
-            target_dir = out / parent if parent else out
+            target_dir = _within(out, out / parent if parent else out, name, rel)
             if base == OPAQUE:
                 if target_dir.is_dir():
                     for child in target_dir.iterdir():
@@ -100,7 +109,7 @@ def apply_layer(out: Path, stream: BinaryIO, name: str) -> None:
                 continue
             if member.ischr() or member.isblk() or member.isfifo():
                 continue  # devices come from the runtime's /dev
-            existing = out / rel
+            existing = target_dir / base
             if os.path.lexists(existing) and not (member.isdir() and existing.is_dir()):
                 _remove(existing)
             member.name = rel

@@ -1,7 +1,7 @@
 """Running a built project natively: bubblewrap over its root layers, the store and the code.
 
-The root layers are stacked into one read-only view at `/`, the store is mounted read-only
-at `/cog/store`, the code at `/src`; the network is the host's (the server listens on it).
+The root layers are stacked into one read-only view at `/`, the model's closure (and nothing
+else of the store) is mounted read-only at `/cog/store`, the code at `/src`; the network is the host's (the server listens on it).
 The runtime's environment runs the server, which starts the predictor's worker with the
 model's environment: two environments over one interpreter, as in the image.
 """
@@ -34,7 +34,13 @@ def server_argv(
     argv = [bwrap, "--unshare-all", "--share-net", "--die-with-parent", "--new-session"]
     argv += ["--ro-bind", str(view), "/", "--proc", "/proc", "--dev", "/dev"]
     argv += ["--perms", "1777", "--tmpfs", "/tmp"]
-    argv += ["--ro-bind", str(store.root), STORE_DIR]
+    # Only the model's closure is in its /cog/store: never other projects' paths, the store's
+    # database or its build logs.
+    argv += ["--tmpfs", STORE_DIR]
+    wanted = [model_env, runtime_env, built.code, *built.weights.values()]
+    for path in store.closure(wanted):
+        argv += ["--ro-bind", str(store.real_path(path)), str(path)]
+    argv += ["--remount-ro", STORE_DIR]
     # /src is the code, plus each weight file where the project had it: a writable tmpfs
     # holding read-only binds, since a store path cannot gain mount points.
     code = store.real_path(built.code)

@@ -9,13 +9,16 @@ each weight file as a content-addressed path.
 
 from __future__ import annotations
 
-import fnmatch
 import os
 import shutil
+import stat
+import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from docker.utils.build import PatternMatcher
 
 from builders.pyenv import env_derivation
 from builders.sdk import runtime_install, sdk_install
@@ -31,7 +34,7 @@ from store.local import Store
 from store.paths import StorePath
 
 LARGE_FILE = 64 * 1024 * 1024  # files this big are weights, not code
-ALWAYS_IGNORED = (".git", ".cog", "__pycache__", "cog.lock", ".venv")
+ALWAYS_IGNORED = (".git", ".cog", "**/__pycache__", "cog.lock", ".venv")
 
 
 @dataclass
@@ -67,55 +70,84 @@ class Layers:
 
 
 def _ignore_patterns(root: Path) -> list[str]:
-    patterns = list(ALWAYS_IGNORED)
+    """The project's ignore rules (.dockerignore, then .cogignore), read as Docker reads
+    .dockerignore, then the paths that never belong in /src (last, so no `!` brings them back)."""
+    patterns: list[str] = []
     for name in (".dockerignore", ".cogignore"):
         path = root / name
-        if path.is_file():
-            for line in path.read_text().splitlines():
-                line = line.strip()
-                if line and not line.startswith(("#", "!")):
-                    patterns.append(line.strip("/"))
-    return patterns
+        if not path.is_file():
+            continue
+        try:
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            raise ConfigError(f"{name} is not UTF-8 text", hint=f"fix or remove {path}") from None
+        for line in text.splitlines():
+            line = line.strip()
+            if line and not line.startswith("#"):
+                patterns.append(line)
+    return patterns + list(ALWAYS_IGNORED)
 
 
-def _ignored(rel: str, patterns: list[str]) -> bool:
-    parts = rel.split("/")
-    return any(
-        fnmatch.fnmatch(rel, p) or fnmatch.fnmatch(parts[0], p) or p in parts for p in patterns
-    )
+def _link_target(root: Path, rel: str) -> str:
+    """What the project's link `rel` becomes in /src: its target, relative, when it stays
+    inside the project; a link that leads out of it would ship a host file, so it is refused."""
+    link = root / rel
+    text = os.readlink(link)
+    real_root = os.path.realpath(root)
+    resolved = os.path.realpath(link)
+    if resolved != real_root and not resolved.startswith(real_root + os.sep):
+        raise ConfigError(
+            f"the project's link {rel} leads outside the project (to {text})",
+            hint="copy what it points to into the project, or add the link to .dockerignore",
+        )
+    lexical = os.path.normpath(os.path.join(os.path.dirname(rel), text))
+    if not os.path.isabs(text) and not lexical.startswith(".."):
+        return text
+    return os.path.relpath(resolved, os.path.realpath(link.parent))
 
 
 def add_code(store: Store, root: Path, config: CogConfig) -> tuple[StorePath, dict[str, StorePath]]:
-    """The project for `/src` (ignore files honoured) and its weights, each in the store."""
-    patterns = _ignore_patterns(root)
+    """The project for `/src` and its weights, each in the store. Ignore files follow Docker's
+    rules (docker SDK's matcher); links are kept as links, never followed."""
+    matcher = PatternMatcher(_ignore_patterns(root))
     declared = {os.path.normpath(w.source) for w in config.weights}
     weights: dict[str, StorePath] = {}
+    skipped: list[str] = []
     with tempfile.TemporaryDirectory(dir=store.root / ".cog" / "tmp") as tmp:
         tree = Path(tmp) / "src"
         tree.mkdir()
-        for dirpath, dirnames, filenames in os.walk(root):
-            rel_dir = os.path.relpath(dirpath, root)
-            keep = []
-            for d in sorted(dirnames):
-                rel = os.path.normpath(os.path.join(rel_dir, d))
-                if _ignored(rel, patterns):
-                    continue
-                if rel in declared:  # a weights directory
-                    weights[rel] = store.add(root / rel, _safe(rel))
-                    continue
-                keep.append(d)
-            dirnames[:] = keep
-            for name in sorted(filenames):
-                rel = os.path.normpath(os.path.join(rel_dir, name))
-                source = root / rel
-                if _ignored(rel, patterns) or (source.is_symlink() and not source.exists()):
-                    continue
-                if rel in declared or source.stat().st_size >= LARGE_FILE:
-                    weights[rel] = store.add(source, _safe(rel))
-                    continue
-                target = tree / rel
+        for rel in sorted(matcher.walk(str(root))):
+            if any(rel.startswith(w + "/") for w in weights):
+                continue  # inside a weights directory, which is added whole
+            source, target = root / rel, tree / rel
+            mode = source.lstat().st_mode
+            if stat.S_ISLNK(mode) and rel in declared:  # a weight kept elsewhere in the project
+                _link_target(root, rel)
+                source, mode = Path(os.path.realpath(source)), source.stat().st_mode
+            if stat.S_ISDIR(mode) and rel in declared:
+                weights[rel] = store.add(source, _safe(rel))
+                continue
+            if stat.S_ISDIR(mode):
+                continue  # made for what it holds (an empty one would hide weight mounts)
+            if not (stat.S_ISLNK(mode) or stat.S_ISREG(mode)):
+                skipped.append(rel)  # sockets, fifos, devices: not part of a project's code
+            elif rel in declared or (stat.S_ISREG(mode) and source.stat().st_size >= LARGE_FILE):
+                weights[rel] = store.add(source, _safe(rel))
+            else:
                 target.parent.mkdir(parents=True, exist_ok=True)
-                shutil.copy2(source, target)
+                if stat.S_ISLNK(mode):
+                    os.symlink(_link_target(root, rel), target)
+                else:
+                    shutil.copy2(source, target, follow_symlinks=False)
+        missing = sorted(declared - set(weights))
+        if missing:
+            raise ConfigError(
+                f"cog.yaml declares the weight {missing[0]}, which is not in the project "
+                "(or is ignored)",
+                hint="fix its weights: source, or remove it from .dockerignore",
+            )
+        for rel in skipped:
+            print(f"warning: {rel} is not a file, directory or link: left out", file=sys.stderr)
         return store.add(tree, "code"), weights
 
 

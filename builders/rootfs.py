@@ -45,7 +45,7 @@ from builders.base import BuildContext
 from builders.errors import BuildError, SandboxUnavailable
 from builders.fetch import fetch_derivation
 from builders.rootview import merge_view
-from builders.sandbox import run_command
+from builders.sandbox import read_result, run_command
 from derivations.apt.pins import DebPin
 from derivations.model import Derivation, DrvInput, SrcInput
 
@@ -118,7 +118,6 @@ class RootfsBuilder:
         link_python(tree, lowers)
         write_status(tree, lower, controls)
         self._ldconfig(ctx, tree, lowers)
-        ctx.out.rmdir()  # run_command made it for its bind mount; the tree replaces it
         os.rename(tree, ctx.out)
 
     def _ldconfig(self, ctx: BuildContext, tree: Path, lowers: list[Path]) -> None:
@@ -126,13 +125,20 @@ class RootfsBuilder:
         if not (view / "sbin" / "ldconfig").exists():
             raise BuildError(f"{ctx.drv.name} has no /sbin/ldconfig (libc-bin) in its layers")
         started = time.monotonic()
-        run_command(ctx, ["/sbin/ldconfig", "-X", "-C", "/build/ld.so.cache"], rootfs=view)
+        argv = ["/sbin/ldconfig", "-X", "-C", "/build/ld.so.cache"]
+        run_command(ctx, argv, rootfs=view, output=False)
         ctx.say(f"ldconfig over the merged view in {time.monotonic() - started:.1f}s")
-        cache = ctx.scratch / "build" / "ld.so.cache"
-        if not cache.is_file():
-            raise BuildError(f"ldconfig wrote no cache for {ctx.drv.name}")
-        (tree / "etc").mkdir(exist_ok=True)  # an empty layer (no system packages) has none
-        shutil.copyfile(cache, tree / "etc" / "ld.so.cache")
+        cache = read_result(ctx, "ld.so.cache")
+        etc = tree / "etc"
+        if etc.is_symlink() or (etc.exists() and not etc.is_dir()):
+            raise BuildError(f"{ctx.drv.name} has an /etc that is not a directory")
+        etc.mkdir(exist_ok=True)  # an empty layer (no system packages) has none
+        target = etc / "ld.so.cache"
+        if os.path.lexists(target):
+            target.unlink()
+        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+        with os.fdopen(fd, "wb") as f:
+            f.write(cache)
         shutil.rmtree(view)
 
 

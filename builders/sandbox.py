@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import stat
 import subprocess
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -49,7 +50,9 @@ def build_env(ctx: BuildContext, out: str) -> dict[str, str]:
     return env
 
 
-def bwrap_argv(ctx: BuildContext, argv: Sequence[str], rootfs: Path | None = None) -> list[str]:
+def bwrap_argv(
+    ctx: BuildContext, argv: Sequence[str], rootfs: Path | None = None, output: bool = True
+) -> list[str]:
     exe = bwrap_path()
     if exe is None:
         raise SandboxUnavailable("bubblewrap (bwrap) is not installed")
@@ -61,16 +64,18 @@ def bwrap_argv(ctx: BuildContext, argv: Sequence[str], rootfs: Path | None = Non
     cmd += ["--tmpfs" if rootfs is not None else "--dir", STORE_DIR]
     for path in ctx.closure:
         cmd += ["--ro-bind", str(ctx.store.real_path(path)), str(path)]
-    ctx.out.mkdir()
+    if output:
+        ctx.out.mkdir()
+        cmd += ["--bind", str(ctx.out), str(ctx.out_path)]
     build_dir = ctx.scratch / "build"
     build_dir.mkdir(exist_ok=True)
-    cmd += ["--bind", str(ctx.out), str(ctx.out_path), "--bind", str(build_dir), "/build"]
+    cmd += ["--bind", str(build_dir), "/build"]
     cmd += ["--chdir", "/build", "--", *argv]
     return cmd
 
 
 def _unsandboxed(
-    ctx: BuildContext, argv: Sequence[str], env: Mapping[str, str]
+    ctx: BuildContext, argv: Sequence[str], env: Mapping[str, str], output: bool
 ) -> tuple[list[str], dict[str, str]]:
     """--no-sandbox: the host runs the command, with /cog/store/ rewritten to the real store."""
     real = str(ctx.store.root)
@@ -78,12 +83,21 @@ def _unsandboxed(
     def fix(s: str) -> str:
         return s.replace(STORE_DIR + "/", real + "/")
 
-    ctx.out.mkdir()
+    if output:
+        ctx.out.mkdir()
     return [fix(a) for a in argv], {k: fix(v) for k, v in env.items()} | {"out": str(ctx.out)}
 
 
-def run_command(ctx: BuildContext, argv: Sequence[str], rootfs: Path | None = None) -> None:
-    """Runs `argv` for the derivation, its output going to the log; kills it on cancel."""
+def run_command(
+    ctx: BuildContext, argv: Sequence[str], rootfs: Path | None = None, output: bool = True
+) -> None:
+    """Runs `argv` for the derivation, its output going to the log; kills it on cancel.
+
+    With `output`, the command writes the derivation's output itself (made here, bound
+    writable). Without it, the output is not visible to the command: a builder whose host-side
+    code writes the output after running foreign code must pass False, so that the foreign code
+    cannot plant a link in it that the host would then write through. Files the command leaves
+    in /build are read back with `read_result`, never by following a link."""
     env = build_env(ctx, str(ctx.out_path))
     if ctx.sandbox:
         if not sandbox_works():
@@ -91,10 +105,10 @@ def run_command(ctx: BuildContext, argv: Sequence[str], rootfs: Path | None = No
                 f"{ctx.drv.name} runs foreign code and must be sandboxed, but bubblewrap is "
                 "missing or cannot create namespaces here"
             )
-        cmd, cwd = bwrap_argv(ctx, argv, rootfs), None
+        cmd, cwd = bwrap_argv(ctx, argv, rootfs, output), None
     else:
         ctx.say("warning: building without a sandbox; the output may depend on this host")
-        cmd, env = _unsandboxed(ctx, argv, env)
+        cmd, env = _unsandboxed(ctx, argv, env, output)
         cwd = ctx.scratch
     ctx.log.flush()
     try:
@@ -122,3 +136,20 @@ def run_command(ctx: BuildContext, argv: Sequence[str], rootfs: Path | None = No
             proc.wait()
     if code != 0:
         raise BuildError(f"the builder of {ctx.drv.name} exited with status {code}")
+
+
+def read_result(ctx: BuildContext, name: str, limit: int = 64 << 20) -> bytes:
+    """A regular file that sandboxed code left in /build, read without following a link (the
+    code may have replaced it with a link to a host file, which must never be read)."""
+    path = ctx.scratch / "build" / name
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError as e:
+        raise BuildError(f"{ctx.drv.name} left no readable /build/{name} ({e.strerror})") from None
+    with os.fdopen(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+            raise BuildError(f"{ctx.drv.name} left /build/{name} as something other than a file")
+        data = f.read(limit + 1)
+    if len(data) > limit:
+        raise BuildError(f"{ctx.drv.name} left a /build/{name} larger than {limit} bytes")
+    return data

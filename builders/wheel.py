@@ -109,7 +109,8 @@ class WheelBuilder:
         if lib.is_dir():
             site = site_packages(python)
             argv = [ctx.drv.args["interpreter"], "-c", _COMPILE, f"/build/tree/{site}"]
-            run_command(ctx, [*argv, f"{ctx.out_path}/{site}"], rootfs=ctx.inputs["root"])
-            ctx.out.rmdir()  # run_command made it for its bind mount; the tree replaces it
+            run_command(
+                ctx, [*argv, f"{ctx.out_path}/{site}"], rootfs=ctx.inputs["root"], output=False
+            )
         os.rename(tree, ctx.out)
         ctx.say(f"installed {wheel.name}")

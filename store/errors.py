@@ -32,3 +32,9 @@ class CorruptImport(StoreError):
 
 class HashMismatch(StoreError):
     """What arrived or was built does not hash to what it must."""
+
+
+class CorruptBlob(StoreError):
+    """A stored blob whose bytes no longer hash to its digest: never shipped."""
+
+    hint = "run `cog store verify --repair`, then build again"

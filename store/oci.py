@@ -21,7 +21,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from store.errors import StoreError
+from store.errors import CorruptBlob, StoreError
 
 MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 INDEX = "application/vnd.oci.image.index.v1+json"
@@ -149,7 +149,33 @@ class Layout:
         return [(path, path.stat().st_size)]
 
     def open_blob(self, digest: str, start: int = 0, end: int | None = None) -> BlobReader:
-        return BlobReader(self.blob_parts(digest), start, end)
+        """A blob, or a byte range of it. A whole blob is hashed as it is read, and the read
+        that would return its last bytes fails instead when they do not make its digest, so
+        a corrupt store path never reaches a file, an archive or a registry whole."""
+        parts = self.blob_parts(digest)
+        whole = start == 0 and (end is None or end >= sum(map(_size, parts)))
+        expect = (digest, self._source(parts)) if whole else None
+        return BlobReader(parts, start, end, expect)
+
+    def verify_blob(self, digest: str) -> None:
+        """Reads the whole blob; raises CorruptBlob when it does not match its digest."""
+        reader = self.open_blob(digest)
+        try:
+            while reader.read(CHUNK):
+                pass
+        finally:
+            reader.close()
+
+    def _source(self, parts: list[Part]) -> str:
+        """Where a blob's bytes live, for a message: the store path (or layout) holding them."""
+        for part in parts:
+            if isinstance(part, tuple):
+                try:
+                    rel = part[0].relative_to(self.root.parent)
+                except ValueError:
+                    return str(part[0])
+                return str(self.root.parent / rel.parts[0])
+        return str(self.root)
 
     def blob_size(self, digest: str) -> int:
         return sum(map(_size, self.blob_parts(digest)))
@@ -159,8 +185,16 @@ class BlobReader:
     """A byte range of a blob, read on demand from its parts: a stream that never holds the
     blob in memory, with a length (so an HTTP client sends it with Content-Length)."""
 
-    def __init__(self, parts: list[Part], start: int = 0, end: int | None = None) -> None:
+    def __init__(
+        self,
+        parts: list[Part],
+        start: int = 0,
+        end: int | None = None,
+        expect: tuple[str, str] | None = None,  # the whole blob's digest, and where it lives
+    ) -> None:
         end = sum(map(_size, parts)) if end is None else end
+        self.expect = expect
+        self.hash = hashlib.sha256() if expect is not None else None
         self.pieces: list[tuple[Part, int, int]] = []  # part, from, to (within the part)
         offset = 0
         for part in parts:
@@ -201,6 +235,13 @@ class BlobReader:
             else:
                 self.pieces[0] = (part, lo, hi)
         self.left -= len(out)
+        if self.hash is not None and self.expect is not None:
+            self.hash.update(out)
+            if self.left == 0 and f"sha256:{self.hash.hexdigest()}" != self.expect[0]:
+                raise CorruptBlob(
+                    f"the blob {self.expect[0]} in {self.expect[1]} does not match its digest "
+                    "(the store is corrupt)"
+                )
         return bytes(out)
 
     def close(self) -> None:

@@ -5,8 +5,10 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import os
 import shutil
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -124,6 +126,7 @@ def build(
     store: Store, project: Path, args: argparse.Namespace
 ) -> tuple[CogConfig, dict[str, Any], Layers]:
     """Realises every layer; returns the config and lock it built from, and the layers."""
+    check_project_state(project)
     config, lock, channel = locked_inputs(project, args.arch, args.locked, args.frozen)
     result = layers(store, project, config, lock, channel)
     realise(store, result.derivations, jobs=args.jobs, reporter=default_reporter())
@@ -160,6 +163,8 @@ def build_image(store: Store, project: Path, args: argparse.Namespace) -> tuple[
 
 def cmd_build(args: argparse.Namespace, store: Store) -> int:
     project = Path.cwd()
+    if args.output:
+        check_output(args.output)  # a wrong place fails now, not after the build
     config, layout = build_image(store, project, args)
     if args.output:
         write_output(store, layout, args.output, image_name(config, project, args.tag))
@@ -171,27 +176,101 @@ def image_name(config: CogConfig, project: Path, tag: str | None) -> str:
     return name if ":" in name.rpartition("/")[2] else f"{name}:latest"
 
 
-def write_output(store: Store, layout: Layout, spec: str, tag: str) -> None:
+def check_output(spec: str) -> tuple[str, Path | None]:
+    """The output's kind and place, refused before anything is built when it cannot work."""
     kind, _, target = spec.partition(":")
     if kind == "docker" and not target:
-        with store.temp_dir("docker-load-") as scratch:
-            docker_engine.load(layout, tag, scratch)
-        print(f"loaded {tag} into the Docker engine")
-        return
+        return kind, None
     if kind not in ("oci", "docker-archive") or not target:
         raise UsageError(
             f"--output {spec!r} is not supported",
             hint="use --output oci:DIR, --output docker-archive:FILE or --output docker",
         )
     destination = Path(target)
-    if kind == "docker-archive":
-        partial = destination.with_name(f".{destination.name}.partial")
-        with open(partial, "wb") as out:
+    if kind == "docker-archive" and destination.is_dir():
+        raise UsageError(
+            f"{destination} is a directory", hint="give --output docker-archive: a file name"
+        )
+    if kind == "oci":
+        if destination.is_symlink() or (destination.exists() and not destination.is_dir()):
+            raise UsageError(
+                f"{destination} exists and is not a directory",
+                hint="give --output oci: a new directory, or an OCI layout to replace",
+            )
+        if destination.is_dir() and any(destination.iterdir()) and not _is_layout(destination):
+            raise UsageError(
+                f"{destination} is not empty and not an OCI layout; cog will not replace it",
+                hint="give --output oci: a new or empty directory, or an OCI layout to replace",
+            )
+    parent = destination.absolute().parent
+    existing = next((p for p in (parent, *parent.parents) if p.exists()), Path("/"))
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        raise UsageError(
+            f"cannot write {destination}: {existing} is not a writable directory",
+            hint="choose a writable place for --output",
+        )
+    return kind, destination
+
+
+def write_output(store: Store, layout: Layout, spec: str, tag: str) -> None:
+    kind, destination = check_output(spec)
+    if destination is None:
+        with store.temp_dir("docker-load-") as scratch:
+            docker_engine.load(layout, tag, scratch)
+        print(f"loaded {tag} into the Docker engine")
+        return
+    try:
+        if kind == "docker-archive":
+            _write_archive(layout, destination, tag)
+            print(f"wrote the docker archive {destination} ({tag})")
+        else:
+            _write_layout(layout, destination)
+            print(f"wrote the OCI layout to {destination}")
+    except OSError as e:
+        raise UsageError(
+            f"cannot write {destination} ({e.strerror or e})",
+            hint="choose a writable place with room for the image",
+        ) from None
+
+
+def _write_archive(layout: Layout, destination: Path, tag: str) -> None:
+    """The archive goes to a temp file beside FILE, renamed over it only when whole."""
+    partial = destination.with_name(f".{destination.name}.partial-{os.getpid()}")
+    try:
+        with open(partial, "xb") as out:
             write_docker_archive(layout, out, tag)
         partial.replace(destination)
-        print(f"wrote the docker archive {destination} ({tag})")
-        return
-    if destination.exists():
-        shutil.rmtree(destination)
-    copy_layout(layout, destination)
-    print(f"wrote the OCI layout to {destination}")
+    finally:
+        partial.unlink(missing_ok=True)
+
+
+def _write_layout(layout: Layout, destination: Path) -> None:
+    """The layout goes to a temp directory beside DIR, swapped in only when whole. DIR may
+    be absent, empty or an OCI layout (replaced, as check_output allowed); nothing else is
+    ever deleted."""
+    parent = destination.absolute().parent
+    parent.mkdir(parents=True, exist_ok=True)
+    partial = Path(tempfile.mkdtemp(prefix=f".{destination.name}.partial-", dir=parent))
+    old = parent / f".{destination.name}.old-{os.getpid()}"
+    try:
+        copy_layout(layout, partial / "layout")
+        if destination.exists():
+            destination.rename(old)
+        (partial / "layout").rename(destination)
+    finally:
+        shutil.rmtree(partial, ignore_errors=True)
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def _is_layout(directory: Path) -> bool:
+    return (directory / "oci-layout").is_file() and (directory / "index.json").is_file()
+
+
+def check_project_state(project: Path) -> None:
+    """`.cog` holds links that cog replaces; through a link they would land somewhere else."""
+    for state in (project / ".cog", project / ".cog" / "roots"):
+        if state.is_symlink():
+            raise UsageError(
+                f"{state} is a link (to {os.readlink(state)}); cog will not write through it",
+                hint=f"remove the link ({state}), cog recreates it as a directory",
+            )

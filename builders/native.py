@@ -1,7 +1,8 @@
 """Running a built project natively: bubblewrap over its root layers, the store and the code.
 
 The root layers are stacked into one read-only view at `/`, the model's closure (and nothing
-else of the store) is mounted read-only at `/cog/store`, the code at `/src`; the network is the host's (the server listens on it).
+else of the store) is mounted read-only at `/cog/store`, the code at `/src`; the network is
+the host's (the server listens on it).
 The runtime's environment runs the server, which starts the predictor's worker with the
 model's environment: two environments over one interpreter, as in the image.
 """

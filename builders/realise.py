@@ -9,6 +9,7 @@ are killed, temp dirs are removed, and nothing partial is ever registered.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import sys
@@ -141,6 +142,9 @@ class Realiser:
     # --- planning -----------------------------------------------------------------------------
 
     def _graph(self, targets: Sequence[Derivation]) -> tuple[list[_Node], dict[StorePath, _Node]]:
+        """The nodes the targets need. As in Nix, a node whose outputs are valid needs none of
+        its inputs (its closure is valid with it), so the walk stops there: after a gc that
+        kept an image, its .debs and wheel files are not fetched again."""
         nodes: dict[StorePath, _Node] = {}
 
         def visit(drv: Derivation) -> _Node:
@@ -149,8 +153,10 @@ class Realiser:
             if node is None:
                 node = _Node(drv, path, output_paths(drv))
                 nodes[path] = node
-                deps = {visit(i.drv) for i in drv.inputs.values() if isinstance(i, DrvInput)}
-                node.deps = sorted(deps, key=lambda n: n.path)
+                if not self._valid(node):
+                    inputs = drv.inputs.values()
+                    deps = {visit(i.drv) for i in inputs if isinstance(i, DrvInput)}
+                    node.deps = sorted(deps, key=lambda n: n.path)
             return node
 
         return [visit(t) for t in targets], nodes
@@ -239,15 +245,89 @@ class Realiser:
         log = self.store.logs / f"{node.path.base}.log"
         self.reporter.started(node.drv.name)
         start = time.monotonic()
+        began = time.time()
         try:
             await run_cancellable(lambda cancel: self._build_sync(node, log, cancel))
-        except (StoreError, OSError) as e:
-            self.reporter.failed(node.drv.name, str(e), str(log))
-            if isinstance(e, BuildError):
+        except BaseExceptionGroup as group:  # run_cancellable's nursery wraps the builder's error
+            failure = self._failure(group)
+            if failure is None:  # cancelled, interrupted, or a bug: as it is
                 raise
-            raise BuildError(f"building {node.drv.name} failed: {e}", hint=f"see {log}") from None
+            raise self._explained(node, log, began, failure) from None
+        except (StoreError, OSError) as e:
+            raise self._explained(node, log, began, e) from None
         self.built.append(node.path)
         self.reporter.finished(node.drv.name, time.monotonic() - start)
+
+    @staticmethod
+    def _failure(group: BaseExceptionGroup[BaseException]) -> StoreError | OSError | None:
+        """The builder's own error, when that is all the group holds."""
+        leaves: list[BaseException] = []
+        pending: list[BaseException] = [group]
+        while pending:
+            e = pending.pop()
+            if isinstance(e, BaseExceptionGroup):
+                pending.extend(e.exceptions)
+            else:
+                leaves.append(e)
+        if len(leaves) != 1 or isinstance(leaves[0], BuildCancelled):
+            return None
+        leaf = leaves[0]
+        return leaf if isinstance(leaf, (StoreError, OSError)) else None
+
+    def _explained(
+        self, node: _Node, log: Path, began: float, error: StoreError | OSError
+    ) -> StoreError:
+        """The error to raise for a failed build, reported: a full disk as such; a builder's
+        failure with the end of its log (the why) and the full log's path."""
+        name = node.drv.name
+        if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
+            if error.filename is not None:
+                path = Path(os.fsdecode(error.filename))
+                what, where = f"{path.name} (building {name})", path.parent
+            else:
+                what, where = f"the build of {name}", self.store.root
+            explained: StoreError = BuildError(
+                f"no space left on device while writing {what} in {where}",
+                hint=f"free some space on the disk that holds {where}, "
+                "or set COG_STORE_DIR to a directory on a larger disk",
+            )
+        elif isinstance(error, (BuildError, OSError)):
+            tail = self._log_tail(log, began)
+            explained = (
+                error
+                if isinstance(error, BuildError)
+                else BuildError(f"building {name} failed: {error}")
+            )
+            if tail:
+                explained.args = (f"{explained}\n{tail}",)
+                seen = f"see the full log: {log}"
+                explained.hint = f"{explained.hint}; {seen}" if explained.hint else seen
+        else:  # a hash mismatch and the like: already precise
+            explained = error
+        self.reporter.failed(name, str(explained).split("\n", 1)[0], str(log))
+        return explained
+
+    @staticmethod
+    def _log_tail(log: Path, since: float, lines: int = 15, width: int = 300) -> str:
+        """The last non-empty lines of this build's log, indented and each cut to `width`;
+        "" when it has none (or is a previous build's)."""
+        window = 64 << 10
+        try:
+            with open(log, "rb") as f:
+                if os.fstat(f.fileno()).st_mtime < since - 1:
+                    return ""
+                size = f.seek(0, os.SEEK_END)
+                f.seek(max(0, size - window))
+                data = f.read()
+        except OSError:
+            return ""
+        text = data.decode(errors="replace").replace("\r", "\n")
+        found = [line.rstrip() for line in text.split("\n") if line.strip()]
+        if size > window:
+            found = found[1:]  # the first may be the end of a cut line
+        return "\n".join(
+            f"    {line[:width]}{' …' if len(line) > width else ''}" for line in found[-lines:]
+        )
 
     def _build_sync(self, node: _Node, log_path: Path, cancel: threading.Event) -> None:
         drv = node.drv

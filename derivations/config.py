@@ -217,11 +217,17 @@ def parse_config(text: str, where: str = "cog.yaml") -> CogConfig:
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise ConfigError(f"{where} is not valid YAML{at}: {getattr(e, 'problem', e)}") from None
+        raise ConfigError(
+            f"{where} is not valid YAML{at}: {getattr(e, 'problem', e)}",
+            hint=f"fix {where} and retry",
+        ) from None
     if data is None:
         data = {}
     if not isinstance(data, dict):
-        raise ConfigError(f"{where} must be a mapping of keys (build, predict, …)")
+        raise ConfigError(
+            f"{where} must be a mapping of keys (build, predict, …)",
+            hint="write it as top-level keys, such as `build:` and `predict:`",
+        )
     try:
         return CogConfig.model_validate(data)
     except ValidationError as e:
@@ -234,7 +240,22 @@ def load_config(project: Path) -> CogConfig:
         raise ConfigError(
             f"there is no cog.yaml in {project}", hint="run `cog init`, or cd to your project"
         )
-    return parse_config(path.read_text(), "cog.yaml")
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise ConfigError(
+            f"cannot read {path}: {e.strerror}", hint="check the file's permissions"
+        ) from None
+    try:
+        text = data.decode()
+    except UnicodeDecodeError as e:
+        line = data.count(b"\n", 0, e.start) + 1
+        raise ConfigError(
+            f"cog.yaml is not UTF-8 text: byte 0x{data[e.start]:02x} at offset {e.start} "
+            f"(line {line})",
+            hint=f"save {path} as UTF-8",
+        ) from None
+    return parse_config(text, "cog.yaml")
 
 
 def requirement_lines(config: CogConfig, project: Path) -> list[str]:

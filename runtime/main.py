@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 import signal
+import socket
 import sys
 from pathlib import Path
 
@@ -31,6 +33,21 @@ def predictor_ref(train: bool, cwd: Path) -> str | None:
                 value = value.strip().strip("'\"")
                 if value:
                     return value
+    return None
+
+
+def _bind_error(host: str, port: int) -> str | None:
+    """Why the server could not listen on host:port (bound as hypercorn binds, then released)."""
+    try:
+        addresses = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+        for family, kind, proto, _, address in addresses:
+            with socket.socket(family, kind, proto) as probe:
+                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                probe.bind(address)
+    except OverflowError as e:  # not a TCP port
+        return str(e)
+    except OSError as e:
+        return "the port is in use" if e.errno == errno.EADDRINUSE else str(e.strerror or e)
     return None
 
 
@@ -95,6 +112,12 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 1
+    port = int(os.environ.get("PORT", "5000"))
+    taken = _bind_error(args.host, port)  # now, not after the model's setup has run
+    if taken is not None:
+        print(f"error: cannot listen on {args.host} port {port}: {taken}", file=sys.stderr)
+        print("hint: set PORT to another port, or stop what listens on it", file=sys.stderr)
+        return 1
     concurrency = os.environ.get("COG_MAX_CONCURRENCY")
     runtime = Runtime(
         WorkerSpec(ref=ref, cwd=cwd, python=args.python, train=train),
@@ -102,6 +125,5 @@ def main(argv: list[str] | None = None) -> int:
         setup_timeout=env_float("COG_SETUP_TIMEOUT"),
         max_concurrency=int(concurrency) if concurrency and concurrency.isdigit() else None,
     )
-    port = int(os.environ.get("PORT", "5000"))
     trio.run(serve_runtime, runtime, args.host, port, args.await_explicit_shutdown)
     return 0

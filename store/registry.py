@@ -323,6 +323,8 @@ class Registry:
             headers={"Content-Type": "application/octet-stream"},
             retry=False,
         )
+        if finished.status_code != 201:
+            layout.verify_blob(digest)  # our corrupt bytes, named as such, not the registry's
         self.check(finished, 201)
 
     def _upload_status(self, location: str) -> tuple[int, str]:
@@ -405,14 +407,42 @@ def _transport_problem(error: Exception) -> str:
 
 
 def _read_docker_config(path: Path) -> dict[str, Any]:
-    if not path.is_file():
-        return {"auths": {}, "credsStore": None, "credHelpers": {}}
-    config = json.loads(path.read_text())
+    config = _load_docker_config(path)
     return {
         "auths": config.get("auths", {}),
         "credsStore": config.get("credsStore"),
         "credHelpers": config.get("credHelpers", {}),
     }
+
+
+def _load_docker_config(path: Path) -> dict[str, Any]:
+    """Docker's config.json as it is ({} when there is none); a file that docker itself could
+    not read either is one sentence naming it."""
+    hint = f"fix {path}, or move it away and run `cog login HOST` again"
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return {}
+    except OSError as e:
+        raise RegistryError(f"cannot read the Docker config {path}: {e.strerror}") from None
+    try:
+        config = json.loads(data)
+    except json.JSONDecodeError as e:
+        raise RegistryError(
+            f"the Docker config {path} is not valid JSON "
+            f"(line {e.lineno}, column {e.colno}: {e.msg})",
+            hint=hint,
+        ) from None
+    except ValueError:  # not UTF-8 (or UTF-16/32) text
+        raise RegistryError(f"the Docker config {path} is not JSON text", hint=hint) from None
+    if not isinstance(config, dict):
+        raise RegistryError(f"the Docker config {path} is not a JSON object", hint=hint)
+    for key in ("auths", "credHelpers"):
+        if not isinstance(config.get(key, {}), dict):
+            raise RegistryError(
+                f"{key} in the Docker config {path} is not a JSON object", hint=hint
+            )
+    return config
 
 
 class KnownBlobs:
@@ -534,7 +564,7 @@ def login(host: str, username: str, password: str) -> Path:
     registry.tokens.set_basic_auth(username, password)
     registry.ping()
     path = docker_config_path()
-    config: dict[str, Any] = json.loads(path.read_text()) if path.is_file() else {}
+    config = _load_docker_config(path)
     config.setdefault("auths", {})[host] = {"auth": registry.credentials}
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(f".{path.name}.partial")

@@ -25,7 +25,7 @@ from tests.conftest import TEST_CACHE, make_tree
 from tests.projects import cog, project
 from tests.services import Registry
 
-PLANT = '''
+PLANT = """
 import os
 from cog import BasePredictor
 
@@ -40,7 +40,7 @@ for name in ("external-blobs.json", "index.json", "oci-layout"):
 class Predictor(BasePredictor):
     def predict(self, text: str) -> str:
         return "hello " + text
-'''
+"""
 
 
 def test_model_code_cannot_write_host_files_through_the_image_output(
@@ -257,7 +257,7 @@ def test_dockerignore_follows_dockers_rules(store: Store, tmp_path: Path) -> Non
 def test_a_missing_declared_weight_is_named(store: Store, tmp_path: Path) -> None:
     root = make_tree(tmp_path / "proj", {"predict.py": "x = 1\n"})
     config = CogConfig.model_validate({"weights": [{"source": "weights/model.bin"}]})
-    with pytest.raises(ConfigError, match="declares the weight weights/model.bin"):
+    with pytest.raises(ConfigError, match=r"declares the weight weights/model\.bin"):
         add_code(store, root, config)
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import base64
 import contextlib
+import errno
 import json
 import mimetypes
 import os
@@ -91,6 +92,8 @@ def _native_mode(args: argparse.Namespace) -> bool:
 
 
 def cmd_serve(args: argparse.Namespace, store: Store) -> int:
+    # In the Docker engine the image's own command listens on every address (host network).
+    check_port("0.0.0.0" if args.docker else args.host, args.port)
     server_args = ["--host", args.host]
     if args.upload_url:
         server_args += ["--upload-url", args.upload_url]
@@ -100,6 +103,36 @@ def cmd_serve(args: argparse.Namespace, store: Store) -> int:
             return server.wait()
         finally:
             server.stop()
+
+
+def check_port(host: str, port: int) -> None:
+    """Fails now, before anything is built or started, if the server could not listen on
+    host:port: bound as the server binds it (SO_REUSEADDR), then released."""
+    if not 0 <= port <= 65535:
+        raise UsageError(f"port {port} is not a TCP port", hint="pass -p a port from 1 to 65535")
+    try:
+        addresses = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as e:
+        raise UsageError(
+            f"cannot listen on {host}: {e.strerror}",
+            hint="pass --host an address of this machine, e.g. 127.0.0.1 or 0.0.0.0",
+        ) from None
+    for family, kind, proto, _, address in addresses:
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind(address)
+            except OSError as e:
+                if e.errno == errno.EADDRINUSE:
+                    raise UsageError(
+                        f"port {port} is in use on {host}, so the server cannot listen there",
+                        hint=f"serve on another port with -p (e.g. -p {_free_port()}), "
+                        "or stop what listens on it",
+                    ) from None
+                raise UsageError(
+                    f"cannot listen on {host} port {port}: {e.strerror}",
+                    hint="pass -p another port, or --host an address of this machine",
+                ) from None
 
 
 class _Server(Protocol):

@@ -21,6 +21,7 @@ import os
 from collections.abc import Iterable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
+from urllib.parse import quote
 
 import blake3
 
@@ -230,6 +231,21 @@ class Store:
         link = self.gcroots / check_name(name)
         _atomic_symlink(self.real_path(path), link)
         return link
+
+    def set_name(self, name: str, path: StorePath) -> Path:
+        """A named root, `gcroots/names/<name>` (a local image's name, e.g. `my-model:latest`):
+        `path` stays alive, and is found again by its name, until the name moves on."""
+        self.info(path)
+        names = self.gcroots / "names"
+        names.mkdir(exist_ok=True)
+        link = names / quote(name, safe="")
+        _atomic_symlink(self.real_path(path), link)
+        return link
+
+    def named(self, name: str) -> StorePath | None:
+        """The valid path `name` points at (set_name), or None."""
+        link = self.gcroots / "names" / quote(name, safe="")
+        return self._resolve_root(link) if link.is_symlink() else None
 
     def add_indirect_root(self, link: Path, path: StorePath) -> Path:
         """Points `link` (anywhere, e.g. a project's `.cog/image`) at `path` and keeps it alive

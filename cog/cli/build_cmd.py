@@ -18,6 +18,7 @@ from builders.project import Layers, layers
 from builders.realise import realise
 from cog.cli import docker_engine
 from cog.cli.errors import UsageError
+from cog.cli.images import local_name
 from cuda_channels.channel import DEFAULT_CHANNEL, Channel, load
 from derivations import lock as locking
 from derivations.config import CogConfig, load_config
@@ -163,17 +164,23 @@ def build_image(store: Store, project: Path, args: argparse.Namespace) -> tuple[
 
 def cmd_build(args: argparse.Namespace, store: Store) -> int:
     project = Path.cwd()
+    if args.tag:
+        local_name(args.tag)  # a bad name fails now, not after the build
     if args.output:
         check_output(args.output)  # a wrong place fails now, not after the build
     config, layout = build_image(store, project, args)
+    name = image_name(config, project, args.tag)
+    store.set_name(name, store.parse(str(layout.root)))
+    print(f"Image built as {name}", file=sys.stderr)
     if args.output:
-        write_output(store, layout, args.output, image_name(config, project, args.tag))
+        write_output(store, layout, args.output, name)
     return 0
 
 
 def image_name(config: CogConfig, project: Path, tag: str | None) -> str:
-    name = tag or config.image or f"cog-{project.resolve().name.lower()}"
-    return name if ":" in name.rpartition("/")[2] else f"{name}:latest"
+    """`-t`, else cog.yaml's `image:`, else `cog-<directory>`, as Cog names it; tag `latest`
+    unless given."""
+    return local_name(tag or config.image or f"cog-{project.resolve().name.lower()}")
 
 
 def check_output(spec: str) -> tuple[str, Path | None]:

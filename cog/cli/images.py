@@ -4,6 +4,7 @@ fixed-output derivation verified by its digest)."""
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from pathlib import Path
 
@@ -18,8 +19,23 @@ from store.paths import STORE_DIR, StorePath
 from store.registry import Reference
 
 
+def local_name(text: str) -> str:
+    """A local image name as Docker writes it, NAME[:TAG] with the tag `latest` by default;
+    refused in one sentence when Docker's reference rules refuse it."""
+    from docker.utils.build import match_tag
+
+    name = text if ":" in text.rpartition("/")[2] else f"{text}:latest"
+    if not match_tag(name):
+        raise UsageError(
+            f"{text!r} is not a valid image name",
+            hint="use lowercase letters, digits and . _ - / (e.g. my-model or my-model:v1)",
+        )
+    return name
+
+
 def image_path(store: Store, text: str, arch: str = "amd64") -> StorePath:
-    """The store path of the image's OCI layout: found, added, or pulled."""
+    """The store path of the image's OCI layout: found, added, or pulled. A name that
+    `cog build -t` gave is found locally first, as Docker finds its local images."""
     if text.startswith(f"{STORE_DIR}/"):
         path = store.parse(text)
         if not store.is_valid(path):
@@ -38,6 +54,11 @@ def image_path(store: Store, text: str, arch: str = "amd64") -> StorePath:
         raise UsageError(
             f"there is no image at {text}", hint="give an OCI directory or a registry reference"
         )
+    if "@" not in text:
+        with contextlib.suppress(UsageError):
+            named = store.named(local_name(text))
+            if named is not None:
+                return named
     ref = Reference.parse(text)
     print(f"pulling {ref}", file=sys.stderr)
     path = pull_image(store, ref, arch)

@@ -43,7 +43,14 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     _build_flags(p)
     p.set_defaults(func=cmd_serve)
 
-    p = sub.add_parser("predict", help="run one prediction (this project, or IMAGE)")
+    for name, help_text in (
+        ("run", "run one prediction (this project, or IMAGE)"),
+        ("predict", "run one prediction (deprecated: use cog run)"),
+    ):
+        _prediction_parser(sub.add_parser(name, help=help_text))
+
+
+def _prediction_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("image", nargs="?", help="a store path, OCI directory or registry reference")
     p.add_argument(
         "-i",
@@ -52,6 +59,20 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
         default=[],
         metavar="NAME=VALUE",
         help="an input; VALUE @file sends that file",
+    )
+    p.add_argument(
+        "--json",
+        metavar="JSON",
+        help="the inputs as a JSON object, or @file.json, or @- (stdin); prints the whole "
+        "prediction as JSON",
+    )
+    p.add_argument(
+        "-e",
+        "--env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="an environment variable for the model",
     )
     p.add_argument("-o", "--output", type=Path, help="where to write a file output")
     p.add_argument("--ref", help="predictor reference (default: cog.yaml's predict)")
@@ -235,12 +256,13 @@ def _start_image(
         if not (Path.cwd() / "cog.yaml").is_file():
             raise UsageError("there is no cog.yaml here to build", hint="name an IMAGE to run")
         _, layout = build_image(store, Path.cwd(), args)
+    env = model_env(getattr(args, "env", [])) | {"PORT": str(port)}
     if args.docker:
         tag = f"cog-run:{layout.manifest_digest.split(':')[1][:16]}"
         docker_engine.load(layout, tag, scratch)
-        return _Container(docker_engine.run(tag, {"PORT": str(port)}, args.gpus))
+        return _Container(docker_engine.run(tag, env, args.gpus))
     rootfs = unpacked(store, path)
-    argv = image_argv(rootfs, layout.config(), {"PORT": str(port)}, server_args)
+    argv = image_argv(rootfs, layout.config(), env, server_args)
     return _Process(argv, dict(os.environ), quiet)
 
 
@@ -251,11 +273,7 @@ def parse_inputs(items: list[str]) -> dict[str, Any]:
         if not eq or not name:
             raise UsageError(f"input {item!r} is not NAME=VALUE", hint="e.g. -i prompt='a cat'")
         if value.startswith("@"):
-            path = Path(value[1:])
-            if not path.is_file():
-                raise UsageError(f"input file {path} does not exist")
-            mime = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
-            inputs[name] = f"data:{mime};base64,{base64.b64encode(path.read_bytes()).decode()}"
+            inputs[name] = _data_uri(Path(value[1:]))
         elif value.startswith("["):  # a list input; objects are not an input type
             try:
                 inputs[name] = json.loads(value)
@@ -303,12 +321,63 @@ def _native(
     if not config.predict:
         raise UsageError("cog.yaml has no predict:", hint="add predict: predict.py:Predictor")
     _, _, built = build(store, Path.cwd(), args)
-    env = config.env | {"PORT": str(port), "COG_PREDICT_TYPE_STUB": config.predict}
+    env = config.env | model_env(getattr(args, "env", []))
+    env |= {"PORT": str(port), "COG_PREDICT_TYPE_STUB": config.predict}
     return server_argv(store, built, scratch / "root", env, server_args)
 
 
+def json_inputs(text: str) -> dict[str, Any]:
+    """`--json`: a JSON object given inline, as @file or as @- (stdin); string values
+    `@path` become data URIs of that file, as Cog sends them."""
+    source = text[1:] if text.startswith("@") else text
+    if text in ("-", "@-"):
+        raw = sys.stdin.read()
+    elif text.startswith("@"):
+        try:
+            raw = Path(source).read_text()
+        except OSError as e:
+            raise UsageError(f"cannot read the JSON inputs from {source} ({e.strerror})") from None
+    else:
+        raw = text
+    try:
+        inputs = json.loads(raw)
+    except json.JSONDecodeError as e:
+        raise UsageError(f"--json is not valid JSON ({e.msg} at line {e.lineno})") from None
+    if not isinstance(inputs, dict):
+        example = """e.g. --json '{"s": "x"}'"""
+        raise UsageError("--json must be a JSON object of inputs", hint=example)
+    return {
+        name: _data_uri(Path(value[1:]))
+        if isinstance(value, str) and value.startswith("@")
+        else value
+        for name, value in inputs.items()
+    }
+
+
+def _data_uri(path: Path) -> str:
+    if not path.is_file():
+        raise UsageError(f"input file {path} does not exist")
+    mime = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+    return f"data:{mime};base64,{base64.b64encode(path.read_bytes()).decode()}"
+
+
+def model_env(items: list[str]) -> dict[str, str]:
+    env: dict[str, str] = {}
+    for item in items:
+        name, eq, value = item.partition("=")
+        if not eq or not name:
+            raise UsageError(f"-e {item!r} is not NAME=VALUE", hint="e.g. -e HF_HOME=/tmp/hf")
+        env[name] = value
+    return env
+
+
 def cmd_predict(args: argparse.Namespace, store: Store) -> int:
-    inputs = parse_inputs(args.input)
+    if args.command == "predict":
+        print('"cog predict" is deprecated, use "cog run"', file=sys.stderr)
+    if args.json is not None and args.input:
+        raise UsageError("Must use one of --json or --input to provide model inputs")
+    inputs = json_inputs(args.json) if args.json is not None else parse_inputs(args.input)
+    model_env(args.env)  # a malformed -e fails now, before the build
     port = _free_port()
     with store.temp_dir("predict-") as scratch:
         server = _start(store, args, port, scratch, ["--host", "127.0.0.1"], quiet=True)
@@ -333,11 +402,34 @@ def _predict(server: _Server, port: int, inputs: dict[str, Any], args: argparse.
         raise UsageError(f"invalid input: {problems}", hint="check the names and types with -i")
     if body.get("logs"):
         sys.stderr.write(body["logs"])
+    if args.json is not None:  # the prediction as Cog prints it: status, output, error, metrics
+        output = _save(body.get("output"), args.output, [0])
+        shown = {"status": body.get("status"), "output": output, "error": body.get("error") or ""}
+        if body.get("metrics"):
+            shown["metrics"] = body["metrics"]
+        print(go_json(shown, struct=True))
+        return 0 if body.get("status") == "succeeded" else 1
     if body.get("status") != "succeeded":
         raise UsageError(f"the prediction {body.get('status')}: {body.get('error')}")
     output = _save(body.get("output"), args.output, [0])
-    print(output if isinstance(output, str) else json.dumps(output, indent=2))
+    print(output if isinstance(output, str) else go_json(output))
     return 0
+
+
+def go_json(value: Any, struct: bool = False) -> str:
+    """JSON as Cog's CLI prints it (Go's encoder, indented by two): object keys sorted (but at
+    the top of a `struct`, which keeps its field order), UTF-8 kept, and <, > and & escaped."""
+
+    def sort(v: Any) -> Any:
+        if isinstance(v, dict):
+            return {k: sort(v[k]) for k in sorted(v)}
+        if isinstance(v, list):
+            return [sort(x) for x in v]
+        return v
+
+    top = {k: sort(v) for k, v in value.items()} if struct else sort(value)
+    text = json.dumps(top, indent=2, ensure_ascii=False)
+    return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
 
 
 def _wait_ready(url: str, server: _Server, timeout: float) -> dict[str, Any]:

@@ -140,6 +140,19 @@ class CogConfig(_Strict):
     weights: tuple[Weight, ...] = ()
     model: str | None = None
 
+    @model_validator(mode="before")
+    @classmethod
+    def _run(cls, data: Any) -> Any:
+        """`run:` is Cog's newer name for `predict:` (a BaseRunner); one of the two."""
+        if isinstance(data, dict) and "run" in data:
+            data = dict(data)
+            run = data.pop("run")
+            if run and data.get("predict"):
+                raise ValueError("only one of run or predict can be set")
+            if run:
+                data["predict"] = run
+        return data
+
     @field_validator("predict", "train")
     @classmethod
     def _ref(cls, value: str | None) -> str | None:

@@ -111,3 +111,12 @@ def test_requirements_and_missing_files(tmp_path: Path) -> None:
         "--extra-index-url https://x",
         "pillow",
     ]
+
+
+def test_run_is_cogs_newer_name_for_predict() -> None:
+    config = parse_config('build:\n  python_version: "3.11"\nrun: run.py:Runner\n', "cog.yaml")
+    assert config.predict == "run.py:Runner"
+    with pytest.raises(ConfigError, match="only one of run or predict can be set"):
+        parse_config(
+            'build:\n  python_version: "3.11"\nrun: run.py:Runner\npredict: p.py:P\n', "cog.yaml"
+        )

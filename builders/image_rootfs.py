@@ -21,6 +21,7 @@ import zstandard
 
 from builders.base import BuildContext
 from builders.errors import BuildError
+from builders.rootview import add_mount_points
 from derivations.model import Derivation, SrcInput
 from store.extract import safe_relative
 from store.oci import Layout
@@ -119,7 +120,7 @@ def apply_layer(out: Path, stream: BinaryIO, name: str) -> None:
 
 class ImageRootfsBuilder:
     kind = "image-rootfs"
-    version = "1"
+    version = "2"
     runs_foreign_code = False
 
     def build(self, ctx: BuildContext) -> None:
@@ -137,4 +138,5 @@ class ImageRootfsBuilder:
                 apply_layer(ctx.out, hashing, f"layer {i}")  # type: ignore[arg-type]
                 if hashing.drain() != diff_id:
                     raise BuildError(f"layer {i} of the image does not match its diff_id")
+        add_mount_points(ctx.out)  # as Docker's init layer: where the run binds its files
         ctx.say(f"unpacked {len(layers)} layers")

@@ -14,11 +14,31 @@ from typing import Any
 
 from builders.errors import SandboxUnavailable
 from builders.project import Layers
-from builders.rootview import merge_view
+from builders.rootview import add_mount_points, merge_view
 from builders.sandbox import bwrap_path
 from derivations.hashing import output_path
 from store.local import Store
 from store.paths import STORE_DIR
+
+# What Docker writes into every container's /etc, so names resolve as they do there:
+# `localhost`, and `host.docker.internal` for the host (the network is the host's).
+HOSTS = (
+    "127.0.0.1\tlocalhost\n"
+    "::1\tlocalhost ip6-localhost ip6-loopback\n"
+    "127.0.0.1\thost.docker.internal\n"
+)
+
+
+def network_binds(scratch: Path) -> list[str]:
+    """bwrap arguments that bind /etc/hosts and the host's /etc/resolv.conf into the run;
+    the root must have both as mount points (image_rootfs and merged views make them)."""
+    hosts, resolv = scratch / "hosts", scratch / "resolv.conf"
+    hosts.write_text(HOSTS)
+    try:
+        resolv.write_bytes(Path("/etc/resolv.conf").read_bytes())
+    except OSError:  # no resolver configured here: names beyond /etc/hosts do not resolve
+        resolv.write_text("")
+    return ["--ro-bind", str(hosts), "/etc/hosts", "--ro-bind", str(resolv), "/etc/resolv.conf"]
 
 
 def server_argv(
@@ -30,11 +50,12 @@ def server_argv(
     layers = (built.base, built.python_layer, built.system)
     roots = [store.real_path(output_path(d)) for d in layers]
     merge_view(roots, view)
+    add_mount_points(view)
     model_env = output_path(built.model_env)
     runtime_env = output_path(built.runtime_env)
     argv = [bwrap, "--unshare-all", "--share-net", "--die-with-parent", "--new-session"]
     argv += ["--ro-bind", str(view), "/", "--proc", "/proc", "--dev", "/dev"]
-    argv += ["--perms", "1777", "--tmpfs", "/tmp"]
+    argv += ["--perms", "1777", "--tmpfs", "/tmp", *network_binds(view.parent)]
     # Only the model's closure is in its /cog/store: never other projects' paths, the store's
     # database or its build logs.
     argv += ["--tmpfs", STORE_DIR]
@@ -65,7 +86,11 @@ def server_argv(
 
 
 def image_argv(
-    rootfs: Path, config: dict[str, Any], env: dict[str, str], server_args: list[str]
+    rootfs: Path,
+    config: dict[str, Any],
+    env: dict[str, str],
+    server_args: list[str],
+    scratch: Path,
 ) -> list[str]:
     """The command that runs an image's own `CMD` under bubblewrap, over its unpacked file
     system, with the image's environment and working directory (as `docker run` would)."""
@@ -78,7 +103,8 @@ def image_argv(
         raise SandboxUnavailable("the image has no Entrypoint or Cmd to run")
     argv = [bwrap, "--unshare-all", "--share-net", "--die-with-parent", "--new-session"]
     argv += ["--ro-bind", str(rootfs), "/", "--proc", "/proc", "--dev", "/dev"]
-    argv += ["--perms", "1777", "--tmpfs", "/tmp", "--chdir", settings.get("WorkingDir") or "/"]
+    argv += ["--perms", "1777", "--tmpfs", "/tmp", *network_binds(scratch)]
+    argv += ["--chdir", settings.get("WorkingDir") or "/"]
     argv += ["--clearenv"]
     image_env = dict(item.split("=", 1) for item in settings.get("Env") or [] if "=" in item)
     for key, value in sorted((image_env | {"HOME": "/root"} | env).items()):

@@ -15,10 +15,29 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from builders.base import BuildContext
+from builders.errors import BuildError
 from derivations.model import Derivation
 
 # Mount points a sandbox or container runtime expects to find.
 MOUNT_POINTS = ("proc", "dev", "sys", "tmp", "run", "cog/store", "src", "build")
+
+
+# Files a run binds over (/etc/hosts, /etc/resolv.conf), as Docker's init layer has them.
+NETWORK_FILES = ("etc/hosts", "etc/resolv.conf")
+
+
+def add_mount_points(root: Path) -> None:
+    """Empty files where a run binds its network files, replacing what a layer had there (a
+    hard link into the store must never be written through)."""
+    etc = root / "etc"
+    if etc.is_symlink() or (etc.exists() and not etc.is_dir()):
+        raise BuildError(f"the tree at {root} has an /etc that is not a directory")
+    etc.mkdir(exist_ok=True)
+    for rel in NETWORK_FILES:
+        target = root / rel
+        if os.path.lexists(target):
+            target.unlink()
+        target.touch()
 
 
 def _clear(path: str) -> None:

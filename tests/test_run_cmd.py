@@ -83,3 +83,25 @@ def test_bad_run_input_fails_before_building(offline: dict[str, str], tmp_path: 
         result = cog(root, offline, "run", *args)
         assert result.returncode == 1 and message in result.stderr, (args, result.stderr)
         assert "building " not in result.stderr
+
+
+def test_runs_resolve_localhost_and_the_host_as_docker_does(
+    offline: dict[str, str], tmp_path: Path
+) -> None:
+    """Webhook and upload URLs name `host.docker.internal`, as in Cog's container; a native
+    run (the project, or an image by name) resolves it, and `localhost`, to this host."""
+    root = project("hello-world", tmp_path)
+    (root / "predict.py").write_text(
+        "import socket\nfrom cog import BasePredictor\n\n"
+        "class Predictor(BasePredictor):\n"
+        "    def predict(self) -> str:\n"
+        "        names = ('localhost', 'host.docker.internal')\n"
+        "        return ' '.join(socket.gethostbyname(n) for n in names)\n"
+    )
+    native = cog(root, offline, "run")
+    assert native.returncode == 0, native.stderr[-2000:]
+    assert native.stdout.strip() == "127.0.0.1 127.0.0.1"
+    assert cog(root, offline, "build", "-t", "resolver").returncode == 0
+    image = cog(tmp_path, offline, "run", "resolver")
+    assert image.returncode == 0, image.stderr[-2000:]
+    assert image.stdout.strip() == "127.0.0.1 127.0.0.1"

@@ -262,7 +262,7 @@ def _start_image(
         docker_engine.load(layout, tag, scratch)
         return _Container(docker_engine.run(tag, env, args.gpus))
     rootfs = unpacked(store, path)
-    argv = image_argv(rootfs, layout.config(), env, server_args)
+    argv = image_argv(rootfs, layout.config(), env, server_args, scratch)
     return _Process(argv, dict(os.environ), quiet)
 
 

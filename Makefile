@@ -3,14 +3,27 @@ VENV    := .venv
 PY      := $(VENV)/bin/python
 CACHE   ?= /var/cache/cog-tests
 APT_PKGS := bubblewrap busybox-static gpgv debian-archive-keyring skopeo umoci procps docker.io docker-registry apache2-utils
-export PIP_CACHE_DIR := $(CACHE)/pip
+PINS    := .ci/constraints.txt
+COG_REF := $(CACHE)/cog-0.23.1-venv
+COG_REF_PINS := .ci/cog-0.23.1-constraints.txt
+COG_REF_STAMP := $(COG_REF)/.installed-$(firstword $(shell sha256sum $(COG_REF_PINS)))
 
-.PHONY: demo test lint system-deps test-fixtures
+.PHONY: demo test lint system-deps test-fixtures pins
 
-$(VENV)/.installed: pyproject.toml VERSION.txt
+# pip for the venv at $(1): PyPI only and nothing of this machine's pip setup (its config files,
+# and PIP_* variables such as extra indexes, find-links or constraints, are shut out; those that
+# only say how to connect are kept); downloads cached under $(CACHE)/pip.
+KEEP_PIP_VARS := PIP_CERT PIP_CLIENT_CERT PIP_DEFAULT_TIMEOUT PIP_TIMEOUT PIP_RETRIES PIP_PROXY
+pip = env $(foreach v,$(filter-out $(KEEP_PIP_VARS),$(filter PIP_%,$(.VARIABLES))),-u $(v)) \
+	PIP_CONFIG_FILE=/dev/null PIP_CACHE_DIR=$(CACHE)/pip PIP_DISABLE_PIP_VERSION_CHECK=1 \
+	$(1)/bin/pip
+
+# Exactly the versions $(PINS) names: pip, setuptools (to build this project), its dependencies
+# and the dev tools (pytest, ruff, mypy, hypothesis ...).
+$(VENV)/.installed: pyproject.toml VERSION.txt $(PINS)
 	python3 -m venv $(VENV)
-	$(VENV)/bin/pip install -q --upgrade pip
-	$(VENV)/bin/pip install -q -e '.[dev]'
+	$(call pip,$(VENV)) install -q --upgrade -c $(PINS) pip
+	$(call pip,$(VENV)) install -q -c $(PINS) --build-constraint $(PINS) -e '.[dev]'
 	touch $@
 
 # Tests use real bubblewrap and a static busybox; as root we install them, otherwise they must
@@ -26,15 +39,37 @@ system-deps:
 
 # A frozen copy of the Debian files the tests use (signed indexes, the .debs of the test
 # closure), fetched once into the cache; the tests serve it on loopback and stay offline.
-test-fixtures: $(VENV)/.installed $(CACHE)/cog-0.23.1-venv/.installed
+# The wheels are the ones tests/fixtures/wheels.json pins (URL and sha256 each), and no others.
+test-fixtures: $(VENV)/.installed $(COG_REF_STAMP)
 	COG_CACHE_DIR=$(CACHE)/cog $(PY) -m tests.debian_mirror $(CACHE)/debian-mirror
-	UV_CACHE_DIR=$(CACHE)/uv $(PY) -m tests.wheel_cache $(CACHE)/wheels
+	$(PY) -m tests.wheel_cache $(CACHE)/wheels
 
-# Cog's own server, for the runtime's differential tests (and the runtime benchmark).
-$(CACHE)/cog-0.23.1-venv/.installed:
-	python3 -m venv $(CACHE)/cog-0.23.1-venv
-	$(CACHE)/cog-0.23.1-venv/bin/pip install -q cog==0.23.1 coglet==0.23.1
+# Cog's own server, for the runtime's differential tests (and the runtime benchmark), at the
+# versions $(COG_REF_PINS) names; made anew when they change (the stamp's name holds their
+# hash).
+$(COG_REF_STAMP):
+	rm -rf $(COG_REF)
+	python3 -m venv $(COG_REF)
+	$(call pip,$(COG_REF)) install -q -c $(COG_REF_PINS) cog==0.23.1 coglet==0.23.1
 	touch $@
+
+# Re-resolves every pin against today's PyPI (the dev tools, Cog 0.23.1's venv, the test
+# wheels) and rewrites the pin files; review the diff, run `make test`, commit.
+pins: $(VENV)/.installed
+	rm -rf $(CACHE)/pins-venv $(CACHE)/pins-cog
+	python3 -m venv $(CACHE)/pins-venv
+	$(call pip,$(CACHE)/pins-venv) install -q --upgrade pip setuptools
+	$(call pip,$(CACHE)/pins-venv) install -q -e '.[dev]'
+	sed -n '/^#/p' $(PINS) > $(PINS).new
+	$(call pip,$(CACHE)/pins-venv) freeze --all --exclude-editable | grep -v '^#' >> $(PINS).new
+	mv $(PINS).new $(PINS)
+	python3 -m venv $(CACHE)/pins-cog
+	$(call pip,$(CACHE)/pins-cog) install -q cog==0.23.1 coglet==0.23.1
+	sed -n '/^#/p' $(COG_REF_PINS) > $(COG_REF_PINS).new
+	$(call pip,$(CACHE)/pins-cog) freeze | grep -v '^#' >> $(COG_REF_PINS).new
+	mv $(COG_REF_PINS).new $(COG_REF_PINS)
+	rm -rf $(CACHE)/pins-venv $(CACHE)/pins-cog
+	UV_CACHE_DIR=$(CACHE)/uv $(PY) -m tests.wheel_cache --update
 
 # The real job on a fresh machine: build examples/hello-world into an image (Debian packages and
 # wheels fetched and pinned on the way), then run the image and return one prediction from it.

@@ -2,15 +2,23 @@
 
 `python -m tests.debian_mirror DIR` (run by `make test-fixtures`, which has the network) copies
 each suite's signed InRelease once, the Packages indexes it signs, and every .deb of the test
-closure into DIR, laid out like the archive (`debian/dists/…`, `debian/pool/…`). Files already
-there are never fetched again, so reruns are offline and the mirror stays one consistent
-snapshot. The tests serve DIR over loopback and point the channel at it.
+closure into DIR, laid out like the archive (`debian/dists/…`, `debian/pool/…`). Indexes are
+fetched by their signed hash (`by-hash/SHA256/…`, so a mirror mid-update cannot hand over an
+index of another day) and every file is checked against the hash it is signed or pinned with.
+Files already there (and right) are never fetched again, so reruns are offline and the mirror
+stays one consistent snapshot. The tests serve DIR over loopback and point the channel at it.
+
+This copy is not pinned across machines: a fresh machine copies the live archive of its day,
+whose bookworm point releases and security updates change the versions the test closure
+resolves to (no test asserts a Debian version), and a superseded .deb leaves the live archive.
+Pinning it would need snapshot.debian.org, which this project's machines cannot reach.
 """
 
 from __future__ import annotations
 
 import contextlib
 import functools
+import hashlib
 import http.server
 import sys
 import threading
@@ -28,15 +36,27 @@ PYTHON = "3.11"
 SYSTEM_PACKAGES = ("ffmpeg", "libgl1", "jq")  # jq: examples/system-deps
 
 
-def _fetch_once(url: str, dest: Path) -> Path:
-    if not dest.is_file():
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        with client() as http:
-            data = get(http, url)
-        tmp = dest.with_suffix(dest.suffix + ".part")
-        tmp.write_bytes(data)
-        tmp.replace(dest)
+def _fetch_once(url: str, dest: Path, sha256: str | None = None) -> Path:
+    """`url` at `dest` unless it is there (with `sha256`, when given)."""
+    if dest.is_file() and (sha256 is None or _sha256(dest) == sha256):
+        return dest
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    with client() as http:
+        data = get(http, url)
+    if sha256 is not None and hashlib.sha256(data).hexdigest() != sha256:
+        raise SystemExit(f"error: {url} does not match its signed sha256; retry later")
+    tmp = dest.with_suffix(dest.suffix + ".part")
+    tmp.write_bytes(data)
+    tmp.replace(dest)
     return dest
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def mirrored(channel: Channel, base_url: str) -> Channel:
@@ -74,17 +94,23 @@ def prepare(root: Path) -> RootPins:
             )
             text, _ = verify_clearsigned(release.read_bytes(), channel.keyring, str(release))
             files = parse_release(text, f"{archive.mirror}/dists/{suite}", suite).files
+            by_hash = "\nAcquire-By-Hash: yes\n" in text
             for component in archive.components:
                 index = f"{component}/binary-{ARCH}/Packages.xz"
                 if index in files:
-                    _fetch_once(f"{archive.mirror}/dists/{suite}/{index}", root / dists / index)
+                    sha256 = files[index].sha256
+                    where = (
+                        f"{index.rsplit('/', 1)[0]}/by-hash/SHA256/{sha256}" if by_hash else index
+                    )
+                    url = f"{archive.mirror}/dists/{suite}/{where}"
+                    _fetch_once(url, root / dists / index, sha256)
     with serve(root) as url:
         pins = resolve_root(mirrored(channel, url), ARCH, PYTHON, SYSTEM_PACKAGES)
     for pin in (*pins.base, *pins.python, *pins.system):
         local = urllib.parse.urlparse(pin.urls[0]).path.lstrip("/")
         archive = local.split("/")[0]
         upstream = next(a.mirror for a in channel.archives if a.name == archive)
-        _fetch_once(f"{upstream}/{local.split('/', 1)[1]}", root / local)
+        _fetch_once(f"{upstream}/{local.split('/', 1)[1]}", root / local, pin.sha256)
     return pins
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -9,18 +10,28 @@ import sys
 from pathlib import Path
 
 from tests.conftest import REPO, TEST_CACHE
+from tests.wheel_cache import check
 
 EXAMPLES = REPO / "examples"
 WHEELS = TEST_CACHE / "wheels"
 
 
 def project(name: str, into: Path) -> Path:
-    """A copy of the example whose requirements resolve from the wheel cache."""
+    """A copy of the example whose Python packages, the runtime's included, resolve from the
+    wheel cache alone. A project without requirements.txt gets the index options as its
+    python_packages, since the runtime is resolved from the indexes the project names (and
+    from PyPI when it names none, which would make the tests depend on the day)."""
+    check(WHEELS)  # exactly the pinned wheels: an extra one would change what ranges resolve to
     root = into / name
     shutil.copytree(EXAMPLES / name, root, ignore=shutil.ignore_patterns(".cog", "cog.lock"))
     requirements = root / "requirements.txt"
+    index = ["--no-index", f"--find-links {WHEELS}"]
     if requirements.exists():
-        requirements.write_text(f"--no-index\n--find-links {WHEELS}\n" + requirements.read_text())
+        requirements.write_text("".join(f"{line}\n" for line in index) + requirements.read_text())
+    else:
+        config = root / "cog.yaml"
+        packages = f"  python_packages: {json.dumps(index)}\n"
+        config.write_text(config.read_text().replace("build:\n", f"build:\n{packages}", 1))
     return root
 
 

@@ -97,6 +97,10 @@ def test_numpy_pillow_loads_through_the_sdk_and_runs(
     built = cog(root, env, "build", "-t", "numpy-pillow", "--output", "docker")
     assert built.returncode == 0, built.stderr[-2000:]
     assert "loaded numpy-pillow:latest into the Docker engine" in built.stdout
+    # The load streams the engine's progress (no read timeout to hit): a line per new layer.
+    layers = [line for line in built.stderr.splitlines() if line.startswith("  loading layer ")]
+    assert len(layers) >= 5 and layers[0].startswith("  loading layer 1: "), built.stderr[-2000:]
+    assert f"loaded {len(layers)} new layers in " in built.stderr
     body = run_and_predict(docker, "numpy-pillow:latest", {"size": 4})
     assert body["status"] == "succeeded", body
     assert "numpy 2.1.3, tqdm 4.67.1" in body["logs"]
@@ -119,3 +123,30 @@ def test_docker_output_without_an_engine_is_one_sentence(
     result = cog(root, env, "build", "--output", "docker")
     assert result.returncode == 1
     assert "cannot reach the Docker engine" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_an_engine_error_while_loading_is_one_sentence(
+    offline: dict[str, str], docker_host: str, tmp_path: Path
+) -> None:
+    """Docker before 23 cannot read zstd layers; the engine says so in the load's progress
+    stream, and `cog build --output docker` reports it in one sentence with a hint."""
+    docker = ["docker", "-H", docker_host]
+    root = project("hello-world", tmp_path)
+    (root / "unique.txt").write_text(str(tmp_path))  # a new code layer: never skipped as loaded
+    env = offline | {"DOCKER_HOST": docker_host}
+    result = cog(
+        root, env, "build", "--compression", "zstd", "-t", "zstd-hello", "--output", "docker"
+    )
+    version = subprocess.run(
+        [*docker, "version", "--format", "{{.Server.Version}}"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    if int(version.split(".")[0]) >= 23:  # an engine that reads zstd loads the image
+        assert result.returncode == 0, result.stderr[-2000:]
+        return
+    assert result.returncode == 1, result.stdout[-2000:]
+    error = result.stderr[result.stderr.index("error: ") :].splitlines()
+    assert error[0].startswith("error: the Docker engine could not load zstd-hello:latest: ")
+    assert error[1].startswith("hint: ") and len(error) == 2, result.stderr[-2000:]

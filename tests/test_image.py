@@ -6,6 +6,7 @@ import contextlib
 import hashlib
 import json
 import os
+import random
 import signal
 import stat
 import subprocess
@@ -19,8 +20,9 @@ import pytest
 from builders.errors import BuildError
 from store.oci import Layout
 from tests.conftest import require_tool
-from tests.projects import cog, project
+from tests.projects import WHEELS, cog, project
 from tests.services import free_port
+from tests.wheels import make_wheel
 
 
 def test_image_is_a_valid_oci_layout(offline: dict[str, str], tmp_path: Path) -> None:
@@ -157,23 +159,52 @@ def test_plan_layers_groups_small_paths_stably() -> None:
 def test_grouped_image_is_valid_and_keeps_large_layers(
     offline: dict[str, str], tmp_path: Path
 ) -> None:
+    """Past --max-layers, small store paths share layers while a large one keeps its own: the
+    test makes the large one, a real wheel of incompressible data just over ALONE."""
+    from builders.image import ALONE
+
     umoci = require_tool("umoci")
     root = project("hello-world", tmp_path)
+    extra = tmp_path / "large-wheels"
+    extra.mkdir()
+    blob = random.Random(16).randbytes(ALONE + (1 << 20))
+    files = {"largeblob/__init__.py": b"", "largeblob/blob.bin": blob}
+    make_wheel(extra, "largeblob", "1.0", files=files)
+    (root / "requirements.txt").write_text(
+        f"--no-index\n--find-links {WHEELS}\n--find-links {extra}\nlargeblob==1.0\n"
+    )
+    (root / "cog.yaml").write_text(
+        'build:\n  python_version: "3.11"\n  python_requirements: requirements.txt\n'
+        'predict: "predict.py:Predictor"\n'
+    )
     default, grouped = tmp_path / "default", tmp_path / "grouped"
-    assert cog(root, offline, "build", "--output", f"oci:{default}").returncode == 0
+    built = cog(root, offline, "build", "--output", f"oci:{default}")
+    assert built.returncode == 0, built.stderr[-2000:]
     result = cog(root, offline, "build", "--max-layers", "12", "--output", f"oci:{grouped}")
     assert result.returncode == 0, result.stderr[-2000:]
+    [large] = Path(offline["COG_STORE_DIR"]).glob("*-python3.11-largeblob-1.0")
+    info = cog(root, offline, "store", "path-info", "--json", str(large))
+    assert info.returncode == 0, info.stderr
+    [large_info] = json.loads(info.stdout)
+    assert large_info["tar_size"] >= ALONE
 
-    def layers(layout: Path) -> list[str]:
+    def image(layout: Path) -> tuple[list[str], list[str]]:
+        """The layer digests of the image in `layout`, and their diff_ids."""
         index = json.loads((layout / "index.json").read_text())
         digest = index["manifests"][0]["digest"].split(":")[1]
         manifest = json.loads((layout / "blobs" / "sha256" / digest).read_text())
-        return [d["digest"] for d in manifest["layers"]]
+        config_digest = manifest["config"]["digest"].split(":")[1]
+        config = json.loads((layout / "blobs" / "sha256" / config_digest).read_text())
+        return [d["digest"] for d in manifest["layers"]], config["rootfs"]["diff_ids"]
 
-    few, many = layers(grouped), layers(default)
+    (few, few_ids), (many, many_ids) = image(grouped), image(default)
     assert len(few) <= 12 < len(many)
     assert many[:3] == few[:3] and many[-1] == few[-1]  # root layers and code: unchanged
-    assert set(many) & set(few[3:-1])  # the large store paths kept their own blobs
+    # The large path is a layer of its own in both images (its diff_id is the store's layer
+    # sha256 of that one path), and the same blob: grouping did not recompress it.
+    large_id = f"sha256:{large_info['tar_sha256']}"
+    assert large_id in few_ids and large_id in many_ids
+    assert few[few_ids.index(large_id)] == many[many_ids.index(large_id)]
     bundle = tmp_path / "bundle"
     subprocess.run(
         [umoci, "unpack", "--image", f"{grouped}:latest", str(bundle)],
@@ -188,13 +219,17 @@ def test_grouped_image_is_valid_and_keeps_large_layers(
             check=True,
         ).stdout
     )
-    run = subprocess.run(
-        ["chroot", str(bundle / "rootfs"), config["config"]["Cmd"][0], "-c", "import runtime.main"],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    runtime_python, model_python = config["config"]["Cmd"][0], config["config"]["Cmd"][-1]
+
+    def chroot(python: str, code: str) -> subprocess.CompletedProcess[str]:
+        argv = ["chroot", str(bundle / "rootfs"), python, "-c", code]
+        return subprocess.run(argv, capture_output=True, text=True, check=False)
+
+    run = chroot(runtime_python, "import runtime.main")
     assert run.returncode == 0, run.stderr
+    size = "import largeblob, os; print(os.path.getsize(largeblob.__path__[0] + '/blob.bin'))"
+    run = chroot(model_python, size)
+    assert run.stdout.strip() == str(len(blob)), run.stderr
 
 
 def test_weights_are_described_not_copied(offline: dict[str, str], tmp_path: Path) -> None:

@@ -1,39 +1,106 @@
-"""The Docker engine, through the docker SDK: loading our images and running them."""
+"""The Docker engine, through the docker SDK: loading our images and running them.
+
+Only the first contact has a deadline: an engine that does not answer a ping within
+PING_TIMEOUT seconds is reported as unreachable. After that no call has a read timeout, since an
+engine can work for minutes without a word (loading a multi-GB image, or creating a container
+from it with the vfs driver, which copies every layer); a load streams the engine's progress to
+stderr instead, one line per layer it loads.
+"""
 
 from __future__ import annotations
 
+import sys
+import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cog.cli.errors import UsageError
 from store.oci import Layout, write_docker_archive
 
+if TYPE_CHECKING:
+    from docker import DockerClient
 
-def client() -> Any:
+PING_TIMEOUT = 15  # seconds
+
+
+def client() -> DockerClient:
+    """The engine, once it has answered a ping; its later calls have no read timeout."""
     import docker
+    import requests
     from docker.errors import DockerException
 
     try:
-        engine = docker.from_env()
+        engine = docker.from_env(timeout=PING_TIMEOUT)
         engine.ping()
-    except DockerException as e:
+    except (DockerException, requests.RequestException) as e:
         raise UsageError(
             f"cannot reach the Docker engine ({str(e).splitlines()[0][:200]})",
             hint="start dockerd, or set DOCKER_HOST to its socket",
         ) from None
+    engine.api.timeout = None  # type: ignore[assignment]  # requests: None is no timeout
     return engine
 
 
+def _size(n: float) -> str:
+    for unit in ("B", "kB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    raise AssertionError("unreachable")
+
+
 def load(layout: Layout, tag: str, scratch: Path) -> str:
-    """Loads the image into the engine under `tag`; returns the engine's image id."""
+    """Loads the image into the engine under `tag`, showing the engine's progress on stderr;
+    returns the engine's image id."""
+    import requests
+    from docker.errors import DockerException
+
     engine = client()
     archive = scratch / "image.tar"
     with open(archive, "wb") as out:
         write_docker_archive(layout, out, tag)
-    with open(archive, "rb") as data:
-        images = engine.images.load(data)
-    archive.unlink()
-    return str(images[0].id) if images else tag
+    count = len(layout.manifest["layers"])
+    print(
+        f"loading {tag} into the Docker engine ({_size(archive.stat().st_size)}, "
+        f"{count} layers; layers it already has are skipped)",
+        file=sys.stderr,
+        flush=True,
+    )
+    started, seen = time.monotonic(), set[str]()
+    try:
+        with open(archive, "rb") as data:
+            for message in engine.api.load_image(data, quiet=False):  # type: ignore[no-untyped-call]
+                if "errorDetail" in message or "error" in message:
+                    detail = message.get("errorDetail", {}).get("message") or message["error"]
+                    raise UsageError(
+                        f"the Docker engine could not load {tag}: {' '.join(str(detail).split())}",
+                        hint="see the engine's log; an image built with --compression zstd "
+                        "needs Docker 23 or later",
+                    )
+                layer = message.get("id")
+                if message.get("status") == "Loading layer" and layer and layer not in seen:
+                    seen.add(layer)
+                    total = message.get("progressDetail", {}).get("total")
+                    size = f" ({_size(total)})" if total else ""
+                    print(
+                        f"  loading layer {len(seen)}: {layer}{size}", file=sys.stderr, flush=True
+                    )
+    except (DockerException, requests.RequestException) as e:
+        raise UsageError(
+            f"the Docker engine failed while loading {tag} ({str(e).splitlines()[0][:200]})",
+            hint="see the engine's log, and check that it has room for the image",
+        ) from None
+    finally:
+        archive.unlink()
+    elapsed = time.monotonic() - started
+    print(f"loaded {len(seen)} new layers in {elapsed:.0f} s", file=sys.stderr, flush=True)
+    try:
+        return str(engine.images.get(tag).id)
+    except DockerException:
+        raise UsageError(
+            f"the Docker engine loaded the image but has no {tag}",
+            hint="see the engine's log",
+        ) from None
 
 
 def run(image: str, env: dict[str, str], gpus: str | None, name: str | None = None) -> Any:

@@ -10,7 +10,6 @@ are killed, temp dirs are removed, and nothing partial is ever registered.
 from __future__ import annotations
 
 import errno
-import hashlib
 import os
 import sys
 import threading
@@ -41,6 +40,7 @@ from derivations.hashing import drv_path, output_path, output_paths
 from derivations.model import Derivation, DrvInput
 from derivations.store_io import write_drv
 from store.errors import HashMismatch, StoreError
+from store.hashing import file_sha256
 from store.local import Store
 from store.locks import FileLock
 from store.paths import StorePath
@@ -380,11 +380,7 @@ class Realiser:
 def _file_sha256(path: Path) -> str:
     if path.is_symlink() or not path.is_file():
         return "(not a regular file)"
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
+    return file_sha256(path)
 
 
 def realise(

@@ -8,6 +8,7 @@ files) are batched before they cross a thread boundary; memory stays bounded by 
 from __future__ import annotations
 
 import hashlib
+import os
 import queue
 import threading
 from collections.abc import Callable, Iterable
@@ -18,6 +19,15 @@ from store.paths import ALPHABET, HASH_LEN
 
 BATCH = 1 << 20
 _QUEUE_DEPTH = 8
+
+
+def file_sha256(path: str | os.PathLike[str]) -> str:
+    """The hex SHA-256 of a file's bytes, read in bounded chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(BATCH):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 class ThreadedSink:

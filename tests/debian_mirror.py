@@ -30,6 +30,7 @@ from cuda_channels.channel import Channel, load
 from derivations.apt import RootPins, resolve_root
 from derivations.apt.release import parse_release, verify_clearsigned
 from derivations.downloads import client, get
+from store.hashing import file_sha256
 
 ARCH = "amd64"
 PYTHON = "3.11"
@@ -38,7 +39,7 @@ SYSTEM_PACKAGES = ("ffmpeg", "libgl1", "jq")  # jq: examples/system-deps
 
 def _fetch_once(url: str, dest: Path, sha256: str | None = None) -> Path:
     """`url` at `dest` unless it is there (with `sha256`, when given)."""
-    if dest.is_file() and (sha256 is None or _sha256(dest) == sha256):
+    if dest.is_file() and (sha256 is None or file_sha256(dest) == sha256):
         return dest
     dest.parent.mkdir(parents=True, exist_ok=True)
     with client() as http:
@@ -49,14 +50,6 @@ def _fetch_once(url: str, dest: Path, sha256: str | None = None) -> Path:
     tmp.write_bytes(data)
     tmp.replace(dest)
     return dest
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def mirrored(channel: Channel, base_url: str) -> Channel:

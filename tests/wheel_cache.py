@@ -27,6 +27,7 @@ import httpx
 from derivations.downloads import client
 from derivations.lock import RUNTIME_REQUIREMENTS
 from derivations.pylock import resolve
+from store.hashing import file_sha256
 
 PACKAGES = [*RUNTIME_REQUIREMENTS, "numpy==2.1.3", "pillow==11.0.0", "tqdm==4.67.1"]
 PIN_FILE = Path(__file__).parent / "fixtures" / "wheels.json"
@@ -69,14 +70,6 @@ def update(pin_file: Path = PIN_FILE) -> int:
     return len(wheels)
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def _strays(target: Path, pins: list[Pin]) -> list[Path]:
     wanted = {p.filename for p in pins}
     return sorted(
@@ -95,7 +88,7 @@ def prepare(target: Path, pins: list[Pin] | None = None) -> int:
     with client() as http:
         for pin in pins:
             path = target / pin.filename
-            if path.is_file() and _sha256(path) == pin.sha256:
+            if path.is_file() and file_sha256(path) == pin.sha256:
                 continue
             try:
                 response = http.get(pin.url)

@@ -266,12 +266,17 @@ def _start_image(
     return _Process(argv, dict(os.environ), quiet)
 
 
+def _name_value(item: str, flag: str, example: str) -> tuple[str, str]:
+    name, eq, value = item.partition("=")
+    if not eq or not name:
+        raise UsageError(f"{flag} {item!r} is not NAME=VALUE", hint=f"e.g. {flag} {example}")
+    return name, value
+
+
 def parse_inputs(items: list[str]) -> dict[str, Any]:
     inputs: dict[str, Any] = {}
     for item in items:
-        name, eq, value = item.partition("=")
-        if not eq or not name:
-            raise UsageError(f"input {item!r} is not NAME=VALUE", hint="e.g. -i prompt='a cat'")
+        name, value = _name_value(item, "-i", "prompt='a cat'")
         if value.startswith("@"):
             inputs[name] = _data_uri(Path(value[1:]))
         elif value.startswith("["):  # a list input; objects are not an input type
@@ -362,13 +367,7 @@ def _data_uri(path: Path) -> str:
 
 
 def model_env(items: list[str]) -> dict[str, str]:
-    env: dict[str, str] = {}
-    for item in items:
-        name, eq, value = item.partition("=")
-        if not eq or not name:
-            raise UsageError(f"-e {item!r} is not NAME=VALUE", hint="e.g. -e HF_HOME=/tmp/hf")
-        env[name] = value
-    return env
+    return dict(_name_value(item, "-e", "HF_HOME=/tmp/hf") for item in items)
 
 
 def cmd_predict(args: argparse.Namespace, store: Store) -> int:

@@ -30,11 +30,49 @@ from runtime.webhooks import Webhook
 from runtime.worker import WorkerDied, WorkerProcess, WorkerSpec
 
 HEALTHCHECK_TIMEOUT_S = 5.0
+LOG_LINE_WAIT_S = 0.05  # how long a line without its newline waits for the rest
 TERMINAL = ("succeeded", "failed", "canceled")
 
 
 def now_iso() -> str:
-    return datetime.datetime.now(datetime.timezone.utc).isoformat()
+    """The time as coglet writes it (chrono's RFC 3339: 0, 3, 6 or 9 fractional digits)."""
+    seconds, nanos = divmod(time.time_ns(), 1_000_000_000)
+    when = datetime.datetime.fromtimestamp(seconds, datetime.timezone.utc)
+    if nanos == 0:
+        fraction = ""
+    elif nanos % 1_000_000 == 0:
+        fraction = f".{nanos // 1_000_000:03d}"
+    elif nanos % 1000 == 0:
+        fraction = f".{nanos // 1000:06d}"
+    else:
+        fraction = f".{nanos:09d}"
+    return f"{when:%Y-%m-%dT%H:%M:%S}{fraction}+00:00"
+
+
+def seconds_since(start_ns: int) -> float:
+    """Elapsed seconds as Rust's `Duration::as_secs_f64` computes them."""
+    seconds, nanos = divmod(time.monotonic_ns() - start_ns, 1_000_000_000)
+    return seconds + nanos / 1e9
+
+
+def nest_metrics(flat: dict[str, Any]) -> dict[str, Any]:
+    """User metrics as coglet reports them: `a.b` is `{"a": {"b": ...}}`; a None is no metric."""
+    if not any("." in name for name in flat) and None not in flat.values():
+        return dict(flat)
+    out: dict[str, Any] = {}
+    for name, value in flat.items():
+        *parents, leaf = name.split(".")
+        node = out
+        for part in parents:
+            child = node.get(part)
+            if not isinstance(child, dict):
+                child = node[part] = {}
+            node = child
+        if value is None:
+            node.pop(leaf, None)
+        else:
+            node[leaf] = value
+    return out
 
 
 class Rejected(Exception):
@@ -48,6 +86,9 @@ class Rejected(Exception):
 
 @dataclass
 class Prediction:
+    """One prediction. Its JSON is coglet's: `snapshot()` (webhooks, SSE, a repeated PUT),
+    `sync_response()` (the answer to a request that waited) and `accepted()` (a 202)."""
+
     id: str
     input: dict[str, Any]
     training: bool
@@ -58,31 +99,48 @@ class Prediction:
     output: Any = None
     logs: str = ""
     error: str | None = None
-    metrics: dict[str, Any] = field(default_factory=dict)
-    created_at: str = field(default_factory=now_iso)
-    started_at: str | None = None
-    completed_at: str | None = None
+    metrics: dict[str, Any] = field(default_factory=dict)  # the user's, as recorded
+    predict_time: float | None = None
+    created_ns: int = field(default_factory=time.monotonic_ns)
+    partial_logs: dict[str, str] = field(default_factory=dict)  # stream -> unfinished line
+    partial_deadline: float = 0.0  # when what partial_logs holds is sent, line or not
     done: trio.Event = field(default_factory=trio.Event)
     subscribers: list[trio.MemorySendChannel[tuple[str, Any]]] = field(default_factory=list)
 
-    def response(self) -> dict[str, Any]:
+    def _metrics(self) -> dict[str, Any]:
+        metrics = nest_metrics(self.metrics)
+        if self.predict_time is not None:
+            metrics["predict_time"] = self.predict_time
+        return metrics
+
+    def snapshot(self) -> dict[str, Any]:
         body: dict[str, Any] = {
             "id": self.id,
-            "input": self.input,
             "status": self.status,
             "logs": self.logs,
-            "metrics": self.metrics,
-            "created_at": self.created_at,
+            "metrics": self._metrics(),
         }
-        if self.status == "succeeded" or (self.status == "processing" and self.output):
-            body["output"] = self.output  # as Cog: a failed prediction reports no output
+        if self.status == "succeeded" or (self.iterator and self.output):
+            body["output"] = self.output  # as Cog: a failed iterator shows what it yielded
         if self.error is not None:
             body["error"] = self.error
-        if self.started_at:
-            body["started_at"] = self.started_at
-        if self.completed_at:
-            body["completed_at"] = self.completed_at
         return body
+
+    def sync_response(self) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "id": self.id,
+            "status": self.status,
+            "logs": self.logs,
+            "metrics": self._metrics(),
+        }
+        if self.status == "succeeded":
+            body["output"] = self.output  # as Cog: a failed prediction reports no output
+        elif self.status == "failed":
+            body["error"] = self.error or ""
+        return body
+
+    def accepted(self) -> dict[str, Any]:
+        return {"id": self.id, "status": "starting"}
 
     def publish(self, event: str, data: Any) -> None:
         for channel in list(self.subscribers):
@@ -236,10 +294,19 @@ class Runtime:
             return
         with trio.move_on_after(HEALTHCHECK_TIMEOUT_S):
             result = await receive.receive()
-            self.unhealthy = None if result.get("ok") else result.get("error", "unhealthy")
+            if result.get("ok"):
+                self.unhealthy = None
+            else:  # worded as coglet words it
+                error = str(result.get("error") or "returned False")
+                if error == "healthcheck returned False":
+                    error = "user-defined healthcheck returned False"
+                self.unhealthy = f"Healthcheck failed: {error}"
             return
         self._healthchecks.pop(check_id, None)
-        self.unhealthy = f"healthcheck timed out after {HEALTHCHECK_TIMEOUT_S:g} seconds"
+        self.unhealthy = (
+            "Healthcheck failed: user-defined healthcheck timed out after "
+            f"{HEALTHCHECK_TIMEOUT_S:.1f} seconds"
+        )
 
     # --- predictions -----------------------------------------------------------------------
 
@@ -262,8 +329,9 @@ class Runtime:
                 },
             )
 
-    def submit(self, body: Any, prediction_id: str | None = None) -> Prediction:
-        """Validates a request and starts its prediction in the nursery (or raises Rejected)."""
+    def submit(self, body: Any, prediction_id: str | None = None) -> tuple[Prediction, bool]:
+        """Validates a request and starts its prediction in the nursery (or raises Rejected).
+        Returns the prediction and whether it is new (else it was already running)."""
         self._ready()
         if not isinstance(body, dict):
             raise Rejected(
@@ -286,9 +354,10 @@ class Runtime:
         pid = prediction_id or body.get("id") or f"pred_{secrets.token_hex(8)}"
         existing = self.predictions.get(pid)
         if existing is not None and not existing.done.is_set():
-            return existing  # idempotent: the same id again is the same prediction
+            return existing, False  # idempotent: the same id again is the same prediction
         assert self.inputs is not None and self.signature is not None
-        values, errors = self.inputs.validate(body.get("input") or {})
+        raw = body.get("input") or {}
+        values, errors = self.inputs.validate(raw)
         if errors:
             raise Rejected(422, {"detail": errors})
         if self.busy():
@@ -300,7 +369,7 @@ class Runtime:
             webhook = Webhook(self.http, str(body["webhook"]), body.get("webhook_events_filter"))
         prediction = Prediction(
             id=pid,
-            input=body.get("input") or {},
+            input={k: v for k, v in raw.items() if k in self.inputs.kinds},  # as Cog: known
             training=self.training,
             iterator=bool(self.signature["output"].get("iterator")),
             webhook=webhook,
@@ -309,7 +378,7 @@ class Runtime:
         self.predictions[pid] = prediction
         assert self.nursery is not None and values is not None
         self.nursery.start_soon(self._execute, prediction, values)
-        return prediction
+        return prediction, True
 
     async def cancel(self, pid: str) -> bool:
         prediction = self.predictions.get(pid)
@@ -322,15 +391,13 @@ class Runtime:
     async def _execute(self, prediction: Prediction, values: dict[str, Any]) -> None:
         send, receive = trio.open_memory_channel[dict[str, Any]](math.inf)
         self.worker.handlers[prediction.id] = send.send_nowait
-        started = time.monotonic()
-        prediction.started_at = now_iso()
         prediction.status = "processing"
         if prediction.iterator:
             prediction.output = []
         try:
             if prediction.webhook:
-                await prediction.webhook.intermediate("start", prediction.response(), force=True)
-            prediction.publish("start", prediction.response())
+                await prediction.webhook.intermediate("start", prediction.snapshot(), force=True)
+            prediction.publish("start", {"id": prediction.id, "status": "processing"})
             try:
                 assert self.inputs is not None  # set with the signature, before any prediction
                 ready = await prepare_inputs(self.http, values, self.inputs.kinds, self.files)
@@ -343,35 +410,68 @@ class Runtime:
                     }
                 )
             except (InputError, WorkerDied) as e:
-                await self._end(prediction, "failed", started, error=str(e))
+                await self._end(prediction, "failed", error=str(e))
                 return
-            async for message in receive:
-                if await self._handle(prediction, message, started):
+            while True:
+                message: dict[str, Any] | None = None
+                if prediction.partial_logs:  # an unfinished line waits briefly for its end
+                    with trio.move_on_at(prediction.partial_deadline):
+                        message = await receive.receive()
+                    if message is None:
+                        await self._log_lines(prediction, flush=True)
+                        continue
+                else:
+                    message = await receive.receive()
+                if await self._handle(prediction, message):
                     return
         finally:
             self.worker.handlers.pop(prediction.id, None)
             if self.predictions.get(prediction.id) is prediction:
                 del self.predictions[prediction.id]  # finished ones are not kept: no leak
             if not prediction.done.is_set():  # cancelled from outside (shutdown)
+                prediction.logs += "".join(prediction.partial_logs.values())
                 prediction.status = "canceled"
-                prediction.completed_at = now_iso()
+                prediction.predict_time = seconds_since(prediction.created_ns)
                 prediction.done.set()
 
-    async def _handle(
-        self, prediction: Prediction, message: dict[str, Any], started: float
-    ) -> bool:
+    async def _log_lines(
+        self, prediction: Prediction, flush: bool = False, notify: bool = True
+    ) -> None:
+        """Logs as coglet reports them: whole lines, one event per write that ends a line;
+        what has no newline yet is held until its line ends, or a moment, or the end."""
+        sent = False
+        for stream, text in list(prediction.partial_logs.items()):
+            cut = len(text) if flush else text.rfind("\n") + 1
+            if cut == 0:
+                continue
+            lines, rest = text[:cut], text[cut:]
+            if rest:
+                prediction.partial_logs[stream] = rest
+                prediction.partial_deadline = trio.current_time() + LOG_LINE_WAIT_S
+            else:
+                del prediction.partial_logs[stream]
+            prediction.logs += lines
+            prediction.publish("log", {"data": lines, "source": stream})
+            sent = True
+        if sent and notify and prediction.webhook:
+            await prediction.webhook.intermediate("logs", prediction.snapshot())
+
+    async def _handle(self, prediction: Prediction, message: dict[str, Any]) -> bool:
         kind = message["type"]
         if kind == "log":
-            prediction.logs += message["data"]
-            prediction.publish("log", message["data"])
-            if prediction.webhook:
-                await prediction.webhook.intermediate("logs", prediction.response())
+            stream = "stderr" if message.get("stream") == "stderr" else "stdout"
+            if not prediction.partial_logs:
+                prediction.partial_deadline = trio.current_time() + LOG_LINE_WAIT_S
+            prediction.partial_logs[stream] = prediction.partial_logs.get(stream, "") + str(
+                message["data"]
+            )
+            await self._log_lines(prediction)
         elif kind == "output":
             value = await finish_outputs(self.http, message["value"], self.upload_url)
             prediction.output.append(value)
-            prediction.publish("output", value)
+            prediction.publish("output", {"chunk": value, "index": len(prediction.output) - 1})
             if prediction.webhook:
-                await prediction.webhook.intermediate("output", prediction.response())
+                await prediction.webhook.intermediate("output", prediction.snapshot())
         elif kind == "done":
             prediction.metrics.update(message.get("metrics") or {})
             if "output" in message:
@@ -380,35 +480,31 @@ class Runtime:
                         self.http, message["output"], self.upload_url
                     )
                 except httpx.HTTPError as e:
-                    await self._end(
-                        prediction, "failed", started, error=f"uploading the output failed: {e}"
-                    )
+                    await self._end(prediction, "failed", error=f"uploading the output failed: {e}")
                     return True
-            await self._end(prediction, "succeeded", started)
+            await self._end(prediction, "succeeded")
             return True
         elif kind in ("failed", "canceled", "worker_died"):
             prediction.metrics.update(message.get("metrics") or {})
             status = "canceled" if kind == "canceled" else "failed"
-            await self._end(prediction, status, started, error=message.get("error"))
+            await self._end(prediction, status, error=message.get("error"))
             return True
         return False
 
-    async def _end(
-        self, prediction: Prediction, status: str, started: float, error: str | None = None
-    ) -> None:
+    async def _end(self, prediction: Prediction, status: str, error: str | None = None) -> None:
         if self.predictions.get(prediction.id) is prediction:
             del self.predictions[prediction.id]  # its slot is free from now on
+        await self._log_lines(prediction, flush=True, notify=False)  # the terminal event has them
         prediction.status = status
         prediction.error = error
-        prediction.metrics["predict_time"] = time.monotonic() - started
-        prediction.completed_at = now_iso()
+        prediction.predict_time = seconds_since(prediction.created_ns)
         prediction.done.set()
-        prediction.publish("completed", prediction.response())
+        prediction.publish("completed", prediction.snapshot())
         for channel in prediction.subscribers:
             channel.close()
         if prediction.webhook:
             with trio.CancelScope(shield=True):
-                await prediction.webhook.terminal(prediction.response())
+                await prediction.webhook.terminal(prediction.snapshot())
 
 
 def env_float(name: str) -> float | None:

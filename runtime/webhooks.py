@@ -1,9 +1,9 @@
 """Webhooks: the prediction's state POSTed to its URL as it changes.
 
-Intermediate events (start, output, logs) are throttled so a chatty prediction sends at most
-one update per interval (`COG_THROTTLE_RESPONSE_INTERVAL`, default 0.5 s) and are best effort;
-the terminal event is always sent, retried with backoff until it is accepted.
-`WEBHOOK_AUTH_TOKEN` becomes a bearer token.
+Intermediate events (start, logs) are throttled so a chatty prediction sends at most one update
+per interval (`COG_THROTTLE_RESPONSE_INTERVAL`, default 0.5 s) and are best effort; as in Cog,
+output events are never throttled. The terminal event is always sent, retried with backoff until
+it is accepted. `WEBHOOK_AUTH_TOKEN` becomes a bearer token. Bodies and User-Agent are coglet's.
 """
 
 from __future__ import annotations
@@ -15,6 +15,9 @@ from typing import Any
 
 import httpx
 import trio
+
+from runtime.jsonbody import dumpb
+from runtime.version import COG_VERSION
 
 EVENTS = ("start", "output", "logs", "completed")
 TERMINAL_TRIES = 8
@@ -28,12 +31,14 @@ class Webhook:
         self.interval = float(os.environ.get("COG_THROTTLE_RESPONSE_INTERVAL", "0.5"))
         self.last_sent = 0.0
         token = os.environ.get("WEBHOOK_AUTH_TOKEN")
-        self.headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self.headers = {"Content-Type": "application/json", "User-Agent": f"coglet/{COG_VERSION}"}
+        if token:
+            self.headers["Authorization"] = f"Bearer {token}"
         self.lock = trio.Lock()
 
     async def _post(self, payload: dict[str, Any]) -> bool:
         try:
-            response = await self.http.post(self.url, json=payload, headers=self.headers)
+            response = await self.http.post(self.url, content=dumpb(payload), headers=self.headers)
         except httpx.HTTPError:
             return False
         return response.status_code < 500
@@ -42,7 +47,7 @@ class Webhook:
         if event not in self.events:
             return
         now = time.monotonic()
-        if not force and now - self.last_sent < self.interval:
+        if not force and event != "output" and now - self.last_sent < self.interval:
             return
         async with self.lock:
             self.last_sent = now

@@ -4,11 +4,13 @@ Cog's server (coglet) validates inputs against `.cog/openapi_schema.json`, which
 writes; here that file is our server's `/openapi.json`, so both validate against one schema.
 What is compared: status codes, prediction statuses, outputs, logs, whether there is an
 error, the location of input errors, and webhook sequences. Ids and timings are ignored.
+The bytes of response, SSE and webhook bodies are compared too (JSON as serde_json writes it).
 
 Differences on purpose, each asserted where it shows:
 - error texts: Cog wraps them ("Prediction failed: …"), we give the exception as raised;
 - input error messages: Cog words them as JSON Schema does, we as pydantic does (same loc);
-- responses carry more fields here (`input`, `created_at`, `started_at`, `completed_at`);
+- the intermediate webhooks and SSE events of Cog carry the metrics recorded so far, and Cog
+  sends SSE `metric` events: our worker reports metrics when the prediction ends;
 - logs of a subprocess: Cog 0.23.1 drops what a predictor's subprocess writes; we must not;
 - logs of a failed prediction: Cog 0.23.1 reports them empty when a generator fails; we keep
   what the prediction printed before it failed, which is what a user debugging it needs;
@@ -22,6 +24,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import time
 from collections.abc import Iterator
@@ -228,3 +231,127 @@ def test_async_409_cancel_and_webhooks(tmp_path: Path, http_server: LoopbackServ
             if p in ("iter/ours", "iter/theirs") and json.loads(b)["status"] == "succeeded"
         ]
         assert [f["output"] for f in finals] == [["t0 ", "t1 ", "t2 "]] * 2
+
+
+def normalized(body: bytes) -> bytes:
+    """Raw bytes with what differs by run (timings, timestamps, Cog's build stamp, generated
+    ids) replaced by placeholders; nothing else is touched."""
+    body = re.sub(rb'"predict_time":[0-9.e+-]+', b'"predict_time":T', body)
+    body = re.sub(rb'"(started_at|completed_at)":"[^"]+"', rb'"\1":"TS"', body)
+    body = re.sub(rb'"git_sha":"[^"]*","build_time":"[^"]*",', b"", body)
+    return re.sub(rb'"id":"pred_[0-9a-f]+"', b'"id":"ID"', body)
+
+
+def raw_post(server: Server, path: str, **kwargs: Any) -> httpx.Response:
+    for _ in range(50):  # Cog's slot-release 409, as `post` above
+        response = server.http.post(path, **kwargs)
+        if response.status_code != 409:
+            return response
+        time.sleep(0.02)
+    return response
+
+
+def test_response_bodies_are_byte_identical(tmp_path: Path) -> None:
+    """Not parsed JSON: the bytes on the wire (separators, key order, fields, texts)."""
+    requests: list[tuple[str, Any]] = [
+        ("GET /", lambda s: s.http.get("/")),
+        ("health", lambda s: s.http.get("/health-check")),
+        ("sync", lambda s: raw_post(s, "/predictions", json={"id": "b1", "input": {"name": "x"}})),
+        ("sync, generated id", lambda s: raw_post(s, "/predictions", json={"input": {}})),
+        ("PUT", lambda s: s.http.put("/predictions/b2", json={"input": {"times": 2}})),
+        ("422", lambda s: raw_post(s, "/predictions", json={"input": [1]})),
+        (
+            "422 id",
+            lambda s: s.http.put("/predictions/b3", json={"id": "other", "input": {}}),
+        ),
+        (
+            "406",
+            lambda s: raw_post(
+                s, "/predictions", json={"input": {}}, headers={"Accept": "text/event-stream"}
+            ),
+        ),
+        (
+            "400",
+            lambda s: raw_post(
+                s, "/predictions", content=b"garbage", headers={"Content-Type": "application/json"}
+            ),
+        ),
+        (
+            "415",
+            lambda s: raw_post(
+                s, "/predictions", content=b"{}", headers={"Content-Type": "text/plain"}
+            ),
+        ),
+        ("cancel 404", lambda s: s.http.post("/predictions/nope/cancel")),
+        ("no route", lambda s: s.http.get("/nope")),
+        (
+            "202",
+            lambda s: raw_post(
+                s,
+                "/predictions",
+                json={"id": "b4", "input": {}},
+                headers={"Prefer": "respond-async"},
+            ),
+        ),
+    ]
+    with both("hello.py:Predictor", tmp_path) as (ours, theirs):
+        for name, send in requests:
+            a, b = send(ours), send(theirs)
+            assert a.status_code == b.status_code, name
+            assert a.headers.get("content-type") == b.headers.get("content-type"), name
+            mine, cogs = normalized(a.content), normalized(b.content)
+            if name == "health":  # setup logs: Cog's are its own log lines, racing the user's
+                mine, cogs = (re.sub(rb',"logs":"(?:[^"\\]|\\.)*"', b"", x) for x in (mine, cogs))
+            assert mine == cogs, name
+
+
+def test_sse_and_webhook_bodies_are_byte_identical(
+    tmp_path: Path, http_server: LoopbackServer
+) -> None:
+    env = {"COG_THROTTLE_RESPONSE_INTERVAL": "0"}
+    with both("iterate.py:Predictor", tmp_path, env=env) as (ours, theirs):
+        streams = []
+        for name, server in (("ours", ours), ("theirs", theirs)):
+            with server.http.stream(
+                "PUT",
+                f"/predictions/sse-{name}",
+                json={"input": {"n": 2, "delay": 0.1}},
+                headers={"Accept": "text/event-stream"},
+            ) as response:
+                assert response.headers["content-type"] == "text/event-stream"
+                streams.append(b"".join(response.iter_raw()).replace(name.encode(), b"X"))
+        assert normalized(streams[0]) == normalized(streams[1])
+        assert b'event: output\ndata: {"chunk":"t1 ","index":1}\n\n' in streams[0]
+        for name, server in (("ours", ours), ("theirs", theirs)):
+            body = {"id": f"w-{name}", "input": {"n": 3, "fail_at": 2}}
+            body["webhook"] = http_server.url(f"hook/{name}")
+            accepted = raw_post(
+                server, "/predictions", json=body, headers={"Prefer": "respond-async"}
+            )
+            assert accepted.content == b'{"id":"w-%s","status":"starting"}' % name.encode()
+        statuses(http_server, "hook/ours")
+        statuses(http_server, "hook/theirs")
+        bodies = {
+            name: [
+                normalized(b).replace(name.encode(), b"X")
+                for _, p, _, b in list(http_server.received)
+                if p == f"hook/{name}"
+            ]
+            for name in ("ours", "theirs")
+        }
+        assert bodies["ours"][0] == bodies["theirs"][0]  # start
+        assert bodies["ours"][0] == b'{"id":"w-X","logs":"","metrics":{},"status":"processing"}'
+        terminal = [next(b for b in bodies[name] if b'"status":"failed"' in b) for name in bodies]
+        # Error texts differ on purpose (see the module docstring); the rest is the same bytes.
+        assert [re.sub(rb'"error":"[^"]*",', b"", t) for t in terminal] == [
+            b'{"id":"w-X","logs":"token 0\\ntoken 1\\n","metrics":{"predict_time":T},'
+            b'"output":["t0 ","t1 "],"status":"failed"}'
+        ] * 2
+        agents = {
+            v
+            for _, p, h, _ in http_server.received
+            if p.startswith("hook/")
+            for k, v in h.items()
+            if k.lower() == "user-agent"
+        }
+        assert agents == {"coglet/0.23.1"}

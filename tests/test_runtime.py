@@ -5,8 +5,10 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -17,7 +19,7 @@ import httpx
 import pytest
 
 from tests.conftest import LoopbackServer
-from tests.runtime_server import FIXTURES, REPO, serve
+from tests.runtime_server import FIXTURES, REPO, Server, serve
 
 
 def test_index_health_and_schema() -> None:
@@ -408,3 +410,183 @@ def test_back_to_back_sequential_requests_never_see_409() -> None:
     with serve("function.py:predict") as server:
         codes = {server.predict({"input": {"x": i}}).status_code for i in range(200)}
         assert codes == {200}
+
+
+def _timed(body: bytes) -> bytes:
+    return re.sub(rb'"predict_time":[0-9.e+-]+', b'"predict_time":T', body)
+
+
+def test_json_bodies_are_coglets_bytes() -> None:
+    """The bytes coglet 0.23.1 writes for the same requests (captured from it): compact,
+    sorted keys, coglet's fields only; its plain-text errors; empty 404/405."""
+    with serve("hello.py:Predictor") as server:
+        index = server.http.get("/")
+        assert index.headers["content-type"] == "application/json"
+        assert index.content == (
+            b'{"cog_version":"0.23.1","docs_url":"/docs","healthcheck_url":"/health-check",'
+            b'"openapi_url":"/openapi.json","predictions_cancel_url":'
+            b'"/predictions/{prediction_id}/cancel","predictions_idempotent_url":'
+            b'"/predictions/{prediction_id}","predictions_url":"/predictions",'
+            b'"shutdown_url":"/shutdown"}'
+        )
+        health = server.http.get("/health-check").content
+        stamp = rb'"20\d\d-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{3}|\.\d{6}|\.\d{9})?\+00:00"'
+        assert re.fullmatch(
+            rb'\{"status":"READY","setup":\{"started_at":%s,"completed_at":%s,'
+            rb'"status":"succeeded","logs":"loading the model\\n"\},"version":\{'
+            rb'"coglet":"0.23.1","python_sdk":"0.23.1","python":"3\.\d+\.\d+"\}\}' % (stamp, stamp),
+            health,
+        ), health
+        sync = server.predict({"id": "b1", "input": {"name": "bob", "unknown": 1}})
+        assert _timed(sync.content) == (
+            b'{"id":"b1","logs":"greeting bob\\n","metrics":{"calls":1,"greetings":1,'
+            b'"predict_time":T},"output":"hello bob sum=3 secret=None ctx=","status":"succeeded"}'
+        )
+        assert server.predict({"input": [1]}).content == (
+            b'{"detail":[{"loc":["body","input","__root__"],'
+            b'"msg":"[1] is not of type \\"object\\"","type":"value_error"}]}'
+        )
+        mismatch = server.http.put("/predictions/p2", json={"id": "p3", "input": {}})
+        assert mismatch.content == (
+            b'{"detail":[{"loc":["body","id"],"msg":"prediction ID must match the ID '
+            b'supplied in the URL","type":"value_error"}]}'
+        )
+        accepted = server.predict({"id": "a1", "input": {}}, Prefer="respond-async")
+        assert (
+            accepted.status_code == 202 and accepted.content == b'{"id":"a1","status":"starting"}'
+        )
+        garbage = server.http.post(
+            "/predictions", content=b"garbage", headers={"Content-Type": "application/json"}
+        )
+        assert garbage.status_code == 400
+        assert garbage.headers["content-type"] == "text/plain; charset=utf-8"
+        assert garbage.content == (
+            b"Failed to parse the request body as JSON: expected value at line 1 column 1"
+        )
+        plain = server.http.post(
+            "/predictions", content=b"{}", headers={"Content-Type": "text/plain"}
+        )
+        assert plain.status_code == 415
+        assert plain.headers["content-type"] == "text/plain; charset=utf-8"
+        nowhere = server.http.get("/nope")
+        assert nowhere.status_code == 404 and nowhere.content == b""
+        assert "content-type" not in nowhere.headers
+        assert server.http.get("/predictions").status_code == 405
+        assert server.http.post("/predictions/nope/cancel").content == b"{}"
+
+
+def test_an_unread_request_body_never_stalls_the_next_request() -> None:
+    """A request refused before its body arrived (415) must not leave the keep-alive connection
+    stuck: the body is read first, so the next request on it is answered."""
+    with (
+        serve("hello.py:Predictor") as server,
+        socket.create_connection(("127.0.0.1", server.port), timeout=5) as conn,
+    ):
+        conn.sendall(
+            b"POST /predictions HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\n"
+            b"Content-Length: 2\r\n\r\n"
+        )
+        time.sleep(0.3)  # the body comes late
+        conn.sendall(b"{}GET /health-check HTTP/1.1\r\nHost: x\r\n\r\n")
+        received = b""
+        while received.count(b"HTTP/1.1 ") < 2 or not received.endswith(b"}"):
+            chunk = conn.recv(65536)  # times out (fails) if the second answer never comes
+            assert chunk, received
+            received += chunk
+        assert b"HTTP/1.1 415" in received and b'{"status":"READY"' in received
+
+
+def test_json_encoding_is_serde_jsons() -> None:
+    """Floats, escapes and key order as coglet's serde_json writes them (captured from it)."""
+    from runtime.jsonbody import dumps
+
+    value = {
+        "z": 1,
+        "a": [1.0, 2.5, 1e-5, 0.0001, 1e16, 1e22, 123456789.125, -0.0, 3e-7, -1.5e-5],
+        "m": {"b": None, "a": 'ü\u2028\x7f\x01\t"\\'},
+        "n": [float("nan"), float("inf")],
+    }
+    assert dumps(value) == (
+        '{"a":[1.0,2.5,0.00001,0.0001,1e+16,1e+22,123456789.125,-0.0,3e-7,-0.000015],'
+        '"m":{"a":"ü\u2028\x7f\\u0001\\t\\"\\\\","b":null},"n":[null,null],"z":1}'
+    )
+    assert dumps({"b": 1, "a": 1e-6}, sort_keys=False) == '{"b":1,"a":1e-6}'
+    assert dumps("e-0 1e-05") == '"e-0 1e-05"'  # strings are never reformatted
+    for x in (0.1 + 0.2, 5e-324, 1.7976931348623157e308, 2.0**53, 1e15, 123.456, 1e-4):
+        assert dumps(x) == repr(x)
+
+
+def test_sse_webhooks_and_metrics_in_coglets_shape(
+    tmp_path: Path, http_server: LoopbackServer
+) -> None:
+    (tmp_path / "nested.py").write_text(
+        "from cog import BasePredictor, current_scope\n\n\n"
+        "class Predictor(BasePredictor):\n"
+        "    def predict(self) -> str:\n"
+        '        current_scope().record_metric("timing.preprocess", 0.1)\n'
+        '        current_scope().record_metric("timing.total", 1)\n'
+        '        current_scope().record_metric("gone", 1)\n'
+        '        current_scope().record_metric("gone", None)\n'
+        '        print("half a line, ", end="")\n'
+        '        print("then the rest")\n'
+        '        return "ok"\n'
+    )
+    with serve("nested.py:Predictor", cwd=tmp_path) as server:
+        result = server.predict({"id": "m1", "input": {}})
+        assert _timed(result.content) == (
+            b'{"id":"m1","logs":"half a line, then the rest\\n","metrics":{"predict_time":T,'
+            b'"timing":{"preprocess":0.1,"total":1}},"output":"ok","status":"succeeded"}'
+        )
+    env = {"COG_THROTTLE_RESPONSE_INTERVAL": "0"}
+    with serve("iterate.py:Predictor", env=env) as server:
+        with server.http.stream(
+            "PUT",
+            "/predictions/s1",
+            json={"input": {"n": 2}},
+            headers={"Accept": "text/event-stream"},
+        ) as stream:
+            assert stream.headers["content-type"] == "text/event-stream"
+            events = _timed(b"".join(stream.iter_raw()))
+        assert events == (
+            b'event: start\ndata: {"id":"s1","status":"processing"}\n\n'
+            b'event: log\ndata: {"data":"token 0\\n","source":"stdout"}\n\n'
+            b'event: output\ndata: {"chunk":"t0 ","index":0}\n\n'
+            b'event: log\ndata: {"data":"token 1\\n","source":"stdout"}\n\n'
+            b'event: output\ndata: {"chunk":"t1 ","index":1}\n\n'
+            b'event: completed\ndata: {"id":"s1","logs":"token 0\\ntoken 1\\n",'
+            b'"metrics":{"predict_time":T},"output":["t0 ","t1 "],"status":"succeeded"}\n\n'
+        )
+        body = {"id": "w1", "input": {"n": 2, "fail_at": 1}, "webhook": http_server.url("hook/w1")}
+        server.predict(body, Prefer="respond-async")
+        state = Server.wait_done("w1", http_server)
+        assert state["status"] == "failed"
+        sent = [_timed(b) for _, _, _, b in http_server.received]
+        assert sent[0] == b'{"id":"w1","logs":"","metrics":{},"status":"processing"}'
+        assert sent[-1] == (  # as Cog: a failed stream keeps what it yielded
+            b'{"error":"RuntimeError: failed at 1","id":"w1","logs":"token 0\\n",'
+            b'"metrics":{"predict_time":T},"output":["t0 "],"status":"failed"}'
+        )
+        assert {h["User-Agent"] for _, _, h, _ in http_server.received} == {"coglet/0.23.1"}
+
+
+def test_put_of_a_running_prediction_and_schema_before_setup() -> None:
+    with serve("slow.py:Predictor") as server:
+        server.predict({"id": "r1", "input": {"seconds": 5}}, Prefer="respond-async")
+        time.sleep(0.5)
+        again = server.http.put("/predictions/r1", json={"input": {"seconds": 5, "x": 1}})
+        assert again.status_code == 202  # answered at once, as Cog, with the state so far
+        assert again.content == (
+            b'{"id":"r1","input":{"seconds":5},"logs":"started\\n","metrics":{},'
+            b'"status":"processing"}'
+        )
+        server.http.post("/predictions/r1/cancel")
+    with serve("setup_slow.py:Predictor", ready=("STARTING",)) as server:
+        early = server.http.get("/openapi.json")
+        assert early.status_code == 503
+        assert early.content == b'{"error":"OpenAPI schema not available"}'
+        health = server.http.get("/health-check").content
+        assert re.fullmatch(
+            rb'\{"status":"STARTING","setup":\{"started_at":"[^"]+","status":"starting"\},'
+            rb'"version":\{"coglet":"0.23.1","python_sdk":"0.23.1","python":"[^"]+"\}\}',
+            health,
+        ), health

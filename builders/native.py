@@ -41,9 +41,17 @@ def network_binds(scratch: Path) -> list[str]:
     return ["--ro-bind", str(hosts), "/etc/hosts", "--ro-bind", str(resolv), "/etc/resolv.conf"]
 
 
-def server_argv(
-    store: Store, built: Layers, view: Path, env: dict[str, str], server_args: list[str]
+def project_argv(
+    store: Store,
+    built: Layers,
+    view: Path,
+    env: dict[str, str],
+    src: Path | None = None,
+    interactive: bool = False,
 ) -> list[str]:
+    """bubblewrap over the project's root layers, its closure at /cog/store, /src and a
+    writable $HOME, ready for the command to run. /src is the built code (read-only) or, with
+    `src`, that directory itself, writable, as `cog exec` mounts the project."""
     bwrap = bwrap_path()
     if bwrap is None:
         raise SandboxUnavailable("running a model natively needs bubblewrap (bwrap)")
@@ -53,9 +61,12 @@ def server_argv(
     add_mount_points(view)
     model_env = output_path(built.model_env)
     runtime_env = output_path(built.runtime_env)
-    argv = [bwrap, "--unshare-all", "--share-net", "--die-with-parent", "--new-session"]
+    argv = [bwrap, "--unshare-all", "--share-net", "--die-with-parent"]
+    # A new session keeps the command from the terminal; an interactive one needs it.
+    argv += [] if interactive else ["--new-session"]
     argv += ["--ro-bind", str(view), "/", "--proc", "/proc", "--dev", "/dev"]
-    argv += ["--perms", "1777", "--tmpfs", "/tmp", *network_binds(view.parent)]
+    argv += ["--perms", "1777", "--tmpfs", "/tmp", "--perms", "0700", "--tmpfs", "/root"]
+    argv += network_binds(view.parent)
     # Only the model's closure is in its /cog/store: never other projects' paths, the store's
     # database or its build logs.
     argv += ["--tmpfs", STORE_DIR]
@@ -63,17 +74,20 @@ def server_argv(
     for path in store.closure(wanted):
         argv += ["--ro-bind", str(store.real_path(path)), str(path)]
     argv += ["--remount-ro", STORE_DIR]
-    # /src is the code, plus each weight file where the project had it: a writable tmpfs
-    # holding read-only binds, since a store path cannot gain mount points.
-    code = store.real_path(built.code)
-    argv += ["--tmpfs", "/src"]
-    for entry in sorted(code.iterdir()):
-        argv += ["--ro-bind", str(entry), f"/src/{entry.name}"]
-    for rel, path in built.weights.items():
-        argv += ["--ro-bind", str(store.real_path(path)), f"/src/{rel}"]
+    if src is not None:
+        argv += ["--bind", str(src), "/src"]
+    else:
+        # The code, plus each weight file where the project had it: a writable tmpfs holding
+        # read-only binds, since a store path cannot gain mount points.
+        code = store.real_path(built.code)
+        argv += ["--tmpfs", "/src"]
+        for entry in sorted(code.iterdir()):
+            argv += ["--ro-bind", str(entry), f"/src/{entry.name}"]
+        for rel, path in built.weights.items():
+            argv += ["--ro-bind", str(store.real_path(path)), f"/src/{rel}"]
     argv += ["--chdir", "/src", "--clearenv"]
     base_env = {
-        "PATH": f"{model_env}/bin:/usr/local/bin:/usr/bin:/bin",
+        "PATH": f"{model_env}/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
         "HOME": "/root",
         "LANG": "C.UTF-8",
         "PYTHONUNBUFFERED": "1",
@@ -81,6 +95,16 @@ def server_argv(
     }
     for key, value in sorted(base_env.items()):
         argv += ["--setenv", key, value]
+    return [*argv, "--"]
+
+
+def server_argv(
+    store: Store, built: Layers, view: Path, env: dict[str, str], server_args: list[str]
+) -> list[str]:
+    """The project's server: the runtime's environment, with the model's as its worker."""
+    model_env = output_path(built.model_env)
+    runtime_env = output_path(built.runtime_env)
+    argv = project_argv(store, built, view, env)
     argv += [f"{runtime_env}/bin/python", "-m", "runtime", "--python", f"{model_env}/bin/python"]
     return argv + server_args
 
@@ -104,6 +128,8 @@ def image_argv(
     argv = [bwrap, "--unshare-all", "--share-net", "--die-with-parent", "--new-session"]
     argv += ["--ro-bind", str(rootfs), "/", "--proc", "/proc", "--dev", "/dev"]
     argv += ["--perms", "1777", "--tmpfs", "/tmp", *network_binds(scratch)]
+    if (rootfs / "root").is_dir() and not (rootfs / "root").is_symlink():
+        argv += ["--perms", "0700", "--tmpfs", "/root"]  # a writable $HOME, as in a container
     argv += ["--chdir", settings.get("WorkingDir") or "/"]
     argv += ["--clearenv"]
     image_env = dict(item.split("=", 1) for item in settings.get("Env") or [] if "=" in item)

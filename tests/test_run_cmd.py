@@ -105,3 +105,60 @@ def test_runs_resolve_localhost_and_the_host_as_docker_does(
     image = cog(tmp_path, offline, "run", "resolver")
     assert image.returncode == 0, image.stderr[-2000:]
     assert image.stdout.strip() == "127.0.0.1 127.0.0.1"
+
+
+def test_exec_runs_a_command_in_the_environment(offline: dict[str, str], tmp_path: Path) -> None:
+    root = project("hello-world", tmp_path)
+    argv = [sys.executable, "-m", "cog.cli.main", "exec"]
+
+    def run(*args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [*argv, *args], cwd=root, env=offline, input=stdin, capture_output=True, text=True
+        )
+
+    piped = run("cat", stdin="hello from stdin\n")
+    assert piped.returncode == 0, piped.stderr[-2000:]
+    assert piped.stdout == "hello from stdin\n"
+    script = 'echo "$GREETING $HOME $PWD"; python -c "import cog"; touch made-here; exit 3'
+    shell = run("-e", "GREETING=hi", "sh", "-c", script)
+    assert shell.returncode == 3, shell.stderr[-2000:]  # the command's own exit code
+    assert shell.stdout == "hi /root /src\n"  # and the SDK imports from the model's env
+    assert (root / "made-here").is_file()  # /src is this directory, writable
+    for args, message in (
+        ((), "cog exec needs a command to run"),
+        (("-p", "99999", "true"), "invalid port '99999'"),
+        (("-e", "NOPE", "true"), "is not NAME=VALUE"),
+    ):
+        bad = run(*args)
+        assert bad.returncode == 1 and message in bad.stderr, (args, bad.stderr)
+
+
+_CTTY = "exec 3</dev/tty && echo tty is mine"  # only a controlling terminal opens /dev/tty
+
+
+def test_exec_gives_the_command_a_terminal(offline: dict[str, str], tmp_path: Path) -> None:
+    import os
+    import pty
+
+    root = project("hello-world", tmp_path)
+    assert cog(root, offline, "exec", "true").returncode == 0  # built before the clock runs
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: cog exec on a terminal
+        os.chdir(root)
+        os.execve(
+            sys.executable,
+            [sys.executable, "-m", "cog.cli.main", "exec", "sh", "-c", _CTTY],
+            offline,
+        )
+    seen = b""
+    while True:
+        try:
+            chunk = os.read(fd, 4096)
+        except OSError:
+            break
+        if not chunk:
+            break
+        seen += chunk
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0, seen.decode(errors="replace")
+    assert b"tty is mine" in seen.splitlines()[-1]

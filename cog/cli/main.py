@@ -6,7 +6,15 @@ import argparse
 import sys
 from importlib import metadata
 
-from cog.cli import build_cmd, channel_cmd, lock_cmd, predict_cmd, push_cmd, store_cmd
+from cog.cli import (
+    build_cmd,
+    channel_cmd,
+    exec_cmd,
+    lock_cmd,
+    predict_cmd,
+    push_cmd,
+    store_cmd,
+)
 from cog.cli.errors import run_guarded
 from store.local import Store
 
@@ -38,6 +46,7 @@ def parser() -> argparse.ArgumentParser:
     lock_cmd.register(sub)
     build_cmd.register(sub)
     push_cmd.register(sub)
+    exec_cmd.register(sub)
     return p
 
 

@@ -146,3 +146,20 @@ def test_ctrl_c_stops_a_build_cleanly(store: Store, busybox: StorePath) -> None:
     assert (
         marker not in subprocess.run(["ps", "-ewwo", "args"], capture_output=True, text=True).stdout
     )
+
+
+def test_cogs_dockerfile_flags_are_accepted_and_explained(
+    cog: Callable[..., CogResult], tmp_path: Path
+) -> None:
+    """Scripts written for Cog pass its Dockerfile-generator flags; each is accepted (never a
+    usage error) and answered with one line saying what it means here."""
+    (tmp_path / "mine").write_text("not a layout")
+    flags = ["--use-cog-base-image", "--use-cuda-base-image=false", "--separate-weights"]
+    flags += ["--dockerfile", "Dockerfile", "--no-cache", "--progress", "plain"]
+    for command in (["build", "--output", f"oci:{tmp_path}"], ["run", "--json", "[1]"], ["exec"]):
+        result = cog(*command, *flags)
+        assert result.returncode == 1, result.stderr  # the command's own refusal, not argparse
+        assert "usage:" not in result.stderr
+        notes = [line for line in result.stderr.splitlines() if line.startswith("note: --")]
+        assert len(notes) == 6, result.stderr
+        assert "note: --separate-weights: weights are always layers of their own" in notes

@@ -17,6 +17,7 @@ from builders.progress import default_reporter
 from builders.project import Layers, layers
 from builders.realise import realise
 from cog.cli import docker_engine
+from cog.cli.compat import add_compat_flags
 from cog.cli.errors import UsageError
 from cog.cli.images import local_name
 from cuda_channels.channel import DEFAULT_CHANNEL, Channel, load
@@ -46,6 +47,7 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
 
 def add_image_flags(p: argparse.ArgumentParser) -> None:
     """What `build_image` reads: how to lock, for which platform, and how to lay out layers."""
+    add_compat_flags(p)
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--locked", action="store_true", help="refuse a missing or stale cog.lock")
     mode.add_argument("--frozen", action="store_true", help="use cog.lock as it is")

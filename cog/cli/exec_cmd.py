@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from cog.cli.compat import add_compat_flags
 from cog.cli.errors import UsageError
 from cog.cli.predict_cmd import model_env
 from store.local import Store
@@ -33,6 +34,7 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
         help="a port the command listens on (the network is the host's: nothing to map)",
     )
     p.add_argument("--gpus", help=argparse.SUPPRESS)
+    add_compat_flags(p)
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--locked", action="store_true", help="refuse a missing or stale cog.lock")
     mode.add_argument("--frozen", action="store_true", help="use cog.lock as it is")

@@ -15,6 +15,7 @@ from cog.cli import (
     push_cmd,
     store_cmd,
 )
+from cog.cli.compat import explain_compat_flags
 from cog.cli.errors import run_guarded
 from store.local import Store
 
@@ -52,6 +53,7 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    explain_compat_flags(args)
 
     def run() -> int:
         store = Store()

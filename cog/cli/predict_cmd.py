@@ -27,6 +27,7 @@ from typing import Any, Protocol
 
 import httpx
 
+from cog.cli.compat import add_compat_flags
 from cog.cli.errors import UsageError
 from store.local import Store
 from store.oci import Layout
@@ -87,6 +88,7 @@ def _prediction_parser(p: argparse.ArgumentParser) -> None:
 
 
 def _build_flags(p: argparse.ArgumentParser) -> None:
+    add_compat_flags(p)
     p.add_argument("--docker", action="store_true", help="run in the Docker engine, not bwrap")
     p.add_argument("--gpus", help="with --docker: GPUs to pass in (all, or a count)")
     mode = p.add_mutually_exclusive_group()

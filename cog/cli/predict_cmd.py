@@ -36,7 +36,7 @@ from store.oci import Layout
 def register(sub: argparse._SubParsersAction[Any]) -> None:
     p = sub.add_parser("serve", help="serve a model over Cog's HTTP API (this project, or IMAGE)")
     p.add_argument("image", nargs="?", help="a store path, OCI directory or registry reference")
-    p.add_argument("-p", "--port", type=int, default=5000)
+    p.add_argument("-p", "--port", type=int, default=8393, help="default 8393, as Cog")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--upload-url", default=None, help="PUT file outputs under this URL")
     p.add_argument("--ref", help="predictor reference (default: cog.yaml's predict)")

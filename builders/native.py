@@ -99,12 +99,17 @@ def project_argv(
 
 
 def server_argv(
-    store: Store, built: Layers, view: Path, env: dict[str, str], server_args: list[str]
+    store: Store,
+    built: Layers,
+    view: Path,
+    env: dict[str, str],
+    server_args: list[str],
+    src: Path | None = None,
 ) -> list[str]:
     """The project's server: the runtime's environment, with the model's as its worker."""
     model_env = output_path(built.model_env)
     runtime_env = output_path(built.runtime_env)
-    argv = project_argv(store, built, view, env)
+    argv = project_argv(store, built, view, env, src)
     argv += [f"{runtime_env}/bin/python", "-m", "runtime", "--python", f"{model_env}/bin/python"]
     return argv + server_args
 

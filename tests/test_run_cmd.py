@@ -162,3 +162,36 @@ def test_exec_gives_the_command_a_terminal(offline: dict[str, str], tmp_path: Pa
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0, seen.decode(errors="replace")
     assert b"tty is mine" in seen.splitlines()[-1]
+
+
+TRAIN = """
+from cog import BaseModel, Path
+
+
+class TrainingOutput(BaseModel):
+    weights: Path
+
+
+def train(n: int) -> TrainingOutput:
+    with open("weights.bin", "w") as fh:  # in /src, which is the project itself
+        fh.write("a" * n)
+    return TrainingOutput(weights=Path("weights.bin"))
+"""
+
+
+def test_train_runs_in_the_project_and_keeps_its_weights(
+    offline: dict[str, str], tmp_path: Path
+) -> None:
+    root = project("hello-world", tmp_path)
+    (root / "train.py").write_text(TRAIN)
+    with open(root / "cog.yaml", "a") as f:
+        f.write("train: train.py:train\n")
+    result = cog(root, offline, "train", "-i", "n=42")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert 'Command "train" is deprecated' in result.stderr
+    assert (root / "weights.bin").read_text() == "a" * 42
+    assert (root / "weights").read_text() == "a" * 42  # the output file, at -o's default
+    elsewhere = tmp_path / "empty"
+    elsewhere.mkdir()
+    refused = cog(elsewhere, offline, "train")
+    assert refused.returncode == 1 and "will be removed in a future version" in refused.stderr

@@ -49,6 +49,9 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
         ("predict", "run one prediction (deprecated: use cog run)"),
     ):
         _prediction_parser(sub.add_parser(name, help=help_text))
+    p = sub.add_parser("train", help="run one training (deprecated, as in Cog)")
+    _prediction_parser(p)
+    p.set_defaults(func=cmd_train, output=Path("weights"))
 
 
 def _prediction_parser(p: argparse.ArgumentParser) -> None:
@@ -325,12 +328,20 @@ def _native(
     from derivations.config import load_config
 
     config = load_config(Path.cwd())
-    if not config.predict:
+    training = getattr(args, "train", False)
+    if training and not config.train:
+        raise UsageError("cog.yaml has no train:", hint="add train: train.py:train")
+    if not training and not config.predict:
         raise UsageError("cog.yaml has no predict:", hint="add predict: predict.py:Predictor")
     _, _, built = build(store, Path.cwd(), args)
-    env = config.env | model_env(getattr(args, "env", []))
-    env |= {"PORT": str(port), "COG_PREDICT_TYPE_STUB": config.predict}
-    return server_argv(store, built, scratch / "root", env, server_args)
+    env = config.env | model_env(getattr(args, "env", [])) | {"PORT": str(port)}
+    if config.predict:
+        env["COG_PREDICT_TYPE_STUB"] = config.predict
+    if not training:
+        return server_argv(store, built, scratch / "root", env, server_args)
+    # A training writes where it runs, so it gets the project itself at /src, as in Cog.
+    env["COG_TRAIN_TYPE_STUB"] = config.train or ""
+    return server_argv(store, built, scratch / "root", env, server_args, src=Path.cwd())
 
 
 def json_inputs(text: str) -> dict[str, Any]:
@@ -372,6 +383,18 @@ def model_env(items: list[str]) -> dict[str, str]:
     return dict(_name_value(item, "-e", "HF_HOME=/tmp/hf") for item in items)
 
 
+def cmd_train(args: argparse.Namespace, store: Store) -> int:
+    print(
+        'Command "train" is deprecated, the train command will be removed in a future version '
+        "of Cog",
+        file=sys.stderr,
+    )
+    if not args.image and not (Path.cwd() / "cog.yaml").is_file():
+        raise UsageError("there is no cog.yaml here to train", hint="name an IMAGE to train")
+    args.train = True
+    return cmd_predict(args, store)
+
+
 def cmd_predict(args: argparse.Namespace, store: Store) -> int:
     if args.command == "predict":
         print('"cog predict" is deprecated, use "cog run"', file=sys.stderr)
@@ -381,7 +404,10 @@ def cmd_predict(args: argparse.Namespace, store: Store) -> int:
     model_env(args.env)  # a malformed -e fails now, before the build
     port = _free_port()
     with store.temp_dir("predict-") as scratch:
-        server = _start(store, args, port, scratch, ["--host", "127.0.0.1"], quiet=True)
+        server_args = ["--host", "127.0.0.1"]
+        if getattr(args, "train", False):
+            server_args += ["--x-mode", "train"]
+        server = _start(store, args, port, scratch, server_args, quiet=True)
         try:
             return _predict(server, port, inputs, args)
         finally:
@@ -394,7 +420,9 @@ def _predict(server: _Server, port: int, inputs: dict[str, Any], args: argparse.
     if health.get("status") != "READY":
         logs = health.get("setup", {}).get("logs", "").strip()
         raise UsageError(f"the predictor's setup failed:\n{logs}")
-    response = httpx.post(f"{url}/predictions", json={"input": inputs}, timeout=None)
+    training = getattr(args, "train", False)
+    endpoint = "trainings" if training else "predictions"
+    response = httpx.post(f"{url}/{endpoint}", json={"input": inputs}, timeout=None)
     body = response.json()
     if response.status_code == 422:
         problems = "; ".join(
@@ -413,6 +441,10 @@ def _predict(server: _Server, port: int, inputs: dict[str, Any], args: argparse.
     if body.get("status") != "succeeded":
         raise UsageError(f"the prediction {body.get('status')}: {body.get('error')}")
     output = _save(body.get("output"), args.output, [0])
+    if training and isinstance(output, str) and not output.startswith("written to "):
+        args.output.write_text(output)  # a training's value is its weights, as Cog keeps it
+        print(f"Written output to: {args.output}", file=sys.stderr)
+        return 0
     print(output if isinstance(output, str) else go_json(output))
     return 0
 

@@ -332,7 +332,8 @@ def test_whiteouts_never_remove_host_files(store: Store, tmp_path: Path) -> None
         [_layer([("etc", None), ("etc/a", b"a"), ("etc/b", b"b")]), _layer([("etc/.wh.a", b"")])],
     )
     [out] = realise(store, [rootfs_derivation(StorePath.parse(fine))])
-    assert sorted(p.name for p in (store.real_path(out["out"]) / "etc").iterdir()) == ["b"]
+    etc = {p.name for p in (store.real_path(out["out"]) / "etc").iterdir()}
+    assert "b" in etc and "a" not in etc
     for attack in ("x/.wh.precious", "x/.wh..wh..opq"):
         bad = _image(
             store,

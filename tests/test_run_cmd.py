@@ -124,6 +124,12 @@ def test_exec_runs_a_command_in_the_environment(offline: dict[str, str], tmp_pat
     assert shell.returncode == 3, shell.stderr[-2000:]  # the command's own exit code
     assert shell.stdout == "hi /root /src\n"  # and the SDK imports from the model's env
     assert (root / "made-here").is_file()  # /src is this directory, writable
+    deep = root / "some" / "sub" / "dir"
+    deep.mkdir(parents=True)
+    below = subprocess.run(  # cog.yaml is found upwards, as Cog finds it
+        [*argv, "echo", "hello", "world"], cwd=deep, env=offline, capture_output=True, text=True
+    )
+    assert below.returncode == 0 and below.stdout == "hello world\n", below.stderr[-2000:]
     for args, message in (
         ((), "cog exec needs a command to run"),
         (("-p", "99999", "true"), "invalid port '99999'"),

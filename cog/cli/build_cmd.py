@@ -20,6 +20,7 @@ from cog.cli import docker_engine
 from cog.cli.compat import add_compat_flags
 from cog.cli.errors import UsageError
 from cog.cli.images import local_name
+from cog.cli.project import project_dir
 from cuda_channels.channel import DEFAULT_CHANNEL, Channel, load
 from derivations import lock as locking
 from derivations.config import CogConfig, load_config
@@ -165,7 +166,7 @@ def build_image(store: Store, project: Path, args: argparse.Namespace) -> tuple[
 
 
 def cmd_build(args: argparse.Namespace, store: Store) -> int:
-    project = Path.cwd()
+    project = project_dir()
     if args.tag:
         local_name(args.tag)  # a bad name fails now, not after the build
     if args.output:

@@ -8,12 +8,12 @@ import argparse
 import shlex
 import subprocess
 import sys
-from pathlib import Path
 from typing import Any
 
 from cog.cli.compat import add_compat_flags
 from cog.cli.errors import UsageError
 from cog.cli.predict_cmd import model_env
+from cog.cli.project import project_dir
 from store.local import Store
 
 
@@ -67,7 +67,7 @@ def cmd_exec(args: argparse.Namespace, store: Store) -> int:
     env = model_env(args.env)
     for value in args.publish:
         check_publish(value)
-    project = Path.cwd()
+    project = project_dir()
     if not (project / "cog.yaml").is_file():
         raise UsageError("there is no cog.yaml here", hint="run cog exec in your project")
     config, _, built = build(store, project, args)

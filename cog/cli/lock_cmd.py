@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 from typing import Any
 
 from cog.cli.errors import UsageError
+from cog.cli.project import project_dir
 from cuda_channels.channel import DEFAULT_CHANNEL, load
 from derivations import lock
 from derivations.config import load_config
@@ -32,7 +32,7 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
 
 
 def cmd_lock(args: argparse.Namespace, store: Store) -> int:
-    project = Path.cwd()
+    project = project_dir()
     config = load_config(project)
     previous = lock.read(project)
     name = args.channel or (previous or {}).get("inputs", {}).get("channel", {}).get("name")

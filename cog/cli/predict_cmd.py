@@ -29,6 +29,7 @@ import httpx
 
 from cog.cli.compat import add_compat_flags
 from cog.cli.errors import UsageError
+from cog.cli.project import has_project, project_dir
 from store.local import Store
 from store.oci import Layout
 
@@ -114,7 +115,7 @@ def _env(ref: str | None) -> dict[str, str]:
 
 
 def _native_mode(args: argparse.Namespace) -> bool:
-    return not args.here and not args.ref and (Path.cwd() / "cog.yaml").is_file()
+    return not args.here and not args.ref and has_project()
 
 
 def cmd_serve(args: argparse.Namespace, store: Store) -> int:
@@ -258,9 +259,9 @@ def _start_image(
         path = image_path(store, args.image, args.arch)
         layout = Layout.open(store.real_path(path))
     else:
-        if not (Path.cwd() / "cog.yaml").is_file():
+        if not has_project():
             raise UsageError("there is no cog.yaml here to build", hint="name an IMAGE to run")
-        _, layout = build_image(store, Path.cwd(), args)
+        _, layout = build_image(store, project_dir(), args)
     env = model_env(getattr(args, "env", [])) | {"PORT": str(port)}
     if args.docker:
         tag = f"cog-run:{layout.manifest_digest.split(':')[1][:16]}"
@@ -327,13 +328,14 @@ def _native(
     from cog.cli.build_cmd import build
     from derivations.config import load_config
 
-    config = load_config(Path.cwd())
+    project = project_dir()
+    config = load_config(project)
     training = getattr(args, "train", False)
     if training and not config.train:
         raise UsageError("cog.yaml has no train:", hint="add train: train.py:train")
     if not training and not config.predict:
         raise UsageError("cog.yaml has no predict:", hint="add predict: predict.py:Predictor")
-    _, _, built = build(store, Path.cwd(), args)
+    _, _, built = build(store, project, args)
     env = config.env | model_env(getattr(args, "env", [])) | {"PORT": str(port)}
     if config.predict:
         env["COG_PREDICT_TYPE_STUB"] = config.predict
@@ -341,7 +343,7 @@ def _native(
         return server_argv(store, built, scratch / "root", env, server_args)
     # A training writes where it runs, so it gets the project itself at /src, as in Cog.
     env["COG_TRAIN_TYPE_STUB"] = config.train or ""
-    return server_argv(store, built, scratch / "root", env, server_args, src=Path.cwd())
+    return server_argv(store, built, scratch / "root", env, server_args, src=project)
 
 
 def json_inputs(text: str) -> dict[str, Any]:
@@ -389,7 +391,7 @@ def cmd_train(args: argparse.Namespace, store: Store) -> int:
         "of Cog",
         file=sys.stderr,
     )
-    if not args.image and not (Path.cwd() / "cog.yaml").is_file():
+    if not args.image and not has_project():
         raise UsageError("there is no cog.yaml here to train", hint="name an IMAGE to train")
     args.train = True
     return cmd_predict(args, store)

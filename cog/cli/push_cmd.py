@@ -5,11 +5,11 @@ from __future__ import annotations
 import argparse
 import getpass
 import sys
-from pathlib import Path
 from typing import Any
 
 from cog.cli.build_cmd import add_image_flags, build_image
 from cog.cli.errors import UsageError
+from cog.cli.project import project_dir
 from derivations.config import load_config
 from store.local import Store
 from store.registry import KnownBlobs, Reference, Registry, login, push
@@ -30,7 +30,7 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
 
 
 def cmd_push(args: argparse.Namespace, store: Store) -> int:
-    project = Path.cwd()
+    project = project_dir()
     target = args.image or load_config(project).image
     if not target:
         raise UsageError(

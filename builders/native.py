@@ -135,6 +135,13 @@ def image_argv(
     argv += ["--perms", "1777", "--tmpfs", "/tmp", *network_binds(scratch)]
     if (rootfs / "root").is_dir() and not (rootfs / "root").is_symlink():
         argv += ["--perms", "0700", "--tmpfs", "/root"]  # a writable $HOME, as in a container
+    src = rootfs / "src"
+    if src.is_dir() and not src.is_symlink():
+        # A container's /src takes new files (a model writing its output there): a tmpfs
+        # holding read-only binds of what the image has, as for a project's native run.
+        argv += ["--tmpfs", "/src"]
+        for entry in sorted(src.iterdir()):
+            argv += ["--ro-bind", str(entry), f"/src/{entry.name}"]
     argv += ["--chdir", settings.get("WorkingDir") or "/"]
     argv += ["--clearenv"]
     image_env = dict(item.split("=", 1) for item in settings.get("Env") or [] if "=" in item)

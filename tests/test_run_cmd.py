@@ -171,17 +171,10 @@ def test_exec_gives_the_command_a_terminal(offline: dict[str, str], tmp_path: Pa
 
 
 TRAIN = """
-from cog import BaseModel, Path
-
-
-class TrainingOutput(BaseModel):
-    weights: Path
-
-
-def train(n: int) -> TrainingOutput:
+def train(n: int) -> str:
     with open("weights.bin", "w") as fh:  # in /src, which is the project itself
         fh.write("a" * n)
-    return TrainingOutput(weights=Path("weights.bin"))
+    return f"trained {n}"
 """
 
 
@@ -196,8 +189,48 @@ def test_train_runs_in_the_project_and_keeps_its_weights(
     assert result.returncode == 0, result.stderr[-2000:]
     assert 'Command "train" is deprecated' in result.stderr
     assert (root / "weights.bin").read_text() == "a" * 42
-    assert (root / "weights").read_text() == "a" * 42  # the output file, at -o's default
+    assert (root / "weights").read_text() == "trained 42"  # the output, at -o's default
     elsewhere = tmp_path / "empty"
     elsewhere.mkdir()
     refused = cog(elsewhere, offline, "train")
     assert refused.returncode == 1 and "will be removed in a future version" in refused.stderr
+
+
+FILES = """
+from cog import BasePredictor, Path
+
+
+class Predictor(BasePredictor):
+    def predict(self, paths: list[Path]) -> list[Path]:
+        outputs = []
+        for i, path in enumerate(paths):
+            out = Path(f"copy-{i}.txt")  # written in /src, as models do in a container
+            out.write_text(path.read_text().upper())
+            outputs.append(out)
+        return outputs
+"""
+
+
+def test_file_lists_in_and_out_as_cog_names_them(offline: dict[str, str], tmp_path: Path) -> None:
+    root = project("hello-world", tmp_path)
+    (root / "predict.py").write_text(FILES)
+    assert cog(root, offline, "build", "-t", "copier").returncode == 0
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "1.txt").write_text("one")
+    (work / "2.txt").write_text("two")
+    for image in ([], ["copier"]):  # the project natively, and its image by name
+        cwd = root if not image else work
+        if not image:
+            for name in ("1.txt", "2.txt"):
+                (root / name).write_text((work / name).read_text())
+        result = cog(cwd, offline, "run", *image, "-i", "paths=@1.txt", "-i", "paths=@2.txt")
+        assert result.returncode == 0, result.stderr[-2000:]
+        assert result.stdout == ""  # files are announced on stderr, not printed
+        assert "Written output to: output.0.txt" in result.stderr
+        assert (cwd / "output.0.txt").read_text() == "ONE"
+        assert (cwd / "output.1.txt").read_text() == "TWO"
+    unknown = cog(work, offline, "run", "copier", "-i", "nope=1")
+    assert unknown.returncode == 1
+    assert 'unknown input "nope"; valid inputs are: paths' in unknown.stderr
+    assert "image-rootfs" not in unknown.stderr  # refused before the image was unpacked or run

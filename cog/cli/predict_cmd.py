@@ -258,6 +258,9 @@ def _start_image(
     if args.image:
         path = image_path(store, args.image, args.arch)
         layout = Layout.open(store.real_path(path))
+        label = layout.config().get("config", {}).get("Labels", {}).get("run.cog.openapi_schema")
+        if label and getattr(args, "inputs", None) is not None:  # before anything starts
+            check_known_inputs(args.inputs, json.loads(label), getattr(args, "train", False))
     else:
         if not has_project():
             raise UsageError("there is no cog.yaml here to build", hint="name an IMAGE to run")
@@ -280,19 +283,40 @@ def _name_value(item: str, flag: str, example: str) -> tuple[str, str]:
 
 
 def parse_inputs(items: list[str]) -> dict[str, Any]:
-    inputs: dict[str, Any] = {}
+    """`-i name=value` flags; a name given more than once is a list, as in Cog."""
+    values: dict[str, list[Any]] = {}
     for item in items:
         name, value = _name_value(item, "-i", "prompt='a cat'")
-        if value.startswith("@"):
-            inputs[name] = _data_uri(Path(value[1:]))
-        elif value.startswith("["):  # a list input; objects are not an input type
-            try:
-                inputs[name] = json.loads(value)
-            except json.JSONDecodeError:
-                inputs[name] = value
-        else:
-            inputs[name] = value
-    return inputs
+        values.setdefault(name, []).append(_input_value(value))
+    return {name: found[0] if len(found) == 1 else found for name, found in values.items()}
+
+
+def _input_value(value: str) -> Any:
+    if value.startswith("@"):
+        return _data_uri(Path(value[1:]))
+    if value.startswith("["):  # a list input; objects are not an input type
+        try:
+            return json.loads(value)
+        except json.JSONDecodeError:
+            return value
+    return value
+
+
+def check_known_inputs(inputs: dict[str, Any], schema: dict[str, Any], training: bool) -> None:
+    """Cog's CLI check, stricter than the server's: a name the model does not declare fails
+    before the prediction is sent."""
+    components = schema.get("components", {}).get("schemas", {})
+    component = components.get("TrainingInput" if training else "Input") or components.get("Input")
+    if component is None:
+        return
+    valid = sorted(component.get("properties") or {})
+    unknown = sorted(name for name in inputs if name not in valid)
+    if not unknown:
+        return
+    suffix = f"valid inputs are: {', '.join(valid)}" if valid else "model does not accept inputs"
+    if len(unknown) == 1:
+        raise UsageError(f'unknown input "{unknown[0]}"; {suffix}')
+    raise UsageError(f"unknown inputs {', '.join(map(json.dumps, unknown))}; {suffix}")
 
 
 def _free_port() -> int:
@@ -301,23 +325,36 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _save(value: Any, target: Path | None, index: list[int]) -> Any:
-    """Data-URI outputs become files (output.ext, output.1.ext, …); the rest stays as is."""
-    if isinstance(value, str) and value.startswith("data:") and ";base64," in value:
-        header, payload = value.split(",", 1)
+def _is_file(value: Any) -> bool:
+    return isinstance(value, str) and value.startswith("data:") and ";base64," in value
+
+
+def _write_file(value: str, destination: Path) -> str:
+    """A data-URI output written to `destination`, announced as Cog announces it; a name with
+    no extension (or a number for one, as in `output.0`) gets the MIME type's."""
+    header, payload = value.split(",", 1)
+    ext = destination.suffix
+    if not ext or ext[1:].isdigit():
         ext = mimetypes.guess_extension(header[5:].split(";")[0]) or ""
-        n = index[0]
-        index[0] += 1
-        path = (
-            target if target is not None and n == 0 else Path(f"output{f'.{n}' if n else ''}{ext}")
-        )
-        path.write_bytes(base64.b64decode(payload))
-        return f"written to {path}"
-    if isinstance(value, list):
-        return [_save(v, target, index) for v in value]
-    if isinstance(value, dict):
-        return {k: _save(v, target, index) for k, v in value.items()}
-    return value
+        destination = destination.with_name(destination.name + ext)
+    destination.write_bytes(base64.b64decode(payload))
+    print(f"Written output to: {destination}", file=sys.stderr)
+    return str(destination)
+
+
+def _save(value: Any, target: Path | None) -> tuple[Any, bool]:
+    """File outputs written as Cog writes them (`output.ext`, or `output.0.ext`, `output.1.ext`
+    … for a list; `-o` names them); returns the output to show, and whether it was files
+    (then nothing is printed)."""
+    destination = target or Path("output")
+    if _is_file(value):
+        return _write_file(value, destination), True
+    if isinstance(value, list) and value and all(_is_file(v) for v in value):
+        stem, ext = destination.with_suffix(""), destination.suffix
+        return [
+            _write_file(v, stem.with_name(f"{stem.name}.{i}{ext}")) for i, v in enumerate(value)
+        ], True
+    return value, False
 
 
 def _native(
@@ -403,6 +440,7 @@ def cmd_predict(args: argparse.Namespace, store: Store) -> int:
     if args.json is not None and args.input:
         raise UsageError("Must use one of --json or --input to provide model inputs")
     inputs = json_inputs(args.json) if args.json is not None else parse_inputs(args.input)
+    args.inputs = inputs
     model_env(args.env)  # a malformed -e fails now, before the build
     port = _free_port()
     with store.temp_dir("predict-") as scratch:
@@ -423,6 +461,9 @@ def _predict(server: _Server, port: int, inputs: dict[str, Any], args: argparse.
         logs = health.get("setup", {}).get("logs", "").strip()
         raise UsageError(f"the predictor's setup failed:\n{logs}")
     training = getattr(args, "train", False)
+    schema = httpx.get(f"{url}/openapi.json", timeout=30)
+    if schema.status_code == 200:
+        check_known_inputs(inputs, schema.json(), training)
     endpoint = "trainings" if training else "predictions"
     response = httpx.post(f"{url}/{endpoint}", json={"input": inputs}, timeout=None)
     body = response.json()
@@ -434,7 +475,7 @@ def _predict(server: _Server, port: int, inputs: dict[str, Any], args: argparse.
     if body.get("logs"):
         sys.stderr.write(body["logs"])
     if args.json is not None:  # the prediction as Cog prints it: status, output, error, metrics
-        output = _save(body.get("output"), args.output, [0])
+        output, _ = _save(body.get("output"), args.output)
         shown = {"status": body.get("status"), "output": output, "error": body.get("error") or ""}
         if body.get("metrics"):
             shown["metrics"] = body["metrics"]
@@ -442,8 +483,10 @@ def _predict(server: _Server, port: int, inputs: dict[str, Any], args: argparse.
         return 0 if body.get("status") == "succeeded" else 1
     if body.get("status") != "succeeded":
         raise UsageError(f"the prediction {body.get('status')}: {body.get('error')}")
-    output = _save(body.get("output"), args.output, [0])
-    if training and isinstance(output, str) and not output.startswith("written to "):
+    output, files = _save(body.get("output"), args.output)
+    if files:
+        return 0
+    if training and isinstance(output, str):
         args.output.write_text(output)  # a training's value is its weights, as Cog keeps it
         print(f"Written output to: {args.output}", file=sys.stderr)
         return 0

@@ -271,6 +271,29 @@ def load_config(project: Path) -> CogConfig:
     return parse_config(text, "cog.yaml")
 
 
+# Keys Cog still reads but has renamed: (where, its replacement), as Cog warns of them.
+DEPRECATED = (
+    (("predict",), "run"),
+    (("concurrency", "max"), "@cog.concurrent(max=...)"),
+    (("build", "python_packages"), "build.python_requirements"),
+    (("build", "pre_install"), "build.run"),
+)
+
+
+def deprecations(project: Path) -> list[str]:
+    """Cog's warnings for the deprecated keys that the project's cog.yaml uses (after
+    load_config has accepted it)."""
+    data = yaml.safe_load((project / "cog.yaml").read_text())
+    found = []
+    for path, replacement in DEPRECATED:
+        value: Any = data
+        for key in path:
+            value = value.get(key) if isinstance(value, dict) else None
+        if value:
+            found.append(f'deprecated field "{".".join(path)}": use "{replacement}" instead')
+    return found
+
+
 def requirement_lines(config: CogConfig, project: Path) -> list[str]:
     """The model's requirements: python_requirements' lines, or python_packages."""
     if config.build.python_requirements:

@@ -120,3 +120,19 @@ def test_run_is_cogs_newer_name_for_predict() -> None:
         parse_config(
             'build:\n  python_version: "3.11"\nrun: run.py:Runner\npredict: p.py:P\n', "cog.yaml"
         )
+
+
+def test_deprecated_keys_are_warned_as_cog_words_it(tmp_path: Path) -> None:
+    from derivations.config import deprecations
+
+    (tmp_path / "cog.yaml").write_text(
+        'build:\n  python_version: "3.11"\n  python_packages: [x]\npredict: p.py:P\n'
+        "concurrency:\n  max: 2\n"
+    )
+    assert deprecations(tmp_path) == [
+        'deprecated field "predict": use "run" instead',
+        'deprecated field "concurrency.max": use "@cog.concurrent(max=...)" instead',
+        'deprecated field "build.python_packages": use "build.python_requirements" instead',
+    ]
+    (tmp_path / "cog.yaml").write_text('build:\n  python_version: "3.11"\nrun: r.py:R\n')
+    assert deprecations(tmp_path) == []

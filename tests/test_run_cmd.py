@@ -234,3 +234,29 @@ def test_file_lists_in_and_out_as_cog_names_them(offline: dict[str, str], tmp_pa
     assert unknown.returncode == 1
     assert 'unknown input "nope"; valid inputs are: paths' in unknown.stderr
     assert "image-rootfs" not in unknown.stderr  # refused before the image was unpacked or run
+
+
+TAGS = """
+from cog import BasePredictor
+
+
+class Predictor(BasePredictor):
+    def setup(self) -> None:
+        print("setting up now")
+
+    def predict(self, s: str, tags: list[str]) -> str:
+        return s + ":" + ",".join(tags)
+"""
+
+
+def test_inputs_checked_and_shaped_as_cogs_cli(offline: dict[str, str], tmp_path: Path) -> None:
+    root = project("hello-world", tmp_path)
+    (root / "predict.py").write_text(TAGS)
+    missing = cog(root, offline, "run", "-i", "tags=a")
+    assert missing.returncode == 1 and 'missing required input "s"' in missing.stderr
+    assert 'deprecated field "predict": use "run" instead' in missing.stderr  # as Cog warns
+    single = cog(root, offline, "run", "-i", "s=x", "-i", "tags=a", "-o", "out.txt")
+    assert single.returncode == 0, single.stderr[-2000:]
+    assert "setting up now" in single.stderr  # setup's output, as Cog streams it
+    assert (root / "out.txt").read_text() == "x:a"  # one value for a list input is a list
+    assert "Written output to: out.txt" in single.stderr and single.stdout == ""

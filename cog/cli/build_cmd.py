@@ -23,7 +23,7 @@ from cog.cli.images import local_name
 from cog.cli.project import project_dir
 from cuda_channels.channel import DEFAULT_CHANNEL, Channel, load
 from derivations import lock as locking
-from derivations.config import CogConfig, load_config
+from derivations.config import CogConfig, deprecations, load_config
 from derivations.model import Derivation
 from store.local import Store
 from store.oci import Layout, copy_layout, write_docker_archive
@@ -73,6 +73,8 @@ def locked_inputs(
 ) -> tuple[CogConfig, dict[str, Any], Channel]:
     """The config and a lock to build from, relocking when allowed and needed."""
     config = load_config(project)
+    for warning in deprecations(project):
+        print(warning, file=sys.stderr)
     lock = locking.read(project)
     name = (lock or {}).get("inputs", {}).get("channel", {}).get("name") or DEFAULT_CHANNEL
     channel = load(name)

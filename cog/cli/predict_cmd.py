@@ -260,7 +260,8 @@ def _start_image(
         layout = Layout.open(store.real_path(path))
         label = layout.config().get("config", {}).get("Labels", {}).get("run.cog.openapi_schema")
         if label and getattr(args, "inputs", None) is not None:  # before anything starts
-            check_known_inputs(args.inputs, json.loads(label), getattr(args, "train", False))
+            training = getattr(args, "train", False)
+            check_inputs(args.inputs, json.loads(label), training, args.json is None)
     else:
         if not has_project():
             raise UsageError("there is no cog.yaml here to build", hint="name an IMAGE to run")
@@ -302,21 +303,30 @@ def _input_value(value: str) -> Any:
     return value
 
 
-def check_known_inputs(inputs: dict[str, Any], schema: dict[str, Any], training: bool) -> None:
-    """Cog's CLI check, stricter than the server's: a name the model does not declare fails
-    before the prediction is sent."""
+def check_inputs(
+    inputs: dict[str, Any], schema: dict[str, Any], training: bool, from_flags: bool
+) -> None:
+    """Cog's CLI checks, stricter than the server's, before the prediction is sent: every name
+    declared, every required one given; a single `-i` value for a list input becomes a list."""
     components = schema.get("components", {}).get("schemas", {})
     component = components.get("TrainingInput" if training else "Input") or components.get("Input")
     if component is None:
         return
-    valid = sorted(component.get("properties") or {})
+    properties: dict[str, Any] = component.get("properties") or {}
+    valid = sorted(properties)
     unknown = sorted(name for name in inputs if name not in valid)
-    if not unknown:
-        return
     suffix = f"valid inputs are: {', '.join(valid)}" if valid else "model does not accept inputs"
     if len(unknown) == 1:
         raise UsageError(f'unknown input "{unknown[0]}"; {suffix}')
-    raise UsageError(f"unknown inputs {', '.join(map(json.dumps, unknown))}; {suffix}")
+    if unknown:
+        raise UsageError(f"unknown inputs {', '.join(map(json.dumps, unknown))}; {suffix}")
+    missing = [name for name in component.get("required") or [] if name not in inputs]
+    if missing:
+        raise UsageError(f'missing required input "{missing[0]}"')
+    if from_flags:
+        for name, value in inputs.items():
+            if properties[name].get("type") == "array" and not isinstance(value, list):
+                inputs[name] = [value]
 
 
 def _free_port() -> int:
@@ -461,9 +471,12 @@ def _predict(server: _Server, port: int, inputs: dict[str, Any], args: argparse.
         logs = health.get("setup", {}).get("logs", "").strip()
         raise UsageError(f"the predictor's setup failed:\n{logs}")
     training = getattr(args, "train", False)
+    setup_logs = health.get("setup", {}).get("logs")
+    if setup_logs:  # what setup() printed, on stderr, as Cog streams the container's output
+        sys.stderr.write(setup_logs if setup_logs.endswith("\n") else setup_logs + "\n")
     schema = httpx.get(f"{url}/openapi.json", timeout=30)
     if schema.status_code == 200:
-        check_known_inputs(inputs, schema.json(), training)
+        check_inputs(inputs, schema.json(), training, args.json is None)
     endpoint = "trainings" if training else "predictions"
     response = httpx.post(f"{url}/{endpoint}", json={"input": inputs}, timeout=None)
     body = response.json()
@@ -486,8 +499,8 @@ def _predict(server: _Server, port: int, inputs: dict[str, Any], args: argparse.
     output, files = _save(body.get("output"), args.output)
     if files:
         return 0
-    if training and isinstance(output, str):
-        args.output.write_text(output)  # a training's value is its weights, as Cog keeps it
+    if isinstance(output, str) and args.output is not None:  # -o: the value goes to the file
+        args.output.write_text(output)
         print(f"Written output to: {args.output}", file=sys.stderr)
         return 0
     print(output if isinstance(output, str) else go_json(output))

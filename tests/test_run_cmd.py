@@ -260,3 +260,28 @@ def test_inputs_checked_and_shaped_as_cogs_cli(offline: dict[str, str], tmp_path
     assert "setting up now" in single.stderr  # setup's output, as Cog streams it
     assert (root / "out.txt").read_text() == "x:a"  # one value for a list input is a list
     assert "Written output to: out.txt" in single.stderr and single.stdout == ""
+
+
+def test_a_predictor_in_a_subdirectory_imports_from_the_root(
+    offline: dict[str, str], tmp_path: Path
+) -> None:
+    root = project("hello-world", tmp_path)
+    (root / "mylib.py").write_text("def concat(a, b):\n    return a + ' ' + b\n")
+    (root / "my-subdir").mkdir()
+    (root / "my-subdir" / "predict.py").write_text(
+        "from cog import BasePredictor\nfrom mylib import concat\n\n"
+        "class Predictor(BasePredictor):\n"
+        "    def predict(self, s: str) -> str:\n"
+        "        return concat('hello', s)\n"
+    )
+    (root / "cog.yaml").write_text(
+        (root / "cog.yaml").read_text().replace("predict.py:", "my-subdir/predict.py:")
+    )
+    assert cog(root, offline, "build", "-t", "subdir").returncode == 0
+    result = cog(tmp_path, offline, "run", "subdir", "-i", "s=world")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip() == "hello world"
+    (root / "cog.yaml").write_text('build:\n  python_version: "3.11"\n')
+    refused = cog(root, offline, "build")
+    assert refused.returncode == 1 and "there is no run: (or predict:)" in refused.stderr
+    assert "building " not in refused.stderr

@@ -145,6 +145,12 @@ def build(
 
 def build_image(store: Store, project: Path, args: argparse.Namespace) -> tuple[CogConfig, Layout]:
     """Builds every layer and the image; keeps a GC root to it at .cog/image."""
+    config = load_config(project)  # cheap, so what cannot be an image fails before building
+    if not config.predict and not config.train:
+        raise UsageError(
+            "cog.yaml says no predictor: there is no run: (or predict:) to build an image of",
+            hint="add run: predict.py:Predictor (cog exec needs none)",
+        )
     config, lock, result = build(store, project, args)
     for name, path in result.paths().items():
         info = store.info(path)

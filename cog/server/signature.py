@@ -58,7 +58,11 @@ def load(ref: str, root: pathlib.Path | None = None) -> Any:
         raise PredictorError(f"cannot import {path}")
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module
-    sys.path.insert(0, str(path.parent))
+    # The project's root is importable (a predictor in a subdirectory imports its siblings'
+    # modules from there, as under Cog, which runs in /src), and the predictor's own folder.
+    for folder in (str(root or pathlib.Path.cwd()), str(path.parent)):
+        if folder not in sys.path:
+            sys.path.insert(0, folder)
     spec.loader.exec_module(module)
     try:
         target = getattr(module, attr)

@@ -155,9 +155,9 @@ def _safe(rel: str) -> str:
     return "weights-" + "".join(c if c.isalnum() or c in "+-._" else "_" for c in rel)[-150:]
 
 
-def layers(
-    store: Store, root: Path, config: CogConfig, lock: dict[str, Any], channel: Channel
-) -> Layers:
+def check_buildable(config: CogConfig) -> None:
+    """What cog.yaml may say but this cog cannot build yet, refused before anything is
+    locked or fetched."""
     unsupported = [
         (bool(config.build.run or config.build.pre_install), "build.run and build.pre_install"),
         (config.build.gpu, "gpu: true (CUDA images)"),
@@ -168,6 +168,12 @@ def layers(
                 f"cog.yaml: {what} cannot be built yet",
                 hint="remove it for now; it is planned, not silently ignored",
             )
+
+
+def layers(
+    store: Store, root: Path, config: CogConfig, lock: dict[str, Any], channel: Channel
+) -> Layers:
+    check_buildable(config)
     arch = lock["platform"]["arch"]
     python = config.build.python_version
     pins = RootPins(

@@ -164,6 +164,7 @@ def test_unbuildable_features_are_refused_not_ignored(
         result.returncode == 1
         and "build.run and build.pre_install cannot be built yet" in result.stderr
     )
+    assert "locking" not in result.stderr  # refused before anything is resolved or fetched
 
 
 def test_cog_serve_runs_the_built_project(offline: dict[str, str], tmp_path: Path) -> None:

@@ -14,7 +14,7 @@ from typing import Any
 
 from builders.image import MAX_LAYERS, image_derivation
 from builders.progress import default_reporter
-from builders.project import Layers, layers
+from builders.project import Layers, check_buildable, layers
 from builders.realise import realise
 from cog.cli import docker_engine
 from cog.cli.compat import add_compat_flags
@@ -75,6 +75,7 @@ def locked_inputs(
     config = load_config(project)
     for warning in deprecations(project):
         print(warning, file=sys.stderr)
+    check_buildable(config)
     lock = locking.read(project)
     name = (lock or {}).get("inputs", {}).get("channel", {}).get("name") or DEFAULT_CHANNEL
     channel = load(name)

@@ -7,6 +7,7 @@ beside it; importing `cog` loads neither.
 from __future__ import annotations
 
 import inspect
+import sys
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -46,6 +47,39 @@ def concurrent(fn: F | None = None, *, max: int = 1) -> Any:
         return inner
 
     return mark if fn is None else mark(fn)
+
+
+class _RetiredWarning(FutureWarning):
+    """`ExperimentalFeatureWarning`: Cog no longer emits it; kept for models that filter it."""
+
+
+def _record(name: str, value: Any) -> None:
+    """`emit_metric(name, value)`: `current_scope().record_metric(name, value)`, its old name."""
+    current_scope().record_metric(name, value)
+
+
+_RETIRED: dict[str, tuple[object, str]] = {
+    "ExperimentalFeatureWarning": (
+        _RetiredWarning,
+        "ExperimentalFeatureWarning is deprecated: remove it from your imports and any "
+        "warnings.filterwarnings(...) that names it",
+    ),
+    "emit_metric": (
+        _record,
+        "emit_metric() is deprecated: use current_scope().record_metric(name, value)",
+    ),
+}
+
+
+def __getattr__(name: str) -> object:
+    """Names Cog retired but models still import: they work, and say once (on stderr, where
+    no warnings filter can hide it) what to use instead."""
+    if name not in _RETIRED:
+        raise AttributeError(f"module 'cog' has no attribute {name!r}")
+    value, advice = _RETIRED[name]
+    print(f"cog: {advice}", file=sys.stderr)
+    globals()[name] = value
+    return value
 
 
 __all__ = [

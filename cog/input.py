@@ -25,6 +25,7 @@ class FieldInfo:
     regex: str | None = None
     choices: list[Any] | None = None
     deprecated: bool | None = None
+    accept: str | None = None  # the MIME types or extensions a file input takes ("image/*")
 
 
 def Input(
@@ -38,6 +39,7 @@ def Input(
     regex: str | None = None,
     choices: list[Any] | None = None,
     deprecated: bool | None = None,
+    accept: str | None = None,
 ) -> Any:
     """Declares an input; without `default` it is required."""
     return FieldInfo(
@@ -50,4 +52,5 @@ def Input(
         regex=regex,
         choices=list(choices) if choices is not None else None,
         deprecated=deprecated,
+        accept=accept,
     )

@@ -141,6 +141,7 @@ def input_schema(signature: dict[str, Any]) -> tuple[dict[str, Any], dict[str, A
             ("max_length", "maxLength"),
             ("regex", "pattern"),
             ("deprecated", "deprecated"),
+            ("accept", "x-cog-accept"),
         ):
             if key in item:
                 prop[target] = item[key]

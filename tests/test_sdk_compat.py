@@ -6,6 +6,11 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
+
+from cog import Input, Path
+from cog.server.signature import PredictorError, describe, entry_point
+from runtime.schema import openapi
 from tests.conftest import REPO
 
 MODEL = """
@@ -40,3 +45,29 @@ def test_unknown_names_still_fail_as_attribute_errors() -> None:
         check=False,
     )
     assert result.returncode == 1 and "ImportError" in result.stderr
+
+
+class _Files:
+    def predict(
+        self,
+        image: Path = Input(accept="image/*"),  # noqa: B008 (how predictors declare inputs)
+        clips: list[Path] = Input(accept="audio/wav,audio/mp3", default=[]),  # noqa: B008
+        prompt: str = "x",
+    ) -> str:
+        return prompt
+
+
+class _Wrong:
+    def predict(self, name: str = Input(accept="text/plain")) -> str:
+        return name
+
+
+def test_accept_annotates_file_inputs_and_is_refused_elsewhere() -> None:
+    schema = openapi(describe(_Files(), entry_point(_Files(), "predict")))
+    properties = schema["components"]["schemas"]["Input"]["properties"]
+    assert properties["image"]["x-cog-accept"] == "image/*"
+    assert properties["image"]["format"] == "uri"
+    assert properties["clips"]["x-cog-accept"] == "audio/wav,audio/mp3"
+    assert "x-cog-accept" not in properties["prompt"]
+    with pytest.raises(PredictorError, match="accept is only valid on Path or File inputs"):
+        describe(_Wrong(), entry_point(_Wrong(), "predict"))

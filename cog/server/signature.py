@@ -162,6 +162,11 @@ def describe_inputs(fn: Callable[..., Any]) -> list[dict[str, Any]]:
                 entry["choices"] = _json_default(info.choices, where)
             if info.deprecated:
                 entry["deprecated"] = True
+            if info.accept is not None:
+                kind = entry["type"].get("items", entry["type"])["kind"]
+                if kind not in ("path", "file"):
+                    raise PredictorError(f"{where}: accept is only valid on Path or File inputs")
+                entry["accept"] = info.accept
         inputs.append(entry)
     return inputs
 

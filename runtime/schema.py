@@ -23,6 +23,7 @@ _PYTHON: dict[str, Any] = {
     "file": str,
     "url": str,
     "secret": str,
+    "dict": dict[str, Any],
 }
 _JSON: dict[str, dict[str, Any]] = {
     "str": {"type": "string"},
@@ -34,6 +35,7 @@ _JSON: dict[str, dict[str, Any]] = {
     "file": {"type": "string", "format": "uri"},
     "url": {"type": "string", "format": "uri"},
     "secret": {"type": "string", "format": "password", "writeOnly": True, "x-cog-secret": True},
+    "dict": {"type": "object"},
 }
 
 

@@ -3,8 +3,10 @@ stderr, what to use instead."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
+from typing import Any, Dict, List, TypedDict  # noqa: UP035 (the typing spellings models use)
 
 import pytest
 
@@ -71,3 +73,39 @@ def test_accept_annotates_file_inputs_and_is_refused_elsewhere() -> None:
     assert "x-cog-accept" not in properties["prompt"]
     with pytest.raises(PredictorError, match="accept is only valid on Path or File inputs"):
         describe(_Wrong(), entry_point(_Wrong(), "predict"))
+
+
+class _Payload(TypedDict):
+    name: str
+    count: int
+
+
+class _Objects:
+    def predict(
+        self,
+        data: Dict[str, Any],  # noqa: UP006
+        items: List[Dict[str, Any]],  # noqa: UP006
+        payload: _Payload,
+        more: list[_Payload] | None = None,
+    ) -> dict:  # type: ignore[type-arg]
+        return {"data": len(data), "items": len(items), "name": payload["name"]}
+
+
+def test_dicts_and_typeddicts_are_json_objects_as_in_cog() -> None:
+    from runtime.schema import Inputs
+
+    found = describe(_Objects(), entry_point(_Objects(), "predict"))
+    label = json.dumps(openapi(found), sort_keys=True, separators=(",", ":"))
+    # the bytes Cog's own label has for these inputs (its integration suite checks them)
+    assert '"data":{"title":"Data","type":"object","x-order":0}' in label
+    assert '"items":{"items":{"type":"object"},"title":"Items","type":"array","x-order":1}' in label
+    assert (
+        '"more":{"default":null,"items":{"type":"object"},"nullable":true,"title":"More",'
+        '"type":"array","x-order":3}' in label
+    )
+    values, errors = Inputs(found).validate(
+        {"data": {"a": 1}, "items": [{"id": 1}, {"id": 2}], "payload": {"name": "x", "count": 2}}
+    )
+    assert errors == [] and values is not None and values["items"] == [{"id": 1}, {"id": 2}]
+    _, errors = Inputs(found).validate({"data": "not an object", "items": [], "payload": {}})
+    assert [e["loc"] for e in errors] == [["body", "input", "data"]]

@@ -96,6 +96,8 @@ def describe_type(tpe: Any, where: str) -> dict[str, Any]:
         return describe_type(args[0], where)
     if origin in (list, typing.List):  # noqa: UP006
         return {"kind": "list", "items": describe_type(args[0] if args else Any, where)}
+    if tpe is dict or origin in (dict, typing.Dict) or typing.is_typeddict(tpe):  # noqa: UP006
+        return {"kind": "dict"}  # a JSON object, as Cog types dict, Dict[str, X] and TypedDict
     if tpe in _SIMPLE:
         return {"kind": _SIMPLE[tpe]}
     if inspect.isclass(tpe) and issubclass(tpe, BaseModel):

@@ -4,14 +4,16 @@ stderr, what to use instead."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+from pathlib import Path as FsPath
 from typing import Any, Dict, List, TypedDict  # noqa: UP035 (the typing spellings models use)
 
 import pytest
 
 from cog import Input, Path
-from cog.server.signature import PredictorError, describe, entry_point
+from cog.server.signature import PredictorError, describe, entry_point, load
 from runtime.schema import openapi
 from tests.conftest import REPO
 
@@ -109,3 +111,37 @@ def test_dicts_and_typeddicts_are_json_objects_as_in_cog() -> None:
     assert errors == [] and values is not None and values["items"] == [{"id": 1}, {"id": 2}]
     _, errors = Inputs(found).validate({"data": "not an object", "items": [], "payload": {}})
     assert [e["loc"] for e in errors] == [["body", "input", "data"]]
+
+
+def test_init_makes_a_project_that_describes_itself(tmp_path: FsPath) -> None:
+    from derivations.config import load_config
+
+    def init() -> subprocess.CompletedProcess[str]:
+        env = {**os.environ, "COG_STORE_DIR": str(tmp_path / "store")}
+        return subprocess.run(
+            [sys.executable, "-m", "cog.cli.main", "init"],
+            cwd=tmp_path,
+            env=env | {"PYTHONPATH": str(REPO)},
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+
+    (tmp_path / "requirements.txt").write_text("numpy==2.1.3\n")  # the user's own: kept
+    first = init()
+    assert first.returncode == 0, first.stderr
+    assert (
+        "Creating cog.yaml" in first.stderr and "Skipped existing requirements.txt" in first.stderr
+    )
+    assert (tmp_path / "requirements.txt").read_text() == "numpy==2.1.3\n"
+    config = load_config(tmp_path)
+    assert config.predict == "run.py:Runner" and config.build.python_version == "3.11"
+    sys.path.insert(0, str(tmp_path))
+    try:
+        runner = load("run.py:Runner", tmp_path)
+        found = describe(runner, entry_point(runner, "run"))
+    finally:
+        sys.path.remove(str(tmp_path))
+    assert [i["name"] for i in found["inputs"]] == ["image", "scale"]
+    again = init()
+    assert again.returncode == 0 and "Creating" not in again.stderr

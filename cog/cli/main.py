@@ -10,6 +10,7 @@ from cog.cli import (
     build_cmd,
     channel_cmd,
     exec_cmd,
+    init_cmd,
     lock_cmd,
     predict_cmd,
     push_cmd,
@@ -48,6 +49,7 @@ def parser() -> argparse.ArgumentParser:
     build_cmd.register(sub)
     push_cmd.register(sub)
     exec_cmd.register(sub)
+    init_cmd.register(sub)
     return p
 
 

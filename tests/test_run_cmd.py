@@ -39,7 +39,7 @@ def test_run_takes_json_inputs_and_prints_the_prediction(
     root = _project(tmp_path)
     result = cog(root, offline, "run", "--json", '{"flag": true}')
     assert result.returncode == 0, result.stderr[-2000:]
-    assert "deprecated" not in result.stderr
+    assert '"cog predict" is deprecated' not in result.stderr
     printed = result.stdout
     assert printed.startswith('{\n  "status": "succeeded",\n  "output": {\n    "alpha": ""')
     assert '"zeta": false' in printed and '"tag": "\\u003c\\u0026\\u003e"' in printed

@@ -364,6 +364,20 @@ def _save(value: Any, target: Path | None) -> tuple[Any, bool]:
         return [
             _write_file(v, stem.with_name(f"{stem.name}.{i}{ext}")) for i, v in enumerate(value)
         ], True
+    if isinstance(value, dict):  # files inside an object too, shown by their paths
+        count = [0]
+
+        def write(v: Any) -> Any:
+            if _is_file(v):
+                n, count[0] = count[0], count[0] + 1
+                return _write_file(v, destination if n == 0 else Path(f"{destination}.{n}"))
+            if isinstance(v, dict):
+                return {k: write(x) for k, x in v.items()}
+            if isinstance(v, list):
+                return [write(x) for x in v]
+            return v
+
+        return write(value), False
     return value, False
 
 

@@ -8,6 +8,7 @@ is stopped. The HTTP layer (`runtime.app`) only translates requests into calls h
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import datetime
 import math
@@ -32,6 +33,8 @@ from runtime.worker import WorkerDied, WorkerProcess, WorkerSpec
 HEALTHCHECK_TIMEOUT_S = 5.0
 LOG_LINE_WAIT_S = 0.05  # how long a line without its newline waits for the rest
 TERMINAL = ("succeeded", "failed", "canceled")
+CANCELED_KEPT_S = 30.0  # how long a repeated cancel of a canceled prediction is still a 200
+CANCELED_KEPT = 1024  # and of how many at most
 
 
 def now_iso() -> str:
@@ -179,6 +182,9 @@ class Runtime:
         self.schema: dict[str, Any] | None = None
         self.slots = 1
         self.predictions: dict[str, Prediction] = {}
+        # Canceled ones, for a while: a cancel repeated after the first took effect is still
+        # answered 200, as coglet does while its worker winds the prediction down.
+        self.canceled: collections.OrderedDict[str, float] = collections.OrderedDict()
         self.unhealthy: str | None = None
         self.nursery: trio.Nursery | None = None
         self.shutdown_requested = trio.Event()
@@ -382,8 +388,11 @@ class Runtime:
 
     async def cancel(self, pid: str) -> bool:
         prediction = self.predictions.get(pid)
-        if prediction is None or prediction.done.is_set():
-            return prediction is not None
+        if prediction is None:
+            ended = self.canceled.get(pid)
+            return ended is not None and time.monotonic() - ended < CANCELED_KEPT_S
+        if prediction.done.is_set():
+            return True
         with contextlib.suppress(WorkerDied):
             await self.worker.send({"type": "cancel", "id": pid})
         return True
@@ -494,6 +503,10 @@ class Runtime:
     async def _end(self, prediction: Prediction, status: str, error: str | None = None) -> None:
         if self.predictions.get(prediction.id) is prediction:
             del self.predictions[prediction.id]  # its slot is free from now on
+        if status == "canceled":
+            self.canceled[prediction.id] = time.monotonic()
+            while len(self.canceled) > CANCELED_KEPT:
+                self.canceled.popitem(last=False)
         await self._log_lines(prediction, flush=True, notify=False)  # the terminal event has them
         prediction.status = status
         prediction.error = error

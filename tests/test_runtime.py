@@ -174,6 +174,10 @@ def test_cancel_sync_predictor_by_signal(http_server: LoopbackServer) -> None:
         assert server.http.post("/predictions/c1/cancel").status_code == 200
         state = server.wait_done("c1", http_server, timeout=10)
         assert state["status"] == "canceled"
+        # Repeated, after it took effect: still 200, as coglet answers (Cog's cancel_repeated).
+        assert [server.http.post("/predictions/c1/cancel").status_code for _ in range(3)] == [
+            200
+        ] * 3
         assert server.http.post("/predictions/unknown/cancel").status_code == 404
         after = server.predict({"input": {"seconds": 0}}).json()
         assert after["status"] == "succeeded"  # the worker survived the cancellation

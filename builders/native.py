@@ -41,6 +41,16 @@ def network_binds(scratch: Path) -> list[str]:
     return ["--ro-bind", str(hosts), "/etc/hosts", "--ro-bind", str(resolv), "/etc/resolv.conf"]
 
 
+def _writable_over(directory: Path, target: str) -> list[str]:
+    """bwrap arguments for `target` holding what `directory` holds, read-only, in a writable
+    tmpfs: new files can be made there, and a store path (which cannot gain mount points)
+    can be shown at a place that will."""
+    argv = ["--tmpfs", target]
+    for entry in sorted(directory.iterdir()):
+        argv += ["--ro-bind", str(entry), f"{target}/{entry.name}"]
+    return argv
+
+
 def project_argv(
     store: Store,
     built: Layers,
@@ -77,12 +87,8 @@ def project_argv(
     if src is not None:
         argv += ["--bind", str(src), "/src"]
     else:
-        # The code, plus each weight file where the project had it: a writable tmpfs holding
-        # read-only binds, since a store path cannot gain mount points.
-        code = store.real_path(built.code)
-        argv += ["--tmpfs", "/src"]
-        for entry in sorted(code.iterdir()):
-            argv += ["--ro-bind", str(entry), f"/src/{entry.name}"]
+        # The code, plus each weight file where the project had it.
+        argv += _writable_over(store.real_path(built.code), "/src")
         for rel, path in built.weights.items():
             argv += ["--ro-bind", str(store.real_path(path)), f"/src/{rel}"]
     argv += ["--chdir", "/src", "--clearenv"]
@@ -137,11 +143,8 @@ def image_argv(
         argv += ["--perms", "0700", "--tmpfs", "/root"]  # a writable $HOME, as in a container
     src = rootfs / "src"
     if src.is_dir() and not src.is_symlink():
-        # A container's /src takes new files (a model writing its output there): a tmpfs
-        # holding read-only binds of what the image has, as for a project's native run.
-        argv += ["--tmpfs", "/src"]
-        for entry in sorted(src.iterdir()):
-            argv += ["--ro-bind", str(entry), f"/src/{entry.name}"]
+        # A container's /src takes new files (a model writing its output there).
+        argv += _writable_over(src, "/src")
     argv += ["--chdir", settings.get("WorkingDir") or "/"]
     argv += ["--clearenv"]
     image_env = dict(item.split("=", 1) for item in settings.get("Env") or [] if "=" in item)

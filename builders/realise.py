@@ -9,7 +9,6 @@ are killed, temp dirs are removed, and nothing partial is ever registered.
 
 from __future__ import annotations
 
-import errno
 import os
 import sys
 import threading
@@ -39,7 +38,7 @@ from builders.wheel import WheelBuilder
 from derivations.hashing import drv_path, output_path, output_paths
 from derivations.model import Derivation, DrvInput
 from derivations.store_io import write_drv
-from store.errors import HashMismatch, StoreError
+from store.errors import HashMismatch, StoreError, leaves, no_space
 from store.hashing import file_sha256
 from store.local import Store
 from store.locks import FileLock
@@ -106,21 +105,12 @@ async def run_cancellable(fn: Callable[[threading.Event], T]) -> T:
 
 def _first_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
     """The error worth reporting out of a nursery's group: an interrupt, else a build error."""
-    flat: list[BaseException] = []
-
-    def walk(e: BaseException) -> None:
-        if isinstance(e, BaseExceptionGroup):
-            for sub in e.exceptions:
-                walk(sub)
-        else:
-            flat.append(e)
-
-    walk(group)
+    flat = leaves(group)
     for kind in (KeyboardInterrupt, StoreError):
         for e in flat:
             if isinstance(e, kind):
                 return e
-    return flat[0] if flat else group
+    return flat[0]
 
 
 class Realiser:
@@ -261,18 +251,10 @@ class Realiser:
     @staticmethod
     def _failure(group: BaseExceptionGroup[BaseException]) -> StoreError | OSError | None:
         """The builder's own error, when that is all the group holds."""
-        leaves: list[BaseException] = []
-        pending: list[BaseException] = [group]
-        while pending:
-            e = pending.pop()
-            if isinstance(e, BaseExceptionGroup):
-                pending.extend(e.exceptions)
-            else:
-                leaves.append(e)
-        if len(leaves) != 1 or isinstance(leaves[0], BuildCancelled):
+        found = leaves(group)
+        if len(found) != 1 or isinstance(found[0], BuildCancelled):
             return None
-        leaf = leaves[0]
-        return leaf if isinstance(leaf, (StoreError, OSError)) else None
+        return found[0] if isinstance(found[0], (StoreError, OSError)) else None
 
     def _explained(
         self, node: _Node, log: Path, began: float, error: StoreError | OSError
@@ -280,17 +262,10 @@ class Realiser:
         """The error to raise for a failed build, reported: a full disk as such; a builder's
         failure with the end of its log (the why) and the full log's path."""
         name = node.drv.name
-        if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
-            if error.filename is not None:
-                path = Path(os.fsdecode(error.filename))
-                what, where = f"{path.name} (building {name})", path.parent
-            else:
-                what, where = f"the build of {name}", self.store.root
-            explained: StoreError = BuildError(
-                f"no space left on device while writing {what} in {where}",
-                hint=f"free some space on the disk that holds {where}, "
-                "or set COG_STORE_DIR to a directory on a larger disk",
-            )
+        full = no_space(error, self.store.root, during=f"building {name}")
+        explained: StoreError
+        if full is not None:
+            explained = BuildError(str(full), hint=full.hint)
         elif isinstance(error, (BuildError, OSError)):
             tail = self._log_tail(log, began)
             explained = (

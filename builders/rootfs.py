@@ -44,7 +44,7 @@ from builders import alternatives
 from builders.base import BuildContext
 from builders.errors import BuildError, SandboxUnavailable
 from builders.fetch import fetch_derivation
-from builders.rootview import merge_view
+from builders.rootview import merge_view, write_fresh
 from builders.sandbox import read_result, run_command
 from derivations.apt.pins import DebPin
 from derivations.model import Derivation, DrvInput, SrcInput
@@ -128,17 +128,8 @@ class RootfsBuilder:
         argv = ["/sbin/ldconfig", "-X", "-C", "/build/ld.so.cache"]
         run_command(ctx, argv, rootfs=view, output=False)
         ctx.say(f"ldconfig over the merged view in {time.monotonic() - started:.1f}s")
-        cache = read_result(ctx, "ld.so.cache")
-        etc = tree / "etc"
-        if etc.is_symlink() or (etc.exists() and not etc.is_dir()):
-            raise BuildError(f"{ctx.drv.name} has an /etc that is not a directory")
-        etc.mkdir(exist_ok=True)  # an empty layer (no system packages) has none
-        target = etc / "ld.so.cache"
-        if os.path.lexists(target):
-            target.unlink()
-        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
-        with os.fdopen(fd, "wb") as f:
-            f.write(cache)
+        # An empty layer (no system packages) has no /etc yet: write_fresh makes it.
+        write_fresh(tree, "etc/ld.so.cache", read_result(ctx, "ld.so.cache"))
         shutil.rmtree(view)
 
 

@@ -27,17 +27,25 @@ NETWORK_FILES = ("etc/hosts", "etc/resolv.conf")
 
 
 def add_mount_points(root: Path) -> None:
-    """Empty files where a run binds its network files, replacing what a layer had there (a
-    hard link into the store must never be written through)."""
-    etc = root / "etc"
-    if etc.is_symlink() or (etc.exists() and not etc.is_dir()):
-        raise BuildError(f"the tree at {root} has an /etc that is not a directory")
-    etc.mkdir(exist_ok=True)
+    """Empty files where a run binds its network files, replacing what a layer had there."""
     for rel in NETWORK_FILES:
-        target = root / rel
-        if os.path.lexists(target):
-            target.unlink()
-        target.touch()
+        write_fresh(root, rel, b"")
+
+
+def write_fresh(root: Path, rel: str, data: bytes) -> None:
+    """`root/rel` as a new file of `data`, replacing what was there: never written through a
+    link or a hard link into the store, and its folder (made if missing) a real directory."""
+    folder = (root / rel).parent
+    if folder.is_symlink() or (folder.exists() and not folder.is_dir()):
+        where = folder.relative_to(root)
+        raise BuildError(f"the tree at {root} has an /{where} that is not a directory")
+    folder.mkdir(parents=True, exist_ok=True)
+    target = root / rel
+    if os.path.lexists(target):
+        target.unlink()
+    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
 
 
 def _clear(path: str) -> None:

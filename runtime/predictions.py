@@ -116,13 +116,11 @@ class Prediction:
             metrics["predict_time"] = self.predict_time
         return metrics
 
+    def _body(self) -> dict[str, Any]:
+        return {"id": self.id, "status": self.status, "logs": self.logs, "metrics": self._metrics()}
+
     def snapshot(self) -> dict[str, Any]:
-        body: dict[str, Any] = {
-            "id": self.id,
-            "status": self.status,
-            "logs": self.logs,
-            "metrics": self._metrics(),
-        }
+        body = self._body()
         if self.status == "succeeded" or (self.iterator and self.output):
             body["output"] = self.output  # as Cog: a failed iterator shows what it yielded
         if self.error is not None:
@@ -130,12 +128,7 @@ class Prediction:
         return body
 
     def sync_response(self) -> dict[str, Any]:
-        body: dict[str, Any] = {
-            "id": self.id,
-            "status": self.status,
-            "logs": self.logs,
-            "metrics": self._metrics(),
-        }
+        body = self._body()
         if self.status == "succeeded":
             body["output"] = self.output  # as Cog: a failed prediction reports no output
         elif self.status == "failed":

@@ -2,22 +2,14 @@
 
 from __future__ import annotations
 
-import errno
 import os
-import sqlite3
 import sys
 import traceback
 from collections.abc import Callable
-from pathlib import Path
 
 from cuda_channels.channel import ChannelError
-from store.errors import StoreError
+from store.errors import StoreError, leaves, no_space
 from store.paths import default_store_dir
-
-if sys.version_info < (3, 11):
-    from exceptiongroup import BaseExceptionGroup
-
-NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
 
 
 class UsageError(StoreError):
@@ -38,9 +30,9 @@ def run_guarded(fn: Callable[[], int]) -> int:
         leaf = _leaf(e)
         if leaf is not e and isinstance(leaf, (StoreError, ChannelError)):
             return _report(str(leaf), leaf.hint)
-        full = no_space(leaf)
+        full = no_space(leaf, default_store_dir())
         if full is not None:
-            return _report(*full)
+            return _report(str(full), full.hint)
         if os.environ.get("COG_DEBUG"):
             traceback.print_exc()
         print(f"error: internal error ({type(e).__name__}: {e})", file=sys.stderr)
@@ -58,41 +50,7 @@ def _report(message: str, hint: str | None) -> int:
 def _leaf(e: BaseException) -> BaseException:
     """The error worth reporting in an exception group (from a nursery): a StoreError, else a
     full disk, else the first one."""
-    if not isinstance(e, BaseExceptionGroup):
-        return e
-    leaves: list[BaseException] = []
-    pending: list[BaseException] = [e]
-    while pending:
-        current = pending.pop(0)
-        if isinstance(current, BaseExceptionGroup):
-            pending[:0] = current.exceptions
-        else:
-            leaves.append(current)
-    chosen: list[BaseException] = [x for x in leaves if isinstance(x, StoreError)]
-    chosen += [x for x in leaves if no_space(x) is not None]
-    return (chosen or leaves or [e])[0]
-
-
-def no_space(e: BaseException) -> tuple[str, str] | None:
-    """A full disk (or quota) as a sentence naming what was written where, and a hint; None
-    for any other error."""
-    store = default_store_dir()
-    if isinstance(e, OSError) and e.errno in NO_SPACE:
-        reason = "no space left on device" if e.errno == errno.ENOSPC else "disk quota exceeded"
-        if e.filename is not None:
-            path = Path(os.fsdecode(e.filename))
-            what, where = path.name, path.parent
-        else:  # a write to an open file: almost every file a cog command writes is in the store
-            what, where = "to the store", store
-    elif isinstance(e, sqlite3.OperationalError) and (
-        getattr(e, "sqlite_errorcode", None) == getattr(sqlite3, "SQLITE_FULL", 13)
-        or "database or disk is full" in str(e)
-    ):
-        reason, what, where = "no space left on device", "the store's metadata", store / ".cog"
-    else:
-        return None
-    return (
-        f"{reason} while writing {what} in {where}",
-        f"free some space on the disk that holds {where}, "
-        "or set COG_STORE_DIR to a directory on a larger disk",
-    )
+    found = leaves(e)
+    chosen: list[BaseException] = [x for x in found if isinstance(x, StoreError)]
+    chosen += [x for x in found if no_space(x, default_store_dir()) is not None]
+    return (chosen or found)[0]

@@ -7,6 +7,7 @@ import mimetypes
 import os
 import tempfile
 import urllib.parse
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,10 @@ UPLOAD_TRIES = 4
 
 class InputError(Exception):
     """A file input that cannot be fetched: becomes a failed prediction, not a 5xx."""
+
+
+class UploadError(Exception):
+    """A file output that cannot be uploaded: fails its prediction, in coglet's words."""
 
 
 def _name_of(url: str) -> str:
@@ -80,25 +85,40 @@ def data_uri(path: Path) -> str:
     return f"data:{mime};base64,{base64.b64encode(path.read_bytes()).decode()}"
 
 
+async def _chunks(path: Path) -> AsyncIterator[bytes]:
+    async with await trio.open_file(path, "rb") as f:
+        while chunk := await f.read(1 << 20):
+            yield chunk
+
+
 async def upload(http: httpx.AsyncClient, upload_url: str, path: Path) -> str:
-    """PUTs the file to `upload_url`/name (retrying transient failures); returns its URL."""
+    """PUTs the file, streamed, to `upload_url`/name; returns its URL. Transport errors and 5xx
+    are retried with backoff; anything else fails at once (UploadError)."""
     url = upload_url.rstrip("/") + "/" + urllib.parse.quote(path.name)
-    mime = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+    headers = {
+        "Content-Type": mimetypes.guess_type(path.name)[0] or "application/octet-stream",
+        "Content-Length": str(path.stat().st_size),
+    }
     delay = 0.1
     for attempt in range(UPLOAD_TRIES):
+        last = attempt == UPLOAD_TRIES - 1
         try:
-            data = await trio.Path(path).read_bytes()
-            response = await http.put(url, content=data, headers={"Content-Type": mime})
-            if response.status_code < 500:
-                response.raise_for_status()
+            response = await http.put(url, content=_chunks(path), headers=headers)
+        except httpx.HTTPError as e:
+            if last:
+                raise UploadError(f"Failed to upload output: upload request failed: {e}") from None
+        else:
+            if response.is_success:
                 location = response.headers.get("location")
                 return location or str(response.url).split("?")[0]
-        except httpx.TransportError:
-            if attempt == UPLOAD_TRIES - 1:
-                raise
+            if response.status_code < 500 or last:
+                raise UploadError(
+                    "Failed to upload output: upload returned status "
+                    f"{response.status_code} {response.reason_phrase}"
+                )
         await trio.sleep(delay)
         delay *= 2
-    raise httpx.HTTPError(f"uploading {path.name} to {upload_url} kept failing")
+    raise AssertionError("unreachable: the last try returns or raises")
 
 
 async def finish_outputs(http: httpx.AsyncClient, value: Any, upload_url: str | None) -> Any:

@@ -9,12 +9,13 @@ import signal
 import socket
 import sys
 from pathlib import Path
+from typing import Any
 
 import trio
 from hypercorn.config import Config
 from hypercorn.trio import serve
 
-from runtime.app import create_app
+from runtime.app import App
 from runtime.predictions import Runtime, env_float
 from runtime.worker import WorkerSpec
 
@@ -71,8 +72,9 @@ async def serve_runtime(runtime: Runtime, host: str, port: int, explicit_shutdow
     config = Config()
     config.bind = [f"{host}:{port}"]
     config.accesslog = None
+    config.include_server_header = False  # as coglet: no Server header
     config.graceful_timeout = 1.0
-    app = create_app(runtime)
+    app: Any = App(runtime)  # an ASGI application (hypercorn's types are narrower)
     async with trio.open_nursery() as nursery:
         await nursery.start(runtime.run)
 

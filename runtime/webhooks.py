@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import httpx
@@ -43,7 +43,11 @@ class Webhook:
             return False
         return response.status_code < 500
 
-    async def intermediate(self, event: str, payload: dict[str, Any], force: bool = False) -> None:
+    async def intermediate(
+        self, event: str, snapshot: Callable[[], dict[str, Any]], force: bool = False
+    ) -> None:
+        """Sends `snapshot()` unless throttled: taken only when sent, as a chatty prediction's
+        state is large and mostly throttled away."""
         if event not in self.events:
             return
         now = time.monotonic()
@@ -51,7 +55,7 @@ class Webhook:
             return
         async with self.lock:
             self.last_sent = now
-            await self._post(payload)
+            await self._post(snapshot())
 
     async def terminal(self, payload: dict[str, Any]) -> None:
         if "completed" not in self.events:

@@ -98,15 +98,24 @@ class WorkerProcess:
     async def run(self) -> None:
         """Reads messages until the worker's pipe closes, then records why it died."""
         assert self._receive is not None and self.process is not None
-        buffer = b""
+        partial: list[bytes] = []  # a message longer than one read, in pieces
         try:
             while True:
-                chunk = await self._receive.receive_some(1 << 16)
+                chunk = await self._receive.receive_some(1 << 20)
                 if not chunk:
                     break
-                buffer += chunk
-                *lines, buffer = buffer.split(b"\n")
-                for line in lines:
+                end = chunk.rfind(b"\n")
+                if end == -1:  # joined once its end arrives: linear in the message's size
+                    partial.append(chunk)
+                    continue
+                if partial:
+                    partial.append(chunk[: end + 1])
+                    whole, partial = b"".join(partial), []
+                else:
+                    whole = chunk[: end + 1]
+                if end + 1 < len(chunk):
+                    partial.append(chunk[end + 1 :])
+                for line in whole.split(b"\n"):
                     if line:
                         self._dispatch(json.loads(line))
         finally:

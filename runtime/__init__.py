@@ -1,1 +1,1 @@
-"""The prediction server (quart-trio on hypercorn). Arrives with the runtime issue."""
+"""The prediction server: Cog's HTTP API (hypercorn, trio) over a worker process."""

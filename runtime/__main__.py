@@ -2,6 +2,6 @@
 
 import sys
 
-from runtime.main import main
+from runtime.boot import main
 
 sys.exit(main())

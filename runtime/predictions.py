@@ -22,13 +22,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import httpx
 import trio
 
-from runtime.files import InputError, UploadError, finish_outputs, prepare_inputs
+from runtime.boot import Spawned
+from runtime.files import Client, InputError, UploadError, finish_outputs, prepare_inputs
 from runtime.schema import Inputs, openapi
 from runtime.webhooks import Webhook
-from runtime.worker import WorkerDied, WorkerProcess, WorkerSpec
+from runtime.worker import WorkerDied, WorkerProcess
 
 HEALTHCHECK_TIMEOUT_S = 5.0
 LOG_LINE_WAIT_S = 0.05  # how long a line without its newline waits for the rest
@@ -185,17 +185,17 @@ class Setup:
 class Runtime:
     def __init__(
         self,
-        spec: WorkerSpec,
+        spawned: Spawned | OSError,
+        train: bool = False,
         upload_url: str | None = None,
         setup_timeout: float | None = None,
         max_concurrency: int | None = None,
     ) -> None:
-        self.spec = spec
-        self.training = spec.train
+        self.training = train
         self.upload_url = upload_url
         self.setup_timeout = setup_timeout
         self.max_concurrency_override = max_concurrency
-        self.worker = WorkerProcess(spec)
+        self.worker = WorkerProcess(spawned)
         self.setup = Setup()
         self.signature: dict[str, Any] | None = None
         self.inputs: Inputs | None = None
@@ -209,7 +209,7 @@ class Runtime:
         self.nursery: trio.Nursery | None = None
         self.shutdown_requested = trio.Event()
         self.files = Path(tempfile.mkdtemp(prefix="cog-inputs-"))
-        self.http = httpx.AsyncClient(timeout=httpx.Timeout(60.0), follow_redirects=True)
+        self.http = Client()
         self._healthchecks: dict[str, trio.MemorySendChannel[dict[str, Any]]] = {}
 
     # --- lifecycle -------------------------------------------------------------------------
@@ -220,7 +220,7 @@ class Runtime:
             self.nursery = nursery
             self.worker.on_message = self._on_unowned
             try:
-                await self.worker.start()
+                self.worker.start()
             except OSError as e:
                 self._setup_failed(f"cannot start the worker: {e}")
                 task_status.started()

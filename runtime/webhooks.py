@@ -13,9 +13,9 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
-import httpx
 import trio
 
+from runtime.files import Client
 from runtime.jsonbody import dumpb
 from runtime.version import COG_VERSION
 
@@ -24,7 +24,7 @@ TERMINAL_TRIES = 8
 
 
 class Webhook:
-    def __init__(self, http: httpx.AsyncClient, url: str, events: Iterable[str] | None) -> None:
+    def __init__(self, http: Client, url: str, events: Iterable[str] | None) -> None:
         self.http = http
         self.url = url
         self.events = set(events) if events is not None else set(EVENTS)
@@ -37,8 +37,11 @@ class Webhook:
         self.lock = trio.Lock()
 
     async def _post(self, payload: dict[str, Any]) -> bool:
+        client = self.http()
+        import httpx  # imported by http()
+
         try:
-            response = await self.http.post(self.url, content=dumpb(payload), headers=self.headers)
+            response = await client.post(self.url, content=dumpb(payload), headers=self.headers)
         except httpx.HTTPError:
             return False
         return response.status_code < 500

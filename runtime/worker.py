@@ -1,7 +1,8 @@
-"""The server's side of the worker: start it, talk to it, and notice when it dies.
+"""The server's side of the worker: talk to it, and notice when it dies.
 
-The worker runs the predictor in its own process (the model environment's interpreter);
-this module is its only contact. Messages are JSON lines over two pipes that the worker
+The worker runs the predictor in its own process (the model environment's interpreter),
+started by `runtime.boot` before the server stack is imported; this module is its only
+contact. Messages are JSON lines over two pipes that the worker
 moves to fds of its own. One reader task dispatches every message to the prediction it
 names; when the pipe closes, every prediction still running fails with the reason the
 worker died, and the server stays up.
@@ -14,24 +15,14 @@ import json
 import os
 import signal
 import subprocess
-import sys
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import trio
 
+from runtime.boot import Spawned
+
 Handler = Callable[[dict[str, Any]], None]
-
-
-@dataclass
-class WorkerSpec:
-    ref: str  # predict.py:Predictor
-    cwd: Path
-    python: str = sys.executable
-    train: bool = False
-    env: dict[str, str] = field(default_factory=dict)
 
 
 class WorkerDied(Exception):
@@ -52,9 +43,9 @@ def describe_exit(code: int | None) -> str:
 
 
 class WorkerProcess:
-    def __init__(self, spec: WorkerSpec) -> None:
-        self.spec = spec
-        self.process: trio.Process | None = None
+    def __init__(self, spawned: Spawned | OSError) -> None:
+        self.spawned = spawned
+        self.process: subprocess.Popen[bytes] | None = None
         self._send: trio.lowlevel.FdStream | None = None
         self._receive: trio.lowlevel.FdStream | None = None
         self._send_lock = trio.Lock()
@@ -63,27 +54,13 @@ class WorkerProcess:
         self.exit_reason: str | None = None
         self.exited = trio.Event()
 
-    async def start(self) -> None:
-        to_child_r, to_child_w = os.pipe()
-        from_child_r, from_child_w = os.pipe()
-        env = {**os.environ, **self.spec.env, "COG_IPC_FDS": f"{to_child_r},{from_child_w}"}
-        argv = [self.spec.python, "-m", "cog.server.worker", self.spec.ref]
-        if self.spec.train:
-            argv.append("--train")
-        try:
-            self.process = await trio.lowlevel.open_process(
-                argv,
-                cwd=self.spec.cwd,
-                env=env,
-                pass_fds=(to_child_r, from_child_w),
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,
-            )
-        finally:
-            os.close(to_child_r)
-            os.close(from_child_w)
-        self._send = trio.lowlevel.FdStream(to_child_w)
-        self._receive = trio.lowlevel.FdStream(from_child_r)
+    def start(self) -> None:
+        """Takes over the started worker's pipes (raises the OSError that stopped its start)."""
+        if isinstance(self.spawned, OSError):
+            raise self.spawned
+        self.process = self.spawned.process
+        self._send = trio.lowlevel.FdStream(self.spawned.send_fd)
+        self._receive = trio.lowlevel.FdStream(self.spawned.receive_fd)
 
     async def send(self, message: dict[str, Any]) -> None:
         if self._send is None or self.exited.is_set():
@@ -119,9 +96,10 @@ class WorkerProcess:
                     if line:
                         self._dispatch(json.loads(line))
         finally:
+            process = self.process
             with trio.move_on_after(5) as scope:
                 scope.shield = True
-                code = await self.process.wait()
+                code = await trio.to_thread.run_sync(process.wait, abandon_on_cancel=True)
             self.exit_reason = describe_exit(code if not scope.cancelled_caught else None)
             self.exited.set()
             for handler in list(self.handlers.values()):

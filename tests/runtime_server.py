@@ -38,7 +38,9 @@ class Server:
     def health(self) -> dict[str, Any]:
         return dict(self.http.get("/health-check").json())
 
-    def wait_for(self, *statuses: str, timeout: float = 30) -> dict[str, Any]:
+    def wait_for(
+        self, *statuses: str, timeout: float = 30, interval: float = 0.05
+    ) -> dict[str, Any]:
         deadline = time.monotonic() + timeout
         last: dict[str, Any] = {}
         while time.monotonic() < deadline:
@@ -48,7 +50,7 @@ class Server:
                     return last
             except httpx.TransportError:
                 pass
-            time.sleep(0.05)
+            time.sleep(interval)
         raise AssertionError(f"server never reached {statuses}: last {last}")
 
     def predict(self, body: dict[str, Any] | None = None, **headers: str) -> httpx.Response:

@@ -23,3 +23,11 @@ class Async50ms(BasePredictor):
     async def predict(self, x: int = 1) -> int:
         await asyncio.sleep(0.05)
         return x
+
+
+class SlowSetup(BasePredictor):
+    def setup(self) -> None:
+        time.sleep(1.0)  # stands for loading weights
+
+    def predict(self, x: int = 1) -> int:
+        return x

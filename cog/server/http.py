@@ -1,6 +1,6 @@
 """`python -m cog.server.http`: Cog's entry point; the server itself lives in `runtime`.
 
-The runtime runs in its own environment (trio, hypercorn, quart-trio, pydantic); this module
+The runtime runs in its own environment (trio, hypercorn, pydantic, httpx); this module
 only hands over, so the SDK itself stays free of dependencies.
 """
 
@@ -10,7 +10,7 @@ import sys
 
 if __name__ == "__main__":
     try:
-        from runtime.main import main
+        from runtime.boot import main
     except ImportError as e:
         print(f"error: the Cog runtime is not installed here ({e})", file=sys.stderr)
         sys.exit(1)

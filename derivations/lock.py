@@ -25,8 +25,7 @@ LOCK_VERSION = 1
 # The runtime environment (the server), locked on its own: see DESIGN.md, "Images".
 RUNTIME_REQUIREMENTS = (
     "trio>=0.25",
-    "hypercorn>=0.16",
-    "quart-trio>=0.11",
+    "h11>=0.14",
     "pydantic>=2.6",
     "httpx>=0.27",
 )

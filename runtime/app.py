@@ -1,38 +1,27 @@
-"""Cog's HTTP API over the runtime: a plain ASGI application served by hypercorn.
+"""Cog's HTTP API over the runtime: the routes, served by `runtime.http`.
 
 Every body is written as coglet 0.23.1 writes it, byte for byte (see `runtime.jsonbody`):
 compact sorted JSON, the same fields, the same status texts; errors that coglet answers in plain
 text (400, 413, 415, 422 on a body of the wrong shape) are plain text here, and an unknown path or
-method has an empty body. A framework would add a request context, a router and a response
-object to every request; with seven routes the dispatch below is all that is needed, and the
-per-request cost is what a model server is measured by.
-
-Every request body is read to its end before the answer (an unread body stalls a keep-alive
-connection); one over `MAX_BODY` is read and dropped, then refused with 413, as coglet does.
+method has an empty body.
 """
 
 from __future__ import annotations
 
 import json
 import platform
-from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
-from dataclasses import dataclass
+from collections.abc import AsyncIterator
 from typing import Any
 
 import trio
 
+from runtime.http import Request, Response
 from runtime.jsonbody import dumpb
 from runtime.predictions import Prediction, Rejected, Runtime
 from runtime.version import COG_VERSION
 
 PYTHON_VERSION = platform.python_version()
 SSE_KEEP_ALIVE_S = 15.0
-MAX_BODY = 100 << 20  # coglet's limit (axum's DefaultBodyLimit in its routes)
-
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
 
 # Python's JSON error messages as serde_json words them (the common ones).
 _SERDE_WORDING = {
@@ -45,13 +34,6 @@ _SERDE_WORDING = {
 _SERDE_KIND = {list: "sequence", str: "string", bool: "boolean", int: "integer", float: "float"}
 
 
-@dataclass
-class Response:
-    status: int
-    body: bytes = b""
-    content_type: str | None = None
-
-
 def _json(body: Any, status: int = 200, sort_keys: bool = True) -> Response:
     return Response(status, dumpb(body, sort_keys=sort_keys), "application/json")
 
@@ -60,51 +42,7 @@ def _text(body: str, status: int) -> Response:
     return Response(status, body.encode(), "text/plain; charset=utf-8")
 
 
-@dataclass
-class Request:
-    method: str
-    path: str
-    headers: dict[str, str]
-    body: bytes
-    receive: Receive
-
-    def header(self, name: str) -> str:
-        return self.headers.get(name, "")
-
-    async def disconnected(self) -> None:
-        """Returns when the client has gone (the body has been read: nothing else arrives)."""
-        while (await self.receive())["type"] != "http.disconnect":
-            pass
-
-
-class TooLarge(Exception):
-    pass
-
-
-async def _read_body(receive: Receive, declared: int | None) -> bytes:
-    """The whole body; one over MAX_BODY is still read to its end (so the connection stays
-    usable) but dropped, then TooLarge."""
-    too_large = declared is not None and declared > MAX_BODY
-    chunks: list[bytes] = []
-    size = 0
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            raise _Gone()
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        too_large = too_large or size > MAX_BODY
-        if not too_large:
-            chunks.append(chunk)
-        if not message.get("more_body", False):
-            break
-    if too_large:
-        raise TooLarge()
-    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
-
-
-class _Gone(Exception):
-    """The client went away before its request was read."""
+TOO_LARGE = _text("Failed to buffer the request body: length limit exceeded", 413)
 
 
 def _position(text: str | bytes, offset: int) -> tuple[int, int]:
@@ -138,60 +76,33 @@ def parse_json(raw: bytes) -> Any:
 
 
 class App:
-    """The ASGI application: `App(runtime)` is what hypercorn serves."""
+    """The request handler: `App(runtime)(request)` is the answer."""
 
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
         self.noun = "trainings" if runtime.training else "predictions"
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "lifespan":
-            await _lifespan(receive, send)
-            return
-        if scope["type"] != "http":
-            return
-        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
-        length = headers.get("content-length", "")
+    async def __call__(self, request: Request) -> Response:
         try:
-            body = await _read_body(receive, int(length) if length.isdigit() else None)
-        except TooLarge:
-            await _respond(
-                send, _text("Failed to buffer the request body: length limit exceeded", 413)
-            )
-            return
-        except _Gone:
-            return
-        request = Request(scope["method"], scope["path"], headers, body, receive)
-        try:
-            response = await self.route(request, send)
+            return await self.route(request)
         except Rejected as e:
-            response = (
-                _json(e.body, e.status) if isinstance(e.body, dict) else _text(e.body, e.status)
-            )
-        if response is not None:
-            await _respond(send, response, head=request.method == "HEAD")
+            return _json(e.body, e.status) if isinstance(e.body, dict) else _text(e.body, e.status)
 
-    async def route(self, request: Request, send: Send) -> Response | None:
-        """The answer to `request`, or None when it has been streamed already."""
+    async def route(self, request: Request) -> Response:
         path, method = request.path, "GET" if request.method == "HEAD" else request.method
         if path in ("/", "/health-check", "/openapi.json"):
             if method != "GET":
                 return Response(405)
-            return await {
-                "/": self.index,
-                "/health-check": self.health,
-                "/openapi.json": self.schema,
-            }[path]()
+            pages = {"/": self.index, "/health-check": self.health, "/openapi.json": self.schema}
+            return await pages[path]()
         if path == "/shutdown":
             return await self.shutdown() if method == "POST" else Response(405)
         parts = path.strip("/").split("/")
         if parts[0] == self.noun and all(parts) and not path.endswith("/"):
             if len(parts) == 1:
-                return await self.start(request, send, None) if method == "POST" else Response(405)
+                return await self.start(request, None) if method == "POST" else Response(405)
             if len(parts) == 2:
-                return (
-                    await self.start(request, send, parts[1]) if method == "PUT" else Response(405)
-                )
+                return await self.start(request, parts[1]) if method == "PUT" else Response(405)
             if len(parts) == 3 and parts[2] == "cancel":
                 return await self.cancel(parts[1]) if method == "POST" else Response(405)
         return Response(404)
@@ -248,9 +159,7 @@ class App:
         found = await self.runtime.cancel(prediction_id)
         return _json({}, 200 if found else 404)
 
-    async def start(
-        self, request: Request, send: Send, prediction_id: str | None
-    ) -> Response | None:
+    async def start(self, request: Request, prediction_id: str | None) -> Response:
         runtime = self.runtime
         mimetype = request.header("content-type").partition(";")[0].strip().lower()
         if mimetype not in ("", "application/json"):  # as Cog: none is fine
@@ -276,88 +185,39 @@ class App:
             )
         prediction, new = runtime.submit(body, prediction_id)
         if wants_sse:
-            await self._stream(prediction, request, send)
-            return None
+            sender, receiver = trio.open_memory_channel[tuple[str, Any]](1000)
+            prediction.subscribers.append(sender)  # now: the start event is on its way
+            stream = self._events(prediction, receiver)
+            return Response(200, content_type="text/event-stream", stream=stream)
         if not new and prediction_id is not None:  # as Cog: a PUT of a running one answers now
             return _json({**prediction.snapshot(), "input": prediction.input}, 202)
         if "respond-async" in request.header("prefer"):
             return _json(prediction.accepted(), 202)
-        return await self._wait(prediction, request)
-
-    async def _wait(self, prediction: Prediction, request: Request) -> Response | None:
-        """A sync request: its client going away cancels the prediction."""
-        async with trio.open_nursery() as nursery:
-
-            async def watch() -> None:
-                await request.disconnected()
-                with trio.CancelScope(shield=True):
-                    await self.runtime.cancel(prediction.id)
-                nursery.cancel_scope.cancel()
-
-            nursery.start_soon(watch)
+        try:
             await prediction.done.wait()
-            nursery.cancel_scope.cancel()
-        if not prediction.done.is_set():
-            return None  # nobody to answer
+        except trio.Cancelled:  # the client went away: nobody waits for this prediction
+            with trio.CancelScope(shield=True):
+                await runtime.cancel(prediction.id)
+            raise
         return _json(prediction.sync_response())
 
-    async def _stream(self, prediction: Prediction, request: Request, send: Send) -> None:
+    async def _events(
+        self, prediction: Prediction, receiver: trio.MemoryReceiveChannel[tuple[str, Any]]
+    ) -> AsyncIterator[bytes]:
         """Server-sent events until the prediction ends; the client going away cancels it."""
-        sender, receiver = trio.open_memory_channel[tuple[str, Any]](1000)
-        prediction.subscribers.append(sender)
-        await send(_start(200, "text/event-stream", None))
-        async with trio.open_nursery() as nursery:
-
-            async def watch() -> None:
-                await request.disconnected()
-                with trio.CancelScope(shield=True):
-                    await self.runtime.cancel(prediction.id)
-                nursery.cancel_scope.cancel()
-
-            nursery.start_soon(watch)
-            try:
-                async for chunk in _events(receiver):
-                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
-                await send({"type": "http.response.body", "body": b"", "more_body": False})
-            except OSError:  # the connection broke while writing
-                with trio.CancelScope(shield=True):
-                    await self.runtime.cancel(prediction.id)
-            nursery.cancel_scope.cancel()
-
-
-async def _events(receiver: trio.MemoryReceiveChannel[tuple[str, Any]]) -> AsyncIterator[bytes]:
-    async with receiver:
-        while True:
-            with trio.move_on_after(SSE_KEEP_ALIVE_S) as idle:
-                try:
-                    event, data = await receiver.receive()
-                except trio.EndOfChannel:
-                    return
-            if idle.cancelled_caught:
-                yield b": keep-alive\n\n"  # as Cog (axum) after 15 s of quiet
-            else:
-                yield b"event: %s\ndata: %s\n\n" % (event.encode(), dumpb(data))
-
-
-def _start(status: int, content_type: str | None, length: int | None) -> Message:
-    headers = []
-    if content_type is not None:
-        headers.append((b"content-type", content_type.encode()))
-    if length is not None:
-        headers.append((b"content-length", b"%d" % length))
-    return {"type": "http.response.start", "status": status, "headers": headers}
-
-
-async def _respond(send: Send, response: Response, head: bool = False) -> None:
-    await send(_start(response.status, response.content_type, len(response.body)))
-    await send({"type": "http.response.body", "body": b"" if head else response.body})
-
-
-async def _lifespan(receive: Receive, send: Send) -> None:
-    while True:
-        message = await receive()
-        if message["type"] == "lifespan.startup":
-            await send({"type": "lifespan.startup.complete"})
-        elif message["type"] == "lifespan.shutdown":
-            await send({"type": "lifespan.shutdown.complete"})
-            return
+        try:
+            async with receiver:
+                while True:
+                    with trio.move_on_after(SSE_KEEP_ALIVE_S) as idle:
+                        try:
+                            event, data = await receiver.receive()
+                        except trio.EndOfChannel:
+                            return
+                    if idle.cancelled_caught:
+                        yield b": keep-alive\n\n"  # as Cog (axum) after 15 s of quiet
+                    else:
+                        yield b"event: %s\ndata: %s\n\n" % (event.encode(), dumpb(data))
+        except (trio.Cancelled, trio.BrokenResourceError, trio.ClosedResourceError):
+            with trio.CancelScope(shield=True):
+                await self.runtime.cancel(prediction.id)
+            raise

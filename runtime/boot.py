@@ -29,18 +29,21 @@ class WorkerSpec:
 
 @dataclass
 class Spawned:
-    """A started worker: its process and this side's ends of its two pipes."""
+    """A started worker: its process and this side's ends of its three pipes."""
 
     process: subprocess.Popen[bytes]
-    send_fd: int
+    work_fd: int  # predictions and shutdown: read by the worker's main thread
+    control_fd: int  # cancel and healthcheck: read while a prediction runs
     receive_fd: int
 
 
 def spawn_worker(spec: WorkerSpec) -> Spawned:
-    """Starts `python -m cog.server.worker REF` with a pipe each way (fds in COG_IPC_FDS)."""
-    to_child_r, to_child_w = os.pipe()
+    """Starts `python -m cog.server.worker REF` with its pipes (fds in COG_IPC_FDS)."""
+    work_r, work_w = os.pipe()
+    control_r, control_w = os.pipe()
     from_child_r, from_child_w = os.pipe()
-    env = {**os.environ, **spec.env, "COG_IPC_FDS": f"{to_child_r},{from_child_w}"}
+    theirs = (work_r, control_r, from_child_w)
+    env = {**os.environ, **spec.env, "COG_IPC_FDS": ",".join(map(str, theirs))}
     argv = [spec.python, "-m", "cog.server.worker", spec.ref]
     if spec.train:
         argv.append("--train")
@@ -49,18 +52,18 @@ def spawn_worker(spec: WorkerSpec) -> Spawned:
             argv,
             cwd=spec.cwd,
             env=env,
-            pass_fds=(to_child_r, from_child_w),
+            pass_fds=theirs,
             stdin=subprocess.DEVNULL,
             start_new_session=True,
         )
     except OSError:
-        for fd in (to_child_w, from_child_r):
+        for fd in (work_w, control_w, from_child_r):
             os.close(fd)
         raise
     finally:
-        os.close(to_child_r)
-        os.close(from_child_w)
-    return Spawned(process, to_child_w, from_child_r)
+        for fd in theirs:
+            os.close(fd)
+    return Spawned(process, work_w, control_w, from_child_r)
 
 
 def predictor_ref(train: bool, cwd: Path) -> str | None:

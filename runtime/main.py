@@ -1,4 +1,4 @@
-"""The server: hypercorn serving `runtime.app` over a `Runtime`, until a signal or /shutdown.
+"""The server: `runtime.app` over a `Runtime`, served by `runtime.http` until a signal or /shutdown.
 
 Started by `runtime.boot`, which has already checked the arguments and started the worker."""
 
@@ -7,24 +7,17 @@ from __future__ import annotations
 import argparse
 import os
 import signal
-from typing import Any
 
 import trio
-from hypercorn.config import Config
-from hypercorn.trio import serve
 
-from runtime.app import App
+from runtime.app import TOO_LARGE, App
 from runtime.boot import Spawned
+from runtime.http import Server
 from runtime.predictions import Runtime, env_float
 
 
 async def serve_runtime(runtime: Runtime, host: str, port: int, explicit_shutdown: bool) -> None:
-    config = Config()
-    config.bind = [f"{host}:{port}"]
-    config.accesslog = None
-    config.include_server_header = False  # as coglet: no Server header
-    config.graceful_timeout = 1.0
-    app: Any = App(runtime)  # an ASGI application (hypercorn's types are narrower)
+    server = Server(App(runtime), too_large=TOO_LARGE)
     async with trio.open_nursery() as nursery:
         await nursery.start(runtime.run)
 
@@ -38,16 +31,11 @@ async def serve_runtime(runtime: Runtime, host: str, port: int, explicit_shutdow
                     return
 
         nursery.start_soon(on_signals)
-        await nursery.start(
-            lambda task_status=trio.TASK_STATUS_IGNORED: serve(
-                app,
-                config,
-                shutdown_trigger=runtime.shutdown_requested.wait,
-                task_status=task_status,
-            )
-        )
+        await nursery.start(server.serve, host, port)
         await runtime.shutdown_requested.wait()
         await runtime.shutdown()
+        with trio.move_on_after(1.0):  # the answers of what shutdown ended are sent first
+            await server.drained()
         nursery.cancel_scope.cancel()
 
 

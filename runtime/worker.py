@@ -46,9 +46,10 @@ class WorkerProcess:
     def __init__(self, spawned: Spawned | OSError) -> None:
         self.spawned = spawned
         self.process: subprocess.Popen[bytes] | None = None
-        self._send: trio.lowlevel.FdStream | None = None
+        self._work: trio.lowlevel.FdStream | None = None
+        self._control: trio.lowlevel.FdStream | None = None
         self._receive: trio.lowlevel.FdStream | None = None
-        self._send_lock = trio.Lock()
+        self._locks = {"work": trio.Lock(), "control": trio.Lock()}
         self.handlers: dict[str, Handler] = {}  # prediction id -> its message handler
         self.on_message: Handler = lambda m: None  # messages that name no prediction
         self.exit_reason: str | None = None
@@ -59,16 +60,21 @@ class WorkerProcess:
         if isinstance(self.spawned, OSError):
             raise self.spawned
         self.process = self.spawned.process
-        self._send = trio.lowlevel.FdStream(self.spawned.send_fd)
+        self._work = trio.lowlevel.FdStream(self.spawned.work_fd)
+        self._control = trio.lowlevel.FdStream(self.spawned.control_fd)
         self._receive = trio.lowlevel.FdStream(self.spawned.receive_fd)
 
     async def send(self, message: dict[str, Any]) -> None:
-        if self._send is None or self.exited.is_set():
+        """Predictions and shutdown go down the work pipe, in order; cancel and healthcheck down
+        the control pipe, which the worker reads while a prediction runs."""
+        work = message["type"] in ("predict", "shutdown")
+        stream = self._work if work else self._control
+        if stream is None or self.exited.is_set():
             raise WorkerDied(self.exit_reason or "the worker is not running")
         data = json.dumps(message, separators=(",", ":")).encode() + b"\n"
-        async with self._send_lock:
+        async with self._locks["work" if work else "control"]:
             try:
-                await self._send.send_all(data)
+                await stream.send_all(data)
             except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
                 raise WorkerDied(self.exit_reason or "the worker is not running") from None
 

@@ -80,7 +80,7 @@ def test_image_is_a_valid_oci_layout(offline: dict[str, str], tmp_path: Path) ->
             str(rootfs),
             runtime_env,
             "-c",
-            "import runtime.main, trio, quart_trio; print('ok')",
+            "import runtime.main, trio, h11; print('ok')",
         ],
         capture_output=True,
         text=True,

@@ -130,3 +130,41 @@ def test_large_inputs_are_accepted(http_server: LoopbackServer) -> None:
         big_body = {"input": {"data": data_uri, "text": "t" * (17 << 20)}}
         answer = server.http.post("/predictions", json=big_body, timeout=120)
         assert answer.json()["output"] == 3 + (17 << 20), answer.text[:200]
+
+
+def _read_answers(conn: socket.socket, count: int) -> bytes:
+    received = b""
+    while received.count(b"HTTP/1.1 ") < count or not received.endswith((b"}", b"\r\n\r\n")):
+        chunk = conn.recv(65536)
+        assert chunk, received
+        received += chunk
+    return received
+
+
+def test_http_edges_curl_and_proxies_use() -> None:
+    """`Expect: 100-continue` (curl, for bodies over 1 MB), pipelined requests, HEAD, and a
+    request line that is not HTTP (400, then the connection closes)."""
+    with serve("stress.py:Echo") as server:
+        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as conn:
+            body = b'{"input":{"s":"' + b"c" * (2 << 20) + b'"}}'
+            conn.sendall(
+                b"POST /predictions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                b"Expect: 100-continue\r\nContent-Length: %d\r\n\r\n" % len(body)
+            )
+            assert conn.recv(65536).startswith(b"HTTP/1.1 100 ")
+            conn.sendall(body)
+            answer = _read_answers(conn, 1)
+            assert answer.startswith(b"HTTP/1.1 200 OK") and b'"status":"succeeded"' in answer
+        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as conn:
+            one, two = _post(b'{"input":{"n":1}}'), _post(b'{"input":{"n":2}}')
+            conn.sendall(one + two + b"HEAD /health-check HTTP/1.1\r\nHost: x\r\n\r\n")
+            answers = _read_answers(conn, 3)
+            assert answers.index(b'"output":"1"') < answers.index(b'"output":"2"')
+            head = answers[answers.rindex(b"HTTP/1.1 ") :]
+            assert head.startswith(b"HTTP/1.1 200 OK") and head.endswith(b"\r\n\r\n"), head
+        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as conn:
+            conn.sendall(b"NONSENSE\r\n\r\n")
+            answer = conn.recv(65536)
+            assert answer.startswith(b"HTTP/1.1 400 "), answer
+            assert conn.recv(65536) == b""  # closed
+        assert server.predict({"input": {"n": 3}}).json()["output"] == "3"

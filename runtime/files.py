@@ -44,8 +44,11 @@ class UploadError(Exception):
 
 
 def _name_of(url: str) -> str:
-    name = Path(urllib.parse.unquote(urllib.parse.urlparse(url).path)).name
-    return name or "input"
+    try:
+        path = urllib.parse.urlparse(url).path
+    except ValueError as e:  # e.g. an unclosed IPv6 bracket
+        raise InputError(f"{url[:100]!r} is not a valid URL: {e}") from None
+    return Path(urllib.parse.unquote(path)).name or "input"
 
 
 async def fetch_input(http: Client, value: str, into: Path) -> str:
@@ -78,7 +81,7 @@ async def fetch_input(http: Client, value: str, into: Path) -> str:
             async with await trio.open_file(target, "wb") as f:
                 async for chunk in response.aiter_bytes(1 << 20):
                     await f.write(chunk)
-    except httpx.HTTPError as e:
+    except (httpx.HTTPError, httpx.InvalidURL) as e:
         raise InputError(f"fetching {value} failed: {e}") from None
     return str(target)
 
@@ -127,7 +130,7 @@ async def upload(http: Client, upload_url: str, path: Path) -> str:
         last = attempt == UPLOAD_TRIES - 1
         try:
             response = await client.put(url, content=_chunks(path), headers=headers)
-        except httpx.HTTPError as e:
+        except (httpx.HTTPError, httpx.InvalidURL) as e:
             if last:
                 raise UploadError(f"Failed to upload output: upload request failed: {e}") from None
         else:

@@ -18,6 +18,7 @@ import shutil
 import sys
 import tempfile
 import time
+import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -462,6 +463,12 @@ class Runtime:
                         break
                     if await self._handle(prediction, message):
                         return
+        except Exception as e:  # a bug, or a failure nobody foresaw: this prediction fails alone
+            traceback.print_exc(file=sys.stderr)
+            if not prediction.done.is_set():
+                with contextlib.suppress(WorkerDied):
+                    await self.worker.send({"type": "cancel", "id": prediction.id})
+                await self._end(prediction, "failed", error=f"{type(e).__name__}: {e}")
         finally:
             self.worker.handlers.pop(prediction.id, None)
             if self.predictions.get(prediction.id) is prediction:

@@ -42,7 +42,7 @@ class Webhook:
 
         try:
             response = await client.post(self.url, content=dumpb(payload), headers=self.headers)
-        except httpx.HTTPError:
+        except (httpx.HTTPError, httpx.InvalidURL):
             return False
         return response.status_code < 500
 

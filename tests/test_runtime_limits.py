@@ -168,3 +168,18 @@ def test_http_edges_curl_and_proxies_use() -> None:
             assert answer.startswith(b"HTTP/1.1 400 "), answer
             assert conn.recv(65536) == b""  # closed
         assert server.predict({"input": {"n": 3}}).json()["output"] == "3"
+
+
+def test_a_prediction_with_unusable_urls_fails_alone(http_server: LoopbackServer) -> None:
+    """Malformed file and webhook URLs once raised out of the prediction's task and took the
+    runtime's nursery down with it."""
+    uri = "data:text/plain;base64,eHl6"
+    with serve("stress.py:Size") as server:
+        for url in ("http://[::1", "http://exa mple/x", "ftp://x/y"):
+            failed = server.predict({"input": {"data": url}}).json()
+            assert failed["status"] == "failed" and url[:10] in failed["error"], failed
+        for hook in ("http://[::1", "not a url", http_server.url("hook")):
+            answer = server.predict({"input": {"data": uri}, "webhook": hook}).json()
+            assert answer["status"] == "succeeded" and answer["output"] == 3, answer
+        assert server.health()["status"] == "READY"
+        assert server.predict({"input": {"data": uri, "text": "ab"}}).json()["output"] == 5

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Run here (with the internet), from the repository root: fills the ignored .gpu-carry/ with the
+# wheels run.sh installs on the device (CPython 3.12, x86_64 Linux, no internet there).
+# The host's pip configuration (constraints, extra indexes, find-links) is switched off.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+for side in ours coglet; do
+    rm -rf ".gpu-carry/$side"
+    mkdir -p ".gpu-carry/$side"
+    env -u PIP_FIND_LINKS -u PIP_CONSTRAINT -u PIP_EXTRA_INDEX_URL PIP_CONFIG_FILE=/dev/null \
+        python3 -m pip download --quiet --dest ".gpu-carry/$side" \
+        --index-url https://pypi.org/simple --only-binary=:all: --no-deps \
+        --python-version 3.12 --implementation cp \
+        --platform manylinux2014_x86_64 --platform manylinux_2_17_x86_64 \
+        --platform manylinux_2_28_x86_64 --platform any \
+        -r "bench/gpu/$side-requirements.txt"
+done
+grep -qx '/.gpu-carry/' .git/info/exclude 2>/dev/null || echo '/.gpu-carry/' >> .git/info/exclude
+ls .gpu-carry/*
+du -sh .gpu-carry

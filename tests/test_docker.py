@@ -150,3 +150,52 @@ def test_an_engine_error_while_loading_is_one_sentence(
     error = result.stderr[result.stderr.index("error: ") :].splitlines()
     assert error[0].startswith("error: the Docker engine could not load zstd-hello:latest: ")
     assert error[1].startswith("hint: ") and len(error) == 2, result.stderr[-2000:]
+
+
+def test_build_tag_loads_into_a_reachable_engine_once(
+    offline: dict[str, str], docker_host: str, tmp_path: Path
+) -> None:
+    """As Cog, `cog build -t NAME` leaves NAME in the engine; a rebuild of the same image does
+    not load it again (a no-op build stays a no-op), a second name is a tag, not a load."""
+    docker = ["docker", "-H", docker_host]
+    root = project("hello-world", tmp_path)
+    env = offline | {"DOCKER_HOST": docker_host}
+    first = cog(root, env, "build", "-t", "engine-hello")
+    assert first.returncode == 0, first.stderr[-2000:]
+    assert "loading engine-hello:latest into the Docker engine" in first.stderr
+    image_id = subprocess.run(
+        [*docker, "image", "inspect", "-f", "{{.Id}}", "engine-hello"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    again = cog(root, env, "build", "-t", "engine-hello")
+    assert "the Docker engine already holds engine-hello:latest" in again.stderr, again.stderr
+    assert "loading" not in again.stderr
+    other = cog(root, env, "build", "-t", "engine-other:v2")
+    assert "already holds engine-other:v2" in other.stderr and "loading" not in other.stderr
+    tagged = subprocess.run(
+        [*docker, "image", "inspect", "-f", "{{.Id}}", "engine-other:v2"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert tagged.stdout.strip() == image_id
+    skipped = cog(root, env, "build", "-t", "engine-skipped", "--no-docker-load")
+    assert skipped.returncode == 0 and "Docker engine" not in skipped.stderr
+    absent = subprocess.run([*docker, "image", "inspect", "engine-skipped"], capture_output=True)
+    assert absent.returncode != 0
+
+
+def test_build_tag_without_an_engine_says_so_in_one_line(
+    offline: dict[str, str], tmp_path: Path
+) -> None:
+    root = project("hello-world", tmp_path)
+    env = offline | {"DOCKER_HOST": f"unix://{tmp_path}/nothing.sock"}
+    result = cog(root, env, "build", "-t", "no-engine")
+    assert result.returncode == 0, result.stderr[-2000:]
+    lines = [line for line in result.stderr.splitlines() if "Docker engine" in line]
+    assert lines == [
+        "no Docker engine answered: no-engine:latest is in cog's store only "
+        "(cog run, serve and push use it from there)"
+    ]

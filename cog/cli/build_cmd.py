@@ -43,6 +43,11 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
         "--output",
         help="also write the image elsewhere: oci:DIR, docker-archive:FILE, or docker (the engine)",
     )
+    p.add_argument(
+        "--no-docker-load",
+        action="store_true",
+        help="do not load the image into a reachable Docker engine (it stays in the store)",
+    )
     p.set_defaults(func=cmd_build)
 
 
@@ -183,10 +188,30 @@ def cmd_build(args: argparse.Namespace, store: Store) -> int:
     config, layout = build_image(store, project, args)
     name = image_name(config, project, args.tag)
     store.set_name(name, store.parse(str(layout.root)))
-    print(f"Image built as {name}", file=sys.stderr)
     if args.output:
         write_output(store, layout, args.output, name)
+    elif not args.no_docker_load:
+        load_into_engine(store, layout, name)
+    print(f"Image built as {name}", file=sys.stderr)
     return 0
+
+
+def load_into_engine(store: Store, layout: Layout, name: str) -> None:
+    """As Cog: the built image is in the Docker engine too when one answers (so `docker run
+    NAME` works), loaded only if the engine does not hold it already; no engine is fine."""
+    engine = docker_engine.reachable()
+    if engine is None:
+        print(
+            f"no Docker engine answered: {name} is in cog's store only "
+            "(cog run, serve and push use it from there)",
+            file=sys.stderr,
+        )
+        return
+    if docker_engine.holds(engine, layout, name):
+        print(f"the Docker engine already holds {name}", file=sys.stderr)
+        return
+    with store.temp_dir("docker-load-") as scratch:
+        docker_engine.load(layout, name, scratch, engine)
 
 
 def image_name(config: CogConfig, project: Path, tag: str | None) -> str:

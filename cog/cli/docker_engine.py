@@ -9,6 +9,7 @@ stderr instead, one line per layer it loads.
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from pathlib import Path
@@ -20,7 +21,9 @@ from store.oci import Layout, write_docker_archive
 if TYPE_CHECKING:
     from docker import DockerClient
 
-PING_TIMEOUT = 15  # seconds
+PING_TIMEOUT = 15  # seconds, when the engine is required
+REACHABLE_TIMEOUT = 2  # seconds, when it is only welcome (cog build -t)
+DEFAULT_SOCKET = "/var/run/docker.sock"
 
 
 def client() -> DockerClient:
@@ -49,13 +52,52 @@ def _size(n: float) -> str:
     raise AssertionError("unreachable")
 
 
-def load(layout: Layout, tag: str, scratch: Path) -> str:
+def reachable() -> DockerClient | None:
+    """The engine, if one answers (DOCKER_HOST, else the default socket) within a second or two;
+    None when there is none, which is fine: the store holds the image either way."""
+    import docker
+    import requests
+    from docker.errors import DockerException
+
+    if not os.environ.get("DOCKER_HOST") and not Path(DEFAULT_SOCKET).exists():
+        return None
+    try:
+        engine = docker.from_env(timeout=REACHABLE_TIMEOUT)
+        engine.ping()
+    except (DockerException, requests.RequestException):
+        return None
+    engine.api.timeout = None  # type: ignore[assignment]  # requests: None is no timeout
+    return engine
+
+
+def holds(engine: DockerClient, layout: Layout, tag: str) -> bool:
+    """Whether the engine already has this image under `tag`; if it has the image under
+    another name only, it is tagged (no load needed either way)."""
+    from docker.errors import DockerException
+
+    ids = {layout.manifest["config"]["digest"], layout.manifest_digest}  # classic, containerd
+    try:
+        if engine.images.get(tag).id in ids:
+            return True
+    except DockerException:
+        pass
+    for image_id in ids:
+        try:
+            image = engine.images.get(image_id)
+        except DockerException:
+            continue
+        repository, _, version = tag.rpartition(":")
+        return bool(image.tag(repository, version))
+    return False
+
+
+def load(layout: Layout, tag: str, scratch: Path, engine: DockerClient | None = None) -> str:
     """Loads the image into the engine under `tag`, showing the engine's progress on stderr;
     returns the engine's image id."""
     import requests
     from docker.errors import DockerException
 
-    engine = client()
+    engine = engine or client()
     archive = scratch / "image.tar"
     with open(archive, "wb") as out:
         write_docker_archive(layout, out, tag)

@@ -18,7 +18,7 @@ class BaseRunner:
     def scope(self) -> Scope:
         return current_scope()
 
-    def record_metric(self, name: str, value: Any, mode: str = "replace") -> None:
+    def record_metric(self, name: str, value: Any, mode: str | None = None) -> None:
         current_scope().record_metric(name, value, mode)
 
 

@@ -3,31 +3,132 @@
 from __future__ import annotations
 
 import contextvars
-from collections.abc import Callable
 from typing import Any
 
-MetricSink = Callable[[str, Any, str], None]
+MAX_METRIC_NAME = 128  # bytes, as coglet counts them
+MAX_METRIC_SEGMENTS = 4
+
+
+def check_metric_name(name: str, reserved_ok: bool = False) -> None:
+    """coglet's rules for a metric name, in its words: dot-separated segments (at most 4, 128
+    bytes in all) of ASCII letters, digits and single underscores, each starting with a letter
+    and ending with a letter or digit; `predict_time` and `cog.*` are reserved."""
+    if name == "predict_time" and not reserved_ok:
+        raise ValueError("'predict_time' is reserved by the runtime")
+    if name.startswith("cog.") and not reserved_ok:
+        raise ValueError("the 'cog.' prefix is reserved for system metrics")
+    if not name:
+        raise ValueError("metric name must not be empty")
+    size = len(name.encode())
+    if size > MAX_METRIC_NAME:
+        raise ValueError(
+            f"metric name must be {MAX_METRIC_NAME} characters or fewer (got {size} characters)"
+        )
+    segments = name.split(".")
+    if len(segments) > MAX_METRIC_SEGMENTS:
+        raise ValueError(
+            f"metric name must have at most {MAX_METRIC_SEGMENTS} dot-separated segments "
+            f"(got {len(segments)})"
+        )
+    for i, segment in enumerate(segments):
+        if not segment:
+            if i == 0:
+                raise ValueError("metric name must not start with a dot")
+            if i == len(segments) - 1:
+                raise ValueError("metric name must not end with a dot")
+            raise ValueError("metric name must not contain empty segments (consecutive dots)")
+        if not (segment[0].isascii() and segment[0].isalpha()):
+            raise ValueError(f"metric name segment '{segment}' must start with a letter")
+        underscore = False
+        for char in segment[1:]:  # in coglet's order: the first fault met is the one named
+            if char == "_":
+                if underscore:
+                    raise ValueError(
+                        f"metric name segment '{segment}' must not contain consecutive underscores"
+                    )
+                underscore = True
+            elif char.isascii() and char.isalnum():
+                underscore = False
+            else:
+                raise ValueError(
+                    f"metric name segment '{segment}' contains invalid character '{char}'"
+                )
+        if underscore:
+            raise ValueError(f"metric name segment '{segment}' must end with a letter or digit")
+
+
+_KINDS = ((bool, "bool"), (int, "int"), (float, "float"), (str, "str"), (list, "list"))
+_MODES = {"replace": "replace", "incr": "incr", "increment": "incr", "append": "append"}
+
+
+def _kind(value: Any) -> str:
+    for python_type, name in (*_KINDS, (dict, "dict")):  # bool before int: bool is an int
+        if isinstance(value, python_type):
+            return name
+    raise TypeError(
+        f"Unsupported metric value type: {type(value).__name__}. "
+        "Expected bool, int, float, str, list, or dict."
+    )
+
+
+class Metrics(dict[str, Any]):
+    """`scope.metrics`: the prediction's metrics, with coglet's rules. `record(key, value,
+    mode)` replaces, increments or appends; a metric keeps its type until deleted
+    (`delete(key)`, `del metrics[key]`, or `metrics[key] = None`)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._types: dict[str, str] = {}
+
+    def record(self, key: str, value: Any, mode: str | None = None) -> None:
+        how = _MODES.get(mode or "replace")
+        if how is None:
+            raise TypeError(
+                f"Invalid metric mode: '{mode}'. Expected 'replace', 'incr', or 'append'."
+            )
+        check_metric_name(key)
+        kind = _kind(value)
+        known = self._types.get(key)
+        if known is not None and known != kind:
+            raise TypeError(
+                f"Metric '{key}' has type {known}, cannot set to {kind} without deleting first"
+            )
+        if how == "incr" and kind not in ("int", "float"):
+            raise TypeError(f"Increment mode requires int or float, got {kind}")
+        self._types[key] = kind
+        current = self.get(key)
+        if how == "incr":
+            value = (current or 0) + value
+        elif how == "append":
+            value = [*(current or []), value]
+        super().__setitem__(key, value)
+
+    def delete(self, key: str) -> None:
+        """Kept as None, which the server reads as coglet's delete (a dotted key leaves its
+        parent objects, as there)."""
+        check_metric_name(key, reserved_ok=True)  # deleting what was never set is harmless
+        self._types.pop(key, None)
+        super().__setitem__(key, None)
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        if value is None:
+            self.delete(key)
+        else:
+            self.record(key, value)
+
+    def __delitem__(self, key: str) -> None:
+        self.delete(key)
 
 
 class Scope:
-    def __init__(self, context: dict[str, str] | None = None, sink: MetricSink | None = None):
+    def __init__(self, context: dict[str, str] | None = None) -> None:
         self.context: dict[str, str] = dict(context or {})
-        self.metrics: dict[str, Any] = {}
-        self._sink = sink
+        self.metrics = Metrics()
 
-    def record_metric(self, name: str, value: Any, mode: str = "replace") -> None:
-        """Records a metric for this prediction: `replace` it, `incr` it, or `append` to it."""
-        if not name or any(not part for part in name.split(".")):
-            return  # as Cog: empty keys and empty dotted segments are ignored
-        if mode in ("incr", "increment"):
-            value = self.metrics.get(name, 0) + value
-        elif mode == "append":
-            value = [*self.metrics.get(name, []), value]
-        elif mode != "replace":
-            raise ValueError(f"unknown metric mode {mode!r}: use replace, incr or append")
-        self.metrics[name] = value
-        if self._sink is not None:
-            self._sink(name, value, "replace")
+    def record_metric(self, name: str, value: Any, mode: str | None = None) -> None:
+        """Records a metric for this prediction: `replace` it, `incr` it, or `append` to it.
+        A name or value outside coglet's rules raises, which fails the prediction, as in Cog."""
+        self.metrics.record(name, value, mode)
 
 
 _current: contextvars.ContextVar[Scope | None] = contextvars.ContextVar("cog_scope", default=None)

@@ -355,3 +355,36 @@ def test_sse_and_webhook_bodies_are_byte_identical(
             if k.lower() == "user-agent"
         }
         assert agents == {"coglet/0.23.1"}
+
+
+def _settled(server: Server, inputs: dict[str, Any]) -> dict[str, Any]:
+    """A prediction's answer; coglet's 409 while it frees the previous slot is retried."""
+    while (answer := server.predict({"input": inputs})).status_code == 409:
+        time.sleep(0.01)
+    return dict(answer.json())
+
+
+def test_metric_names_are_checked_as_coglet_checks_them(tmp_path: Path) -> None:
+    """A name outside coglet's rules fails the prediction with coglet's reason, whether it is
+    set or deleted (None); a good one does not."""
+    names = [
+        "_invalid", "foo__bar", "invalid_", ".invalid", "trailing.", "foo..bar", "predict_time",
+        "cog.system", "a.b.c.d.e", "a" * 129, "é" * 65, "bad-char", "a__b-c", "x.9y", "",
+        "valid_name", "a.b", "A1.b2_c3",
+    ]  # fmt: skip
+    with both("metrics.py:Predictor", tmp_path) as (ours, theirs):
+        for name in names:
+            mine, cogs = (_settled(server, {"name": name}) for server in (ours, theirs))
+            assert mine["status"] == cogs["status"], (name, mine, cogs)
+            if cogs["status"] == "failed":  # coglet words it "Prediction failed: " twice over
+                assert cogs["error"].endswith(mine["error"]), (name, mine, cogs)
+        cases = [("x", how) for how in ("none", "del", "set-none", "retype", "incr-str")]
+        cases += [("x", "bad-mode"), ("n.m", "append"), ("predict_time", "delete")]
+        cases += [("cog.sys", "delete"), ("_bad", "delete"), ("fine", "delete")]
+        for name, how in cases:
+            mine, cogs = (_settled(s, {"name": name, "how": how}) for s in (ours, theirs))
+            assert mine["status"] == cogs["status"], (name, how, mine, cogs)
+            if cogs["status"] == "failed":
+                assert cogs["error"].endswith(mine["error"]), (name, how, mine, cogs)
+            else:
+                assert mine["metrics"].keys() == cogs["metrics"].keys(), (name, how, mine, cogs)

@@ -530,7 +530,7 @@ def test_sse_webhooks_and_metrics_in_coglets_shape(
         '        current_scope().record_metric("timing.preprocess", 0.1)\n'
         '        current_scope().record_metric("timing.total", 1)\n'
         '        current_scope().record_metric("gone", 1)\n'
-        '        current_scope().record_metric("gone", None)\n'
+        '        current_scope().metrics["gone"] = None\n'
         '        print("half a line, ", end="")\n'
         '        print("then the rest")\n'
         '        return "ok"\n'

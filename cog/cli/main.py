@@ -9,6 +9,7 @@ from importlib import metadata
 from cog.cli import (
     build_cmd,
     channel_cmd,
+    doctor_cmd,
     exec_cmd,
     init_cmd,
     lock_cmd,
@@ -50,6 +51,7 @@ def parser() -> argparse.ArgumentParser:
     push_cmd.register(sub)
     exec_cmd.register(sub)
     init_cmd.register(sub)
+    doctor_cmd.register(sub)
     return p
 
 

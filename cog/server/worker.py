@@ -42,6 +42,7 @@ from typing import Any
 from cog.predictor import CancelationException
 from cog.scope import Scope, enter_scope, exit_scope
 from cog.server import signature
+from cog.server.pipe import Lines, frame
 from cog.types import Path, Secret, URLFile
 
 FILE = "__cog_file__"  # marks a file value on the channel: {"__cog_file__": "/abs/path"}
@@ -60,7 +61,7 @@ class Channel:
         self.sending = False  # the main thread is inside send(): cancellation waits
 
     def send(self, message: dict[str, Any]) -> None:
-        data = json.dumps(message, separators=(",", ":"), default=str).encode() + b"\n"
+        data = frame(message)
         with self._lock:
             self.sending = True
             try:
@@ -445,12 +446,12 @@ class Worker:
 
 
 class _LineReader:
-    """Reads JSON lines from a pipe as the event loop finds it readable; None at its end."""
+    """Reads a pipe's messages as the event loop finds it readable; None at its end."""
 
     def __init__(self, fd: int, handle: Callable[[dict[str, Any] | None], None]) -> None:
         self.fd = fd
         self.handle = handle
-        self.partial: list[bytes] = []  # a message longer than one read: joined once whole
+        self.lines = Lines()
 
     def ready(self) -> None:
         chunk = os.read(self.fd, 1 << 20)
@@ -458,15 +459,8 @@ class _LineReader:
             asyncio.get_event_loop().remove_reader(self.fd)
             self.handle(None)
             return
-        end = chunk.rfind(b"\n")
-        if end == -1:
-            self.partial.append(chunk)
-            return
-        whole = b"".join([*self.partial, chunk[: end + 1]])
-        self.partial = [chunk[end + 1 :]] if end + 1 < len(chunk) else []
-        for line in whole.split(b"\n"):
-            if line:
-                self.handle(json.loads(line))
+        for message in self.lines.feed(chunk):
+            self.handle(message)
 
 
 class _Streamed:

@@ -11,6 +11,7 @@ worker died, and the server stays up.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import subprocess
@@ -19,7 +20,6 @@ from typing import Any
 
 import trio
 
-from cog.server.pipe import Lines, frame
 from runtime.boot import Spawned
 
 Handler = Callable[[dict[str, Any]], None]
@@ -71,7 +71,7 @@ class WorkerProcess:
         stream = self._work if work else self._control
         if stream is None or self.exited.is_set():
             raise WorkerDied(self.exit_reason or "the worker is not running")
-        data = frame(message)
+        data = json.dumps(message, separators=(",", ":")).encode() + b"\n"
         async with self._locks["work" if work else "control"]:
             try:
                 await stream.send_all(data)
@@ -81,14 +81,26 @@ class WorkerProcess:
     async def run(self) -> None:
         """Reads messages until the worker's pipe closes, then records why it died."""
         assert self._receive is not None and self.process is not None
-        lines = Lines()
+        partial: list[bytes] = []  # a message longer than one read, in pieces
         try:
             while True:
                 chunk = await self._receive.receive_some(1 << 20)
                 if not chunk:
                     break
-                for message in lines.feed(chunk):
-                    self._dispatch(message)
+                end = chunk.rfind(b"\n")
+                if end == -1:  # joined once its end arrives: linear in the message's size
+                    partial.append(chunk)
+                    continue
+                if partial:
+                    partial.append(chunk[: end + 1])
+                    whole, partial = b"".join(partial), []
+                else:
+                    whole = chunk[: end + 1]
+                if end + 1 < len(chunk):
+                    partial.append(chunk[end + 1 :])
+                for line in whole.split(b"\n"):
+                    if line:
+                        self._dispatch(json.loads(line))
         finally:
             process = self.process
             with trio.move_on_after(5) as scope:

@@ -1,9 +1,9 @@
-"""The worker pipe's framing, shared by both ends: one JSON object a line.
+"""The worker's side of the pipe's framing: one JSON object a line.
 
-The server (`runtime.worker`) and the worker (`cog.server.worker`) each read the other's
-messages in chunks of whatever size the pipe gives; a message can be far larger than a chunk
-(a 40 MB output) or many can share one (80,000 log lines). Standard library only: the worker
-runs it in the model's environment.
+Messages arrive in chunks of whatever size the pipe gives; a message can be far larger than a
+chunk (a 40 MB output) or many can share one. Standard library only: the worker runs it in the
+model's environment. The server's side (`runtime.worker`) frames the same way with its own
+code, because the runtime's environment holds `runtime/` alone, not the SDK.
 """
 
 from __future__ import annotations

@@ -9,6 +9,7 @@ model's environment: two environments over one interpreter, as in the image.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +52,18 @@ def _writable_over(directory: Path, target: str) -> list[str]:
     return argv
 
 
+def _mount_point(view: Path, target: str) -> None:
+    """A directory at `target` in the (read-only bound) root view, for a bind outside /src:
+    made as real directories of the view, never through one of its links."""
+    where = view
+    for part in Path(target).relative_to("/").parts:
+        where = where / part
+        if where.is_symlink() or (where.exists() and not where.is_dir()):
+            raise SandboxUnavailable(f"cannot mount a weight at {target}: /{part} is not a folder")
+        if not where.exists():
+            where.mkdir()
+
+
 def project_argv(
     store: Store,
     built: Layers,
@@ -58,6 +71,7 @@ def project_argv(
     env: dict[str, str],
     src: Path | None = None,
     interactive: bool = False,
+    mounts: Sequence[tuple[Path, str]] = (),
 ) -> list[str]:
     """bubblewrap over the project's root layers, its closure at /cog/store, /src and a
     writable $HOME, ready for the command to run. /src is the built code (read-only) or, with
@@ -91,6 +105,10 @@ def project_argv(
         argv += _writable_over(store.real_path(built.code), "/src")
         for rel, path in built.weights.items():
             argv += ["--ro-bind", str(store.real_path(path)), f"/src/{rel}"]
+    for source, target in mounts:  # managed weights (`cog weights`), read-only at their target
+        if not target.startswith("/src/"):
+            _mount_point(view, target)
+        argv += ["--ro-bind", str(source), target]
     argv += ["--chdir", "/src", "--clearenv"]
     base_env = {
         "PATH": f"{model_env}/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
@@ -111,11 +129,12 @@ def server_argv(
     env: dict[str, str],
     server_args: list[str],
     src: Path | None = None,
+    mounts: Sequence[tuple[Path, str]] = (),
 ) -> list[str]:
     """The project's server: the runtime's environment, with the model's as its worker."""
     model_env = output_path(built.model_env)
     runtime_env = output_path(built.runtime_env)
-    argv = project_argv(store, built, view, env, src)
+    argv = project_argv(store, built, view, env, src, mounts=mounts)
     argv += [f"{runtime_env}/bin/python", "-m", "runtime", "--python", f"{model_env}/bin/python"]
     return argv + server_args
 

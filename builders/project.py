@@ -110,7 +110,8 @@ def add_code(store: Store, root: Path, config: CogConfig) -> tuple[StorePath, di
     """The project for `/src` and its weights, each in the store. Ignore files follow Docker's
     rules (docker SDK's matcher); links are kept as links, never followed."""
     matcher = PatternMatcher(_ignore_patterns(root))
-    declared = {os.path.normpath(w.source) for w in config.weights}
+    declared = {os.path.normpath(w.source) for w in config.weights if isinstance(w.source, str)}
+    managed = managed_sources(root, config)  # imported with `cog weights import`, not code
     weights: dict[str, StorePath] = {}
     skipped: list[str] = []
     with tempfile.TemporaryDirectory(dir=store.root / ".cog" / "tmp") as tmp:
@@ -119,6 +120,8 @@ def add_code(store: Store, root: Path, config: CogConfig) -> tuple[StorePath, di
         for rel in sorted(matcher.walk(str(root))):
             if any(rel.startswith(w + "/") for w in weights):
                 continue  # inside a weights directory, which is added whole
+            if any(rel == m or rel.startswith(m + "/") for m in managed):
+                continue
             source, target = root / rel, tree / rel
             mode = source.lstat().st_mode
             if stat.S_ISLNK(mode) and rel in declared:  # a weight kept elsewhere in the project
@@ -149,6 +152,19 @@ def add_code(store: Store, root: Path, config: CogConfig) -> tuple[StorePath, di
         for rel in skipped:
             print(f"warning: {rel} is not a file, directory or link: left out", file=sys.stderr)
         return store.add(tree, "code"), weights
+
+
+def managed_sources(root: Path, config: CogConfig) -> set[str]:
+    """The project-relative directories that managed weights (`source: {uri: file://…}`)
+    come from: their bytes reach the model as mounted weights, never as code."""
+    found: set[str] = set()
+    for weight in config.weights:
+        for source in () if isinstance(weight.source, str) else weight.source:
+            if source.uri.startswith("file://"):
+                where = (root / source.uri.removeprefix("file://")).resolve()
+                if where.is_relative_to(root.resolve()) and where != root.resolve():
+                    found.add(where.relative_to(root.resolve()).as_posix())
+    return found
 
 
 def _safe(rel: str) -> str:

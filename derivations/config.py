@@ -10,10 +10,19 @@ import difflib
 import fnmatch
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from derivations.errors import DerivationError
 
@@ -125,9 +134,48 @@ class Concurrency(_Strict):
     max: int = Field(1, ge=1)
 
 
+# The two forms of a weight's source (tags of a union, left out of error paths).
+_WEIGHT_PATH, _WEIGHT_URI = "weight-path", "weight-uri"
+
+
+class WeightSource(_Strict):
+    """A managed weight's source (`cog weights import`): a URI, filtered by globs."""
+
+    uri: str
+    include: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
+
+
 class Weight(_Strict):
-    source: str
+    """A weight: a path in the project (`source: weights/model.pth`), or a managed weight
+    (`name`, `target`, `source: {uri, include, exclude}`) imported with `cog weights import`."""
+
+    source: Annotated[
+        Annotated[str, Tag(_WEIGHT_PATH)] | Annotated[tuple[WeightSource, ...], Tag(_WEIGHT_URI)],
+        Discriminator(lambda v: _WEIGHT_PATH if isinstance(v, str) else _WEIGHT_URI),
+    ]
     target: str | None = None
+    name: str | None = None
+
+    @field_validator("source", mode="before")
+    @classmethod
+    def _one_source(cls, value: Any) -> Any:
+        return [value] if isinstance(value, dict) else value
+
+    @property
+    def managed(self) -> bool:
+        return not isinstance(self.source, str)
+
+    @model_validator(mode="after")
+    def _managed(self) -> Weight:
+        if self.managed:
+            if not self.name:
+                raise ValueError("a weight with a source uri needs a name")
+            if not self.source:
+                raise ValueError(f"weight {self.name!r} needs at least one source")
+            if not self.target or not self.target.startswith("/"):
+                raise ValueError(f"weight {self.name!r} needs an absolute target path")
+        return self
 
 
 class CogConfig(_Strict):
@@ -184,6 +232,22 @@ class CogConfig(_Strict):
                 raise ValueError("concurrency.max above 1 needs python_version 3.11 or later")
         return self
 
+    @model_validator(mode="after")
+    def _weights_unique(self) -> CogConfig:
+        names: set[str] = set()
+        targets: set[str] = set()
+        for weight in self.weights:
+            if not weight.managed:
+                continue
+            target = (weight.target or "").rstrip("/") or "/"
+            if weight.name in names:
+                raise ValueError(f"weight name {weight.name!r} is used twice")
+            if target in targets:
+                raise ValueError(f"weight target {weight.target!r} is used twice")
+            names.add(weight.name or "")
+            targets.add(target)
+        return self
+
     @property
     def env(self) -> dict[str, str]:
         return dict(item.split("=", 1) for item in self.environment)
@@ -214,7 +278,7 @@ def _known_keys(model: type[BaseModel], path: tuple[str | int, ...]) -> list[str
 
 
 def _sentence(error: Any, where: str) -> ConfigError:
-    loc = tuple(error["loc"])
+    loc = tuple(p for p in error["loc"] if p not in (_WEIGHT_PATH, _WEIGHT_URI))
     path = ".".join(str(p) for p in loc if not str(p).startswith("function-after"))
     if error["type"] == "extra_forbidden":
         close = difflib.get_close_matches(str(loc[-1]), _known_keys(CogConfig, loc[:-1]), n=1)

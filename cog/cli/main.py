@@ -16,6 +16,7 @@ from cog.cli import (
     predict_cmd,
     push_cmd,
     store_cmd,
+    weights_cmd,
 )
 from cog.cli.compat import explain_compat_flags
 from cog.cli.errors import run_guarded
@@ -52,6 +53,7 @@ def parser() -> argparse.ArgumentParser:
     exec_cmd.register(sub)
     init_cmd.register(sub)
     doctor_cmd.register(sub)
+    weights_cmd.register(sub)
     return p
 
 

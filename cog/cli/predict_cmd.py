@@ -22,6 +22,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -172,14 +173,26 @@ class _Server(Protocol):
 
 
 class _Process:
-    def __init__(self, argv: list[str], env: dict[str, str], quiet: bool) -> None:
-        self.process = subprocess.Popen(
-            argv,
-            env=env,
-            stdout=subprocess.DEVNULL if quiet else None,
-            stderr=subprocess.PIPE if quiet else None,
-            start_new_session=True,
-        )
+    def __init__(
+        self,
+        argv: list[str],
+        env: dict[str, str],
+        quiet: bool,
+        cleanup: Callable[[], None] | None = None,
+    ) -> None:
+        self.cleanup = cleanup  # run once the process is stopped (weight mounts)
+        try:
+            self.process = subprocess.Popen(
+                argv,
+                env=env,
+                stdout=subprocess.DEVNULL if quiet else None,
+                stderr=subprocess.PIPE if quiet else None,
+                start_new_session=True,
+            )
+        except BaseException:
+            if cleanup is not None:
+                cleanup()
+            raise
 
     def failure(self) -> str | None:
         if self.process.poll() is None:
@@ -197,6 +210,9 @@ class _Process:
                 self.process.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+        if self.cleanup is not None:
+            self.cleanup()
 
 
 class _Container:
@@ -236,8 +252,8 @@ def _start(
     if args.image or args.docker:
         return _start_image(store, args, port, scratch, server_args, quiet)
     if _native_mode(args):
-        argv = _native(store, args, port, scratch, server_args)
-        return _Process(argv, dict(os.environ), quiet)
+        argv, release = _native(store, args, port, scratch, server_args)
+        return _Process(argv, dict(os.environ), quiet, cleanup=release)
     env = _env(args.ref) | {"PORT": str(port)}
     return _Process([sys.executable, "-m", "cog.server.http", *server_args], env, quiet)
 
@@ -383,8 +399,29 @@ def _save(value: Any, target: Path | None) -> tuple[Any, bool]:
 
 def _native(
     store: Store, args: argparse.Namespace, port: int, scratch: Path, server_args: list[str]
+) -> tuple[list[str], Callable[[], None]]:
+    """Builds the project here and returns the command that serves it under bubblewrap, with
+    what releases its managed weights' mounts once it has stopped."""
+    from cog.cli.weights_store import prepare_mounts
+    from derivations.config import load_config
+
+    project = project_dir()
+    mounts = prepare_mounts(project, load_config(project))
+    try:
+        return _native_argv(store, args, port, scratch, server_args, mounts.binds), mounts.release
+    except BaseException:
+        mounts.release()
+        raise
+
+
+def _native_argv(
+    store: Store,
+    args: argparse.Namespace,
+    port: int,
+    scratch: Path,
+    server_args: list[str],
+    mounts: list[tuple[Path, str]],
 ) -> list[str]:
-    """Builds the project here and returns the command that serves it under bubblewrap."""
     from builders.native import server_argv
     from cog.cli.build_cmd import build
     from derivations.config import load_config
@@ -401,10 +438,10 @@ def _native(
     if config.predict:
         env["COG_PREDICT_TYPE_STUB"] = config.predict
     if not training:
-        return server_argv(store, built, scratch / "root", env, server_args)
+        return server_argv(store, built, scratch / "root", env, server_args, mounts=mounts)
     # A training writes where it runs, so it gets the project itself at /src, as in Cog.
     env["COG_TRAIN_TYPE_STUB"] = config.train or ""
-    return server_argv(store, built, scratch / "root", env, server_args, src=project)
+    return server_argv(store, built, scratch / "root", env, server_args, src=project, mounts=mounts)
 
 
 def json_inputs(text: str) -> dict[str, Any]:

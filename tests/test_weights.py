@@ -1,0 +1,314 @@
+"""`cog weights import` / `cog weights pull` against a real registry (Debian's docker-registry,
+htpasswd auth), through the CLI as a subprocess: weights.lock, the weight cache under
+COG_CACHE_DIR, the OCI artifact in the registry, and the weights a prediction sees."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+
+from cog.cli.weights_store import matches
+from tests.conftest import REPO
+from tests.projects import cog, project
+from tests.services import Registry
+
+WEIGHTS_YAML = """model: test/{repo}
+weights:
+  - name: alpha
+    target: /src/weights/alpha
+    source:
+      uri: file://./src-alpha
+      include: ["*.safetensors", "*.json"]
+      exclude: ["README*"]
+  - name: beta
+    target: /opt/weights/beta
+    source:
+      uri: file://./src-beta
+"""
+
+
+def sha256(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def write_sources(root: Path) -> dict[str, bytes]:
+    files = {
+        "src-alpha/model.safetensors": b"S" * 3000,
+        "src-alpha/config.json": b'{"layers": 2}\n',
+        "src-alpha/sub/tokenizer.json": b'{"vocab": []}\n',
+        "src-alpha/model.onnx": b"onnx",
+        "src-alpha/README.md": b"readme",
+        "src-beta/model.bin": b"B" * 1024,
+    }
+    for rel, data in files.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_bytes(data)
+    return files
+
+
+def weights_project(tmp_path: Path, repo: str) -> Path:
+    root = tmp_path / "model"
+    root.mkdir()
+    (root / "cog.yaml").write_text(
+        'build:\n  python_version: "3.11"\npredict: "predict.py:Predictor"\n'
+        + WEIGHTS_YAML.format(repo=repo)
+    )
+    (root / "predict.py").write_text("")
+    write_sources(root)
+    return root
+
+
+def run(root: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "cog.cli.main", *args],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+
+
+@pytest.fixture
+def env(oci_registry: Registry, tmp_path: Path) -> dict[str, str]:
+    """The CLI's environment: its own Docker config (logged in), weight cache and store."""
+    environment = dict(os.environ) | {
+        "PYTHONPATH": str(REPO),
+        "DOCKER_CONFIG": str(tmp_path / "docker-config"),
+        "COG_CACHE_DIR": str(tmp_path / "cache"),
+        "COG_STORE_DIR": str(tmp_path / "store"),
+        "COG_MODEL_REGISTRY": oci_registry.host,
+    }
+    for name in ("COG_MODEL", "COG_MODEL_REPO", "XDG_CACHE_HOME"):
+        environment.pop(name, None)
+    argv = [sys.executable, "-m", "cog.cli.main", "login", oci_registry.host]
+    login = subprocess.run(
+        [*argv, "-u", oci_registry.user, "--password-stdin"],
+        env=environment,
+        input=oci_registry.password + "\n",
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert login.returncode == 0, login.stderr
+    return environment
+
+
+def cached(env: dict[str, str], digest: str) -> Path:
+    hexdigest = digest.removeprefix("sha256:")
+    return Path(env["COG_CACHE_DIR"]) / "weights" / "files" / "sha256" / hexdigest[:2] / hexdigest
+
+
+def registry_get(registry: Registry, path: str, accept: str = "") -> httpx.Response:
+    headers = {"Accept": accept} if accept else {}
+    return httpx.get(
+        f"http://{registry.host}{path}",
+        auth=(registry.user, registry.password),
+        headers=headers,
+        timeout=30,
+    )
+
+
+def test_import_locks_caches_and_pushes_the_filtered_weights(
+    env: dict[str, str], oci_registry: Registry, tmp_path: Path
+) -> None:
+    root = weights_project(tmp_path, "import")
+    sources = write_sources(root)
+    result = run(root, env, "weights", "import")
+    assert result.returncode == 0, result.stderr
+    assert "Pushing 2 weight(s)" in result.stderr
+    assert "Download complete" in result.stderr
+
+    lock = json.loads((root / "weights.lock").read_text())
+    assert lock["version"] == 1
+    alpha, beta = lock["weights"]
+    assert (alpha["name"], alpha["target"]) == ("alpha", "/src/weights/alpha")
+    # Only the included files, not the excluded or unmatched ones, each by its sha256.
+    assert {f["path"]: f["digest"] for f in alpha["files"]} == {
+        "config.json": sha256(sources["src-alpha/config.json"]),
+        "model.safetensors": sha256(sources["src-alpha/model.safetensors"]),
+        "sub/tokenizer.json": sha256(sources["src-alpha/sub/tokenizer.json"]),
+    }
+    assert alpha["sources"][0]["include"] == ["*.json", "*.safetensors"]
+    assert alpha["sources"][0]["exclude"] == ["README*"]
+    assert [f["path"] for f in beta["files"]] == ["model.bin"]
+
+    # The cache holds each file's bytes under its digest.
+    for rel, data in sources.items():
+        if rel.endswith(("onnx", "README.md")):
+            assert not cached(env, sha256(data)).exists()
+        else:
+            assert cached(env, sha256(data)).read_bytes() == data
+
+    # The registry holds the artifact the lock names, tagged by name and set digest.
+    manifest = registry_get(
+        oci_registry,
+        f"/v2/test/import/manifests/{alpha['digest']}",
+        "application/vnd.oci.image.manifest.v1+json",
+    )
+    assert manifest.status_code == 200
+    assert sha256(manifest.content) == alpha["digest"]
+    document = manifest.json()
+    assert document["artifactType"] == "application/vnd.cog.weight.v1"
+    assert document["annotations"]["run.cog.weight.target"] == "/src/weights/alpha"
+    assert sorted(x["digest"] for x in document["layers"]) == [x["digest"] for x in alpha["layers"]]
+    tags = registry_get(oci_registry, "/v2/test/import/tags/list").json()["tags"]
+    assert f"cog-weight.alpha.{alpha['setDigest'][7:19]}" in tags
+
+    # Importing again changes nothing: the same lock, byte for byte.
+    before = (root / "weights.lock").read_bytes()
+    again = run(root, env, "weights", "import")
+    assert again.returncode == 0, again.stderr
+    assert "status: unchanged" in again.stderr
+    assert (root / "weights.lock").read_bytes() == before
+
+    # A changed source file makes a new entry, with a new digest.
+    (root / "src-beta" / "model.bin").write_bytes(b"C" * 1024)
+    changed = run(root, env, "weights", "import", "beta")
+    assert changed.returncode == 0, changed.stderr
+    assert "status: upstream changed" in changed.stderr
+    relocked = json.loads((root / "weights.lock").read_text())["weights"]
+    assert relocked[0] == alpha
+    assert relocked[1]["files"][0]["digest"] == sha256(b"C" * 1024)
+    assert relocked[1]["digest"] != beta["digest"]
+
+
+def test_pull_fetches_only_what_the_cache_lacks(
+    env: dict[str, str], oci_registry: Registry, tmp_path: Path
+) -> None:
+    root = weights_project(tmp_path, "pull")
+    sources = write_sources(root)
+    assert run(root, env, "weights", "import").returncode == 0
+    shutil.rmtree(Path(env["COG_CACHE_DIR"]) / "weights" / "files")
+
+    cold = run(root, env, "weights", "pull")
+    assert cold.returncode == 0, cold.stderr
+    assert "Pulling alpha... (3 file(s))" in cold.stderr
+    assert "Pulling beta... done (1.0KB, 1 file(s), 1 layer(s))" in cold.stderr
+    assert "Pulled " in cold.stderr
+    for rel in (
+        "src-alpha/model.safetensors",
+        "src-alpha/sub/tokenizer.json",
+        "src-beta/model.bin",
+    ):
+        assert cached(env, sha256(sources[rel])).read_bytes() == sources[rel]
+
+    warm = run(root, env, "weights", "pull")
+    assert warm.returncode == 0, warm.stderr
+    assert "All 2 weight(s) already cached." in warm.stderr
+
+    cached(env, sha256(sources["src-alpha/config.json"])).unlink()
+    one = run(root, env, "weights", "pull", "--verbose")
+    assert one.returncode == 0, one.stderr
+    assert "files:    1 missing / 3 total" in one.stderr
+    assert "Pulling beta... cached (1/1 files)" in one.stderr
+    assert "1 file(s) / 1 layer(s) for 1 weight(s); 1 already cached" in one.stderr
+    assert cached(env, sha256(sources["src-alpha/config.json"])).is_file()
+
+    shutil.rmtree(Path(env["COG_CACHE_DIR"]) / "weights" / "files")
+    named = run(root, env, "weights", "pull", "beta")
+    assert named.returncode == 0, named.stderr
+    assert "Pulling beta" in named.stderr and "Pulling alpha" not in named.stderr
+    assert not cached(env, sha256(sources["src-alpha/config.json"])).exists()
+
+
+def test_weights_errors_are_one_sentence(
+    env: dict[str, str], oci_registry: Registry, tmp_path: Path
+) -> None:
+    root = weights_project(tmp_path, "errors")
+    no_lock = run(root, env, "weights", "pull")
+    assert no_lock.returncode == 1
+    assert "error: weights.lock not found" in no_lock.stderr
+    assert "cog weights import" in no_lock.stderr
+
+    assert run(root, env, "weights", "import").returncode == 0
+    unknown = run(root, env, "weights", "pull", "alpha", "nope", "typo")
+    assert unknown.returncode == 1
+    assert "error: unknown weight(s): nope, typo" in unknown.stderr
+
+    bad_import = run(root, env, "weights", "import", "gamma")
+    assert bad_import.returncode == 1
+    assert "gamma" in bad_import.stderr
+
+    down = run(root, env | {"COG_MODEL_REGISTRY": "127.0.0.1:1"}, "weights", "import")
+    assert down.returncode == 1
+    assert "cannot reach the registry at 127.0.0.1:1" in down.stderr
+
+    config = root / "cog.yaml"
+    config.write_text(config.read_text().replace("model: test/errors\n", ""))
+    no_model = run(root, env, "weights", "import")
+    assert no_model.returncode == 1
+    assert "weight commands require a model ref" in no_model.stderr
+
+    config.write_text(
+        config.read_text().replace('"*.safetensors", "*.json"', '"*.gguf"') + "model: test/e\n"
+    )
+    nothing = run(root, env, "weights", "import")
+    assert nothing.returncode == 1
+    assert "matched none of the 5 files" in nothing.stderr
+
+    for result in (no_lock, unknown, bad_import, down, no_model, nothing):
+        assert "Traceback" not in result.stderr
+
+
+def test_globs_follow_gitignore_rules() -> None:
+    assert matches("a/b/model.safetensors", ["*.safetensors"])
+    assert not matches("onnx/x/model.bin", ["onnx/*.bin"])
+    assert matches("onnx/model.bin", ["onnx/*.bin"])
+    assert matches("a/b/c/d.bin", ["a/**/d.bin"])
+    assert matches("docs/x/readme", ["docs/"])
+    assert not matches("README.md", ["*.md", "!README.md"])
+
+
+PREDICT = """import os
+
+from cog import BasePredictor
+
+
+class Predictor(BasePredictor):
+    def predict(self, s: str) -> str:
+        alpha = sorted(os.listdir("/src/weights/alpha"))
+        beta = os.path.getsize("/opt/weights/beta/model.bin")
+        return f"{s} alpha={','.join(alpha)} beta={beta}"
+"""
+
+
+def test_predict_sees_the_weights_at_their_targets(
+    offline: dict[str, str], env: dict[str, str], tmp_path: Path
+) -> None:
+    root = project("hello-world", tmp_path)
+    (root / "predict.py").write_text(PREDICT)
+    with (root / "cog.yaml").open("a") as f:
+        f.write(WEIGHTS_YAML.format(repo="predict"))
+    write_sources(root)
+    both = offline | {k: v for k, v in env.items() if k != "COG_STORE_DIR"}
+
+    missing_lock = cog(root, both, "predict", "-i", "s=x")
+    assert missing_lock.returncode == 1
+    assert "weights.lock not found" in missing_lock.stderr
+
+    assert cog(root, both, "weights", "import").returncode == 0
+    result = cog(root, both, "predict", "-i", "s=hi")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "hi alpha=config.json,model.safetensors,sub beta=1024"
+    mounts = root / ".cog" / "mounts"
+    assert not mounts.exists() or not any(mounts.iterdir())
+
+    # A cold cache is an error that says what to run, not a missing file in the model.
+    shutil.rmtree(Path(env["COG_CACHE_DIR"]) / "weights" / "files")
+    cold = cog(root, both, "predict", "-i", "s=hi")
+    assert cold.returncode == 1
+    assert "not fully cached locally" in cold.stderr and "cog weights pull" in cold.stderr
+    assert cog(root, both, "weights", "pull").returncode == 0
+    again = cog(root, both, "predict", "-i", "s=again")
+    assert again.returncode == 0, again.stderr
+    assert again.stdout.strip() == "again alpha=config.json,model.safetensors,sub beta=1024"

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import copy
 import json
-from typing import Any, Literal, Optional
+from typing import Annotated, Any, Literal, Optional
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, create_model
 
 _PYTHON: dict[str, Any] = {
     "str": str,
@@ -39,16 +39,61 @@ _JSON: dict[str, dict[str, Any]] = {
 }
 
 
+def _title(name: str) -> str:
+    """A property's title as Cog writes it: each `_`-separated word's first letter upper-cased."""
+    return " ".join(word[:1].upper() + word[1:] for word in name.split("_"))
+
+
+def _member(value: Any, kind: dict[str, Any]) -> bool:
+    """Whether a JSON value is of a union member's type, exactly (no coercion), as Cog's
+    JSON Schema validation decides it: an integer is a number, a boolean is not."""
+    k = kind["kind"]
+    if k == "list":
+        return isinstance(value, list) and all(_member(v, kind["items"]) for v in value)
+    if k in ("dict", "any"):
+        return isinstance(value, dict)
+    if k == "float":
+        return type(value) in (int, float)
+    return type(value) is {"str": str, "int": int, "bool": bool}.get(k)
+
+
+def _union_check(variants: list[dict[str, Any]]) -> Any:
+    names = " | ".join(_python_name(v) for v in variants)
+
+    def check(value: Any) -> Any:
+        if not any(_member(value, v) for v in variants):  # null too, as in Cog
+            raise ValueError(f"value is not of type {names}")
+        return value  # as given: an integer stays an integer for `str | float`
+
+    return check
+
+
+def _python_name(kind: dict[str, Any]) -> str:
+    if kind["kind"] == "list":
+        return f"list[{_python_name(kind['items'])}]"
+    return "dict" if kind["kind"] == "any" else str(kind["kind"])
+
+
 def _annotation(kind: dict[str, Any], choices: list[Any] | None = None) -> Any:
     if kind["kind"] == "list":
         base: Any = list[_annotation(kind["items"])]  # type: ignore[misc]
     elif kind["kind"] == "object":
         base = dict[str, Any]
+    elif kind["kind"] == "union":
+        base = Annotated[Any, AfterValidator(_union_check(kind["variants"]))]
     elif choices:
         base = Literal[tuple(choices)]
     else:
         base = _PYTHON[kind["kind"]]
-    return Optional[base] if kind.get("nullable") else base  # noqa: UP045 (runtime-built)
+    # A nullable input may be left out (it is then None) but, as in Cog, an explicit null is
+    # checked against its type like any other value: only an untyped (Any) input takes it.
+    return Optional[base] if kind["kind"] == "any" else base  # noqa: UP045 (runtime-built)
+
+
+def _omittable(kind: dict[str, Any]) -> bool:
+    """An input without a default that may be left out (and is then None): `X | None`. As in
+    Cog, a union of several members stays required without a default, even with None."""
+    return bool(kind.get("nullable")) and kind["kind"] != "union"
 
 
 class Inputs:
@@ -70,7 +115,7 @@ class Inputs:
                 if src in item
             }
             default = item.get("default", ...)
-            if default is ... and item["type"].get("nullable"):
+            if default is ... and _omittable(item["type"]):
                 default = None
             annotation = _annotation(item["type"], item.get("choices"))
             fields[item["name"]] = (annotation, Field(default, **constraints))
@@ -99,17 +144,43 @@ class Inputs:
 
 
 def _json_type(kind: dict[str, Any]) -> dict[str, Any]:
+    """An input's JSON Schema (and an output's, through `_output_type`)."""
     if kind["kind"] == "list":
         schema: dict[str, Any] = {"type": "array", "items": _json_type(kind["items"])}
+    elif kind["kind"] == "union":
+        # As Cog: each member, marked nullable as well when the union is
+        variants = []
+        for variant in kind["variants"]:
+            member = _json_type(variant) if variant["kind"] != "any" else {"type": "object"}
+            variants.append({**member, "nullable": True} if kind.get("nullable") else member)
+        schema = {"anyOf": variants}
     elif kind["kind"] == "object":
-        schema = {
+        return _output_type(kind)
+    else:
+        schema = dict(_JSON[kind["kind"]])
+    if kind.get("nullable"):
+        schema["nullable"] = True
+    return schema
+
+
+def _output_type(kind: dict[str, Any]) -> dict[str, Any]:
+    """An output's JSON Schema, as Cog's: models become objects whose properties carry titles
+    (`required` lists the fields with neither a default nor Optional), lists and `dict[str, V]`
+    nest, a bare list holds objects."""
+    if kind["kind"] == "object":
+        schema: dict[str, Any] = {
             "type": "object",
-            "title": kind.get("name", "Object"),
             "properties": {
-                name: {"title": name.replace("_", " ").title(), **_json_type(sub)}
+                name: {**_output_type(sub), "title": _title(name)}
                 for name, sub in kind["fields"].items()
             },
         }
+        if kind.get("required"):
+            schema["required"] = list(kind["required"])
+    elif kind["kind"] == "list":
+        schema = {"type": "array", "items": _output_type(kind["items"])}
+    elif kind["kind"] == "dict" and "values" in kind:
+        schema = {"type": "object", "additionalProperties": _output_type(kind["values"])}
     else:
         schema = dict(_JSON[kind["kind"]])
     if kind.get("nullable"):
@@ -124,7 +195,7 @@ def input_schema(signature: dict[str, Any]) -> tuple[dict[str, Any], dict[str, A
     required = []
     for item in signature["inputs"]:
         name = item["name"]
-        prop: dict[str, Any] = {"title": name.replace("_", " ").title(), "x-order": item["order"]}
+        prop: dict[str, Any] = {"title": _title(name), "x-order": item["order"]}
         if "choices" in item:
             enums[name] = {
                 "title": name,
@@ -149,7 +220,7 @@ def input_schema(signature: dict[str, Any]) -> tuple[dict[str, Any], dict[str, A
                 prop[target] = item[key]
         if "default" in item:
             prop["default"] = item["default"]
-        elif not item["type"].get("nullable"):
+        elif not _omittable(item["type"]):
             required.append(name)
         properties[name] = prop
     schema: dict[str, Any] = {"title": "Input", "type": "object", "properties": properties}
@@ -160,7 +231,7 @@ def input_schema(signature: dict[str, Any]) -> tuple[dict[str, Any], dict[str, A
 
 def output_schema(signature: dict[str, Any]) -> dict[str, Any]:
     out = signature["output"]
-    item = _json_type({k: v for k, v in out.items() if k not in ("iterator", "concatenate")})
+    item = _output_type({k: v for k, v in out.items() if k not in ("iterator", "concatenate")})
     if out.get("iterator"):
         schema: dict[str, Any] = {"type": "array", "items": item, "x-cog-array-type": "iterator"}
         if out.get("concatenate"):

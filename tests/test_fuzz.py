@@ -49,7 +49,8 @@ def value_of(prop: dict[str, Any], components: dict[str, Any]) -> st.SearchStrat
         base = st.lists(value_of(prop["items"], components), max_size=4)
     else:
         base = st.none()
-    return st.none() | base if prop.get("nullable") else base
+    # `nullable` means the input may be left out: an explicit null is refused, as by Cog
+    return base
 
 
 def valid_inputs(server: Server) -> tuple[st.SearchStrategy[dict[str, Any]], list[str]]:

@@ -3,16 +3,20 @@ stderr, what to use instead."""
 
 from __future__ import annotations
 
+import datetime
+import enum
 import json
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path as FsPath
-from typing import Any, Dict, List, TypedDict  # noqa: UP035 (the typing spellings models use)
+from typing import Any, Dict, List, Optional, TypedDict, Union  # noqa: UP035 (as models spell them)
 
 import pytest
+from pydantic import BaseModel as PydanticBaseModel
 
-from cog import Input, Path
+from cog import BaseModel, File, Input, Path, Secret
 from cog.server.signature import PredictorError, describe, entry_point, load
 from runtime.schema import openapi
 from tests.conftest import REPO
@@ -145,3 +149,195 @@ def test_init_makes_a_project_that_describes_itself(tmp_path: FsPath) -> None:
     assert [i["name"] for i in found["inputs"]] == ["image", "scale"]
     again = init()
     assert again.returncode == 0 and "Creating" not in again.stderr
+
+
+class _Tags(PydanticBaseModel):
+    names: List[str]  # noqa: UP006
+
+
+class _Result(PydanticBaseModel):
+    text: str
+    score: float
+    tags: _Tags
+    note: Optional[str] = None  # noqa: UP045
+    extra: list[int] = []
+
+
+class _Leaf(BaseModel):
+    x: int
+
+
+class _Tree(BaseModel):
+    segmented_image: Optional[Path]  # noqa: UP045
+    leaves: list[_Leaf]
+    scores: dict[str, list[float]]
+    grid: list[list[int]]
+    n: int = 3
+
+
+class _Outputs:
+    def pydantic(self, prompt: str) -> _Result:
+        return _Result(text=prompt, score=1.0, tags=_Tags(names=[]))
+
+    def tree(self) -> _Tree:
+        raise NotImplementedError
+
+    def stream(self) -> Iterator[_Leaf]:
+        yield _Leaf(x=1)
+
+
+def _label(fn: Any) -> str:
+    return json.dumps(openapi(describe(_Outputs(), fn)), sort_keys=True, separators=(",", ":"))
+
+
+def test_model_outputs_have_cogs_schema() -> None:
+    """pydantic models and `cog.BaseModel`s, their fields nested to any depth: the bytes Cog's
+    build puts in the image's label (no model names; `required` lists the fields with neither
+    a default nor Optional; an Optional field is nullable)."""
+    label = _label(_Outputs().pydantic)
+    assert (
+        '"Output":{"properties":{"extra":{"items":{"type":"integer"},"title":"Extra",'
+        '"type":"array"},"note":{"nullable":true,"title":"Note","type":"string"},'
+        '"score":{"title":"Score","type":"number"},"tags":{"properties":{"names":{"items":'
+        '{"type":"string"},"title":"Names","type":"array"}},"required":["names"],'
+        '"title":"Tags","type":"object"},"text":{"title":"Text","type":"string"}},'
+        '"required":["text","score","tags"],"title":"Output","type":"object"}' in label
+    )
+    label = _label(_Outputs().tree)
+    assert (
+        '"Output":{"properties":{"grid":{"items":{"items":{"type":"integer"},"type":"array"},'
+        '"title":"Grid","type":"array"},"leaves":{"items":{"properties":{"x":{"title":"X",'
+        '"type":"integer"}},"required":["x"],"type":"object"},"title":"Leaves","type":"array"},'
+        '"n":{"title":"N","type":"integer"},"scores":{"additionalProperties":{"items":'
+        '{"type":"number"},"type":"array"},"title":"Scores","type":"object"},'
+        '"segmented_image":{"format":"uri","nullable":true,"title":"Segmented Image",'
+        '"type":"string"}},"required":["leaves","scores","grid"],"title":"Output",'
+        '"type":"object"}' in label
+    )
+    assert (
+        '"Output":{"items":{"properties":{"x":{"title":"X","type":"integer"}},"required":["x"],'
+        '"type":"object"},"title":"Output","type":"array","x-cog-array-type":"iterator"}'
+        in _label(_Outputs().stream)
+    )
+
+
+class _UnionInputs:
+    def predict(
+        self,
+        value: str | float | None = Input(default=None),
+        either: Union[int, str] = Input(description="d"),  # noqa: UP007
+        shape: list[int] | dict | None = None,  # type: ignore[type-arg]
+        path: Path | None = Input(default=None),  # noqa: B008
+        files: List[File] | None = Input(default=None),  # noqa: B008, UP006
+        bare: Optional[str] = None,  # noqa: UP045
+    ) -> str:
+        return ""
+
+
+def test_union_and_optional_inputs_have_cogs_schema_and_validation() -> None:
+    from runtime.schema import Inputs
+
+    found = describe(_UnionInputs(), entry_point(_UnionInputs(), "predict"))
+    label = json.dumps(openapi(found), sort_keys=True, separators=(",", ":"))
+    assert (
+        '"value":{"anyOf":[{"nullable":true,"type":"string"},{"nullable":true,"type":"number"}],'
+        '"default":null,"nullable":true,"title":"Value","x-order":0}' in label
+    )
+    assert (
+        '"either":{"anyOf":[{"type":"integer"},{"type":"string"}],"description":"d",'
+        '"title":"Either","x-order":1}' in label
+    )
+    assert (
+        '"shape":{"anyOf":[{"items":{"type":"integer"},"nullable":true,"type":"array"},'
+        '{"nullable":true,"type":"object"}],"default":null,"nullable":true,"title":"Shape"' in label
+    )
+    assert (
+        '"path":{"default":null,"format":"uri","nullable":true,"title":"Path","type":"string"'
+        in label
+    )
+    assert (
+        '"files":{"default":null,"items":{"format":"uri","type":"string"},"nullable":true,'
+        '"title":"Files","type":"array"' in label
+    )
+    assert '"required":["either"],"title":"Input"' in label
+    inputs = Inputs(found)
+    for value in ("s", 1.5, 1):
+        values, errors = inputs.validate({"either": "x", "value": value})
+        assert errors == [] and values is not None and values["value"] == value
+        assert type(values["value"]) is type(value)  # as sent: 1 stays an int
+    values, errors = inputs.validate({"either": 2, "shape": {"a": 1}})
+    assert errors == [] and values == {
+        "value": None,
+        "either": 2,
+        "shape": {"a": 1},
+        "path": None,
+        "files": None,
+        "bare": None,
+    }
+    for bad in (
+        {"either": True},
+        {"either": None},
+        {"either": 1.5},
+        {},
+        {"either": 1, "value": None},  # explicit nulls are refused, as by Cog: omit instead
+        {"either": 1, "bare": None},
+        {"either": 1, "files": None},
+        {"either": 1, "shape": [1, "a"]},
+    ):
+        _, errors = inputs.validate(bad)
+        assert len(errors) == 1, bad
+
+
+def _refusal(annotation: Any, output: bool = False) -> str:
+    def fn(self: Any, x: Any) -> Any:
+        return x
+
+    fn.__annotations__ = {"x": str, "return": annotation} if output else {"x": annotation}
+    fn.__annotations__.setdefault("return", str)
+    with pytest.raises(PredictorError) as refused:
+        describe(None, fn)
+    return str(refused.value)
+
+
+def test_signatures_cog_refuses_are_refused_with_cogs_reasons() -> None:
+    assert "Path is not supported in union inputs" in _refusal(Path | str)
+    assert "File is not supported in union inputs" in _refusal(Union[File, int])  # noqa: UP007
+    assert "Secret is not supported in union inputs" in _refusal(Secret | str | None)
+    assert "Path is not supported in union inputs" in _refusal(list[Path] | str)
+    assert "nested generics like List[Optional[X]]" in _refusal(list[Optional[int]])  # noqa: UP045
+    assert "_Leaf" in _refusal(_Leaf) and "output type" in _refusal(_Result)
+    assert "Optional is not allowed as a return type" in _refusal(Optional[str], output=True)  # noqa: UP045
+    assert "Optional is not allowed as a return type" in _refusal(_Result | None, output=True)
+    assert "union types are not supported as output" in _refusal(int | str, output=True)
+
+
+class _Color(enum.Enum):
+    RED = "red"
+
+
+def test_outputs_are_encoded_as_coglet_does(tmp_path: FsPath) -> None:
+    from cog.server.worker import encode
+
+    result = _Result(text="t", score=1, tags=_Tags(names=["a"]))
+    assert encode(result, tmp_path) == {
+        "text": "t",
+        "score": 1.0,
+        "tags": {"names": ["a"]},
+        "note": None,
+        "extra": [],
+    }
+    tree = _Tree(segmented_image=None, leaves=[_Leaf(x=1)], scores={"a": [0.5]}, grid=[[1]])
+    assert encode([tree], tmp_path) == [
+        {
+            "segmented_image": None,
+            "leaves": [{"x": 1}],
+            "scores": {"a": [0.5]},
+            "grid": [[1]],
+            "n": 3,
+        }
+    ]
+    when = datetime.datetime(2024, 1, 2, 3, 4, 5)
+    assert encode({"c": _Color.RED, "t": when}, tmp_path) == {
+        "c": "red",
+        "t": "2024-01-02T03:04:05",
+    }

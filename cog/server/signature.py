@@ -4,8 +4,10 @@ The worker sends this description to the server once; the server builds its vali
 models and OpenAPI schema from it, so the server never imports the model's code.
 
 A type is described as {"kind": K, ...}: K is str, int, float, bool, path, file, secret,
-url, any, list (with "items"), object (a BaseModel, with "fields"); "nullable" marks
-Optional. An output also says whether it is an iterator and whether it concatenates.
+url, any, dict (a JSON object; an output's `dict[str, V]` has "values"), list (with
+"items"), union (an input's JSON-native members, "variants"), object (an output model: a
+`cog.BaseModel`, a pydantic model or a TypedDict, with "fields" and "required"); "nullable"
+marks Optional. An output also says whether it is an iterator and whether it concatenates.
 """
 
 from __future__ import annotations
@@ -84,32 +86,151 @@ def entry_point(target: Any, method: str) -> Callable[..., Any]:
     raise PredictorError(f"{type(target).__name__} defines none of {', '.join(names)}()")
 
 
+def _is_union(tpe: Any) -> bool:
+    return typing.get_origin(tpe) in (typing.Union, types.UnionType)
+
+
+def _pydantic_model(tpe: Any) -> bool:
+    """A pydantic v2 model class. pydantic is never imported here: a model that subclasses
+    one has imported it already."""
+    base = getattr(sys.modules.get("pydantic"), "BaseModel", None)
+    return (
+        inspect.isclass(tpe)
+        and base is not None
+        and issubclass(tpe, base)
+        and isinstance(getattr(tpe, "model_fields", None), dict)
+    )
+
+
+def _model(tpe: Any) -> bool:
+    return inspect.isclass(tpe) and (issubclass(tpe, BaseModel) or _pydantic_model(tpe))
+
+
+def _name(tpe: Any) -> str:
+    return str(getattr(tpe, "__name__", tpe))
+
+
 def describe_type(tpe: Any, where: str) -> dict[str, Any]:
+    """An input's type. As Cog: scalars, files, secrets, lists of them, JSON objects (dict,
+    TypedDict), `X | None`, and unions of JSON-native members (str, int, float, bool, dict,
+    lists of those), optionally with None; a BaseModel is an output type only."""
     origin = typing.get_origin(tpe)
     args = typing.get_args(tpe)
-    if origin in (typing.Union, types.UnionType):
-        rest = [a for a in args if a is not type(None)]
-        if len(rest) == 1 and len(args) == 2:
-            return {**describe_type(rest[0], where), "nullable": True}
-        raise PredictorError(f"{where}: unions other than Optional[X] are not supported")
     if origin is typing.Annotated:
         return describe_type(args[0], where)
+    if _is_union(tpe):
+        rest = [a for a in args if a is not type(None)]
+        nullable = len(rest) < len(args)
+        if len(rest) == 1:
+            return {**describe_type(rest[0], where), "nullable": True}
+        variants = [describe_type(a, where) for a in rest]
+        for variant in variants:
+            _check_union_variant(variant, where)
+        union: dict[str, Any] = {"kind": "union", "variants": variants}
+        return {**union, "nullable": True} if nullable else union
     if origin in (list, typing.List):  # noqa: UP006
-        return {"kind": "list", "items": describe_type(args[0] if args else Any, where)}
+        items = describe_type(args[0] if args else Any, where)
+        if items.get("nullable") or items["kind"] in ("list", "union"):
+            raise PredictorError(
+                f"{where}: unsupported type: nested generics like List[Optional[X]] are not "
+                "supported"
+            )
+        return {"kind": "list", "items": items}
     if tpe is dict or origin in (dict, typing.Dict) or typing.is_typeddict(tpe):  # noqa: UP006
         return {"kind": "dict"}  # a JSON object, as Cog types dict, Dict[str, X] and TypedDict
     if tpe in _SIMPLE:
         return {"kind": _SIMPLE[tpe]}
-    if inspect.isclass(tpe) and issubclass(tpe, BaseModel):
-        hints = typing.get_type_hints(tpe)
-        fields = {
-            f.name: describe_type(hints[f.name], where)
-            for f in dataclasses.fields(tpe)  # type: ignore[arg-type]
-        }
-        return {"kind": "object", "name": tpe.__name__, "fields": fields}
     if inspect.isclass(tpe) and issubclass(tpe, pathlib.PurePath):
         return {"kind": "path"}
-    raise PredictorError(f"{where}: unsupported type {getattr(tpe, '__name__', tpe)!r}")
+    if _model(tpe):
+        raise PredictorError(
+            f"{where}: unsupported type: {_name(tpe)} (a BaseModel is an output type, not an "
+            "input type)"
+        )
+    raise PredictorError(f"{where}: unsupported type {_name(tpe)!r}")
+
+
+_UNION_REFUSED = {"path": "Path", "file": "File", "secret": "Secret", "url": "URLFile"}
+
+
+def _check_union_variant(variant: dict[str, Any], where: str) -> None:
+    """As Cog: a union's members are JSON-native, so a client and the server agree on which
+    one a value is; files and secrets would be ambiguous (a URL or a string?)."""
+    kind = variant["kind"]
+    if kind in _UNION_REFUSED:
+        raise PredictorError(
+            f"{where}: unsupported type: {_UNION_REFUSED[kind]} is not supported in union inputs"
+        )
+    if kind == "list":
+        _check_union_variant(variant["items"], where)
+
+
+def describe_output_type(tpe: Any, where: str = "output") -> dict[str, Any]:
+    """An output's type, as Cog resolves it: scalars, files, lists (nested too), `dict[str, V]`,
+    JSON objects, and models (`cog.BaseModel`, a pydantic model, a TypedDict) whose fields
+    may themselves be any of these or `X | None`. An output is never Optional nor a union."""
+    origin = typing.get_origin(tpe)
+    args = typing.get_args(tpe)
+    if origin is typing.Annotated:
+        return describe_output_type(args[0], where)
+    if _is_union(tpe):
+        if type(None) in args:
+            raise PredictorError(
+                f"{where}: unsupported output type: Optional is not allowed as a return type"
+            )
+        raise PredictorError(f"{where}: unsupported type: union types are not supported as output")
+    if origin in (list, typing.List) or tpe in (list, typing.List):  # noqa: UP006
+        items = describe_output_type(args[0], where) if args else {"kind": "dict"}
+        return {"kind": "list", "items": items}
+    if origin in (dict, typing.Dict) and len(args) == 2:  # noqa: UP006
+        return {"kind": "dict", "values": describe_output_type(args[1], where)}
+    if tpe is dict or origin in (dict, typing.Dict):  # noqa: UP006
+        return {"kind": "dict"}
+    if tpe in _SIMPLE:
+        return {"kind": _SIMPLE[tpe]}
+    if inspect.isclass(tpe) and issubclass(tpe, pathlib.PurePath):
+        return {"kind": "path"}
+    if _model(tpe) or typing.is_typeddict(tpe):
+        return _describe_model(tpe, where)
+    raise PredictorError(f"{where}: unsupported type {_name(tpe)!r}")
+
+
+def _describe_model(tpe: Any, where: str) -> dict[str, Any]:
+    try:
+        hints = typing.get_type_hints(tpe, include_extras=True)
+    except Exception as e:
+        raise PredictorError(f"{where}: the fields of {_name(tpe)} cannot be read: {e}") from None
+    if _pydantic_model(tpe):
+        declared = {
+            name: (hints.get(name, info.annotation), not info.is_required())
+            for name, info in tpe.model_fields.items()
+        }
+    elif typing.is_typeddict(tpe):
+        optional_keys: frozenset[str] = getattr(tpe, "__optional_keys__", frozenset())
+        declared = {name: (hint, name in optional_keys) for name, hint in hints.items()}
+    else:
+        declared = {f.name: (hints[f.name], _has_default(f)) for f in dataclasses.fields(tpe)}
+    fields: dict[str, Any] = {}
+    required = []
+    for name, (hint, has_default) in declared.items():
+        inner = hint
+        while typing.get_origin(inner) is typing.Annotated:
+            inner = typing.get_args(inner)[0]
+        rest = [a for a in typing.get_args(inner) if a is not type(None)]
+        if _is_union(inner) and len(rest) == 1:  # Optional[X]: allowed on a field
+            fields[name] = {
+                **describe_output_type(rest[0], f"{where} field {name!r}"),
+                "nullable": True,
+            }
+        else:
+            fields[name] = describe_output_type(hint, f"{where} field {name!r}")
+            if not has_default:
+                required.append(name)
+    return {"kind": "object", "name": _name(tpe), "fields": fields, "required": required}
+
+
+def _has_default(f: dataclasses.Field[Any]) -> bool:
+    return f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING
 
 
 def describe_output(tpe: Any) -> dict[str, Any]:
@@ -121,9 +242,9 @@ def describe_output(tpe: Any) -> dict[str, Any]:
         origin, (ConcatenateIterator, AsyncConcatenateIterator)
     )
     if concatenate or origin in (Iterator, AsyncIterator, typing.Iterator, typing.AsyncIterator):
-        item = describe_type(args[0] if args else Any, "output")
+        item = describe_output_type(args[0] if args else Any, "output")
         return {**item, "iterator": True, "concatenate": bool(concatenate)}
-    return describe_type(tpe, "output")
+    return describe_output_type(tpe, "output")
 
 
 def _json_default(value: Any, where: str) -> Any:

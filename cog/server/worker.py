@@ -21,6 +21,8 @@ import asyncio
 import codecs
 import contextvars
 import dataclasses
+import datetime
+import enum
 import fcntl
 import inspect
 import io
@@ -174,9 +176,22 @@ class _Writer(io.TextIOBase):
 
 
 def encode(value: Any, files: pathlib.Path) -> Any:
-    """An output as JSON for the channel; files become {FILE: path}."""
+    """An output as JSON for the channel; files become {FILE: path}. As coglet: a pydantic
+    model is what its `model_dump()` (v1: `dict()`) returns, a dataclass (`cog.BaseModel`) its
+    fields, an enum its value, a datetime its ISO form; each encoded in turn."""
+    if isinstance(value, enum.Enum):
+        return encode(value.value, files)
     if value is None or isinstance(value, (str, bool, int, float)):
         return value
+    if not isinstance(value, type):
+        dump = getattr(value, "model_dump", None)
+        if callable(dump):
+            return encode(dump(), files)
+        legacy = getattr(value, "dict", None)
+        if callable(legacy) and not isinstance(value, dict):
+            return encode(legacy(), files)
+    if isinstance(value, datetime.datetime):
+        return value.isoformat()
     if isinstance(value, pathlib.PurePath):
         return {FILE: str(pathlib.Path(value).resolve())}
     if isinstance(value, io.IOBase):

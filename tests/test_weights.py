@@ -66,18 +66,6 @@ def weights_project(tmp_path: Path, repo: str) -> Path:
     return root
 
 
-def run(root: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "cog.cli.main", *args],
-        cwd=root,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
-
-
 @pytest.fixture
 def env(oci_registry: Registry, tmp_path: Path) -> dict[str, str]:
     """The CLI's environment: its own Docker config (logged in), weight cache and store."""
@@ -123,7 +111,7 @@ def test_import_locks_caches_and_pushes_the_filtered_weights(
 ) -> None:
     root = weights_project(tmp_path, "import")
     sources = write_sources(root)
-    result = run(root, env, "weights", "import")
+    result = cog(root, env, "weights", "import")
     assert result.returncode == 0, result.stderr
     assert "Pushing 2 weight(s)" in result.stderr
     assert "Download complete" in result.stderr
@@ -166,14 +154,14 @@ def test_import_locks_caches_and_pushes_the_filtered_weights(
 
     # Importing again changes nothing: the same lock, byte for byte.
     before = (root / "weights.lock").read_bytes()
-    again = run(root, env, "weights", "import")
+    again = cog(root, env, "weights", "import")
     assert again.returncode == 0, again.stderr
     assert "status: unchanged" in again.stderr
     assert (root / "weights.lock").read_bytes() == before
 
     # A changed source file makes a new entry, with a new digest.
     (root / "src-beta" / "model.bin").write_bytes(b"C" * 1024)
-    changed = run(root, env, "weights", "import", "beta")
+    changed = cog(root, env, "weights", "import", "beta")
     assert changed.returncode == 0, changed.stderr
     assert "status: upstream changed" in changed.stderr
     relocked = json.loads((root / "weights.lock").read_text())["weights"]
@@ -187,10 +175,10 @@ def test_pull_fetches_only_what_the_cache_lacks(
 ) -> None:
     root = weights_project(tmp_path, "pull")
     sources = write_sources(root)
-    assert run(root, env, "weights", "import").returncode == 0
+    assert cog(root, env, "weights", "import").returncode == 0
     shutil.rmtree(Path(env["COG_CACHE_DIR"]) / "weights" / "files")
 
-    cold = run(root, env, "weights", "pull")
+    cold = cog(root, env, "weights", "pull")
     assert cold.returncode == 0, cold.stderr
     assert "Pulling alpha... (3 file(s))" in cold.stderr
     assert "Pulling beta... done (1.0KB, 1 file(s), 1 layer(s))" in cold.stderr
@@ -202,12 +190,12 @@ def test_pull_fetches_only_what_the_cache_lacks(
     ):
         assert cached(env, sha256(sources[rel])).read_bytes() == sources[rel]
 
-    warm = run(root, env, "weights", "pull")
+    warm = cog(root, env, "weights", "pull")
     assert warm.returncode == 0, warm.stderr
     assert "All 2 weight(s) already cached." in warm.stderr
 
     cached(env, sha256(sources["src-alpha/config.json"])).unlink()
-    one = run(root, env, "weights", "pull", "--verbose")
+    one = cog(root, env, "weights", "pull", "--verbose")
     assert one.returncode == 0, one.stderr
     assert "files:    1 missing / 3 total" in one.stderr
     assert "Pulling beta... cached (1/1 files)" in one.stderr
@@ -215,7 +203,7 @@ def test_pull_fetches_only_what_the_cache_lacks(
     assert cached(env, sha256(sources["src-alpha/config.json"])).is_file()
 
     shutil.rmtree(Path(env["COG_CACHE_DIR"]) / "weights" / "files")
-    named = run(root, env, "weights", "pull", "beta")
+    named = cog(root, env, "weights", "pull", "beta")
     assert named.returncode == 0, named.stderr
     assert "Pulling beta" in named.stderr and "Pulling alpha" not in named.stderr
     assert not cached(env, sha256(sources["src-alpha/config.json"])).exists()
@@ -225,34 +213,34 @@ def test_weights_errors_are_one_sentence(
     env: dict[str, str], oci_registry: Registry, tmp_path: Path
 ) -> None:
     root = weights_project(tmp_path, "errors")
-    no_lock = run(root, env, "weights", "pull")
+    no_lock = cog(root, env, "weights", "pull")
     assert no_lock.returncode == 1
     assert "error: weights.lock not found" in no_lock.stderr
     assert "cog weights import" in no_lock.stderr
 
-    assert run(root, env, "weights", "import").returncode == 0
-    unknown = run(root, env, "weights", "pull", "alpha", "nope", "typo")
+    assert cog(root, env, "weights", "import").returncode == 0
+    unknown = cog(root, env, "weights", "pull", "alpha", "nope", "typo")
     assert unknown.returncode == 1
     assert "error: unknown weight(s): nope, typo" in unknown.stderr
 
-    bad_import = run(root, env, "weights", "import", "gamma")
+    bad_import = cog(root, env, "weights", "import", "gamma")
     assert bad_import.returncode == 1
     assert "gamma" in bad_import.stderr
 
-    down = run(root, env | {"COG_MODEL_REGISTRY": "127.0.0.1:1"}, "weights", "import")
+    down = cog(root, env | {"COG_MODEL_REGISTRY": "127.0.0.1:1"}, "weights", "import")
     assert down.returncode == 1
     assert "cannot reach the registry at 127.0.0.1:1" in down.stderr
 
     config = root / "cog.yaml"
     config.write_text(config.read_text().replace("model: test/errors\n", ""))
-    no_model = run(root, env, "weights", "import")
+    no_model = cog(root, env, "weights", "import")
     assert no_model.returncode == 1
     assert "weight commands require a model ref" in no_model.stderr
 
     config.write_text(
         config.read_text().replace('"*.safetensors", "*.json"', '"*.gguf"') + "model: test/e\n"
     )
-    nothing = run(root, env, "weights", "import")
+    nothing = cog(root, env, "weights", "import")
     assert nothing.returncode == 1
     assert "matched none of the 5 files" in nothing.stderr
 

@@ -159,6 +159,8 @@ def test_build_tag_loads_into_a_reachable_engine_once(
     not load it again (a no-op build stays a no-op), a second name is a tag, not a load."""
     docker = ["docker", "-H", docker_host]
     root = project("hello-world", tmp_path)
+    with open(root / "predict.py", "a") as code:  # an image no other test has loaded
+        code.write(f"# {tmp_path.name}\n")
     env = offline | {"DOCKER_HOST": docker_host}
     first = cog(root, env, "build", "-t", "engine-hello")
     assert first.returncode == 0, first.stderr[-2000:]

@@ -11,13 +11,22 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path as FsPath
-from typing import Any, Dict, List, Optional, TypedDict, Union  # noqa: UP035 (as models spell them)
+from typing import (  # noqa: UP035 (as models spell them)
+    Any,
+    Dict,
+    List,
+    NotRequired,
+    Optional,
+    Required,
+    TypedDict,
+    Union,
+)
 
 import pytest
 from pydantic import BaseModel as PydanticBaseModel
 
 from cog import BaseModel, File, Input, Path, Secret
-from cog.server.signature import PredictorError, describe, entry_point, load
+from cog.server.signature import PredictorError, describe, describe_output, entry_point, load
 from runtime.schema import openapi
 from tests.conftest import REPO
 
@@ -340,4 +349,29 @@ def test_outputs_are_encoded_as_coglet_does(tmp_path: FsPath) -> None:
     assert encode({"c": _Color.RED, "t": when}, tmp_path) == {
         "c": "red",
         "t": "2024-01-02T03:04:05",
+    }
+
+
+def test_a_typeddicts_not_required_keys_are_optional_fields() -> None:
+    """Cog's typeddict_output: `NotRequired[X]` is the field X, left out of `required`; a
+    `Required[X]` in a `total=False` dict is required. (Once refused as a type 'NotRequired'.)"""
+
+    class Output(TypedDict):
+        name: str
+        count: NotRequired[int]
+
+    class Loose(TypedDict, total=False):
+        key: Required[str]
+        tags: list[str]
+
+    assert describe_output(Output) == {
+        "kind": "object",
+        "name": "Output",
+        "fields": {"name": {"kind": "str"}, "count": {"kind": "int"}},
+        "required": ["name"],
+    }
+    assert describe_output(Loose)["required"] == ["key"]
+    assert describe_output(Loose)["fields"]["tags"] == {
+        "kind": "list",
+        "items": {"kind": "str"},
     }

@@ -207,12 +207,21 @@ def _describe_model(tpe: Any, where: str) -> dict[str, Any]:
         }
     elif typing.is_typeddict(tpe):
         optional_keys: frozenset[str] = getattr(tpe, "__optional_keys__", frozenset())
-        declared = {name: (hint, name in optional_keys) for name, hint in hints.items()}
+        declared = {
+            name: (
+                hint,
+                _qualifier(hint) == "NotRequired"
+                or (name in optional_keys and _qualifier(hint) != "Required"),
+            )
+            for name, hint in hints.items()
+        }  # the qualifier decides when the dict's own keys missed it (string annotations)
     else:
         declared = {f.name: (hints[f.name], _has_default(f)) for f in dataclasses.fields(tpe)}
     fields: dict[str, Any] = {}
     required = []
     for name, (hint, has_default) in declared.items():
+        while _qualifier(hint):  # a TypedDict's Required[X] / NotRequired[X] is X
+            hint = typing.get_args(hint)[0]
         inner = hint
         while typing.get_origin(inner) is typing.Annotated:
             inner = typing.get_args(inner)[0]
@@ -227,6 +236,13 @@ def _describe_model(tpe: Any, where: str) -> dict[str, Any]:
             if not has_default:
                 required.append(name)
     return {"kind": "object", "name": _name(tpe), "fields": fields, "required": required}
+
+
+def _qualifier(hint: Any) -> str | None:
+    """ "Required", "NotRequired" or "ReadOnly" when `hint` is one of those wrappers (typing's,
+    or typing_extensions' on older Pythons: matched by name, as the SDK imports neither)."""
+    name = getattr(typing.get_origin(hint), "_name", None)
+    return name if name in ("Required", "NotRequired", "ReadOnly") else None
 
 
 def _has_default(f: dataclasses.Field[Any]) -> bool:

@@ -84,7 +84,8 @@ def predictor_ref(train: bool, cwd: Path) -> str | None:
 
 
 def _bind_error(host: str, port: int) -> str | None:
-    """Why the server could not listen on host:port (bound as hypercorn binds, then released)."""
+    """Why the server could not listen on host:port (bound as trio's listeners bind, then
+    released)."""
     try:
         addresses = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
         for family, kind, proto, _, address in addresses:

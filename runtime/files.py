@@ -34,6 +34,13 @@ class Client:
             self._client = httpx.AsyncClient(timeout=httpx.Timeout(60.0), follow_redirects=True)
         return self._client
 
+    @staticmethod
+    def failures() -> tuple[type[Exception], ...]:
+        """What a request can raise that is the far side's or its URL's fault, not ours."""
+        import httpx
+
+        return (httpx.HTTPError, httpx.InvalidURL)
+
 
 class InputError(Exception):
     """A file input that cannot be fetched: becomes a failed prediction, not a 5xx."""
@@ -71,17 +78,14 @@ async def fetch_input(http: Client, value: str, into: Path) -> str:
     if not value.startswith(("http://", "https://")):
         raise InputError(f"{value[:100]!r} is not a URL or a data URI")
     target = directory / _name_of(value)
-    client = http()
-    import httpx  # imported by http()
-
     try:
-        async with client.stream("GET", value) as response:
+        async with http().stream("GET", value) as response:
             if response.status_code != 200:
                 raise InputError(f"fetching {value} gave HTTP {response.status_code}")
             async with await trio.open_file(target, "wb") as f:
                 async for chunk in response.aiter_bytes(1 << 20):
                     await f.write(chunk)
-    except (httpx.HTTPError, httpx.InvalidURL) as e:
+    except http.failures() as e:
         raise InputError(f"fetching {value} failed: {e}") from None
     return str(target)
 
@@ -123,14 +127,12 @@ async def upload(http: Client, upload_url: str, path: Path) -> str:
         "Content-Length": str(path.stat().st_size),
     }
     client = http()
-    import httpx  # imported by http()
-
     delay = 0.1
     for attempt in range(UPLOAD_TRIES):
         last = attempt == UPLOAD_TRIES - 1
         try:
             response = await client.put(url, content=_chunks(path), headers=headers)
-        except (httpx.HTTPError, httpx.InvalidURL) as e:
+        except http.failures() as e:
             if last:
                 raise UploadError(f"Failed to upload output: upload request failed: {e}") from None
         else:

@@ -104,11 +104,11 @@ class Server:
                 request = await _request(conn, stream, event)
             except TooLarge:
                 await _send(conn, stream, self.too_large, head)
-                return conn.our_state is h11.DONE
-            if request.method in ("POST", "PUT"):  # may wait long: watch for the client leaving
-                gone = await self._answer_watched(conn, stream, request, head)
-                return not gone and conn.our_state is h11.DONE
-            await _send(conn, stream, await self._handle(request), head)
+            else:
+                if request.method not in ("POST", "PUT"):
+                    await _send(conn, stream, await self._handle(request), head)
+                elif await self._answer_watched(conn, stream, request, head):  # may wait long
+                    return False  # the client went away
             return conn.our_state is h11.DONE
         finally:
             self.busy -= 1

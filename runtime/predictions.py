@@ -412,11 +412,14 @@ class Runtime:
         if prediction is None:
             ended = self.canceled.get(pid)
             return ended is not None and time.monotonic() - ended < CANCELED_KEPT_S
-        if prediction.done.is_set():
-            return True
+        if not prediction.done.is_set():
+            await self._stop(pid)
+        return True
+
+    async def _stop(self, pid: str) -> None:
+        """Asks the worker to cancel `pid` (nothing to ask once the worker is gone)."""
         with contextlib.suppress(WorkerDied):
             await self.worker.send({"type": "cancel", "id": pid})
-        return True
 
     async def _execute(self, prediction: Prediction, values: dict[str, Any]) -> None:
         send, receive = trio.open_memory_channel[dict[str, Any]](math.inf)
@@ -466,8 +469,7 @@ class Runtime:
         except Exception as e:  # a bug, or a failure nobody foresaw: this prediction fails alone
             traceback.print_exc(file=sys.stderr)
             if not prediction.done.is_set():
-                with contextlib.suppress(WorkerDied):
-                    await self.worker.send({"type": "cancel", "id": prediction.id})
+                await self._stop(prediction.id)
                 await self._end(prediction, "failed", error=f"{type(e).__name__}: {e}")
         finally:
             self.worker.handlers.pop(prediction.id, None)
@@ -515,8 +517,7 @@ class Runtime:
             try:
                 value = await finish_outputs(self.http, message["value"], self.upload_url)
             except UploadError as e:  # the prediction fails; the predictor is stopped
-                with contextlib.suppress(WorkerDied):
-                    await self.worker.send({"type": "cancel", "id": prediction.id})
+                await self._stop(prediction.id)
                 await self._end(prediction, "failed", error=str(e))
                 return True
             prediction.output.append(value)

@@ -37,12 +37,11 @@ class Webhook:
         self.lock = trio.Lock()
 
     async def _post(self, payload: dict[str, Any]) -> bool:
-        client = self.http()
-        import httpx  # imported by http()
-
         try:
-            response = await client.post(self.url, content=dumpb(payload), headers=self.headers)
-        except (httpx.HTTPError, httpx.InvalidURL):
+            response = await self.http().post(
+                self.url, content=dumpb(payload), headers=self.headers
+            )
+        except self.http.failures():
             return False
         return response.status_code < 500
 

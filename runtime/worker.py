@@ -2,10 +2,10 @@
 
 The worker runs the predictor in its own process (the model environment's interpreter),
 started by `runtime.boot` before the server stack is imported; this module is its only
-contact. Messages are JSON lines over two pipes that the worker
-moves to fds of its own. One reader task dispatches every message to the prediction it
-names; when the pipe closes, every prediction still running fails with the reason the
-worker died, and the server stays up.
+contact. Messages are JSON lines over three pipes (work and control to the worker, one back)
+that the worker moves to fds of its own. One reader task dispatches every message to the
+prediction it names; when the pipe closes, every prediction still running fails with the
+reason the worker died, and the server stays up.
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ class WorkerProcess:
         self._work: trio.lowlevel.FdStream | None = None
         self._control: trio.lowlevel.FdStream | None = None
         self._receive: trio.lowlevel.FdStream | None = None
-        self._locks = {"work": trio.Lock(), "control": trio.Lock()}
+        self._work_lock, self._control_lock = trio.Lock(), trio.Lock()
         self.handlers: dict[str, Handler] = {}  # prediction id -> its message handler
         self.on_message: Handler = lambda m: None  # messages that name no prediction
         self.exit_reason: str | None = None
@@ -67,12 +67,14 @@ class WorkerProcess:
     async def send(self, message: dict[str, Any]) -> None:
         """Predictions and shutdown go down the work pipe, in order; cancel and healthcheck down
         the control pipe, which the worker reads while a prediction runs."""
-        work = message["type"] in ("predict", "shutdown")
-        stream = self._work if work else self._control
+        if message["type"] in ("predict", "shutdown"):
+            stream, lock = self._work, self._work_lock
+        else:
+            stream, lock = self._control, self._control_lock
         if stream is None or self.exited.is_set():
             raise WorkerDied(self.exit_reason or "the worker is not running")
         data = json.dumps(message, separators=(",", ":")).encode() + b"\n"
-        async with self._locks["work" if work else "control"]:
+        async with lock:
             try:
                 await stream.send_all(data)
             except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):

@@ -26,22 +26,34 @@ REACHABLE_TIMEOUT = 2  # seconds, when it is only welcome (cog build -t)
 DEFAULT_SOCKET = "/var/run/docker.sock"
 
 
-def client() -> DockerClient:
-    """The engine, once it has answered a ping; its later calls have no read timeout."""
+def _connect(timeout: int) -> DockerClient:
+    """The engine at DOCKER_HOST (else the default socket) once it has answered a ping within
+    `timeout`; its later calls have no read timeout. Raises what the docker SDK raises."""
     import docker
+
+    engine = docker.from_env(timeout=timeout)
+    engine.ping()
+    engine.api.timeout = None  # type: ignore[assignment]  # requests: None is no timeout
+    return engine
+
+
+def _engine_errors() -> tuple[type[Exception], ...]:
+    """What the docker SDK raises when the engine is absent or fails."""
     import requests
     from docker.errors import DockerException
 
+    return (DockerException, requests.RequestException)
+
+
+def client() -> DockerClient:
+    """The engine, required: one that does not answer is a usage error."""
     try:
-        engine = docker.from_env(timeout=PING_TIMEOUT)
-        engine.ping()
-    except (DockerException, requests.RequestException) as e:
+        return _connect(PING_TIMEOUT)
+    except _engine_errors() as e:
         raise UsageError(
             f"cannot reach the Docker engine ({str(e).splitlines()[0][:200]})",
             hint="start dockerd, or set DOCKER_HOST to its socket",
         ) from None
-    engine.api.timeout = None  # type: ignore[assignment]  # requests: None is no timeout
-    return engine
 
 
 def _size(n: float) -> str:
@@ -55,19 +67,12 @@ def _size(n: float) -> str:
 def reachable() -> DockerClient | None:
     """The engine, if one answers (DOCKER_HOST, else the default socket) within a second or two;
     None when there is none, which is fine: the store holds the image either way."""
-    import docker
-    import requests
-    from docker.errors import DockerException
-
     if not os.environ.get("DOCKER_HOST") and not Path(DEFAULT_SOCKET).exists():
         return None
     try:
-        engine = docker.from_env(timeout=REACHABLE_TIMEOUT)
-        engine.ping()
-    except (DockerException, requests.RequestException):
+        return _connect(REACHABLE_TIMEOUT)
+    except _engine_errors():
         return None
-    engine.api.timeout = None  # type: ignore[assignment]  # requests: None is no timeout
-    return engine
 
 
 def holds(engine: DockerClient, layout: Layout, tag: str) -> bool:
@@ -94,7 +99,6 @@ def holds(engine: DockerClient, layout: Layout, tag: str) -> bool:
 def load(layout: Layout, tag: str, scratch: Path, engine: DockerClient | None = None) -> str:
     """Loads the image into the engine under `tag`, showing the engine's progress on stderr;
     returns the engine's image id."""
-    import requests
     from docker.errors import DockerException
 
     engine = engine or client()
@@ -127,7 +131,7 @@ def load(layout: Layout, tag: str, scratch: Path, engine: DockerClient | None = 
                     print(
                         f"  loading layer {len(seen)}: {layer}{size}", file=sys.stderr, flush=True
                     )
-    except (DockerException, requests.RequestException) as e:
+    except _engine_errors() as e:
         raise UsageError(
             f"the Docker engine failed while loading {tag} ({str(e).splitlines()[0][:200]})",
             hint="see the engine's log, and check that it has room for the image",

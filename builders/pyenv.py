@@ -3,7 +3,8 @@
 `pyvenv.cfg` names the interpreter's home, so `bin/python` is a venv interpreter; its
 site-packages is a farm of symlinks into the wheel paths (one link per top-level entry,
 directories shared by several distributions, such as namespace packages, merged one level
-down). Identical files are shared; two distributions that ship different files at one path are
+down). Identical files are shared, and so is the bytecode of one source compiled in two wheels
+(the first wins); two distributions that ship different files at one path are
 an error naming both. Console scripts are copied with their placeholder interpreter replaced by
 this environment's `bin/python`.
 """
@@ -54,6 +55,18 @@ def env_derivation(
 
 def _same(a: Path, b: Path) -> bool:
     return hashlib.sha256(a.read_bytes()).digest() == hashlib.sha256(b.read_bytes()).digest()
+
+
+def _same_source_bytecode(a: Path, b: Path) -> bool:
+    """Two hash-based .pyc files of one source (a namespace package's `__init__.py` that many
+    wheels ship, say): each wheel's bytecode names its own store path, so only the header, which
+    holds the source's hash, can say they are the same module."""
+    if not (a.suffix == b.suffix == ".pyc" and a.parent.name == "__pycache__" and b.is_file()):
+        return False
+    with open(a, "rb") as fa, open(b, "rb") as fb:
+        head = fa.read(16)
+        flags = int.from_bytes(head[4:8], "little")
+        return len(head) == 16 and flags & 1 == 1 and head == fb.read(16)
 
 
 class BinaryBuilder:
@@ -127,6 +140,8 @@ class EnvBuilder:
                 self._link_tree(source, f"{logical}/{entry}", target, dist, owners)
             elif source.is_file() and prior.real.is_file() and _same(source, prior.real):
                 continue  # the very same file from two distributions
+            elif _same_source_bytecode(source, prior.real):
+                continue  # the first (in input order) wins: only the path it names differs
             else:
                 where = str(target).split("site-packages/", 1)[-1]
                 raise BuildError(f"{dist} and {prior.dist} both install {where}, differently")

@@ -70,17 +70,28 @@ def wheel_derivation(pin: Wheel, python: str, interp: Interpreter) -> Derivation
     return install_derivation(wheel, pin.name, pin.version, pin.filename, python, interp)
 
 
+# compileall's walk and bytes (same dfile, same mode), but a file that does not compile (one
+# meant for another Python, as torch ships) is left without bytecode, as pip and installer
+# leave it, rather than failing the wheel; an OSError still fails it.
 _COMPILE = (
-    "import compileall, py_compile, sys\n"
-    "ok = compileall.compile_dir(sys.argv[1], quiet=1, ddir=sys.argv[2], workers=1,\n"
-    "    invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH)\n"
-    "sys.exit(0 if ok else 1)\n"
+    "import os, py_compile, sys\n"
+    "root, ddir = sys.argv[1], sys.argv[2]\n"
+    "mode = py_compile.PycInvalidationMode.UNCHECKED_HASH\n"
+    "for top, dirs, files in os.walk(root):\n"
+    "    dirs.sort()\n"
+    "    for name in sorted(f for f in files if f.endswith('.py')):\n"
+    "        path = os.path.join(top, name)\n"
+    "        dfile = os.path.join(ddir, os.path.relpath(path, root))\n"
+    "        try:\n"
+    "            py_compile.compile(path, dfile=dfile, doraise=True, invalidation_mode=mode)\n"
+    "        except py_compile.PyCompileError as e:\n"
+    "            print(f'left without bytecode: {e.msg}', file=sys.stderr)\n"
 )
 
 
 class WheelBuilder:
     kind = "wheel"
-    version = "2"
+    version = "3"  # 3: our own compile loop (marshal's bytes depend on the process's state)
     runs_foreign_code = True  # the target interpreter compiles the bytecode, sandboxed
 
     def build(self, ctx: BuildContext) -> None:

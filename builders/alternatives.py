@@ -58,8 +58,19 @@ def parse_postinst(script: str) -> tuple[list[Alternative], list[str]]:
     return found, skipped
 
 
+# Debian's merged /usr: these top-level folders are links into usr/ (the layout makes them).
+MERGED_USR = ("bin", "sbin", "lib", "lib32", "lib64", "libx32")
+
+
+def usr_merged(path: str) -> str:
+    """Where `path` lives under merged /usr: /lib/cpp at usr/lib/cpp (an upper layer has no
+    `lib -> usr/lib` link to write through, and a real lib/ there would hide the base's)."""
+    rel = path.lstrip("/")
+    return f"usr/{rel}" if rel.split("/", 1)[0] in MERGED_USR else rel
+
+
 def _relative_link(tree: Path, link: str, target: str) -> None:
-    rel = link.lstrip("/")
+    rel = usr_merged(link)
     path = tree / rel
     path.parent.mkdir(parents=True, exist_ok=True)
     if path.is_symlink() or path.is_file():
@@ -68,7 +79,7 @@ def _relative_link(tree: Path, link: str, target: str) -> None:
 
 
 def _present(path: str, tree: Path, lower: Path | None) -> bool:
-    rel = path.lstrip("/")
+    rel = usr_merged(path)
     return any(root is not None and (root / rel).exists() for root in (tree, lower))
 
 

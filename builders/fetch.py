@@ -36,14 +36,16 @@ class _Permanent(Exception):
 
 
 def fetch_derivation(
-    name: str, urls: list[str] | str, sha256: str, executable: bool = False
+    name: str, urls: list[str] | str, sha256: str, executable: bool = False, hint: str = ""
 ) -> Derivation:
-    """A fixed-output derivation for one file; its path depends only on `name` and `sha256`."""
+    """A fixed-output derivation for one file; its path depends only on `name` and `sha256`.
+    `hint` says what to do when no URL answers (another mirror, say)."""
+    args = {"urls": [urls] if isinstance(urls, str) else list(urls), "executable": executable}
     return Derivation(
         name=name,
         builder=FetchBuilder.kind,
         builder_version=FetchBuilder.version,
-        args={"urls": [urls] if isinstance(urls, str) else list(urls), "executable": executable},
+        args=args | ({"hint": hint} if hint else {}),
         fixed_output=FixedOutput(sha256=sha256),
     )
 
@@ -114,7 +116,10 @@ class FetchBuilder:
                 hint="if the upstream file really changed, update the pinned hash",
             )
         detail = "; ".join(f"{u}: {why}" for u, why in failures.items())
-        raise BuildError(f"could not fetch {ctx.drv.name} from any of its URLs ({detail})")
+        raise BuildError(
+            f"could not fetch {ctx.drv.name} from any of its URLs ({detail})",
+            hint=ctx.drv.args.get("hint") or None,
+        )
 
     def _download(self, url: str, ctx: BuildContext) -> str:
         digest = hashlib.sha256()

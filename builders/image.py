@@ -1,9 +1,9 @@
 """The image: an OCI image layout in the store, assembled from store paths without Docker.
 
-Layers, in order: the root layers at `/` (base, Python, system packages), then one layer per
-store path of the environments' closure at `/cog/store/…` (sorted by path; small paths are
-grouped only beyond the layer budget), then the code at `/src`, then each weight at its place
-under `/src`, uncompressed.
+Layers, in order: the root layers at `/` (base, Python, system packages, build.run steps),
+then one layer per store path of the environments' closure at `/cog/store/…` (sorted by path;
+small paths are grouped only beyond the layer budget), then the code at `/src`, then each
+weight at its place under `/src`, uncompressed.
 
 Each compressed layer is a derivation of its own (`oci-layer`): its blob is made once per store
 path and compression, and shared by every image that has that path, so a code edit rebuilds
@@ -35,6 +35,7 @@ from builders.errors import BuildError
 from builders.project import Layers
 from builders.rootview import view_derivation
 from builders.sandbox import read_result, run_command
+from builders.wheel import site_packages
 from derivations.hashing import output_path
 from derivations.model import Derivation, DrvInput, SrcInput
 from runtime.schema import openapi
@@ -51,6 +52,27 @@ LAYER_GZIP = "application/vnd.oci.image.layer.v1.tar+gzip"
 LAYER_ZSTD = "application/vnd.oci.image.layer.v1.tar+zstd"
 LAYER_TAR = "application/vnd.oci.image.layer.v1.tar"
 ZSTD_LEVEL = 9
+
+
+def nvidia_env(store: Store, built: Layers, python: str, arch: str) -> dict[str, str]:
+    """What Cog's GPU images set (its Dockerfile's preamble and the nvidia/cuda base image's
+    NVIDIA_VISIBLE_DEVICES), with the library directories of the NVIDIA wheels in the model's
+    environment first: libraries that load CUDA by name (onnxruntime-gpu, cupy, TensorFlow)
+    find them there, as torch finds them by its own paths. The driver comes from the host, at
+    /usr/local/nvidia/lib64."""
+    model_env = output_path(built.model_env)
+    site = site_packages(python)
+    dirs = set()
+    for path in store.closure([model_env]):
+        for lib in (store.real_path(path) / site / "nvidia").glob("*/lib"):
+            dirs.add(f"{model_env}/{site}/nvidia/{lib.parent.name}/lib")
+    triplet = {"amd64": "x86_64-linux-gnu", "arm64": "aarch64-linux-gnu"}.get(arch, arch)
+    system = f"/usr/lib/{triplet}:/usr/local/nvidia/lib64:/usr/local/nvidia/bin"
+    return {
+        "LD_LIBRARY_PATH": ":".join([*sorted(dirs), system]),
+        "NVIDIA_DRIVER_CAPABILITIES": "all",
+        "NVIDIA_VISIBLE_DEVICES": "all",
+    }
 
 
 def layer_derivation(
@@ -84,7 +106,7 @@ def image_derivation(
 ) -> Derivation:
     """The image of built (realised) layers; the closure of its environments is read from
     `store` to plan the layers."""
-    roots = [built.base, built.python_layer, built.system]
+    roots = list(built.roots)  # base, Python, system packages, then the build.run steps
     root_paths = {output_path(d) for d in roots}
     wanted = [output_path(built.model_env), output_path(built.runtime_env)]
     if built.python is not None:

@@ -42,6 +42,23 @@ def network_binds(scratch: Path) -> list[str]:
     return ["--ro-bind", str(hosts), "/etc/hosts", "--ro-bind", str(resolv), "/etc/resolv.conf"]
 
 
+# Where a model writes at run time, writable (and empty) in every native run: $HOME (/root,
+# with ~/.cache for downloaded models), the temporary directories, and /home. The rest of / is
+# the read-only view of the store's layers; a container's writable root has no counterpart
+# without overlay mounts, which bubblewrap 0.8 lacks.
+WRITABLE = (("/tmp", "1777"), ("/var/tmp", "1777"), ("/root", "0700"), ("/home", "0755"))
+
+
+def writable_places(root: Path) -> list[str]:
+    """bwrap arguments for a fresh tmpfs at each writable place the root has as a folder."""
+    argv: list[str] = []
+    for target, perms in WRITABLE:
+        where = root / target.lstrip("/")
+        if target == "/tmp" or (where.is_dir() and not where.is_symlink()):
+            argv += ["--perms", perms, "--tmpfs", target]
+    return argv
+
+
 def _writable_over(directory: Path, target: str) -> list[str]:
     """bwrap arguments for `target` holding what `directory` holds, read-only, in a writable
     tmpfs: new files can be made there, and a store path (which cannot gain mount points)
@@ -79,7 +96,7 @@ def project_argv(
     bwrap = bwrap_path()
     if bwrap is None:
         raise SandboxUnavailable("running a model natively needs bubblewrap (bwrap)")
-    layers = (built.base, built.python_layer, built.system)
+    layers = built.roots  # the build.run steps' layers too, as in the image
     roots = [store.real_path(output_path(d)) for d in layers]
     merge_view(roots, view)
     add_mount_points(view)
@@ -89,7 +106,7 @@ def project_argv(
     # A new session keeps the command from the terminal; an interactive one needs it.
     argv += [] if interactive else ["--new-session"]
     argv += ["--ro-bind", str(view), "/", "--proc", "/proc", "--dev", "/dev"]
-    argv += ["--perms", "1777", "--tmpfs", "/tmp", "--perms", "0700", "--tmpfs", "/root"]
+    argv += writable_places(view)
     argv += network_binds(view.parent)
     # Only the model's closure is in its /cog/store: never other projects' paths, the store's
     # database or its build logs.
@@ -157,9 +174,7 @@ def image_argv(
         raise SandboxUnavailable("the image has no Entrypoint or Cmd to run")
     argv = [bwrap, "--unshare-all", "--share-net", "--die-with-parent", "--new-session"]
     argv += ["--ro-bind", str(rootfs), "/", "--proc", "/proc", "--dev", "/dev"]
-    argv += ["--perms", "1777", "--tmpfs", "/tmp", *network_binds(scratch)]
-    if (rootfs / "root").is_dir() and not (rootfs / "root").is_symlink():
-        argv += ["--perms", "0700", "--tmpfs", "/root"]  # a writable $HOME, as in a container
+    argv += [*writable_places(rootfs), *network_binds(scratch)]
     src = rootfs / "src"
     if src.is_dir() and not src.is_symlink():
         # A container's /src takes new files (a model writing its output there).

@@ -14,13 +14,15 @@ import shutil
 import stat
 import sys
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from docker.utils.build import PatternMatcher
 
 from builders.pyenv import env_derivation
+from builders.run_step import check_steps, step_derivations
+from builders.sdist import build_root, sdist_derivation
 from builders.sdk import runtime_install, sdk_install
 from builders.userland import userland
 from builders.wheel import Interpreter, wheel_derivation
@@ -30,6 +32,7 @@ from derivations.config import CogConfig, ConfigError
 from derivations.hashing import output_path
 from derivations.model import Derivation
 from derivations.pylock import Wheel
+from derivations.requirements import absolute_url
 from store.local import Store
 from store.paths import StorePath
 
@@ -47,11 +50,17 @@ class Layers:
     runtime_env: Derivation
     code: StorePath
     weights: dict[str, StorePath] = field(default_factory=dict)  # /src-relative path -> store
+    steps: tuple[Derivation, ...] = ()  # build.run, each a layer for `/` over the ones before
+
+    @property
+    def roots(self) -> tuple[Derivation, ...]:
+        """The layers at `/`, lowest first: base, Python, system packages, then the steps."""
+        return (self.base, self.python_layer, self.system, *self.steps)
 
     @property
     def derivations(self) -> list[Derivation]:
         found = [self.base, self.python_layer, self.system, self.model_env, self.runtime_env]
-        return found + ([self.python] if self.python is not None else [])
+        return found + ([self.python] if self.python is not None else []) + list(self.steps)
 
     def paths(self) -> dict[str, StorePath]:
         named = {
@@ -66,6 +75,8 @@ class Layers:
             named["python"] = output_path(self.python)
         for rel, path in self.weights.items():
             named[f"weights:{rel}"] = path
+        for step in self.steps:
+            named[step.name] = output_path(step)
         return named
 
 
@@ -174,21 +185,19 @@ def _safe(rel: str) -> str:
 def check_buildable(config: CogConfig) -> None:
     """What cog.yaml may say but this cog cannot build yet, refused before anything is
     locked or fetched."""
-    unsupported = [
-        (bool(config.build.run or config.build.pre_install), "build.run and build.pre_install"),
-        (config.build.gpu, "gpu: true (CUDA images)"),
-    ]
-    for present, what in unsupported:
-        if present:
-            raise ConfigError(
-                f"cog.yaml: {what} cannot be built yet",
-                hint="remove it for now; it is planned, not silently ignored",
-            )
+    check_steps(config)
 
 
 def layers(
-    store: Store, root: Path, config: CogConfig, lock: dict[str, Any], channel: Channel
+    store: Store,
+    root: Path,
+    config: CogConfig,
+    lock: dict[str, Any],
+    channel: Channel,
+    with_steps: bool = True,
 ) -> Layers:
+    """The project's layers; `with_steps=False` leaves out build.run (what `cog lock` builds
+    to learn how to pin the steps)."""
     check_buildable(config)
     arch = lock["platform"]["arch"]
     python = config.build.python_version
@@ -202,21 +211,42 @@ def layers(
     # The environments copy Debian's binary from its layer, or link the standalone one.
     interpreter_input = (land.python or land.python_layer).dep()
 
+    # sdists are built over the root layers plus a toolchain layer that no image holds.
+    toolchain = tuple(DebPin.from_json(p) for p in lock["system"].get("toolchain", ()))
+    sdist_root = build_root(land, toolchain, arch) if toolchain else None
+
     def installs(key: str) -> list[Derivation]:
-        return [wheel_derivation(Wheel.from_json(w), python, interp) for w in lock[key]]
+        found = []
+        for locked in map(Wheel.from_json, lock[key]):
+            pin = replace(locked, url=absolute_url(locked.url, root))  # a project's own file
+            if pin.is_sdist and sdist_root is None:
+                raise ConfigError(
+                    f"cog.lock pins the sdist of {pin.name} but no toolchain to build it",
+                    hint="run `cog lock` to rewrite it",
+                )
+            found.append(
+                sdist_derivation(pin, python, interp, land, sdist_root)
+                if pin.is_sdist and sdist_root is not None
+                else wheel_derivation(pin, python, interp)
+            )
+        return found
 
     model = [*installs("python_packages"), sdk_install(store, python, interp)]
     runtime = [*installs("runtime_packages"), runtime_install(store, python, interp)]
     code, weights = add_code(store, root, config)
+    model_env = env_derivation("model-env", python, land.interpreter, model, interpreter_input)
+    roots = (land.base, land.python_layer, land.system)
+    steps = step_derivations(roots, model_env, config, lock.get("run", [])) if with_steps else []
     return Layers(
         base=land.base,
         python_layer=land.python_layer,
         system=land.system,
         python=land.python,
-        model_env=env_derivation("model-env", python, land.interpreter, model, interpreter_input),
+        model_env=model_env,
         runtime_env=env_derivation(
             "runtime-env", python, land.interpreter, runtime, interpreter_input
         ),
         code=code,
         weights=weights,
+        steps=tuple(steps),
     )

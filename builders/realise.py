@@ -31,7 +31,9 @@ from builders.progress import PlainReporter, Reporter
 from builders.pyenv import BinaryBuilder, EnvBuilder
 from builders.rootfs import RootfsBuilder
 from builders.rootview import ViewBuilder
+from builders.run_step import RunStepBuilder, nar_sha256
 from builders.sandbox import sandbox_works
+from builders.sdist import SdistBuilder
 from builders.sdk import PyWheelBuilder
 from builders.unpack import UnpackBuilder
 from builders.wheel import WheelBuilder
@@ -60,12 +62,14 @@ def default_builders() -> dict[str, Builder]:
         EnvBuilder(),
         BinaryBuilder(),
         PyWheelBuilder(),
+        SdistBuilder(),
         ViewBuilder(),
         ImageBuilder(),
         LayerBuilder(),
         ImageRootfsBuilder(),
         OciBlobBuilder(),
         OciLayoutBuilder(),
+        RunStepBuilder(),  # with no secrets: `run_step.with_secrets` gives them
     )
     return {b.kind: b for b in builders}
 
@@ -353,6 +357,8 @@ class Realiser:
 
 
 def _file_sha256(path: Path) -> str:
+    if path.is_dir() and not path.is_symlink():  # a tree (a build.run step): its archive's
+        return nar_sha256(path)
     if path.is_symlink() or not path.is_file():
         return "(not a regular file)"
     return file_sha256(path)

@@ -49,7 +49,6 @@ from builders.sandbox import read_result, run_command
 from derivations.apt.pins import DebPin
 from derivations.model import Derivation, DrvInput, SrcInput
 
-MERGED_USR = ("bin", "sbin", "lib", "lib32", "lib64", "libx32")
 USR_LINKS = {"amd64": ("bin", "sbin", "lib", "lib64"), "arm64": ("bin", "sbin", "lib")}
 COG_UID = 1000
 STATUS = "var/lib/dpkg/status"
@@ -80,7 +79,7 @@ def root_layer_derivation(
 
 class RootfsBuilder:
     kind = "rootfs"
-    version = "1"  # bump whenever the bytes of a layer change
+    version = "2"  # bump whenever the bytes of a layer change (2: merged-/usr alternatives)
     runs_foreign_code = True  # ldconfig from the packages themselves
 
     def build(self, ctx: BuildContext) -> None:
@@ -151,11 +150,6 @@ def _read_ahead(debs: list[Path], ctx: BuildContext) -> Iterator[DebContents]:
         finally:
             for future in pending:
                 future.cancel()
-
-
-def _usr_merged(rel: str) -> str:
-    head, _, rest = rel.partition("/")
-    return f"usr/{head}/{rest}".rstrip("/") if head in MERGED_USR else rel
 
 
 def _normalised(rel_from_root: str) -> str:
@@ -249,7 +243,7 @@ def unpack_contents(deb: DebContents, tree: Path, ctx: BuildContext) -> tuple[st
     links: list[tuple[Path, Path]] = []
     with data:
         for member in data:
-            rel = _usr_merged(_normalised(member.name))
+            rel = alternatives.usr_merged(_normalised(member.name))
             if not rel:
                 continue
             path = _inside(tree, tree / rel)
@@ -268,11 +262,13 @@ def unpack_contents(deb: DebContents, tree: Path, ctx: BuildContext) -> tuple[st
                     shutil.copyfileobj(source, f, 1 << 20)
                 os.chmod(path, 0o755 if member.mode & 0o111 else 0o644)
             elif member.issym():
+                if rel.removeprefix("usr/") in alternatives.MERGED_USR:
+                    continue  # trixie's base-files ships /bin -> usr/bin: the layout has it
                 path.parent.mkdir(parents=True, exist_ok=True)
                 _replace(path)
                 os.symlink(relative_target(rel, member.linkname), path)
             elif member.islnk():
-                links.append((path, tree / _usr_merged(_normalised(member.linkname))))
+                links.append((path, tree / alternatives.usr_merged(_normalised(member.linkname))))
             else:
                 ctx.say(f"{deb.name}: skipped {member.name} (not a file, directory or symlink)")
     for path, target in links:

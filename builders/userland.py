@@ -45,8 +45,10 @@ def standalone_python(channel: Channel, python_version: str, arch: str) -> Deriv
     url = platform["url"]
     tarball = fetch_derivation(
         posixpath.basename(urllib.parse.unquote(urllib.parse.urlparse(url).path)),
-        url,
+        channel.standalone.urls(url),
         platform["sha256"],
+        hint="set COG_PYTHON_INSTALL_MIRROR to a mirror of python-build-standalone's releases "
+        f"(file:// works), or use a Python that {channel.name}'s Debian ships",
     )
     return unpack_derivation(f"python-{source.version}", tarball.dep(), subdir="python")
 

@@ -46,6 +46,29 @@ class PythonSource:
 
 
 @dataclass(frozen=True)
+class StandaloneMirrors:
+    """Where python-build-standalone archives are fetched: a pinned `url` starts with `release`
+    (GitHub's release assets); each mirror serves the same files under the rest of that URL."""
+
+    release: str = ""
+    mirrors: tuple[str, ...] = ()
+
+    def urls(self, url: str) -> list[str]:
+        """The places to fetch `url` from, in order: the user's mirrors
+        (`COG_PYTHON_INSTALL_MIRROR`, space-separated, `file://` works), the URL itself, then
+        the channel's mirrors. The sha256 is pinned, so a mirror can only serve the right bytes."""
+        if not self.release or not url.startswith(self.release):
+            return [url]
+        rest = url.removeprefix(self.release)
+        user = os.environ.get("COG_PYTHON_INSTALL_MIRROR", "").split()
+        return [
+            *(f"{m.rstrip('/')}/{rest}" for m in user),
+            url,
+            *(f"{m.rstrip('/')}/{rest}" for m in self.mirrors),
+        ]
+
+
+@dataclass(frozen=True)
 class Channel:
     name: str
     description: str
@@ -56,6 +79,9 @@ class Channel:
     base_packages: tuple[str, ...]
     python: dict[str, PythonSource]
     revision: str  # sha256 of the channel's canonical JSON
+    standalone: StandaloneMirrors = StandaloneMirrors()
+    # Compilers for sdists (gcc, libc6-dev …): a build-only layer, never in an image.
+    toolchain_packages: tuple[str, ...] = ()
 
     def python_source(self, version: str) -> PythonSource:
         try:
@@ -85,8 +111,13 @@ def _search_dirs() -> list[Path]:
     return [*extra, BUILTIN_DIR]
 
 
+def _channel_files(d: Path) -> list[Path]:
+    """The OS channels in `d`; `cuda-*.json` beside them is CUDA data (cuda_channels.cuda)."""
+    return sorted(p for p in d.glob("*.json") if not p.name.startswith("cuda-"))
+
+
 def available() -> list[str]:
-    names = {p.stem for d in _search_dirs() if d.is_dir() for p in d.glob("*.json")}
+    names = {p.stem for d in _search_dirs() if d.is_dir() for p in _channel_files(d)}
     return sorted(names)
 
 
@@ -99,6 +130,18 @@ def load(name: str = DEFAULT_CHANNEL) -> Channel:
         f"there is no channel named {name!r}",
         hint=f"known channels: {', '.join(available())}",
     )
+
+
+def default_for(python_version: str) -> str:
+    """The channel a project without a lock starts on: the default one when its Debian ships
+    that Python, else the first built-in channel whose Debian does (trixie for 3.13), else the
+    default one (with a python-build-standalone interpreter)."""
+    names = [DEFAULT_CHANNEL, *(p.stem for p in _channel_files(BUILTIN_DIR))]
+    for name in names:
+        source = load(name).python.get(python_version)
+        if source is not None and source.source == "debian":
+            return name
+    return DEFAULT_CHANNEL
 
 
 def canonical(data: Any) -> bytes:
@@ -136,6 +179,11 @@ def parse(data: dict[str, Any], where: str) -> Channel:
             base_packages=tuple(data["base_packages"]),
             python=python,
             revision=hashlib.sha256(canonical(data)).hexdigest(),
+            standalone=StandaloneMirrors(
+                release=data.get("python_standalone", {}).get("release", ""),
+                mirrors=tuple(data.get("python_standalone", {}).get("mirrors", ())),
+            ),
+            toolchain_packages=tuple(data.get("toolchain_packages", ())),
         )
     except (KeyError, TypeError, AttributeError) as e:
         raise ChannelError(f"channel file {where} is malformed (missing or bad {e})") from None

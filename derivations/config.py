@@ -25,10 +25,11 @@ from pydantic import (
 )
 
 from derivations.errors import DerivationError
+from derivations.requirements import logical_lines
 
 MIN_PYTHON = (3, 10)
 MIN_PYTHON_FOR_CONCURRENCY = (3, 11)
-DEFAULT_PYTHON = "3.11"
+DEFAULT_PYTHON = "3.13"  # Cog's, for a cog.yaml without a build section
 # Names Cog reserves for its own use in the image (Cog's deny list; `*` is a prefix).
 DENIED_ENV = (
     "PATH",
@@ -84,15 +85,19 @@ class Build(_Strict):
     @field_validator("python_version", mode="before")
     @classmethod
     def _python(cls, value: Any) -> str:
+        """Cog's rules and words (pkg/config/validate.go), worded by `_sentence` as
+        `invalid build.python_version "3.8": …`."""
         if isinstance(value, float):  # YAML reads 3.10 as the number 3.1
             raise ValueError(f'must be a quoted string such as "3.11", not the number {value}')
-        text = str(value).strip()
-        parts = text.split(".")
-        if len(parts) not in (2, 3) or not all(p.isdigit() for p in parts):
-            raise ValueError(f'must look like "3.11" (major.minor), not {text!r}')
+        parts = str(value).strip().split(".", 2)
+        if len(parts) < 2:
+            raise ValueError("must include major and minor version (e.g., '3.11')")
+        for part, which in zip(parts, ("major", "minor"), strict=False):
+            if not part.isdigit():
+                raise ValueError(f"invalid {which} version number")
         if (int(parts[0]), int(parts[1])) < MIN_PYTHON:
-            raise ValueError(f"must be at least {MIN_PYTHON[0]}.{MIN_PYTHON[1]}, not {text}")
-        return f"{parts[0]}.{parts[1]}"
+            raise ValueError(f"minimum supported Python version is {MIN_PYTHON[0]}.{MIN_PYTHON[1]}")
+        return f"{int(parts[0])}.{int(parts[1])}"
 
     @field_validator("run", mode="before")
     @classmethod
@@ -100,6 +105,12 @@ class Build(_Strict):
         if not isinstance(value, list):
             return value
         return [{"command": v} if isinstance(v, str) else v for v in value]
+
+    @property
+    def steps(self) -> tuple[RunItem, ...]:
+        """The commands in the order Cog runs them: `run`, then the deprecated `pre_install`
+        (which Cog appends to them, pkg/dockerfile/standard_generator.go runCommands)."""
+        return (*self.run, *(RunItem(command=c) for c in self.pre_install))
 
     @field_validator("cuda")
     @classmethod
@@ -225,6 +236,17 @@ class CogConfig(_Strict):
         return value
 
     @model_validator(mode="after")
+    def _python_required(self) -> CogConfig:
+        """As Cog: a build section must name its Python (only a file without one gets the
+        default)."""
+        if "build" in self.model_fields_set and "python_version" not in self.build.model_fields_set:
+            raise ValueError(
+                "build.python_version: python_version is required. Add it to the build section "
+                'of your cog.yaml, e.g. `python_version: "3.13"`'
+            )
+        return self
+
+    @model_validator(mode="after")
     def _concurrency(self) -> CogConfig:
         if self.concurrency and self.concurrency.max > 1:
             major, minor = (int(p) for p in self.build.python_version.split("."))
@@ -277,18 +299,71 @@ def _known_keys(model: type[BaseModel], path: tuple[str | int, ...]) -> list[str
     return list(getattr(current, "model_fields", {}))
 
 
+# Fields whose errors Cog words as `invalid FIELD "VALUE": MESSAGE` (scripts match on them).
+_COG_WORDED = {"build.python_version"}
+
+
 def _sentence(error: Any, where: str) -> ConfigError:
     loc = tuple(p for p in error["loc"] if p not in (_WEIGHT_PATH, _WEIGHT_URI))
     path = ".".join(str(p) for p in loc if not str(p).startswith("function-after"))
+    if path in _COG_WORDED and error["type"] == "value_error":
+        message = error["msg"].removeprefix("Value error, ")
+        return ConfigError(
+            f'{where}: invalid {path} "{error["input"]}": {message}', hint=f"fix {where} and retry"
+        )
     if error["type"] == "extra_forbidden":
         close = difflib.get_close_matches(str(loc[-1]), _known_keys(CogConfig, loc[:-1]), n=1)
         hint = f"did you mean {'.'.join([*map(str, loc[:-1]), close[0]])}?" if close else None
         return ConfigError(f"{where}: unknown key {path}", hint=hint or "remove it")
     message = error["msg"].removeprefix("Value error, ")
-    return ConfigError(f"{where}: {path or 'the file'}: {message}", hint=f"fix {where} and retry")
+    where_in = f"{where}: {path}" if path else where  # a whole-file rule names its fields
+    return ConfigError(f"{where_in}: {message}", hint=f"fix {where} and retry")
 
 
-def parse_config(text: str, where: str = "cog.yaml") -> CogConfig:
+def parse_config(text: str, where: str = "cog.yaml", strict: bool = False) -> CogConfig:
+    """cog.yaml's text as a config. Keys Cog does not know are left out, as Cog's YAML
+    decoding drops them (`unknown_keys` says which, for a warning); `strict` refuses them."""
+    data = _mapping(text, where)
+    if not strict:
+        for error in _unknown(data):
+            _drop(data, error["loc"])
+    try:
+        return CogConfig.model_validate(data)
+    except ValidationError as e:
+        raise _sentence(e.errors()[0], where) from None
+
+
+def _unknown(data: dict[str, Any]) -> list[Any]:
+    try:
+        CogConfig.model_validate(data)
+    except ValidationError as e:
+        return [err for err in e.errors() if err["type"] == "extra_forbidden"]
+    return []
+
+
+def _drop(data: Any, loc: tuple[str | int, ...]) -> None:
+    *parents, key = (p for p in loc if not str(p).startswith("function-"))
+    for part in parents:
+        if isinstance(data, dict):
+            data = data.get(part)
+        elif isinstance(data, list) and isinstance(part, int) and part < len(data):
+            data = data[part]
+        else:
+            return
+    if isinstance(data, dict):
+        data.pop(key, None)
+
+
+def unknown_keys(text: str, where: str = "cog.yaml") -> list[str]:
+    """Cog's warnings-to-be for the keys cog.yaml has that Cog ignores, each with the key it
+    most resembles."""
+    found = []
+    for error in _unknown(_mapping(text, where)):
+        found.append(_sentence(error, where))
+    return [f"warning: {e} is ignored" + (f" ({e.hint})" if e.hint else "") for e in found]
+
+
+def _mapping(text: str, where: str) -> dict[str, Any]:
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as e:
@@ -305,10 +380,7 @@ def parse_config(text: str, where: str = "cog.yaml") -> CogConfig:
             f"{where} must be a mapping of keys (build, predict, …)",
             hint="write it as top-level keys, such as `build:` and `predict:`",
         )
-    try:
-        return CogConfig.model_validate(data)
-    except ValidationError as e:
-        raise _sentence(e.errors()[0], where) from None
+    return data
 
 
 def load_config(project: Path) -> CogConfig:
@@ -347,8 +419,9 @@ DEPRECATED = (
 def deprecations(project: Path) -> list[str]:
     """Cog's warnings for the deprecated keys that the project's cog.yaml uses (after
     load_config has accepted it)."""
-    data = yaml.safe_load((project / "cog.yaml").read_text())
-    found = []
+    text = (project / "cog.yaml").read_text()
+    data = yaml.safe_load(text)
+    found = unknown_keys(text)
     for path, replacement in DEPRECATED:
         value: Any = data
         for key in path:
@@ -367,6 +440,5 @@ def requirement_lines(config: CogConfig, project: Path) -> list[str]:
                 f"cog.yaml: build.python_requirements: {config.build.python_requirements} "
                 "does not exist"
             )
-        lines = path.read_text().splitlines()
-        return [s for line in lines if (s := line.split(" #")[0].strip()) and not s.startswith("#")]
+        return logical_lines(path.read_text())
     return list(config.build.python_packages)

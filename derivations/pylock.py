@@ -10,6 +10,11 @@ markers; uv evaluates markers for the target as well.
 
 A previous lock's pins are handed back to uv as preferences, so `cog lock` keeps versions
 that still fit unless asked to upgrade (all, or named packages).
+
+Wheels are preferred: uv first resolves with `--only-binary :all:`, and only when that fails
+resolves again allowing sdists (then uv may build an sdist's metadata, so it runs under
+bubblewrap). A package left with no wheel for the target is pinned as its sdist, with its
+build requirements resolved for the target and pinned as wheels (`derivations.buildreqs`).
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ import sys
 import tempfile
 import urllib.parse
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +34,14 @@ import httpx
 from packaging.tags import Tag, compatible_tags, cpython_tags
 from packaging.utils import canonicalize_name, parse_wheel_filename
 
+from derivations.buildreqs import (
+    backend_requires,
+    build_system,
+    fetch,
+    local_paths,
+    sandboxed,
+    unpack_sdist,
+)
 from derivations.downloads import client
 from derivations.errors import DerivationError
 
@@ -51,27 +64,44 @@ class Wheel:
     url: str
     sha256: str
     size: int
+    build_requires: tuple[Wheel, ...] = ()  # an sdist's build requirements, as wheels
 
     @property
     def filename(self) -> str:
         return urllib.parse.unquote(Path(urllib.parse.urlparse(self.url).path).name)
 
+    @property
+    def is_sdist(self) -> bool:
+        return not self.filename.endswith(".whl")
+
     def to_json(self) -> dict[str, Any]:
-        return {
+        data: dict[str, Any] = {
             "name": self.name,
             "version": self.version,
             "url": self.url,
             "sha256": self.sha256,
             "size": self.size,
         }
+        if self.is_sdist:  # only then: locks of wheels keep their bytes
+            data["build_requires"] = [w.to_json() for w in self.build_requires]
+        return data
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Wheel:
-        return cls(data["name"], data["version"], data["url"], data["sha256"], int(data["size"]))
+        build = tuple(cls.from_json(w) for w in data.get("build_requires", ()))
+        return cls(
+            data["name"], data["version"], data["url"], data["sha256"], int(data["size"]), build
+        )
+
+
+# The newest manylinux tag uv's `--python-platform` names; a newer glibc (trixie's 2.41) still
+# resolves as 2.40, and the wheel's own tags are ranked against the real glibc afterwards.
+_UV_NEWEST_GLIBC = (2, 40)
 
 
 def uv_platform(arch: str, glibc: str) -> str:
-    return f"{_MACHINE[arch]}-manylinux_{glibc.replace('.', '_')}"
+    major, minor = min(tuple(int(p) for p in glibc.split(".")[:2]), _UV_NEWEST_GLIBC)
+    return f"{_MACHINE[arch]}-manylinux_{major}_{minor}"
 
 
 def target_tags(python: str, arch: str, glibc: str) -> list[Tag]:
@@ -127,12 +157,12 @@ def _preferences(previous: Sequence[Wheel], upgrade: Sequence[str] | bool) -> st
         return ""
     lines = ['lock-version = "1.0"', 'created-by = "uv"', ""]
     for w in kept:
+        file = f'{{ url = "{w.url}", size = {w.size}, hashes = {{ sha256 = "{w.sha256}" }} }}'
         lines += [
             "[[packages]]",
             f'name = "{w.name}"',
             f'version = "{w.version}"',
-            f'wheels = [{{ url = "{w.url}", size = {w.size}, '
-            f'hashes = {{ sha256 = "{w.sha256}" }} }}]',
+            f"sdist = {file}" if w.is_sdist else f"wheels = [{file}]",
             "",
         ]
     return "\n".join(lines)
@@ -145,55 +175,128 @@ def resolve(
     glibc: str,
     previous: Sequence[Wheel] = (),
     upgrade: Sequence[str] | bool = False,
+    sdists: bool = True,
 ) -> list[Wheel]:
-    """Pins the closure of `requirements` for the target; sorted by name."""
+    """Pins the closure of `requirements` for the target; sorted by name. With `sdists`, a
+    package that has no wheel for the target is pinned as its sdist (wheels are preferred)."""
     if not any(line and not line.startswith("-") for line in requirements):
         return []
-    uv = shutil.which("uv") or str(Path(sys.executable).parent / "uv")
     with tempfile.TemporaryDirectory(prefix="cog-lock-") as tmp:
-        req = Path(tmp) / "requirements.txt"
-        req.write_text("\n".join(requirements) + "\n")
-        out = Path(tmp) / "pylock.toml"
-        preferences = _preferences(previous, upgrade)
-        if preferences:
-            out.write_text(preferences)
-        argv = [uv, "pip", "compile", str(req), "-o", str(out), "--quiet", "--no-header"]
-        argv += ["--python-platform", uv_platform(arch, glibc), "--python-version", python]
-        argv += ["--only-binary", ":all:"]
-        if isinstance(upgrade, bool) and upgrade:
-            argv.append("--upgrade")
-        for name in upgrade if not isinstance(upgrade, bool) else ():
-            argv += ["--upgrade-package", name]
-        env = {
-            **os.environ,
-            "UV_NO_CONFIG": "1",
-            "UV_CACHE_DIR": os.environ.get("UV_CACHE_DIR", str(Path(tmp) / "cache")),
-        }
+        work = Path(tmp)
         try:
-            proc = subprocess.run(argv, capture_output=True, text=True, env=env, check=False)
-        except OSError as e:
-            raise ResolveError(f"cannot run uv to resolve Python packages: {e}") from None
-        if proc.returncode != 0:
-            detail = " ".join(proc.stderr.split())[-600:]
-            raise ResolveError(
-                f"the Python requirements cannot be resolved for linux/{arch}, Python "
-                f"{python}: {detail}",
-                hint="check the package names and versions in your requirements",
-            )
-        lock = tomllib.loads(out.read_text())
-    ranks = {tag: i for i, tag in enumerate(target_tags(python, arch, glibc))}
-    pins = []
-    with client() as http:
-        for package in lock.get("packages", []):
-            wheel = best_wheel(package["name"], package.get("wheels", []), ranks)
-            size = wheel.get("size") or _size(http, wheel["url"])
-            pins.append(
-                Wheel(
-                    package["name"],
-                    package["version"],
-                    wheel["url"],
-                    wheel["hashes"]["sha256"],
-                    size,
-                )
-            )
+            lock = _compile(requirements, python, arch, glibc, previous, upgrade, work, True)
+        except ResolveError:
+            if not sdists:
+                raise
+            lock = _compile(requirements, python, arch, glibc, previous, upgrade, work, False)
+        ranks = {tag: i for i, tag in enumerate(target_tags(python, arch, glibc))}
+        index_options = [line for line in requirements if line.startswith("-")]
+        pins = []
+        with client() as http:
+            for package in map(_archive_as_file, lock.get("packages", [])):
+                name, version = package["name"], package["version"]
+                try:
+                    wheel = best_wheel(name, package.get("wheels", []), ranks)
+                except ResolveError:
+                    if not sdists or "sdist" not in package:
+                        raise
+                    sdist = package["sdist"]
+                    pin = Wheel(
+                        name,
+                        version,
+                        sdist["url"],
+                        sdist["hashes"]["sha256"],
+                        sdist.get("size") or _size(http, sdist["url"]),
+                    )
+                    needs = _build_requires(pin, index_options, python, arch, glibc, work)
+                    pins.append(replace(pin, build_requires=tuple(needs)))
+                    continue
+                size = wheel.get("size") or _size(http, wheel["url"])
+                pins.append(Wheel(name, version, wheel["url"], wheel["hashes"]["sha256"], size))
     return sorted(pins, key=lambda w: canonicalize_name(w.name))
+
+
+def _archive_as_file(package: dict[str, Any]) -> dict[str, Any]:
+    """A package the requirements name as a file (`./wheels/x.whl`, a direct URL), which uv's
+    lock lists as its `archive`, in the shape of an index's wheel or sdist."""
+    archive = package.get("archive")
+    if not archive or package.get("wheels") or package.get("sdist"):
+        return package
+    url = archive.get("url") or Path(archive["path"]).resolve().as_uri()
+    entry = {"url": url, "hashes": archive["hashes"], "size": archive.get("size")}
+    kind = "wheels" if urllib.parse.urlparse(url).path.endswith(".whl") else "sdist"
+    return {**package, kind: [entry] if kind == "wheels" else entry}
+
+
+def _compile(
+    requirements: Sequence[str],
+    python: str,
+    arch: str,
+    glibc: str,
+    previous: Sequence[Wheel],
+    upgrade: Sequence[str] | bool,
+    tmp: Path,
+    binary_only: bool,
+) -> dict[str, Any]:
+    """uv's PEP 751 lock of `requirements`. Allowing sdists lets uv build their metadata
+    (their setup.py runs), so then uv runs sandboxed, with the network for the index only."""
+    uv = shutil.which("uv") or str(Path(sys.executable).parent / "uv")
+    req = tmp / "requirements.txt"
+    req.write_text("\n".join(requirements) + "\n")
+    out = tmp / "pylock.toml"
+    out.unlink(missing_ok=True)
+    preferences = _preferences(previous, upgrade)
+    if preferences:
+        out.write_text(preferences)
+    argv = [uv, "pip", "compile", str(req), "-o", str(out), "--quiet", "--no-header"]
+    argv += ["--python-platform", uv_platform(arch, glibc), "--python-version", python]
+    if binary_only:
+        argv += ["--only-binary", ":all:"]
+    if isinstance(upgrade, bool) and upgrade:
+        argv.append("--upgrade")
+    for name in upgrade if not isinstance(upgrade, bool) else ():
+        argv += ["--upgrade-package", name]
+    cache = Path(os.environ.get("UV_CACHE_DIR", str(tmp / "cache")))
+    env = {**os.environ, "UV_NO_CONFIG": "1", "UV_CACHE_DIR": str(cache)}
+    if not binary_only:
+        cache.mkdir(parents=True, exist_ok=True)
+        argv = sandboxed(argv, [tmp, cache], True, readable=local_paths(requirements))
+    try:
+        proc = subprocess.run(argv, capture_output=True, text=True, env=env, check=False)
+    except OSError as e:
+        raise ResolveError(f"cannot run uv to resolve Python packages: {e}") from None
+    if proc.returncode != 0:
+        detail = " ".join(proc.stderr.split())[-600:]
+        raise ResolveError(
+            f"the Python requirements cannot be resolved for linux/{arch}, Python "
+            f"{python}: {detail}",
+            hint="check the package names and versions in your requirements",
+        )
+    return tomllib.loads(out.read_text())
+
+
+def _build_requires(
+    sdist: Wheel, index_options: list[str], python: str, arch: str, glibc: str, tmp: Path
+) -> list[Wheel]:
+    """The sdist's build requirements, pinned as wheels for the target: `[build-system]
+    requires`, then whatever the backend's get_requires_for_build_wheel adds (run sandboxed)."""
+    work = tmp / f"sdist-{canonicalize_name(sdist.name)}"
+    work.mkdir()
+    archive = fetch(sdist.url, sdist.sha256, work / sdist.filename)
+    src = unpack_sdist(archive, work / "src")
+    system = build_system(src)
+
+    def pinned(requires: Sequence[str]) -> list[Wheel]:
+        try:
+            return resolve([*index_options, *requires], python, arch, glibc, sdists=False)
+        except ResolveError as e:
+            raise ResolveError(
+                f"the build requirements of {sdist.name} {sdist.version} "
+                f"({', '.join(requires)}) cannot be had as wheels: {e}",
+                hint="build requirements are installed from wheels; sdists are not built for them",
+            ) from None
+
+    found = pinned(system.requires)
+    files = [fetch(w.url, w.sha256, work / w.filename) for w in found]
+    more = backend_requires(sdist.name, src, system, files)
+    return pinned([*system.requires, *more]) if more else found

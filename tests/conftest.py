@@ -189,10 +189,13 @@ def offline(debian_mirror: str, tmp_path_factory: pytest.TempPathFactory) -> dic
     if not (TEST_CACHE / "wheels").is_dir():
         pytest.fail(f"no wheel cache at {TEST_CACHE / 'wheels'}; run `make test-fixtures`")
     channels = tmp_path_factory.mktemp("channels")
-    data = json.loads((BUILTIN_DIR / "debian-bookworm.json").read_text())
-    for archive in data["archives"]:
-        archive["mirror"] = f"{debian_mirror}/{archive['name']}"
-    (channels / "debian-bookworm.json").write_text(json.dumps(data))
+    for builtin in sorted(BUILTIN_DIR.glob("*.json")):
+        if builtin.name.startswith("cuda-"):  # CUDA data, which names no archives
+            continue
+        data = json.loads(builtin.read_text())
+        for archive in data["archives"]:
+            archive["mirror"] = f"{debian_mirror}/{archive['name']}"
+        (channels / builtin.name).write_text(json.dumps(data))
     return dict(os.environ) | {
         "COG_CHANNEL_PATH": str(channels),
         "PYTHONPATH": str(REPO),

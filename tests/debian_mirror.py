@@ -27,7 +27,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from cuda_channels.channel import Channel, load
-from derivations.apt import RootPins, resolve_root
+from derivations.apt import RootPins, resolve_root, resolve_toolchain
 from derivations.apt.release import parse_release, verify_clearsigned
 from derivations.downloads import client, get
 from store.hashing import file_sha256
@@ -35,6 +35,13 @@ from store.hashing import file_sha256
 ARCH = "amd64"
 PYTHON = "3.11"
 SYSTEM_PACKAGES = ("ffmpeg", "libgl1", "jq")  # jq: examples/system-deps
+# Each channel the tests build on, with the Python and system packages they use on it, and
+# whether they build sdists there (its toolchain). The channels share the archives' pool, so
+# one mirror root serves them all.
+TARGETS = (
+    ("debian-bookworm", PYTHON, SYSTEM_PACKAGES, True),
+    ("debian-trixie", "3.13", (), False),
+)
 
 
 def _fetch_once(url: str, dest: Path, sha256: str | None = None) -> Path:
@@ -77,8 +84,16 @@ def serve(root: Path) -> Iterator[str]:
         server.server_close()
 
 
-def prepare(root: Path) -> RootPins:
-    channel = load()
+def prepare(root: Path) -> list[RootPins]:
+    return [
+        _prepare(root, load(name), python, packages, toolchain)
+        for name, python, packages, toolchain in TARGETS
+    ]
+
+
+def _prepare(
+    root: Path, channel: Channel, python: str, packages: tuple[str, ...], toolchain: bool
+) -> RootPins:
     for archive in channel.archives:
         for suite in archive.suites:
             dists = f"{archive.name}/dists/{suite}"
@@ -98,17 +113,18 @@ def prepare(root: Path) -> RootPins:
                     url = f"{archive.mirror}/dists/{suite}/{where}"
                     _fetch_once(url, root / dists / index, sha256)
     with serve(root) as url:
-        pins = resolve_root(mirrored(channel, url), ARCH, PYTHON, SYSTEM_PACKAGES)
-    for pin in (*pins.base, *pins.python, *pins.system):
+        pins = resolve_root(mirrored(channel, url), ARCH, python, packages)
+        tools = resolve_toolchain(mirrored(channel, url), ARCH, python) if toolchain else []
+    for pin in (*pins.base, *pins.python, *pins.system, *tools):
         local = urllib.parse.urlparse(pin.urls[0]).path.lstrip("/")
-        archive = local.split("/")[0]
-        upstream = next(a.mirror for a in channel.archives if a.name == archive)
+        archive_name = local.split("/")[0]
+        upstream = next(a.mirror for a in channel.archives if a.name == archive_name)
         _fetch_once(f"{upstream}/{local.split('/', 1)[1]}", root / local, pin.sha256)
     return pins
 
 
 if __name__ == "__main__":
     target = Path(sys.argv[1])
-    found = prepare(target)
-    more = len(found.python) + len(found.system)
-    print(f"debian mirror at {target}: {len(found.base)} base and {more} more .debs")
+    for (name, *_), found in zip(TARGETS, prepare(target), strict=True):
+        more = len(found.python) + len(found.system)
+        print(f"debian mirror at {target}: {name}: {len(found.base)} base and {more} more .debs")

@@ -7,6 +7,7 @@ import io
 import json
 import subprocess
 import tarfile
+import urllib.parse
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -16,7 +17,15 @@ import pytest
 from builders.realise import Realiser
 from builders.rootview import merge_view
 from builders.userland import standalone_python, userland
-from cuda_channels.channel import BUILTIN_DIR, Channel, ChannelError, PythonSource, load
+from cuda_channels.channel import (
+    BUILTIN_DIR,
+    Channel,
+    ChannelError,
+    PythonSource,
+    StandaloneMirrors,
+    default_for,
+    load,
+)
 from derivations.apt import python_packages, resolve_root
 from derivations.hashing import output_path
 from store.errors import HashMismatch
@@ -145,3 +154,74 @@ async def test_standalone_python_hash_is_verified(
     with pytest.raises(HashMismatch, match=wrong):
         await Realiser(store).realise([standalone_python(channel, "3.12", ARCH)])
     assert not store.is_valid(output_path(standalone_python(channel, "3.12", ARCH)))
+
+
+def test_trixie_and_the_channel_each_python_starts_on() -> None:
+    trixie = load("debian-trixie")
+    assert trixie.glibc == "2.41" and trixie.python_source("3.13").source == "debian"
+    assert "libssl3t64" in trixie.base_packages  # trixie's 64-bit time_t names
+    for version in ("3.10", "3.11", "3.12"):
+        assert trixie.python_source(version).source == "python-build-standalone"
+    assert sorted(load().python) == ["3.10", "3.11", "3.12", "3.13"]
+    # A project without a lock starts where Debian ships its Python, else on the default.
+    assert [default_for(v) for v in ("3.10", "3.11", "3.12", "3.13")] == [
+        "debian-bookworm",
+        "debian-bookworm",
+        "debian-bookworm",
+        "debian-trixie",
+    ]
+
+
+def test_standalone_urls_user_mirror_then_release_then_channel_mirrors(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    url = load().python_source("3.12").platforms["amd64"]["url"]
+    asset = url.removeprefix(load().standalone.release)
+    assert asset.startswith("20260814/cpython-3.12.14%2B20260814-x86_64")
+    monkeypatch.delenv("COG_PYTHON_INSTALL_MIRROR", raising=False)
+    assert load().standalone.urls(url) == [
+        url,
+        f"https://releases.astral.sh/github/python-build-standalone/releases/download/{asset}",
+    ]
+    monkeypatch.setenv("COG_PYTHON_INSTALL_MIRROR", "file:///srv/pbs/ https://corp.example/pbs")
+    assert load().standalone.urls(url)[:3] == [
+        f"file:///srv/pbs/{asset}",
+        f"https://corp.example/pbs/{asset}",
+        url,
+    ]
+    assert load().standalone.urls("https://elsewhere.example/python.tar.gz") == [
+        "https://elsewhere.example/python.tar.gz"  # not a release asset: no mirror serves it
+    ]
+
+
+async def test_standalone_python_from_the_mirrors_in_order(
+    tmp_path: Path, http_server: LoopbackServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The small archive of standalone_tarball() stands for a real release asset: GitHub and
+    releases.astral.sh are not reachable from the machines this suite runs on."""
+    data = standalone_tarball()
+    asset = (
+        "20240909/cpython-3.12.6%2B20240909-x86_64-unknown-linux-gnu-install_only_stripped.tar.gz"
+    )
+    dead_release = "http://127.0.0.1:9/releases/download/"  # nothing listens on port 9
+    http_server.files[f"astral/{asset}"] = data
+    channel = replace(
+        channel_with_standalone(dead_release + asset, hashlib.sha256(data).hexdigest()),
+        standalone=StandaloneMirrors(dead_release, (http_server.url("astral/"),)),
+    )
+    # The user's file:// mirror comes first: the channel's mirror is never asked.
+    user = tmp_path / "pbs" / urllib.parse.unquote(asset)  # a mirror's files: `+`, not `%2B`
+    user.parent.mkdir(parents=True)
+    user.write_bytes(data)
+    monkeypatch.setenv("COG_PYTHON_INSTALL_MIRROR", (tmp_path / "pbs").as_uri())
+    first, second = Store(tmp_path / "a"), Store(tmp_path / "b")
+    [python] = await Realiser(first).realise([standalone_python(channel, "3.12", ARCH)])
+    assert (first.real_path(python["out"]) / "lib/python3.12/os.py").is_file()
+    assert http_server.hits[f"astral/{asset}"] == 0
+    # Without it: the release URL fails (connection refused), the channel's mirror serves.
+    monkeypatch.delenv("COG_PYTHON_INSTALL_MIRROR")
+    [again] = await Realiser(second).realise([standalone_python(channel, "3.12", ARCH)])
+    assert again["out"] == python["out"]  # the path depends on the bytes, not the mirror
+    assert http_server.hits[f"astral/{asset}"] == 1
+    first.close()
+    second.close()

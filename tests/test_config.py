@@ -6,7 +6,13 @@ from pathlib import Path
 
 import pytest
 
-from derivations.config import ConfigError, load_config, parse_config, requirement_lines
+from derivations.config import (
+    ConfigError,
+    load_config,
+    parse_config,
+    requirement_lines,
+    unknown_keys,
+)
 
 FULL = """
 build:
@@ -47,7 +53,7 @@ def test_the_whole_schema_parses() -> None:
     assert config.concurrency is not None and config.concurrency.max == 4
     assert config.env == {"HF_HOME": "/src/cache", "GREETING": "a=b"}
     assert config.weights[0].target == "/src/weights/model.bin"
-    assert parse_config("").build.python_version == "3.11"  # the defaults
+    assert parse_config("").build.python_version == "3.13"  # Cog's default, with no build
 
 
 @pytest.mark.parametrize(
@@ -59,9 +65,16 @@ def test_the_whole_schema_parses() -> None:
             "build.python_version",
         ),
         ("predicts: predict.py:P\n", "unknown key predicts", "predict"),
-        ("build:\n  python_version: 3.10\n", "build.python_version: must be a quoted string", None),
-        ("build:\n  python_version: '3.8'\n", "build.python_version: must be at least 3.10", None),
-        ("build:\n  python_version: 'three'\n", 'must look like "3.11"', None),
+        ("build:\n  python_version: 3.10\n", "must be a quoted string", None),
+        (
+            "build:\n  python_version: '3.8'\n",
+            'invalid build.python_version "3.8": minimum supported Python version is 3.10',
+            None,
+        ),
+        ("build:\n  python_version: 'three'\n", "must include major and minor version", None),
+        ("build:\n  python_version: 'x.1'\n", "invalid major version number", None),
+        ("build:\n  python_version: '3.y'\n", "invalid minor version number", None),
+        ("build:\n  gpu: false\n", "build.python_version: python_version is required", None),
         ("environment: [PATH=/x]\n", "environment: PATH is reserved by Cog", None),
         ("environment: [CUDA_HOME=/x]\n", "environment: CUDA_HOME is reserved", None),
         ("environment: [A=1, A=2]\n", "A is set twice", None),
@@ -89,7 +102,7 @@ def test_the_whole_schema_parses() -> None:
 )
 def test_errors_name_the_field_and_the_problem(text: str, message: str, hint: str | None) -> None:
     with pytest.raises(ConfigError) as e:
-        parse_config(text)
+        parse_config(text, strict=True)  # as `cog doctor` reads it; builds ignore unknown keys
     assert message in str(e.value)
     assert str(e.value).startswith("cog.yaml")
     if hint:
@@ -99,7 +112,9 @@ def test_errors_name_the_field_and_the_problem(text: str, message: str, hint: st
 def test_requirements_and_missing_files(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"no cog\.yaml"):
         load_config(tmp_path)
-    (tmp_path / "cog.yaml").write_text("build:\n  python_requirements: req.txt\n")
+    (tmp_path / "cog.yaml").write_text(
+        "build:\n  python_version: '3.11'\n  python_requirements: req.txt\n"
+    )
     config = load_config(tmp_path)
     with pytest.raises(ConfigError, match=r"req\.txt does not exist"):
         requirement_lines(config, tmp_path)
@@ -136,3 +151,17 @@ def test_deprecated_keys_are_warned_as_cog_words_it(tmp_path: Path) -> None:
     ]
     (tmp_path / "cog.yaml").write_text('build:\n  python_version: "3.11"\nrun: r.py:R\n')
     assert deprecations(tmp_path) == []
+
+
+def test_unknown_keys_are_ignored_with_a_warning_as_cog_ignores_them() -> None:
+    """Cog decodes cog.yaml into its structs, dropping keys it does not know (cog-examples'
+    hello-context has `build.fast: false`); a build goes on, and says so."""
+    text = 'build:\n  python_version: "3.12"\n  fast: false\n  gpuu: true\nrun: "p.py:run"\n'
+    config = parse_config(text)
+    assert config.build.python_version == "3.12" and config.build.gpu is False
+    assert unknown_keys(text) == [
+        "warning: cog.yaml: unknown key build.fast is ignored (remove it)",
+        "warning: cog.yaml: unknown key build.gpuu is ignored (did you mean build.gpu?)",
+    ]
+    with pytest.raises(ConfigError, match=r"unknown key build\.fast"):
+        parse_config(text, strict=True)

@@ -159,10 +159,10 @@ def test_a_missing_return_annotation_is_a_warning(tmp_path: Path) -> None:
 
 
 def test_a_python_version_the_channel_lacks_is_an_error(tmp_path: Path) -> None:
-    root = make_project(tmp_path, RUN_CONFIG.replace("3.11", "3.10"), run_py=CLEAN_RUNNER)
+    root = make_project(tmp_path, RUN_CONFIG.replace("3.11", "3.14"), run_py=CLEAN_RUNNER)
     result = doctor(root)
     assert result.returncode == 1
-    assert "has no Python 3.10 (it has 3.11, 3.12)" in result.stderr
+    assert "has no Python 3.14 (it has 3.10, 3.11, 3.12, 3.13)" in result.stderr
 
 
 DEPRECATED_IMPORT = """\

@@ -156,15 +156,16 @@ def test_unbuildable_features_are_refused_not_ignored(
     offline: dict[str, str], tmp_path: Path
 ) -> None:
     root = project("hello-world", tmp_path)
+    # build.run and gpu: true are built (tests/test_run_steps.py, tests/test_gpu.py); a cuda:
+    # that torch's wheels cannot use is refused before anything is resolved or fetched.
     (root / "cog.yaml").write_text(
-        'build:\n  python_version: "3.11"\n  run:\n    - echo hi\npredict: predict.py:Predictor\n'
+        'build:\n  python_version: "3.11"\n  gpu: true\n  cuda: "11.7"\n'
+        '  python_packages: ["torch==2.5.1"]\npredict: predict.py:Predictor\n'
     )
     result = cog(root, offline, "build")
-    assert (
-        result.returncode == 1
-        and "build.run and build.pre_install cannot be built yet" in result.stderr
-    )
-    assert "locking" not in result.stderr  # refused before anything is resolved or fetched
+    assert result.returncode == 1, result.stderr
+    assert "cog.yaml asks for CUDA 11.7, but torch==2.5.1 is built for CUDA" in result.stderr
+    assert "resolv" not in result.stderr and not (root / "cog.lock").exists()
 
 
 def test_cog_serve_runs_the_built_project(offline: dict[str, str], tmp_path: Path) -> None:

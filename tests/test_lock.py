@@ -121,7 +121,9 @@ def test_cog_lock_pins_everything_deterministically(project: tuple[Path, dict[st
     assert {"libc6", "ca-certificates"} <= {p["name"] for p in lock["system"]["base"]}
     assert "python3.11" in {p["name"] for p in lock["system"]["python"]}
     model = {p["name"]: p for p in lock["python_packages"]}
-    assert set(model) == {"numpy", "pillow"} and model["numpy"]["version"] == "2.1.3"
+    # The project's packages, and what Cog's SDK brings into a model's environment.
+    sdk = {"requests", "pyyaml", "structlog", "typing-extensions", "urllib3"}
+    assert {"numpy", "pillow"} | sdk <= set(model) and model["numpy"]["version"] == "2.1.3"
     assert model["pillow"]["url"].endswith("x86_64.whl") and len(model["pillow"]["sha256"]) == 64
     runtime = {p["name"] for p in lock["runtime_packages"]}
     assert {"trio", "h11", "pydantic", "httpx"} <= runtime

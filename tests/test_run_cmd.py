@@ -285,3 +285,42 @@ def test_a_predictor_in_a_subdirectory_imports_from_the_root(
     refused = cog(root, offline, "build")
     assert refused.returncode == 1 and "there is no run: (or predict:)" in refused.stderr
     assert "building " not in refused.stderr
+
+
+WRITER = """
+import os
+from pathlib import Path
+
+from cog import BasePredictor
+
+PLACES = ("~/.cache/torch/hub", "/tmp/scratch", "/var/tmp/scratch", "/home/model", "/src/out")
+
+
+class Predictor(BasePredictor):
+    def setup(self) -> None:
+        for place in PLACES:  # as a model caches what it downloads at setup
+            folder = Path(os.path.expanduser(place))
+            folder.mkdir(parents=True, exist_ok=True)
+            (folder / "written").write_text(place)
+
+    def predict(self) -> str:
+        read = [Path(os.path.expanduser(p), "written").read_text() for p in PLACES]
+        return " ".join(read) + f" {os.environ['HOME']}"
+"""
+
+
+def test_a_model_writes_where_a_container_lets_it(offline: dict[str, str], tmp_path: Path) -> None:
+    """$HOME and its cache, the temporary folders, /home and /src take a model's files, in a
+    native run of the project and of its image."""
+    root = project("hello-world", tmp_path)
+    (root / "predict.py").write_text(WRITER)
+    expected = "~/.cache/torch/hub /tmp/scratch /var/tmp/scratch /home/model /src/out /root"
+    native = cog(root, offline, "run")
+    assert native.returncode == 0, native.stderr[-2000:]
+    assert native.stdout.strip() == expected
+    assert not (root / "out").exists()  # the built code's /src, not the project directory
+    built = cog(root, offline, "build", "-t", "writer", "--no-docker-load")
+    assert built.returncode == 0, built.stderr[-2000:]
+    image = cog(tmp_path, offline, "run", "writer")
+    assert image.returncode == 0, image.stderr[-2000:]
+    assert image.stdout.strip() == expected

@@ -148,7 +148,7 @@ def test_init_makes_a_project_that_describes_itself(tmp_path: FsPath) -> None:
     )
     assert (tmp_path / "requirements.txt").read_text() == "numpy==2.1.3\n"
     config = load_config(tmp_path)
-    assert config.predict == "run.py:Runner" and config.build.python_version == "3.11"
+    assert config.predict == "run.py:Runner" and config.build.python_version == "3.13"  # Cog's
     sys.path.insert(0, str(tmp_path))
     try:
         runner = load("run.py:Runner", tmp_path)

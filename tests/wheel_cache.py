@@ -25,11 +25,26 @@ from pathlib import Path
 import httpx
 
 from derivations.downloads import client
-from derivations.lock import RUNTIME_REQUIREMENTS
+from derivations.lock import RUNTIME_REQUIREMENTS, SDK_REQUIREMENTS
 from derivations.pylock import resolve
 from store.hashing import file_sha256
 
-PACKAGES = [*RUNTIME_REQUIREMENTS, "numpy==2.1.3", "pillow==11.0.0", "tqdm==4.67.1"]
+# fire and crcmod publish only sdists (pure Python; a C extension): they and their build
+# requirements (setuptools, wheel …) are pinned here too, for tests/test_sdist.py.
+PACKAGES = [
+    *RUNTIME_REQUIREMENTS,
+    *SDK_REQUIREMENTS,
+    "numpy==2.1.3",
+    "pillow==11.0.0",
+    "tqdm==4.67.1",
+    "fire==0.5.0",
+    "crcmod==1.7",
+    # two small NVIDIA CUDA 12 wheels, which share the `nvidia` namespace (tests/test_gpu.py)
+    "nvidia-cuda-runtime-cu12==12.4.127",
+    "nvidia-nvtx-cu12==12.4.127",
+]
+# Python 3.13 on trixie (tests/test_python_versions.py): the runtime and the SDK's packages.
+RUNTIME_TARGETS = (("3.13", "2.41"),)
 PIN_FILE = Path(__file__).parent / "fixtures" / "wheels.json"
 PLATFORM = {"python": "3.11", "arch": "amd64", "glibc": "2.36"}
 UPDATE = "python -m tests.wheel_cache --update"
@@ -62,8 +77,12 @@ def load_pins(pin_file: Path = PIN_FILE) -> list[Pin]:
 def update(pin_file: Path = PIN_FILE) -> int:
     """Re-resolves PACKAGES against today's PyPI and rewrites the pin file."""
     found = resolve(PACKAGES, PLATFORM["python"], PLATFORM["arch"], PLATFORM["glibc"])
+    for python, glibc in RUNTIME_TARGETS:  # the runtime's compiled wheels for other Pythons
+        found += resolve([*RUNTIME_REQUIREMENTS, *SDK_REQUIREMENTS], python, "amd64", glibc)
+    files = {w.filename: w for pin in found for w in (pin, *pin.build_requires)}
     wheels = [
-        {"filename": w.filename, "url": w.url, "sha256": w.sha256, "size": w.size} for w in found
+        {"filename": w.filename, "url": w.url, "sha256": w.sha256, "size": w.size}
+        for w in sorted(files.values(), key=lambda w: w.filename)
     ]
     data = {"requirements": PACKAGES, "platform": PLATFORM, "wheels": wheels}
     pin_file.write_text(json.dumps(data, indent=2) + "\n")

@@ -9,19 +9,27 @@ import os
 import shutil
 import sys
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from builders.image import MAX_LAYERS, image_derivation
+from builders.image import MAX_LAYERS, image_derivation, nvidia_env
 from builders.progress import default_reporter
 from builders.project import Layers, check_buildable, layers
 from builders.realise import realise
+from builders.run_step import (
+    check_secrets,
+    parse_secrets,
+    pin_steps,
+    secrets_to_build,
+    with_secrets,
+)
 from cog.cli import docker_engine
 from cog.cli.compat import add_compat_flags
 from cog.cli.errors import UsageError
 from cog.cli.images import local_name
 from cog.cli.project import project_dir
-from cuda_channels.channel import DEFAULT_CHANNEL, Channel, load
+from cuda_channels.channel import Channel, load
 from derivations import lock as locking
 from derivations.config import CogConfig, deprecations, load_config
 from derivations.model import Derivation
@@ -74,16 +82,22 @@ def add_image_flags(p: argparse.ArgumentParser) -> None:
 
 
 def locked_inputs(
-    project: Path, arch: str, locked: bool, frozen: bool
+    project: Path,
+    arch: str,
+    locked: bool,
+    frozen: bool,
+    store: Store | None = None,
+    secrets: Mapping[str, Path] | None = None,
+    jobs: int | None = None,
 ) -> tuple[CogConfig, dict[str, Any], Channel]:
-    """The config and a lock to build from, relocking when allowed and needed."""
+    """The config and a lock to build from, relocking when allowed and needed (build.run
+    steps are pinned in `store`, with `secrets`)."""
     config = load_config(project)
     for warning in deprecations(project):
         print(warning, file=sys.stderr)
     check_buildable(config)
     lock = locking.read(project)
-    name = (lock or {}).get("inputs", {}).get("channel", {}).get("name") or DEFAULT_CHANNEL
-    channel = load(name)
+    channel = load(locking.channel_name(config, lock))
     if lock is None:
         if locked or frozen:
             raise UsageError("there is no cog.lock", hint="run `cog lock` first")
@@ -97,9 +111,35 @@ def locked_inputs(
         if locked:
             raise UsageError("cog.lock is stale: " + "; ".join(drift), hint="run `cog lock`")
         print("cog.lock is stale (" + "; ".join(drift) + "): locking", file=sys.stderr)
+    previous = lock
     lock = locking.create(config, project, channel, arch, lock)
+    lock = pin_run_steps(store or Store(), project, config, lock, channel, previous, secrets, jobs)
     locking.write(project, lock)
     return config, lock, channel
+
+
+def pin_run_steps(
+    store: Store,
+    project: Path,
+    config: CogConfig,
+    lock: dict[str, Any],
+    channel: Channel,
+    previous: dict[str, Any] | None,
+    secrets: Mapping[str, Path] | None,
+    jobs: int | None = None,
+    upgrade: bool = False,
+) -> dict[str, Any]:
+    """`lock` with its build.run steps pinned: building them is how cog learns which need
+    the network (builders.run_step.pin_steps)."""
+    if not config.build.steps:
+        return lock
+    base = layers(store, project, config, lock, channel, with_steps=False)
+    old = (previous or {}).get("run", [])
+    options = {"jobs": jobs, "reporter": default_reporter()}
+    pins = pin_steps(
+        store, base.roots, base.model_env, config, old, secrets or {}, upgrade, **options
+    )
+    return lock | {"run": pins}
 
 
 def image_of(
@@ -111,11 +151,12 @@ def image_of(
     max_layers: int = MAX_LAYERS,
     compression: str = "gzip",
 ) -> Derivation:
+    recorded = config.model_dump(mode="json", exclude_defaults=True)
+    if "cuda" in lock:  # as Cog's label: the config completed with the CUDA chosen for it
+        recorded["build"] |= {"cuda": lock["cuda"]["version"], "cudnn": lock["cuda"]["cudnn"]}
     labels = {
         "run.cog.version": cog_version(),
-        "run.cog.config": json.dumps(
-            config.model_dump(mode="json", exclude_defaults=True), sort_keys=True
-        ),
+        "run.cog.config": json.dumps(recorded, sort_keys=True),
         "run.cog.pip_freeze": "".join(
             f"{p['name']}=={p['version']}\n" for p in lock["python_packages"]
         ),
@@ -129,6 +170,8 @@ def image_of(
     if config.train:
         env["COG_TRAIN_TYPE_STUB"] = config.train
     arch = lock["platform"]["arch"]
+    if config.build.gpu:
+        env |= nvidia_env(store, built, config.build.python_version, arch)
     return image_derivation(
         store, "image", built, labels, env, arch, config.predict, max_layers, compression
     )
@@ -139,9 +182,19 @@ def build(
 ) -> tuple[CogConfig, dict[str, Any], Layers]:
     """Realises every layer; returns the config and lock it built from, and the layers."""
     check_project_state(project)
-    config, lock, channel = locked_inputs(project, args.arch, args.locked, args.frozen)
+    secrets = parse_secrets(getattr(args, "secret", None) or [], Path.cwd())
+    config, lock, channel = locked_inputs(
+        project, args.arch, args.locked, args.frozen, store, secrets, args.jobs
+    )
     result = layers(store, project, config, lock, channel)
-    realise(store, result.derivations, jobs=args.jobs, reporter=default_reporter())
+    check_secrets(secrets_to_build(store, result.steps), secrets)
+    realise(
+        store,
+        result.derivations,
+        jobs=args.jobs,
+        reporter=default_reporter(),
+        builders=with_secrets(secrets),
+    )
     roots = project / ".cog" / "roots"
     roots.mkdir(parents=True, exist_ok=True)
     for name, path in result.paths().items():

@@ -36,9 +36,21 @@ _FLAGS: dict[str, tuple[dict[str, object], str]] = {
 
 
 def add_compat_flags(p: argparse.ArgumentParser) -> None:
+    # Every command that may build takes these flags, so `--secret` (a real one) rides along.
+    add_secret_flag(p)
     group = p.add_argument_group("Cog's Dockerfile-generator flags (accepted, see the note)")
     for flag, (options, _) in _FLAGS.items():
         group.add_argument(flag, dest=_dest(flag), help=argparse.SUPPRESS, **options)  # type: ignore[arg-type]
+
+
+def add_secret_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--secret",
+        action="append",
+        default=[],
+        metavar="id=NAME,src=FILE",
+        help="a secret for build.run steps that mount it (never stored in a layer or the lock)",
+    )
 
 
 def explain_compat_flags(args: argparse.Namespace) -> None:

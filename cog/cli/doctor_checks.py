@@ -92,7 +92,7 @@ class Context:
             ctx.parse_error = f"{getattr(e, 'problem', None) or e}{at}"
             return ctx
         try:
-            ctx.config = parse_config(text, config_name)
+            ctx.config = parse_config(text, config_name, strict=True)
         except ConfigError as e:
             ctx.config_error = str(e).removeprefix(f"{config_name}: ")
             if e.hint and e.hint.startswith("did you mean"):
@@ -759,17 +759,16 @@ class PythonVersion(Check):
     description = "Python version"
 
     def check(self, ctx: Context) -> list[Finding]:
-        from cuda_channels.channel import DEFAULT_CHANNEL, load
+        from cuda_channels.channel import load
+        from derivations.lock import channel_name
 
         if ctx.config is None:
             return []
-        name = DEFAULT_CHANNEL
         try:
             lock = json.loads((ctx.project / "cog.lock").read_text())
-            name = lock["inputs"]["channel"]["name"] or DEFAULT_CHANNEL
-        except (OSError, ValueError, KeyError, TypeError):
-            pass
-        channel = load(name)
+        except (OSError, ValueError):
+            lock = None
+        channel = load(channel_name(ctx.config, lock if isinstance(lock, dict) else None))
         version = ctx.config.build.python_version
         if version in channel.python:
             return []

@@ -16,7 +16,7 @@ COG_YAML = """\
 
 build:
   # The Python version (3.10 to 3.13).
-  python_version: "3.11"
+  python_version: "3.13"
 
   # Python packages, pinned, one per line (as pip reads them).
   python_requirements: requirements.txt

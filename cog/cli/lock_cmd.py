@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import Any
 
+from builders.run_step import parse_secrets
+from cog.cli.build_cmd import pin_run_steps
+from cog.cli.compat import add_secret_flag
 from cog.cli.errors import UsageError
 from cog.cli.project import project_dir
-from cuda_channels.channel import DEFAULT_CHANNEL, load
+from cuda_channels.channel import load
 from derivations import lock
 from derivations.config import load_config
 from store.local import Store
@@ -26,8 +30,11 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     )
     p.add_argument("--arch", choices=["amd64", "arm64"], default="amd64")
     p.add_argument(
-        "--channel", default=None, help=f"channel (default: the lock's, or {DEFAULT_CHANNEL})"
+        "--channel",
+        default=None,
+        help="channel (default: the lock's, else the one that suits python_version)",
     )
+    add_secret_flag(p)  # a build.run step that mounts a secret is run to be pinned
     p.set_defaults(func=cmd_lock)
 
 
@@ -35,8 +42,7 @@ def cmd_lock(args: argparse.Namespace, store: Store) -> int:
     project = project_dir()
     config = load_config(project)
     previous = lock.read(project)
-    name = args.channel or (previous or {}).get("inputs", {}).get("channel", {}).get("name")
-    channel = load(name or DEFAULT_CHANNEL)
+    channel = load(args.channel or lock.channel_name(config, previous))
     if args.check:
         if previous is None:
             raise UsageError("there is no cog.lock", hint="run `cog lock` to create it")
@@ -47,11 +53,18 @@ def cmd_lock(args: argparse.Namespace, store: Store) -> int:
         return 0
     upgrade: list[str] | bool = True if args.upgrade else args.upgrade_package
     result = lock.create(config, project, channel, args.arch, previous, upgrade)
+    secrets = parse_secrets(args.secret, Path.cwd())
+    result = pin_run_steps(
+        store, project, config, result, channel, previous, secrets, upgrade=bool(args.upgrade)
+    )
     changed = lock.write(project, result)
     system = sum(len(result["system"][k]) for k in ("base", "python", "packages"))
+    steps = result.get("run", [])
+    fixed = sum(1 for s in steps if s.get("network"))
     print(
         f"{'wrote' if changed else 'unchanged:'} cog.lock: {system} system packages, "
         f"{len(result['python_packages'])} Python packages, "
         f"{len(result['runtime_packages'])} for the runtime"
+        + (f", {len(steps)} build.run steps ({fixed} fixed-output)" if steps else "")
     )
     return 0

@@ -46,6 +46,21 @@ def resolve_root(
     return RootPins(*pins)
 
 
+def resolve_toolchain(
+    channel: Channel, arch: str, python_version: str, universe: Universe | None = None
+) -> tuple[DebPin, ...]:
+    """The compilers sdists are built with (the channel's `toolchain_packages`, plus Debian's
+    `pythonX.Y-dev` headers for Debian's Python; a standalone one has its own), resolved on
+    top of the base and Python layers: never the host's compiler."""
+    universe = universe or load_universe(channel, arch)
+    resolver = Resolver(universe)
+    base = resolver.resolve(channel.base_packages)
+    python = resolver.resolve(python_packages(channel, python_version), installed=base)
+    headers = [f"python{python_version}-dev"] if python else []
+    found = resolver.resolve([*channel.toolchain_packages, *headers], installed=base + python)
+    return tuple(map(DebPin.of, found))
+
+
 __all__ = [
     "Candidate",
     "DebPin",
@@ -58,4 +73,5 @@ __all__ = [
     "load_universe",
     "python_packages",
     "resolve_root",
+    "resolve_toolchain",
 ]

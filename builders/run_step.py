@@ -1,0 +1,625 @@
+"""`build.run` steps as layer derivations.
+
+Each command runs with `sh -c`, as root, in bubblewrap over the model's root layers (base,
+Python, system packages, then the earlier steps) with its environment (model-env) in
+/cog/store, as Cog runs its `RUN` lines after pip install. The root is writable through an
+overlay mount whose lower layers are the store paths themselves, read-only to the kernel, so
+a command can never write into the store (a view of hard links could be written through);
+where overlay mounts are not available it is a private copy. What the command added or
+changed under `/`, outside the mount points, becomes the step's output: a tree for `/`,
+stacked after the system layer in images and native runs. A store layer has no whiteouts,
+so deletions of lower files are ignored (the log says so).
+
+A step that needs the network is fixed-output: `cog lock` saw it fail offline and succeed
+online, and pinned the SHA-256 of its output's canonical archive; it runs with the host's
+network and its output must hash to that pin. Secrets (`mounts: [{type: secret}]`) are bound
+read-only at their target for their step only. They are this builder's own configuration
+(`RunStepBuilder(secrets)`), never part of a derivation, so a secret changes no hash.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import stat
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from builders.base import BuildContext
+from builders.errors import BuildError, SandboxUnavailable
+from builders.rootfs import relative_target
+from builders.rootview import merge_view
+from builders.sandbox import bwrap_path, sandbox_works
+from derivations.config import CogConfig, ConfigError, RunItem
+from derivations.hashing import drv_path, output_path
+from derivations.lock import step_input
+from derivations.model import Derivation, DrvInput, FixedOutput
+from derivations.store_io import write_drv
+from store.archive import archive_stream, is_store_reference
+from store.local import Store
+from store.paths import STORE_DIR, StorePath
+
+KIND = "run-step"
+# What a command leaves at the sandbox's mount points is not part of its layer.
+EXCLUDED = (
+    *("proc", "dev", "sys", "tmp", "run", "cog", "src", "build"),
+    *("etc/hosts", "etc/resolv.conf", "etc/hostname"),
+)
+BASE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
+
+
+# --- what cog.yaml asks for ---------------------------------------------------------------------
+
+
+def check_steps(config: CogConfig) -> None:
+    """Cog's rules for `run:` items, checked before anything is locked."""
+    for item in config.build.steps:
+        if "\n" in item.command.strip():
+            raise ConfigError(
+                "cog.yaml: one of the commands in build.run contains a new line, which won't "
+                f"work: {item.command.strip()!r}",
+                hint="make each command its own list item, prefixed with '-'",
+            )
+        for mount in item.mounts:
+            if not mount.target.startswith("/") or mount.id == "":
+                raise ConfigError(
+                    f"cog.yaml: build.run secret {mount.id!r} needs an id and an absolute "
+                    f"target, not {mount.target!r}",
+                    hint="e.g. mounts: [{type: secret, id: token, target: /run/secrets/token}]",
+                )
+
+
+def secret_ids(config: CogConfig) -> list[str]:
+    return sorted({m.id for item in config.build.steps for m in item.mounts})
+
+
+def parse_secrets(specs: Sequence[str], cwd: Path) -> dict[str, Path]:
+    """`--secret id=NAME,src=FILE` (Cog's and BuildKit's syntax; `source=` and `type=file`
+    too), each an existing file; relative sources are read from `cwd`, as Cog does."""
+    found: dict[str, Path] = {}
+    for spec in specs:
+        fields: dict[str, str] = {}
+        for field in spec.split(","):
+            key, sep, value = field.partition("=")
+            if not sep:
+                raise ConfigError(
+                    f"--secret {spec!r}: invalid field {field!r} must be a key=value pair",
+                    hint="use --secret id=NAME,src=FILE",
+                )
+            fields[key.strip().lower()] = value
+        unknown = set(fields) - {"id", "src", "source", "type"}
+        if unknown or fields.get("type", "file") != "file":
+            what = f"unexpected key {sorted(unknown)[0]!r}" if unknown else "only type=file"
+            raise ConfigError(
+                f"--secret {spec!r}: {what} is supported", hint="use --secret id=NAME,src=FILE"
+            )
+        ident, source = fields.get("id", ""), fields.get("src") or fields.get("source", "")
+        if not ident or not source:
+            raise ConfigError(
+                f"--secret {spec!r} needs both id= and src=", hint="use --secret id=NAME,src=FILE"
+            )
+        path = (cwd / source).absolute()
+        if not path.is_file():
+            raise ConfigError(
+                f"--secret {ident}: {path} is not a readable file",
+                hint="give src= an existing file",
+            )
+        found[ident] = path
+    return found
+
+
+def check_secrets(needed: Iterable[str], secrets: Mapping[str, Path]) -> None:
+    """Every secret a step to be run mounts must be given, said before anything is built."""
+    missing = sorted(set(needed) - set(secrets))
+    if missing:
+        raise ConfigError(
+            f"cog.yaml's build.run mounts the secret {missing[0]!r}, but no --secret "
+            f"id={missing[0]},src=FILE was given",
+            hint=f"pass --secret id={missing[0]},src=FILE",
+        )
+
+
+def secrets_to_build(store: Store, steps: Sequence[Derivation]) -> list[str]:
+    """The secrets mounted by the steps not built yet (a built step needs none)."""
+    return sorted(
+        {m["id"] for s in steps if not store.is_valid(output_path(s)) for m in s.args["secrets"]}
+    )
+
+
+# --- derivations ---------------------------------------------------------------------------------
+
+
+def step_env(model_env: Derivation, config: CogConfig) -> dict[str, str]:
+    """The environment of Cog's image at `RUN` time, plus what keeps outputs reproducible."""
+    return {
+        **config.env,
+        "PATH": f"{output_path(model_env)}/bin:{BASE_PATH}",
+        "HOME": "/root",
+        "LANG": "C.UTF-8",
+        "LC_ALL": "C.UTF-8",
+        "DEBIAN_FRONTEND": "noninteractive",
+        "SOURCE_DATE_EPOCH": "0",
+        "PYTHONHASHSEED": "0",
+        "PYTHONDONTWRITEBYTECODE": "1",  # an import's .pyc records the time it was made
+    }
+
+
+def step_derivation(
+    index: int,
+    item: RunItem,
+    below: Sequence[Derivation],
+    model_env: Derivation,
+    env: Mapping[str, str],
+    sha256: str | None = None,
+    network: bool | None = None,
+) -> Derivation:
+    """Step `index` (from 1) over the layers `below` (lowest first); with `sha256`, the
+    fixed-output step that runs with the network."""
+    inputs: dict[str, DrvInput] = {f"layer-{i:02d}": d.dep() for i, d in enumerate(below)}
+    inputs["model-env"] = model_env.dep()
+    record = step_input(item)
+    return Derivation(
+        name=f"run-{index}",
+        builder=KIND,
+        builder_version=RunStepBuilder.version,
+        inputs=dict(inputs),
+        args={
+            "command": record["command"],
+            "secrets": record.get("secrets", []),
+            "network": sha256 is not None if network is None else network,
+        },
+        env=dict(env),
+        fixed_output=FixedOutput(sha256=sha256) if sha256 else None,
+    )
+
+
+def step_derivations(
+    roots: Sequence[Derivation], model_env: Derivation, config: CogConfig, pins: Sequence[Any]
+) -> list[Derivation]:
+    """The steps stacked over `roots`, as cog.lock pins them."""
+    below, steps = list(roots), []
+    env = step_env(model_env, config)
+    for index, item in enumerate(config.build.steps, 1):
+        pin = pins[index - 1] if index <= len(pins) else None
+        if not isinstance(pin, dict) or not _pins(pin, item):
+            raise ConfigError(
+                f"cog.lock does not pin build.run step {index} ({item.command.strip()})",
+                hint="run `cog lock`",
+            )
+        step = step_derivation(index, item, below, model_env, env, pin.get("sha256"))
+        steps.append(step)
+        below.append(step)
+    return steps
+
+
+def _pins(pin: dict[str, Any], item: RunItem) -> bool:
+    return {k: pin.get(k) for k in ("command", "secrets") if k in pin} == step_input(item)
+
+
+def nar_sha256(tree: Path) -> str:
+    """SHA-256 of a tree's canonical archive: what a fixed-output step pins."""
+    digest = hashlib.sha256()
+    for chunk in archive_stream(tree, "."):
+        digest.update(chunk)
+    return digest.hexdigest()
+
+
+# --- the builder ---------------------------------------------------------------------------------
+
+_overlay: dict[str, bool] = {}
+
+
+def _unshare() -> list[str]:
+    """A private mount namespace for the overlay; a user namespace too unless we are root."""
+    exe = shutil.which("unshare")
+    if exe is None:
+        return []
+    user = [] if os.geteuid() == 0 else ["--user", "--map-root-user"]
+    return [exe, *user, "--mount", "--propagation", "private"]
+
+
+_MOUNT = (  # a failure says so in the log, whose end the error shows
+    'mount -t overlay overlay -o "$1" "$2" || { echo "cog: cannot mount the overlay"; exit 125; }\n'
+    'shift 2\nexec "$@"'
+)
+
+
+def _overlay_argv(lowers: Sequence[Path], upper: Path, work: Path, merged: Path) -> list[str]:
+    """A command prefix that mounts the overlay (lowest layer last in `lowerdir`, as overlayfs
+    wants) at `merged` in a private mount namespace, then runs the rest."""
+    options = (
+        f"lowerdir={':'.join(str(p) for p in reversed(lowers))},upperdir={upper},workdir={work}"
+    )
+    return [*_unshare(), "/bin/sh", "-c", _MOUNT, "sh", options, str(merged)]
+
+
+def overlay_works(scratch_parent: Path) -> bool:
+    """Whether an overlay can be mounted here (cached per process)."""
+    if "ok" not in _overlay:
+        ok = bool(_unshare()) and shutil.which("mount") is not None
+        if ok:
+            with tempfile.TemporaryDirectory(dir=scratch_parent) as tmp:
+                dirs = [Path(tmp) / d for d in ("lower", "upper", "work", "merged")]
+                for d in dirs:
+                    d.mkdir()
+                probe = subprocess.run(
+                    [*_overlay_argv([dirs[0]], *dirs[1:]), "true"],
+                    capture_output=True,
+                    timeout=30,
+                    check=False,
+                )
+                ok = probe.returncode == 0
+        _overlay["ok"] = ok
+    return _overlay["ok"]
+
+
+class RunStepBuilder:
+    kind = KIND
+    version = "1"
+    runs_foreign_code = True
+
+    def __init__(self, secrets: Mapping[str, Path] | None = None) -> None:
+        self.secrets = dict(secrets or {})
+
+    def build(self, ctx: BuildContext) -> None:
+        args = ctx.drv.args
+        command: str = args["command"]
+        if not ctx.sandbox:
+            raise BuildError(
+                f"the build.run step `{command}` needs the sandbox; --no-sandbox cannot run it"
+            )
+        if not sandbox_works():
+            raise SandboxUnavailable(
+                f"the build.run step `{command}` must be sandboxed, but bubblewrap is missing "
+                "or cannot create namespaces here"
+            )
+        layers = [ctx.inputs[r] for r in sorted(r for r in ctx.inputs if r.startswith("layer-"))]
+        binds = self._binds(ctx, command, bool(args.get("network")))
+        ctx.say(f"$ {command}")
+        scratch = ctx.scratch
+        if overlay_works(scratch) and not any(c in str(p) for p in layers for c in ",:\\"):
+            upper, work, merged = scratch / "upper", scratch / "work", scratch / "merged"
+            for d in (upper, work, merged):
+                d.mkdir()
+            prefix = _overlay_argv(layers, upper, work, merged)
+            top, lowers = upper, layers
+        else:  # a private copy of the merged layers (a copy, never their hard links)
+            ctx.say("(no overlay mounts here: the step runs over a copy of its layers)")
+            view = merge_view(layers, scratch / "view")
+            merged = scratch / "root"
+            shutil.copytree(view, merged, symlinks=True)
+            prefix, top, lowers = [], merged, [view]
+        argv = [*prefix, *self._bwrap(ctx, merged, command, binds)]
+        code = _run(ctx, argv)
+        if code != 0:
+            raise BuildError(f"the build.run step `{command}` failed with exit status {code}")
+        skip = {t.lstrip("/") for _, t in binds}
+        _diff(top, lowers, ctx.out, skip, ctx)
+        fixed = ctx.drv.fixed_output
+        if fixed is not None and (actual := nar_sha256(ctx.out)) != fixed.sha256:
+            raise BuildError(
+                f"the build.run step `{command}` needs the network and its result changed "
+                f"since cog.lock pinned it (sha256 {fixed.sha256}, now {actual})",
+                hint="if the change is expected, run `cog lock --upgrade` to pin it again",
+            )
+
+    def _binds(self, ctx: BuildContext, command: str, network: bool) -> list[tuple[str, str]]:
+        """Host files shown read-only in the step: its secrets, and for a network step the
+        CA bundle SSL_CERT_FILE names (a corporate proxy's), over the image's own."""
+        binds = []
+        for mount in ctx.drv.args.get("secrets", []):
+            source = self.secrets.get(mount["id"])
+            if source is None:
+                raise BuildError(
+                    f"the build.run step `{command}` mounts the secret {mount['id']!r}, but no "
+                    f"--secret id={mount['id']},src=FILE was given",
+                    hint=f"pass --secret id={mount['id']},src=FILE",
+                )
+            binds.append((str(source), mount["target"]))
+        bundle = os.environ.get("SSL_CERT_FILE")
+        if network and bundle and os.path.isfile(bundle):
+            binds.append((bundle, CA_BUNDLE))
+        return binds
+
+    def _bwrap(
+        self, ctx: BuildContext, root: Path, command: str, binds: Sequence[tuple[str, str]]
+    ) -> list[str]:
+        from builders.native import network_binds  # native imports the project's layers
+
+        exe = bwrap_path()
+        assert exe is not None  # sandbox_works() said so
+        argv = [exe, "--unshare-all", "--die-with-parent", "--new-session"]
+        argv += ["--hostname", "localhost"]
+        network = bool(ctx.drv.args.get("network"))
+        if network:
+            argv += ["--share-net"]
+        argv += ["--bind", str(root), "/", "--proc", "/proc", "--dev", "/dev"]
+        argv += ["--perms", "1777", "--tmpfs", "/tmp", "--tmpfs", "/run", "--tmpfs", STORE_DIR]
+        for path in ctx.closure:
+            argv += ["--ro-bind", str(ctx.store.real_path(path)), str(path)]
+        argv += ["--remount-ro", STORE_DIR]
+        if network:
+            argv += network_binds(ctx.scratch)
+        for source, target in binds:
+            argv += ["--ro-bind", source, target]
+        argv += ["--chdir", "/", "--clearenv"]
+        for key, value in sorted(ctx.drv.env.items()):
+            argv += ["--setenv", key, value]
+        return [*argv, "--", "/bin/sh", "-c", command]
+
+
+def _run(ctx: BuildContext, argv: list[str]) -> int:
+    """Runs `argv` with its output in the log; kills its process group on cancel."""
+    ctx.log.flush()
+    try:
+        proc = subprocess.Popen(
+            argv,
+            env={"PATH": os.environ.get("PATH", BASE_PATH)},
+            stdin=subprocess.DEVNULL,
+            stdout=ctx.log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    except OSError as e:
+        raise BuildError(f"cannot start the sandbox of {ctx.drv.name}: {e.strerror}") from None
+    try:
+        while True:
+            try:
+                return proc.wait(timeout=0.1)
+            except subprocess.TimeoutExpired:
+                ctx.check_cancelled()
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, 9)
+            proc.wait()
+
+
+# --- the step's result ---------------------------------------------------------------------------
+
+
+def _below(layers: Sequence[Path], rel: str) -> os.stat_result | None:
+    """What the layers had at `rel` (the top one that has it), found without following a link:
+    a link of a layer may lead anywhere on this host."""
+    for layer in reversed(layers):
+        path, found = layer, True
+        for part in rel.split("/") if rel else []:
+            try:
+                if not stat.S_ISDIR(os.lstat(path).st_mode):
+                    found = False
+                    break
+            except OSError:
+                found = False
+                break
+            path = path / part
+        if found and os.path.lexists(path):
+            return os.lstat(path)
+    return None
+
+
+def _lower_path(layers: Sequence[Path], rel: str) -> Path | None:
+    for layer in reversed(layers):
+        if _below([layer], rel) is not None:
+            return layer / rel
+    return None
+
+
+def _same_file(path: Path, other: Path) -> bool:
+    with open(path, "rb") as a, open(other, "rb") as b:
+        while True:
+            x, y = a.read(1 << 20), b.read(1 << 20)
+            if x != y:
+                return False
+            if not x:
+                return True
+
+
+def _diff(top: Path, layers: Sequence[Path], out: Path, skip: set[str], ctx: BuildContext) -> None:
+    """Copies into `out` what `top` (the overlay's upper dir, or the whole copy) holds that
+    the layers did not: new or changed files and links, new directories, and the directories
+    that lead to them. Links are made relative (they cannot leave the root)."""
+    mount_points = {"/".join(t.split("/")[:i]) for t in skip for i in range(1, t.count("/") + 1)}
+
+    def visit(rel: str) -> list[tuple[str, os.stat_result]]:
+        path = top / rel if rel else top
+        st = os.lstat(path)
+        was = _below(layers, rel)
+        mode = st.st_mode
+        if stat.S_ISDIR(mode):
+            found: list[tuple[str, os.stat_result]] = []
+            for name in sorted(os.listdir(path)):
+                child = f"{rel}/{name}" if rel else name
+                if child in skip or any(child == e or child.startswith(e + "/") for e in EXCLUDED):
+                    continue
+                found += visit(child)
+            fresh = was is None or not stat.S_ISDIR(was.st_mode)
+            keep = found or not rel or (fresh and rel not in mount_points)
+            return [(rel, st), *found] if keep else []
+        if stat.S_ISLNK(mode):
+            lower = _lower_path(layers, rel)
+            if was is not None and stat.S_ISLNK(was.st_mode) and lower is not None:
+                return [] if os.readlink(lower) == os.readlink(path) else [(rel, st)]
+            return [(rel, st)]
+        if stat.S_ISREG(mode):
+            lower = _lower_path(layers, rel)
+            if (
+                was is not None
+                and lower is not None
+                and stat.S_ISREG(was.st_mode)
+                and was.st_size == st.st_size
+                and bool(was.st_mode & 0o111) == bool(mode & 0o111)
+                and _same_file(path, lower)
+            ):
+                return []
+            return [(rel, st)]
+        if stat.S_ISCHR(mode) and st.st_rdev == 0:  # an overlay whiteout: a deletion
+            ctx.say(f"note: ignored the deletion of /{rel} (a layer cannot delete)")
+        else:
+            ctx.say(f"note: left out /{rel}: not a file, directory or link")
+        return []
+
+    for rel, st in visit(""):
+        source, target = top / rel, out / rel
+        if stat.S_ISDIR(st.st_mode):
+            target.mkdir()
+            if st.st_mode & stat.S_ISVTX and st.st_mode & 0o002:
+                os.chmod(target, 0o1777)  # a sticky, world-writable place such as /var/tmp
+        elif stat.S_ISLNK(st.st_mode):
+            link = os.readlink(source)
+            os.symlink(link if is_store_reference(link) else relative_target(rel, link), target)
+        else:
+            fd = os.open(source, os.O_RDONLY | os.O_NOFOLLOW)
+            with os.fdopen(fd, "rb") as src, open(target, "xb") as dst:
+                shutil.copyfileobj(src, dst, 1 << 20)
+            os.chmod(target, 0o755 if st.st_mode & 0o111 else 0o644)
+
+
+# --- cog lock: which steps need the network ---------------------------------------------------
+
+
+class _Quiet:
+    """A reporter for the offline try of a step, whose failure is expected and retold."""
+
+    def plan(self, to_build: int, total: int) -> None: ...
+    def started(self, name: str) -> None: ...
+    def finished(self, name: str, seconds: float) -> None: ...
+    def substituted(self, name: str) -> None: ...
+    def failed(self, name: str, error: str, log: str) -> None: ...
+    def close(self) -> None: ...
+
+
+def with_secrets(secrets: Mapping[str, Path]) -> dict[str, Any]:
+    """The realiser's builders, the run-step one holding the build's secrets."""
+    from builders.realise import default_builders
+
+    return default_builders() | {KIND: RunStepBuilder(secrets)}
+
+
+def pin_steps(
+    store: Store,
+    roots: Sequence[Derivation],
+    model_env: Derivation,
+    config: CogConfig,
+    previous: Sequence[Any],
+    secrets: Mapping[str, Path],
+    upgrade: bool = False,
+    **realise_args: Any,
+) -> list[dict[str, Any]]:
+    """cog.lock's `run` pins: each step tried offline and, when that fails, with the network
+    (then fixed-output, its result's hash pinned). Pins of the unchanged steps at the start
+    are kept (all are tried again on `upgrade`); the others are tried, each over the ones
+    before it, which are built first."""
+    from builders.realise import realise
+
+    items, env = config.build.steps, step_env(model_env, config)
+    kept = 0
+    while not upgrade and kept < min(len(items), len(previous)):
+        old = previous[kept]
+        if not (isinstance(old, dict) and _pins(old, items[kept])):
+            break
+        kept += 1
+    pins: list[dict[str, Any]] = [dict(p) for p in previous[:kept]]
+    below = list(roots)
+    for index, (item, pin) in enumerate(zip(items, pins, strict=False), 1):
+        below.append(step_derivation(index, item, below, model_env, env, pin.get("sha256")))
+    if kept == len(items):
+        return pins
+    steps_below = below[len(roots) :]
+    tried = [m.id for item in items[kept:] for m in item.mounts]
+    check_secrets([*secrets_to_build(store, steps_below), *tried], secrets)
+    builders = with_secrets(secrets)
+    realise(store, [*below, model_env], builders=builders, **realise_args)
+    for index, item in enumerate(items[kept:], kept + 1):
+        pin = _probe(store, index, item, below, model_env, env, builders, realise_args)
+        pins.append(pin)
+        below.append(step_derivation(index, item, below, model_env, env, pin.get("sha256")))
+    return pins
+
+
+def _probe(
+    store: Store,
+    index: int,
+    item: RunItem,
+    below: Sequence[Derivation],
+    model_env: Derivation,
+    env: Mapping[str, str],
+    builders: dict[str, Any],
+    realise_args: dict[str, Any],
+) -> dict[str, Any]:
+    from builders.realise import realise
+
+    pin = step_input(item)
+    offline = step_derivation(index, item, below, model_env, env)
+    try:
+        realise(store, [offline], builders=builders, **(realise_args | {"reporter": _Quiet()}))
+        return pin | {"network": False}
+    except BuildError:
+        print(
+            f"build.run step {index} fails without the network; running it with the network "
+            f"to pin its result: {pin['command']}",
+            file=sys.stderr,
+        )
+    online = step_derivation(index, item, below, model_env, env, network=True)
+    sha256 = _build_online(
+        store,
+        online,
+        builders[KIND],
+        lambda sha: step_derivation(index, item, below, model_env, env, sha),
+    )
+    return pin | {"network": True, "sha256": sha256}
+
+
+def _build_online(
+    store: Store, drv: Derivation, builder: RunStepBuilder, pinned: Callable[[str], Derivation]
+) -> str:
+    """Runs a step with the network, outside the realiser (its hash is what is being learnt),
+    and installs its result as the fixed-output path that hash names."""
+    from builders.realise import Realiser
+
+    input_paths = {
+        r: output_path(i.drv, i.output) for r, i in drv.inputs.items() if isinstance(i, DrvInput)
+    }
+    log_path = store.logs / f"{drv_path(drv).base}.log"
+    began = time.time()
+    with store.writing(), store.temp_dir("build-") as tmp, open(log_path, "w") as log:
+        scratch = tmp / "scratch"
+        scratch.mkdir()
+        ctx = BuildContext(
+            drv=drv,
+            out=tmp / "out",
+            out_path=output_path(drv),
+            inputs={r: store.real_path(p) for r, p in input_paths.items()},
+            input_paths=input_paths,
+            closure=store.closure(input_paths.values()),
+            store=store,
+            scratch=scratch,
+            log=log,
+            cancel=threading.Event(),
+        )
+        try:
+            builder.build(ctx)
+        except BuildError as e:
+            log.flush()
+            tail = Realiser._log_tail(log_path, began)
+            raise BuildError(
+                f"build.run step {drv.name.removeprefix('run-')} failed offline and with the "
+                f"network: {drv.args['command']}\n{tail}",
+                hint=f"see the full log: {log_path}",
+            ) from e
+        sha256 = nar_sha256(ctx.out)
+        fixed = pinned(sha256)
+        write_drv(store, fixed)
+        path: StorePath = output_path(fixed)
+        with store.output_lock(path):
+            if not store.is_valid(path):
+                store.install(
+                    ctx.out, path, deriver=str(drv_path(fixed)), ca=f"fixed:sha256:{sha256}"
+                )
+    return sha256

@@ -1,0 +1,168 @@
+"""CUDA data: which CUDA and cuDNN a GPU project gets, chosen as Cog chooses them.
+
+`cuda-<revision>.json` (in `cuda_channels/data/`, or a `COG_CHANNEL_PATH` directory first)
+holds Cog's compatibility matrices (torch ↔ CUDA ↔ Python, TensorFlow ↔ CUDA + cuDNN, the
+cuDNN majors each CUDA ships with, the default CUDA) and, per CUDA, the NVIDIA wheels that make
+it, with where and when each part was taken. Its revision is a hash of its data, so a lock
+that records it notices an edit.
+
+Selection, as Cog's `validateAndCompleteCUDA`: TensorFlow pinned → its exact CUDA/cuDNN; torch
+pinned → the CUDA its `+cuXYZ` local version or a `…/whl/cuXYZ` index names, else the highest
+CUDA in torch's row; nothing → the default. Where Cog only warns that an explicit `cuda:`
+may not suit the torch pin, this is an error: the wheels would not load.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from cuda_channels.channel import ChannelError, _search_dirs, canonical
+
+DEFAULT_CUDA_DATA = "cuda-2026.08"
+_CU = re.compile(r"cu(\d{2,})")
+_PIN = re.compile(r"^\s*([A-Za-z0-9_.-]+)\s*(?:\[[^\]]*\])?\s*===?\s*([^\s;#,]+)")
+_INDEX = ("--extra-index-url", "--index-url", "-i", "-f", "--find-links")
+
+
+class CudaError(ChannelError):
+    pass
+
+
+@dataclass(frozen=True)
+class CudaData:
+    name: str
+    revision: str
+    default_cuda: str
+    cudnn: dict[str, tuple[str, ...]]  # CUDA major.minor -> cuDNN majors, oldest first
+    torch: tuple[dict[str, Any], ...]  # {"torch", "cuda", "pythons"}
+    tensorflow: tuple[dict[str, Any], ...]  # {"tensorflow", "cuda", "cudnn", "pythons"}
+    wheels: dict[str, dict[str, Any]] = field(default_factory=dict)  # CUDA -> {"cuda", "cudnn"}
+
+    def wheel_set(self, cuda: str, cudnn: str) -> list[str] | None:
+        """The requirement lines of NVIDIA's wheels that make CUDA `cuda` + cuDNN `cudnn`;
+        None where the data names none."""
+        found = self.wheels.get(_minor(cuda))
+        if found is None or cudnn not in found.get("cudnn", {}):
+            return None
+        return [*found["cuda"], *found["cudnn"][cudnn]]
+
+
+@dataclass(frozen=True)
+class Choice:
+    cuda: str
+    cudnn: str
+    reason: str  # what chose it, for the lock and for messages
+
+    def to_json(self) -> dict[str, str]:
+        return {"version": self.cuda, "cudnn": self.cudnn, "from": self.reason}
+
+
+def load_cuda(name: str = DEFAULT_CUDA_DATA) -> CudaData:
+    for d in _search_dirs():
+        path = d / f"{name}.json"
+        if path.is_file():
+            data = json.loads(path.read_text())
+            return CudaData(
+                name=name,
+                revision=hashlib.sha256(canonical(data)).hexdigest(),
+                default_cuda=data["default_cuda"],
+                cudnn={k: tuple(v) for k, v in data["cudnn"].items()},
+                torch=tuple(data["torch"]),
+                tensorflow=tuple(data["tensorflow"]),
+                wheels=data.get("wheels", {}),
+            )
+    raise CudaError(f"there is no CUDA data named {name!r}", hint="reinstall cog")
+
+
+def _key(version: str) -> tuple[int, ...]:
+    return tuple(int(p) for p in re.findall(r"\d+", version))
+
+
+def _minor(version: str) -> str:
+    return ".".join(version.split(".")[:2])
+
+
+def _matches(pinned: str, row: str) -> bool:
+    """Cog's version.Matches: the pinned version's parts are a prefix of the row's."""
+    want, have = _key(pinned), _key(row)
+    return have[: len(want)] == want
+
+
+def _cu(text: str) -> str | None:
+    """`cu124` in a local version or an index URL -> "12.4"."""
+    m = _CU.search(text)
+    return f"{m[1][:-1]}.{m[1][-1]}" if m else None
+
+
+def pins(lines: list[str]) -> dict[str, str]:
+    """Exact pins (`name==version`) among requirement lines, by lower-case name."""
+    found = {}
+    for line in lines:
+        m = _PIN.match(line)
+        if m and not line.lstrip().startswith("-"):
+            found[m[1].lower().replace("_", "-")] = m[2]
+    return found
+
+
+def index_cuda(lines: list[str]) -> str | None:
+    """The CUDA a PyTorch index in the requirements names (`…/whl/cu121`)."""
+    for line in lines:
+        if line.strip().startswith(_INDEX) and "pytorch.org" in line:
+            found = _cu(line)
+            if found:
+                return found
+    return None
+
+
+def select(
+    data: CudaData, lines: list[str], cuda: str | None = None, cudnn: str | None = None
+) -> Choice:
+    """The CUDA and cuDNN for a `gpu: true` project with requirement `lines`."""
+    pinned = pins(lines)
+    chosen, reason = cuda, "cog.yaml"
+    tf, torch = pinned.get("tensorflow"), pinned.get("torch")
+    tf_cudnn = None
+    if tf is not None:
+        rows = [r for r in data.tensorflow if r["tensorflow"] == tf]
+        if rows and chosen is None:
+            chosen, reason, tf_cudnn = rows[0]["cuda"], f"tensorflow=={tf}", rows[0]["cudnn"]
+        elif rows:
+            tf_cudnn = rows[0]["cudnn"]
+    elif torch is not None:
+        version, _, local = torch.partition("+")
+        named = _cu(local) or index_cuda(lines)
+        row = sorted({r["cuda"] for r in data.torch if _matches(version, r["torch"])}, key=_key)
+        if named is not None and (not row or named in row):
+            row = [named]
+        if cuda is not None and row and _minor(cuda) not in {_minor(c) for c in row}:
+            raise CudaError(
+                f"cog.yaml asks for CUDA {cuda}, but torch=={torch} is built for CUDA "
+                f"{', '.join(row)}",
+                hint=f'set cuda: "{row[-1]}", or remove cuda: to let the torch pin choose',
+            )
+        if chosen is None and not row:
+            raise CudaError(
+                f"cog does not know which CUDA torch=={torch} is built for",
+                hint="set build.cuda in cog.yaml",
+            )
+        if chosen is None:
+            chosen, reason = row[-1], f"torch=={torch}"
+    if chosen is None:
+        named = index_cuda(lines)
+        chosen, reason = (named, "the PyTorch index") if named else (data.default_cuda, "default")
+    known = data.cudnn.get(_minor(chosen))
+    if not known:
+        raise CudaError(
+            f"CUDA {chosen} is not supported (data {data.name})",
+            hint=f"use one of CUDA {', '.join(data.cudnn)}",
+        )
+    if cudnn is not None and cudnn not in known:
+        raise CudaError(
+            f"cuDNN {cudnn} does not ship for CUDA {chosen}; it has cuDNN {', '.join(known)}",
+            hint="change or remove build.cudnn",
+        )
+    return Choice(_minor(chosen), cudnn or tf_cudnn or known[-1], reason)

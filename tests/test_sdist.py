@@ -1,0 +1,145 @@
+"""Packages published only as sdists: locked with their build requirements and a toolchain,
+built into wheels in the sandbox (the channel's gcc, no network), reproducibly.
+
+Offline: fire 0.5.0 (pure Python) and crcmod 1.7 (a C extension) come from the wheel cache
+`make test-fixtures` fills, the toolchain's .debs from the frozen Debian mirror.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import tarfile
+import zipfile
+from pathlib import Path
+
+from builders.sdist import normalise_wheel
+from tests.projects import WHEELS, cog, project
+
+PREDICT = """\
+import crcmod._crcfunext  # the C extension, compiled in the sandbox
+import crcmod.predefined
+import fire
+from cog import BasePredictor
+
+
+class Predictor(BasePredictor):
+    def predict(self, text: str) -> str:
+        crc = crcmod.predefined.mkCrcFun("crc-32")(text.encode())
+        compiled = crcmod._crcfunext.__file__.endswith(".so")
+        return f"{fire.__name__} {compiled} {crc:08x}"
+"""
+
+
+def sdist_project(tmp_path: Path, name: str, requirements: list[str]) -> Path:
+    """hello-world whose python_packages also name `requirements`."""
+    root = project("hello-world", tmp_path / name)
+    config = root / "cog.yaml"
+    index = ["--no-index", f"--find-links {WHEELS}"]
+    text = config.read_text()
+    assert json.dumps(index) in text
+    config.write_text(text.replace(json.dumps(index), json.dumps([*index, *requirements])))
+    return root
+
+
+def built_wheels(store_dir: Path, name: str) -> dict[str, str]:
+    return {
+        p.name: hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in store_dir.rglob(f"*-{name}-wheel")
+        if p.is_file()
+    }
+
+
+def test_sdists_lock_build_and_import(offline: dict[str, str], tmp_path: Path) -> None:
+    root = sdist_project(tmp_path, "a", ["fire==0.5.0", "crcmod==1.7"])
+    assert (result := cog(root, offline, "lock")).returncode == 0, result.stderr[-3000:]
+    lock = json.loads((root / "cog.lock").read_text())
+    pins = {p["name"]: p for p in lock["python_packages"]}
+    assert pins["crcmod"]["url"].endswith("crcmod-1.7.tar.gz")
+    assert pins["fire"]["url"].endswith("fire-0.5.0.tar.gz")
+    assert {"setuptools", "wheel"} <= {w["name"] for w in pins["crcmod"]["build_requires"]}
+    assert all(w["url"].endswith(".whl") for w in pins["crcmod"]["build_requires"])
+    assert pins["six"]["url"].endswith(".whl")  # wheels stay preferred
+    toolchain = {p["name"] for p in lock["system"]["toolchain"]}
+    assert {"gcc", "libc6-dev", "python3.11-dev"} <= toolchain
+    # Locking again (the sdist pins handed back to uv as preferences) keeps the same bytes,
+    # and so does locking from nothing.
+    before = (root / "cog.lock").read_bytes()
+    assert cog(root, offline, "lock").returncode == 0
+    assert (root / "cog.lock").read_bytes() == before
+    again = sdist_project(tmp_path, "b", ["fire==0.5.0", "crcmod==1.7"])
+    assert cog(again, offline, "lock").returncode == 0
+    assert (again / "cog.lock").read_bytes() == (root / "cog.lock").read_bytes()
+
+    (root / "predict.py").write_text(PREDICT)
+    result = cog(root, offline, "predict", "-i", "text=hello")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.strip() == "fire True 3610a686"
+
+    # A second empty store builds the very same wheels, byte for byte.
+    first = Path(offline["COG_STORE_DIR"])
+    other = offline | {"COG_STORE_DIR": str(tmp_path / "store-2"), "TZ": "Asia/Tokyo"}
+    check = "import fire, crcmod._crcfunext; print('ok')"
+    result = cog(again, other, "exec", "python", "-c", check, umask=0o077)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.strip().endswith("ok")
+    for name in ("crcmod-1.7", "fire-0.5.0"):
+        wheels = built_wheels(first, name)
+        assert wheels and wheels == built_wheels(tmp_path / "store-2", name)
+    # The compilers built the wheel; they are not in the image.
+    build = cog(root, offline, "build", "--no-docker-load")
+    assert build.returncode == 0, build.stderr[-3000:]
+    assert "toolchain" not in build.stdout
+
+
+def bad_sdist(into: Path) -> Path:
+    """badext 0.1: a setuptools sdist whose C file does not compile."""
+    files = {
+        "badext-0.1/setup.py": "from setuptools import Extension, setup\n"
+        'setup(name="badext", version="0.1", '
+        'ext_modules=[Extension("badext", ["badext.c"])])\n',
+        "badext-0.1/badext.c": "int broken(void) { return 1 +; }\n",
+        "badext-0.1/PKG-INFO": "Metadata-Version: 2.1\nName: badext\nVersion: 0.1\n",
+    }
+    into.mkdir()
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        for name, text in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(text.encode())
+            tar.addfile(info, io.BytesIO(text.encode()))
+    (into / "badext-0.1.tar.gz").write_bytes(buffer.getvalue())
+    return into
+
+
+def test_failing_sdist_names_package_and_compiler_error(
+    offline: dict[str, str], tmp_path: Path
+) -> None:
+    links = bad_sdist(tmp_path / "links")
+    root = sdist_project(tmp_path, "bad", [f"--find-links {links}", "badext==0.1"])
+    result = cog(root, offline, "build", "--no-docker-load")
+    assert result.returncode != 0
+    assert "building badext 0.1 from its sdist failed" in result.stderr
+    assert "badext.c" in result.stderr and "error:" in result.stderr  # gcc's own words
+    assert "Traceback" not in result.stderr
+
+
+def test_normalised_wheel_depends_only_on_contents() -> None:
+    def wheel(order: list[str], date: tuple[int, ...], mode: int) -> bytes:
+        out = io.BytesIO()
+        with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as z:
+            for name in order:
+                info = zipfile.ZipInfo(name, date)  # type: ignore[arg-type]
+                info.external_attr = mode << 16
+                z.writestr(info, f"content of {name}")
+        return out.getvalue()
+
+    names = ["p/__init__.py", "p-1.dist-info/METADATA", "p-1.dist-info/RECORD", "p/x.py"]
+    a = normalise_wheel(wheel(names, (2020, 5, 1, 1, 2, 3), 0o100664), "p")
+    b = normalise_wheel(wheel(names[::-1], (2024, 1, 1, 0, 0, 0), 0o100600), "p")
+    assert a == b
+    with zipfile.ZipFile(io.BytesIO(a)) as z:
+        assert z.namelist()[-1] == "p-1.dist-info/RECORD"
+        record = z.read("p-1.dist-info/RECORD").decode()
+    assert record.splitlines()[0].startswith("p/__init__.py,sha256=")

@@ -18,6 +18,29 @@ class Reporter(Protocol):
     def close(self) -> None: ...
 
 
+class SilentReporter:
+    """Says nothing: for a build whose failure is expected and retold (a build.run step's
+    offline try, at `cog lock`)."""
+
+    def plan(self, to_build: int, total: int) -> None:
+        pass
+
+    def started(self, name: str) -> None:
+        pass
+
+    def finished(self, name: str, seconds: float) -> None:
+        pass
+
+    def substituted(self, name: str) -> None:
+        pass
+
+    def failed(self, name: str, error: str, log: str) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
 class PlainReporter:
     def __init__(self, stream: TextIO | None = None) -> None:
         self.stream = stream or sys.stderr

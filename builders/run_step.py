@@ -34,9 +34,10 @@ from typing import Any
 
 from builders.base import BuildContext
 from builders.errors import BuildError, SandboxUnavailable
+from builders.progress import SilentReporter
 from builders.rootfs import relative_target
 from builders.rootview import merge_view
-from builders.sandbox import bwrap_path, sandbox_works
+from builders.sandbox import bwrap_path, run_logged, sandbox_works
 from derivations.config import CogConfig, ConfigError, RunItem
 from derivations.hashing import drv_path, output_path
 from derivations.lock import step_input
@@ -357,29 +358,8 @@ class RunStepBuilder:
 
 
 def _run(ctx: BuildContext, argv: list[str]) -> int:
-    """Runs `argv` with its output in the log; kills its process group on cancel."""
-    ctx.log.flush()
-    try:
-        proc = subprocess.Popen(
-            argv,
-            env={"PATH": os.environ.get("PATH", BASE_PATH)},
-            stdin=subprocess.DEVNULL,
-            stdout=ctx.log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    except OSError as e:
-        raise BuildError(f"cannot start the sandbox of {ctx.drv.name}: {e.strerror}") from None
-    try:
-        while True:
-            try:
-                return proc.wait(timeout=0.1)
-            except subprocess.TimeoutExpired:
-                ctx.check_cancelled()
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, 9)
-            proc.wait()
+    """Runs `argv` (unshare, then bwrap) with only PATH from the host."""
+    return run_logged(ctx, argv, {"PATH": os.environ.get("PATH", BASE_PATH)})
 
 
 # --- the step's result ---------------------------------------------------------------------------
@@ -484,17 +464,6 @@ def _diff(top: Path, layers: Sequence[Path], out: Path, skip: set[str], ctx: Bui
 # --- cog lock: which steps need the network ---------------------------------------------------
 
 
-class _Quiet:
-    """A reporter for the offline try of a step, whose failure is expected and retold."""
-
-    def plan(self, to_build: int, total: int) -> None: ...
-    def started(self, name: str) -> None: ...
-    def finished(self, name: str, seconds: float) -> None: ...
-    def substituted(self, name: str) -> None: ...
-    def failed(self, name: str, error: str, log: str) -> None: ...
-    def close(self) -> None: ...
-
-
 def with_secrets(secrets: Mapping[str, Path]) -> dict[str, Any]:
     """The realiser's builders, the run-step one holding the build's secrets."""
     from builders.realise import default_builders
@@ -558,7 +527,9 @@ def _probe(
     pin = step_input(item)
     offline = step_derivation(index, item, below, model_env, env)
     try:
-        realise(store, [offline], builders=builders, **(realise_args | {"reporter": _Quiet()}))
+        realise(
+            store, [offline], builders=builders, **(realise_args | {"reporter": SilentReporter()})
+        )
         return pin | {"network": False}
     except BuildError:
         print(

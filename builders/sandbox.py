@@ -110,6 +110,16 @@ def run_command(
         ctx.say("warning: building without a sandbox; the output may depend on this host")
         cmd, env = _unsandboxed(ctx, argv, env, output)
         cwd = ctx.scratch
+    code = run_logged(ctx, cmd, env, cwd)
+    if code != 0:
+        raise BuildError(f"the builder of {ctx.drv.name} exited with status {code}")
+
+
+def run_logged(
+    ctx: BuildContext, cmd: Sequence[str], env: Mapping[str, str], cwd: Path | None = None
+) -> int:
+    """Runs `cmd` with its output in the build's log; kills its process group on cancel.
+    Returns its exit status."""
     ctx.log.flush()
     try:
         proc = subprocess.Popen(
@@ -126,16 +136,13 @@ def run_command(
     try:
         while True:
             try:
-                code = proc.wait(timeout=0.1)
-                break
+                return proc.wait(timeout=0.1)
             except subprocess.TimeoutExpired:
                 ctx.check_cancelled()
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, 9)
             proc.wait()
-    if code != 0:
-        raise BuildError(f"the builder of {ctx.drv.name} exited with status {code}")
 
 
 def read_result(ctx: BuildContext, name: str, limit: int = 64 << 20) -> bytes:

@@ -37,7 +37,7 @@ from builders.sandbox import read_result, run_command
 from builders.userland import Userland
 from builders.wheel import Interpreter, install_derivation, wheel_derivation
 from derivations.apt import DebPin
-from derivations.buildreqs import SdistError, build_system, unpack_sdist
+from derivations.buildreqs import LOAD_BACKEND, SdistError, build_system, unpack_sdist
 from derivations.hashing import output_path
 from derivations.model import Derivation, DrvInput, SrcInput
 from derivations.pylock import Wheel
@@ -112,19 +112,16 @@ def sdist_derivation(
     return install_derivation(wheel, pin.name, pin.version, filename, python, interp)
 
 
-_FRONTEND = """\
+_FRONTEND = (
+    """\
 import importlib, json, os, re, shutil, sys
 from importlib.metadata import PackageNotFoundError, distribution
 
 spec = json.load(open("/build/backend.json"))
 os.chdir("/build/src")
-for p in reversed(spec["backend_path"]):
-    sys.path.insert(0, os.path.abspath(p))
-module, _, attr = spec["backend"].partition(":")
-backend = importlib.import_module(module)
-for part in filter(None, attr.split(".")):
-    backend = getattr(backend, part)
-hook = getattr(backend, "get_requires_for_build_wheel", None)
+"""
+    + LOAD_BACKEND
+    + """\
 missing = []
 for req in hook({}) if hook is not None else ():
     try:
@@ -139,6 +136,7 @@ shutil.copyfile(os.path.join("/build/dist", name), "/build/wheel.whl")
 with open("/build/wheel-name", "w") as f:
     f.write(name)
 """
+)
 
 
 class SdistBuilder:

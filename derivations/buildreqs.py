@@ -144,10 +144,9 @@ def sandboxed(
     return cmd
 
 
-_HOOK = """\
-import importlib, json, os, site, sys
-env, spec, answer = sys.argv[1], json.loads(sys.argv[2]), sys.argv[3]  # setup.py rewrites argv
-site.addsitedir(env)
+# The PEP 517 backend a spec names, and its get_requires hook: the lock-time hook run and the
+# build's frontend (builders/sdist.py) both start so (scripts for another interpreter).
+LOAD_BACKEND = """\
 for p in reversed(spec["backend_path"]):
     sys.path.insert(0, os.path.abspath(p))
 module, _, attr = spec["backend"].partition(":")
@@ -155,10 +154,20 @@ backend = importlib.import_module(module)
 for part in filter(None, attr.split(".")):
     backend = getattr(backend, part)
 hook = getattr(backend, "get_requires_for_build_wheel", None)
+"""
+_HOOK = (
+    """\
+import importlib, json, os, site, sys
+env, spec, answer = sys.argv[1], json.loads(sys.argv[2]), sys.argv[3]  # setup.py rewrites argv
+site.addsitedir(env)
+"""
+    + LOAD_BACKEND
+    + """\
 found = list(hook({})) if hook is not None else []
 with open(answer, "w") as f:
     json.dump(found, f)
 """
+)
 
 
 def backend_requires(

@@ -7,10 +7,7 @@ Offline, like tests/test_examples.py: the channel on the frozen mirror, wheels f
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import json
-import zipfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -20,6 +17,7 @@ import pytest
 from cuda_channels.channel import BUILTIN_DIR
 from cuda_channels.cuda import DEFAULT_CUDA_DATA, CudaError, load_cuda, select
 from tests.projects import WHEELS, cog, project
+from tests.wheels import make_wheel
 
 INDEX = ["--no-index", f"--find-links {WHEELS}"]
 NVIDIA = ["nvidia-cuda-runtime-cu12==12.4.127", "nvidia-nvtx-cu12==12.4.127"]
@@ -63,37 +61,19 @@ def test_namespace_package_shared_by_nvidia_wheels(offline: dict[str, str], tmp_
     assert result.stdout.strip() == "libcudart.so.12"
 
 
-def make_wheel(folder: Path, name: str, files: dict[str, str]) -> Path:
-    """A real, minimal pure-Python wheel holding `files`."""
-    folder.mkdir(parents=True, exist_ok=True)
-    dist = f"{name}-1.0"
-    files = files | {
-        f"{dist}.dist-info/METADATA": f"Metadata-Version: 2.1\nName: {name}\nVersion: 1.0\n",
-        f"{dist}.dist-info/WHEEL": "Wheel-Version: 1.0\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
-    }
-    record = []
-    for path, text in files.items():
-        digest = base64.urlsafe_b64encode(hashlib.sha256(text.encode()).digest()).rstrip(b"=")
-        record.append(f"{path},sha256={digest.decode()},{len(text.encode())}")
-    files[f"{dist}.dist-info/RECORD"] = "\n".join([*record, f"{dist}.dist-info/RECORD,,"]) + "\n"
-    wheel = folder / f"{dist}-py3-none-any.whl"
-    with zipfile.ZipFile(wheel, "w") as z:
-        for path, text in files.items():
-            z.writestr(zipfile.ZipInfo(path, (2020, 1, 1, 0, 0, 0)), text)
-    return wheel
-
-
 def test_a_file_for_another_python_is_left_without_bytecode(
     offline: dict[str, str], tmp_path: Path
 ) -> None:
     # torch ships torch/testing/_internal/py312_intrinsics.py, which 3.11 cannot compile.
     local = tmp_path / "local-wheels"
+    local.mkdir()
     make_wheel(
         local,
         "futurepkg",
-        {
-            "futurepkg/__init__.py": "VALUE = 42\n",
-            "futurepkg/py312_only.py": "type Alias = int\n",
+        "1.0",
+        files={
+            "futurepkg/__init__.py": b"VALUE = 42\n",
+            "futurepkg/py312_only.py": b"type Alias = int\n",
         },
     )
     root = gpu_project(

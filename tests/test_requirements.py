@@ -4,11 +4,9 @@ made from the wheel cache."""
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import json
 import shutil
-import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,29 +22,16 @@ from derivations.requirements import (
 )
 from tests.debian_mirror import serve
 from tests.projects import WHEELS, cog, project
+from tests.wheels import make_wheel
 
 NUMPY = "numpy-2.1.3-cp311-cp311-manylinux_2_17_x86_64.manylinux2014_x86_64.whl"
 
 
-def make_wheel(folder: Path, name: str, version: str) -> Path:
+def module_wheel(folder: Path, name: str, version: str) -> Path:
     """A real, minimal pure-Python wheel whose module reports its version."""
     folder.mkdir(parents=True, exist_ok=True)
-    dist = f"{name}-{version}"
-    files = {
-        f"{name}/__init__.py": f'__version__ = "{version}"\n',
-        f"{dist}.dist-info/METADATA": f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n",
-        f"{dist}.dist-info/WHEEL": "Wheel-Version: 1.0\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
-    }
-    record = []
-    for path, text in files.items():
-        digest = base64.urlsafe_b64encode(hashlib.sha256(text.encode()).digest()).rstrip(b"=")
-        record.append(f"{path},sha256={digest.decode()},{len(text.encode())}")
-    files[f"{dist}.dist-info/RECORD"] = "\n".join([*record, f"{dist}.dist-info/RECORD,,"]) + "\n"
-    wheel = folder / f"{dist}-py3-none-any.whl"
-    with zipfile.ZipFile(wheel, "w") as z:
-        for path, text in files.items():
-            z.writestr(zipfile.ZipInfo(path, (2020, 1, 1, 0, 0, 0)), text)
-    return wheel
+    init = {f"{name}/__init__.py": f'__version__ = "{version}"\n'.encode()}
+    return make_wheel(folder, name, version, files=init)
 
 
 def simple_index(root: Path, wheels: list[Path]) -> None:
@@ -74,7 +59,7 @@ def indexes(tmp_path: Path) -> Iterator[tuple[str, str]]:
     a `+local` build (its --extra-index-url)."""
     main, extra = tmp_path / "index-main", tmp_path / "index-extra"
     simple_index(main, [w for w in WHEELS.iterdir() if w.name.endswith(".whl")])
-    simple_index(extra, [make_wheel(tmp_path / "built", "localpkg", "1.0+cog")])
+    simple_index(extra, [module_wheel(tmp_path / "built", "localpkg", "1.0+cog")])
     with serve(main) as main_url, serve(extra) as extra_url:
         yield main_url, extra_url
 
@@ -92,8 +77,8 @@ class Predictor(BasePredictor):
 
 
 def write_project(root: Path, main: str, extra: str) -> None:
-    make_wheel(root / "vendor", "vendored", "0.1")
-    make_wheel(root / "site-wheels", "sitepkg", "2.0")
+    module_wheel(root / "vendor", "vendored", "0.1")
+    module_wheel(root / "site-wheels", "sitepkg", "2.0")
     numpy_sha = hashlib.sha256((WHEELS / NUMPY).read_bytes()).hexdigest()
     (root / "requirements.txt").write_text(
         f"--index-url {main}/simple\n"

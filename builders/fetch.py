@@ -21,6 +21,7 @@ from builders.errors import BuildError
 from derivations.downloads import ssl_context
 from derivations.model import Derivation, FixedOutput
 from store.errors import HashMismatch
+from store.paths import safe_name
 
 CHUNK = 1 << 20
 ROUNDS = 4
@@ -42,7 +43,7 @@ def fetch_derivation(
     `hint` says what to do when no URL answers (another mirror, say)."""
     args = {"urls": [urls] if isinstance(urls, str) else list(urls), "executable": executable}
     return Derivation(
-        name=name,
+        name=safe_name(name),
         builder=FetchBuilder.kind,
         builder_version=FetchBuilder.version,
         args=args | ({"hint": hint} if hint else {}),

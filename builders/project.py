@@ -34,7 +34,7 @@ from derivations.model import Derivation
 from derivations.pylock import Wheel
 from derivations.requirements import absolute_url
 from store.local import Store
-from store.paths import StorePath
+from store.paths import StorePath, safe_name
 
 LARGE_FILE = 64 * 1024 * 1024  # files this big are weights, not code
 ALWAYS_IGNORED = (".git", ".cog", "**/__pycache__", "cog.lock", ".venv")
@@ -179,7 +179,7 @@ def managed_sources(root: Path, config: CogConfig) -> set[str]:
 
 
 def _safe(rel: str) -> str:
-    return "weights-" + "".join(c if c.isalnum() or c in "+-._" else "_" for c in rel)[-150:]
+    return "weights-" + safe_name(rel)[-150:]
 
 
 def check_buildable(config: CogConfig) -> None:

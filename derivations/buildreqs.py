@@ -66,15 +66,22 @@ def build_system(src: Path) -> BuildSystem:
 
 
 def unpack_sdist(archive: Path, dest: Path) -> Path:
-    """Extracts an sdist safely (no links out, no devices) and returns its top directory."""
+    """Extracts an sdist safely (no links out, no devices) and returns its source tree: its
+    one top directory, or the archive's root when the project is there itself (a user's
+    `tar -czf pkg.tar.gz setup.py pkg/`, which pip also builds)."""
     try:
         extract_archive(archive, dest)
     except ArchiveError as e:
         raise SdistError(str(e)) from None
-    entries = [p for p in dest.iterdir()]
-    if len(entries) != 1 or not entries[0].is_dir() or entries[0].is_symlink():
-        raise SdistError(f"{archive.name} does not hold exactly one top-level directory")
-    return entries[0]
+    entries = list(dest.iterdir())
+    if len(entries) == 1 and entries[0].is_dir() and not entries[0].is_symlink():
+        return entries[0]
+    if any((dest / name).is_file() for name in ("pyproject.toml", "setup.py")):
+        return dest
+    raise SdistError(
+        f"{archive.name} holds no Python project (no pyproject.toml or setup.py at its top, "
+        "nor one top-level directory)"
+    )
 
 
 def fetch(url: str, sha256: str, dest: Path) -> Path:

@@ -26,6 +26,12 @@ def base32(data: bytes) -> str:
     return "".join(ALPHABET[(n >> (5 * (chars - 1 - i))) & 31] for i in range(chars))
 
 
+def safe_name(text: str) -> str:
+    """`text` as a valid store path name: any other character becomes `_` (a file name with
+    spaces, say), a leading dot is dropped, and a long one keeps its end (its extension)."""
+    return re.sub(r"[^A-Za-z0-9+._?=-]", "_", text).lstrip(".")[-211:] or "unnamed"
+
+
 def check_name(name: str) -> str:
     if not _NAME_RE.fullmatch(name):
         raise InvalidStorePath(

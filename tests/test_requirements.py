@@ -5,8 +5,11 @@ made from the wheel cache."""
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import shutil
+import tarfile
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -175,3 +178,54 @@ def test_lines_as_pip_reads_them(tmp_path: Path) -> None:
         check_hashes(lines, [Pinned("A", "ee")])
     with pytest.raises(RequirementsError, match="are not sha256"):
         check_hashes(["a==1 --hash=md5:00"], [Pinned("a", "00")])
+
+
+LOCAL_SDIST_PREDICTOR = """
+import flat_pkg, spaced_pkg
+from cog import BasePredictor
+
+
+class Predictor(BasePredictor):
+    def predict(self) -> str:
+        return f"{flat_pkg.MESSAGE}; {spaced_pkg.MESSAGE}"
+"""
+
+
+def test_local_sdists_as_users_pack_them(offline: dict[str, str], tmp_path: Path) -> None:
+    """`tar -czf dist/x.tar.gz setup.py pkg/` (no top directory) and a zip whose name has
+    spaces, as Cog's local_python_requirement_artifact script packs them."""
+    root = project("hello-world", tmp_path)
+    dist = root / "dist"
+    dist.mkdir()
+    for name, archive in (("flat_pkg", "flat_pkg-0.1.0.tar.gz"), ("spaced_pkg", "")):
+        setup = (
+            "from setuptools import setup\n"
+            f'setup(name="{name}", version="0.1.0", packages=["{name}"])\n'
+        )
+        module = f'MESSAGE = "{name} built"\n'
+        if archive:
+            with tarfile.open(dist / archive, "w:gz") as tar:
+                for path, text in (("setup.py", setup), (f"{name}/__init__.py", module)):
+                    info = tarfile.TarInfo(path)
+                    info.size = len(text.encode())
+                    tar.addfile(info, io.BytesIO(text.encode()))
+        else:
+            with zipfile.ZipFile(dist / "spaced pkg-0.1.0.zip", "w") as z:
+                z.writestr("spaced pkg-0.1.0/setup.py", setup)
+                z.writestr(f"spaced pkg-0.1.0/{name}/__init__.py", module)
+    (root / "requirements.txt").write_text(
+        f"--no-index\n--find-links {WHEELS}\n"
+        "./dist/flat_pkg-0.1.0.tar.gz\n./dist/spaced pkg-0.1.0.zip\n"
+    )
+    (root / "cog.yaml").write_text(
+        'build:\n  python_version: "3.11"\n  python_requirements: requirements.txt\n'
+        'predict: "predict.py:Predictor"\n'
+    )
+    (root / "predict.py").write_text(LOCAL_SDIST_PREDICTOR)
+    ran = cog(root, offline, "run")
+    assert ran.returncode == 0, ran.stderr[-3000:]
+    assert ran.stdout.strip() == "flat_pkg built; spaced_pkg built"
+    lock = json.loads((root / "cog.lock").read_text())
+    pins = {w["name"]: w["url"] for w in lock["python_packages"]}
+    assert pins["flat-pkg"] == "file:dist/flat_pkg-0.1.0.tar.gz"
+    assert pins["spaced-pkg"] == "file:dist/spaced%20pkg-0.1.0.zip"

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from builders.errors import SandboxUnavailable
+from builders.nvidia import DRIVER_BIN, DRIVER_DIR, HostGpu, gpu_binds
 from builders.project import Layers
 from builders.rootview import add_mount_points, merge_view
 from builders.sandbox import bwrap_path
@@ -81,6 +82,20 @@ def _mount_point(view: Path, target: str) -> None:
             where.mkdir()
 
 
+def with_driver(env: dict[str, str], gpu: HostGpu | None) -> dict[str, str]:
+    """`env` with the host driver's folders when a GPU is passed in: its libraries on
+    LD_LIBRARY_PATH (a GPU image names them already; any other image gets them last, after
+    its own) and nvidia-smi's on PATH, as the nvidia/cuda images have it."""
+    if gpu is None:
+        return env
+    found = dict(env)
+    for key, folder in (("LD_LIBRARY_PATH", DRIVER_DIR), ("PATH", DRIVER_BIN)):
+        paths = [p for p in env.get(key, "").split(":") if p]
+        if folder not in paths:
+            found[key] = ":".join([*paths, folder])
+    return found
+
+
 def project_argv(
     store: Store,
     built: Layers,
@@ -89,10 +104,12 @@ def project_argv(
     src: Path | None = None,
     interactive: bool = False,
     mounts: Sequence[tuple[Path, str]] = (),
+    gpu: HostGpu | None = None,
 ) -> list[str]:
     """bubblewrap over the project's root layers, its closure at /cog/store, /src and a
     writable $HOME, ready for the command to run. /src is the built code (read-only) or, with
-    `src`, that directory itself, writable, as `cog exec` mounts the project."""
+    `src`, that directory itself, writable, as `cog exec` mounts the project; with `gpu`, the
+    host's GPU (builders.nvidia)."""
     bwrap = bwrap_path()
     if bwrap is None:
         raise SandboxUnavailable("running a model natively needs bubblewrap (bwrap)")
@@ -107,6 +124,7 @@ def project_argv(
     argv += [] if interactive else ["--new-session"]
     argv += ["--ro-bind", str(view), "/", "--proc", "/proc", "--dev", "/dev"]
     argv += writable_places(view)
+    argv += gpu_binds(gpu, view) if gpu is not None else []
     argv += network_binds(view.parent)
     # Only the model's closure is in its /cog/store: never other projects' paths, the store's
     # database or its build logs.
@@ -134,7 +152,7 @@ def project_argv(
         "PYTHONUNBUFFERED": "1",
         **env,
     }
-    for key, value in sorted(base_env.items()):
+    for key, value in sorted(with_driver(base_env, gpu).items()):
         argv += ["--setenv", key, value]
     return [*argv, "--"]
 
@@ -147,11 +165,12 @@ def server_argv(
     server_args: list[str],
     src: Path | None = None,
     mounts: Sequence[tuple[Path, str]] = (),
+    gpu: HostGpu | None = None,
 ) -> list[str]:
     """The project's server: the runtime's environment, with the model's as its worker."""
     model_env = output_path(built.model_env)
     runtime_env = output_path(built.runtime_env)
-    argv = project_argv(store, built, view, env, src, mounts=mounts)
+    argv = project_argv(store, built, view, env, src, mounts=mounts, gpu=gpu)
     argv += [f"{runtime_env}/bin/python", "-m", "runtime", "--python", f"{model_env}/bin/python"]
     return argv + server_args
 
@@ -162,9 +181,11 @@ def image_argv(
     env: dict[str, str],
     server_args: list[str],
     scratch: Path,
+    gpu: HostGpu | None = None,
 ) -> list[str]:
     """The command that runs an image's own `CMD` under bubblewrap, over its unpacked file
-    system, with the image's environment and working directory (as `docker run` would)."""
+    system, with the image's environment and working directory (as `docker run` would); with
+    `gpu`, the host's GPU (as `docker run --gpus` would)."""
     bwrap = bwrap_path()
     if bwrap is None:
         raise SandboxUnavailable("running an image natively needs bubblewrap (bwrap)")
@@ -175,6 +196,7 @@ def image_argv(
     argv = [bwrap, "--unshare-all", "--share-net", "--die-with-parent", "--new-session"]
     argv += ["--ro-bind", str(rootfs), "/", "--proc", "/proc", "--dev", "/dev"]
     argv += [*writable_places(rootfs), *network_binds(scratch)]
+    argv += gpu_binds(gpu, rootfs) if gpu is not None else []
     src = rootfs / "src"
     if src.is_dir() and not src.is_symlink():
         # A container's /src takes new files (a model writing its output there).
@@ -182,6 +204,6 @@ def image_argv(
     argv += ["--chdir", settings.get("WorkingDir") or "/"]
     argv += ["--clearenv"]
     image_env = dict(item.split("=", 1) for item in settings.get("Env") or [] if "=" in item)
-    for key, value in sorted((image_env | {"HOME": "/root"} | env).items()):
+    for key, value in sorted(with_driver(image_env | {"HOME": "/root"} | env, gpu).items()):
         argv += ["--setenv", key, value]
     return argv + command + server_args

@@ -26,6 +26,10 @@ DEFAULT_CUDA_DATA = "cuda-2026.08"
 _CU = re.compile(r"cu(\d{2,})")
 _PIN = re.compile(r"^\s*([A-Za-z0-9_.-]+)\s*(?:\[[^\]]*\])?\s*===?\s*([^\s;#,]+)")
 _INDEX = ("--extra-index-url", "--index-url", "-i", "-f", "--find-links")
+_NAME = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)")
+# Requirements that bring NVIDIA's CUDA wheels themselves (torch; TensorFlow's and-cuda extra),
+# or that pick their own (any nvidia-* wheel named): no wheel set is added beside them.
+_OWN_CUDA = re.compile(r"^(torch|tensorflow.*|tf-nightly.*|nvidia-.*)$")
 
 
 class CudaError(ChannelError):
@@ -166,3 +170,44 @@ def select(
             hint="change or remove build.cudnn",
         )
     return Choice(_minor(chosen), cudnn or tf_cudnn or known[-1], reason)
+
+
+def _names(lines: list[str]) -> set[str]:
+    """The normalised names of the packages requirement lines name (not their options)."""
+    found = set()
+    for line in lines:
+        m = _NAME.match(line)
+        if m:
+            found.add(re.sub(r"[-_.]+", "-", m[1]).lower())
+    return found
+
+
+def wheel_layer(
+    data: CudaData, choice: Choice, lines: list[str], cudnn: str | None = None
+) -> tuple[Choice, list[str]]:
+    """The NVIDIA wheels to add to a `gpu: true` project's requirements (its CUDA layer), and
+    the choice they make. None where the requirements bring their own CUDA (torch, TensorFlow,
+    nvidia-* named). Cog's default CUDA (11.8) has no wheel set in the data (its base image
+    carried it): a project that chose nothing gets the newest set instead (every CUDA 12 set
+    runs on the same driver floor, 525, by CUDA's minor-version compatibility), with the
+    cuDNN cog.yaml asks for."""
+    if any(_OWN_CUDA.match(name) for name in _names(lines)):
+        return choice, []
+    found = data.wheel_set(choice.cuda, choice.cudnn)
+    if found is not None:
+        return choice, found
+    sets = sorted(data.wheels, key=_key)
+    if choice.reason == "default":
+        for cuda in reversed(sets):
+            have = sorted(data.wheels[cuda].get("cudnn", {}), key=_key)
+            pick = (cudnn if cudnn in have else None) if cudnn else (have[-1] if have else None)
+            if pick is not None:
+                reason = f"newest NVIDIA wheel set (Cog's default CUDA {choice.cuda} has none)"
+                return Choice(cuda, pick, reason), data.wheel_set(cuda, pick) or []
+    have = [f"{c} + cuDNN {d}" for c in sets for d in sorted(data.wheels[c].get("cudnn", {}))]
+    raise CudaError(
+        f"CUDA {choice.cuda} with cuDNN {choice.cudnn} has no NVIDIA wheel set in "
+        f"{data.name}; it has CUDA {', '.join(have) or 'none'}",
+        hint="set build.cuda (and build.cudnn) to one of them, or name NVIDIA's wheels "
+        "(nvidia-*-cu12) in the requirements yourself",
+    )

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from cuda_channels.channel import Channel, default_for
-from cuda_channels.cuda import Choice, load_cuda, select
+from cuda_channels.cuda import Choice, load_cuda, select, wheel_layer
 from derivations.apt import resolve_root, resolve_toolchain
 from derivations.config import CogConfig, RunItem, requirement_lines
 from derivations.errors import DerivationError
@@ -123,6 +123,11 @@ def create(
     """Resolves every input for the target; `previous` pins are kept where they still fit."""
     recorded = inputs(config, project, channel, arch)
     gpu = cuda_choice(config, project)
+    lines = resolver_lines(recorded["requirements"], project)
+    # The CUDA layer: NVIDIA's wheels, resolved and pinned with the model's requirements.
+    cuda_wheels: list[str] = []
+    if gpu is not None:
+        gpu, cuda_wheels = wheel_layer(load_cuda(), gpu, lines, config.build.cudnn)
     python = config.build.python_version
     source = channel.python_source(python)
     interpreter: dict[str, Any] = {"source": source.source, "version": source.version}
@@ -135,9 +140,13 @@ def create(
         found = [Wheel.from_json(w) for w in old.get(key, [])]
         return [replace(w, url=absolute_url(w.url, project)) for w in found]
 
-    lines = resolver_lines(recorded["requirements"], project)
     model = resolve(
-        [*lines, *SDK_REQUIREMENTS], python, arch, channel.glibc, pins("python_packages"), upgrade
+        [*lines, *SDK_REQUIREMENTS, *cuda_wheels],
+        python,
+        arch,
+        channel.glibc,
+        pins("python_packages"),
+        upgrade,
     )
     hashed = with_included(recorded["requirements"], project)
     check_hashes(hashed, [Pinned(w.name, w.sha256) for w in model])
@@ -168,7 +177,7 @@ def create(
             )
         system["toolchain"] = [p.to_json() for p in resolve_toolchain(channel, arch, python)]
     return {
-        **({"cuda": gpu.to_json()} if gpu is not None else {}),
+        **({"cuda": gpu.to_json() | {"wheels": cuda_wheels}} if gpu is not None else {}),
         "version": LOCK_VERSION,
         "inputs": recorded,
         "platform": {"os": "linux", "arch": arch, "glibc": channel.glibc},

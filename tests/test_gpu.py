@@ -8,14 +8,19 @@ Offline, like tests/test_examples.py: the channel on the frozen mirror, wheels f
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from builders.native import with_driver
+from builders.nvidia import GpuUnavailable, discover, gpu_binds
 from cuda_channels.channel import BUILTIN_DIR
-from cuda_channels.cuda import DEFAULT_CUDA_DATA, CudaError, load_cuda, select
+from cuda_channels.cuda import DEFAULT_CUDA_DATA, CudaError, load_cuda, select, wheel_layer
 from tests.projects import WHEELS, cog, project
 from tests.wheels import make_wheel
 
@@ -148,38 +153,266 @@ def image_config(layout: Path) -> dict[str, Any]:
     return blob(manifest["config"]["digest"])
 
 
+def tiny_cuda_data(into: Path) -> Path:
+    """The built-in CUDA data with one tiny wheel set (CUDA 12.4 + cuDNN 9 as runtime + nvtx,
+    both cached) in a COG_CHANNEL_PATH folder, so a CUDA layer builds offline."""
+    raw = json.loads((BUILTIN_DIR / f"{DEFAULT_CUDA_DATA}.json").read_text())
+    raw["wheels"] = {"12.4": {"from": "tests", "cuda": NVIDIA, "cudnn": {"9": []}}}
+    into.mkdir()
+    (into / f"{DEFAULT_CUDA_DATA}.json").write_text(json.dumps(raw))
+    return into
+
+
+def test_cuda_layer_is_added_where_nothing_brings_cuda() -> None:
+    data = load_cuda()
+    newest = data.wheel_set("12.8", "9")
+    # Cog's default (11.8) has no wheel set: the newest set instead, named as such.
+    choice, wheels = wheel_layer(data, select(data, ["numpy==2.1.3"]), ["numpy==2.1.3"])
+    assert (choice.cuda, choice.cudnn) == ("12.8", "9") and wheels == newest
+    assert choice.reason == "newest NVIDIA wheel set (Cog's default CUDA 11.8 has none)"
+    # A cuDNN asked for picks the newest set that has it.
+    choice, wheels = wheel_layer(data, select(data, [], None, "8"), [], "8")
+    assert (choice.cuda, choice.cudnn) == ("12.1", "8") and wheels == data.wheel_set("12.1", "8")
+    # An explicit CUDA gets its own set, or one sentence where the data has none.
+    assert wheel_layer(data, select(data, [], "12.4"), [])[1] == data.wheel_set("12.4", "9")
+    with pytest.raises(CudaError) as e:
+        wheel_layer(data, select(data, [], "12.2"), [])
+    assert str(e.value).startswith(
+        "CUDA 12.2 with cuDNN 8 has no NVIDIA wheel set in cuda-2026.08; it has CUDA 12.1 + cuDNN"
+    )
+    # torch, TensorFlow and NVIDIA's own wheels named: they bring (or are) the CUDA layer.
+    for lines in (["torch==2.5.1"], ["tensorflow[and-cuda]==2.16.1"], ["nvidia_cudnn_cu12"]):
+        choice = select(data, lines)
+        assert wheel_layer(data, choice, lines) == (choice, [])
+
+
 def test_gpu_project_without_torch_builds_and_predicts_on_cpu(
     offline: dict[str, str], tmp_path: Path
 ) -> None:
+    env = offline | {
+        "COG_CHANNEL_PATH": f"{tiny_cuda_data(tmp_path / 'data')}:{offline['COG_CHANNEL_PATH']}"
+    }
+    # libcudart found by name (LD_LIBRARY_PATH, natively as in the image), and no GPU here.
     root = gpu_project(
         tmp_path,
         "  gpu: true\n",
-        "        import numpy, nvidia.cuda_runtime\n        return str(numpy.ones(3).sum())",
-        ["numpy==2.1.3", *NVIDIA],
+        "        import ctypes, numpy\n"
+        "        cudart = ctypes.CDLL('libcudart.so.12')\n"
+        "        count = ctypes.c_int(0)\n"
+        "        failed = cudart.cudaGetDeviceCount(ctypes.byref(count)) != 0\n"
+        "        return f'{numpy.ones(3).sum()} gpus={0 if failed else count.value}'",
+        ["numpy==2.1.3"],
     )
-    locked = cog(root, offline, "lock")
+    locked = cog(root, env, "lock")
     assert locked.returncode == 0, locked.stderr[-2000:]
     lock = json.loads((root / "cog.lock").read_text())
-    assert lock["cuda"] == {"version": "11.8", "cudnn": "8", "from": "default"}
+    assert lock["cuda"] == {
+        "version": "12.4",
+        "cudnn": "9",
+        "from": "newest NVIDIA wheel set (Cog's default CUDA 11.8 has none)",
+        "wheels": NVIDIA,
+    }
+    pinned = {w["name"]: w for w in lock["python_packages"]}
+    for line in NVIDIA:
+        name, version = line.split("==")
+        assert pinned[name]["version"] == version and len(pinned[name]["sha256"]) == 64
     assert lock["inputs"]["gpu"]["cuda"] is None
     assert lock["inputs"]["gpu"]["data"]["name"] == DEFAULT_CUDA_DATA
     layout = tmp_path / "oci"
-    built = cog(root, offline, "build", "--locked", "--output", f"oci:{layout}")
+    built = cog(root, env, "build", "--locked", "--output", f"oci:{layout}")
     assert built.returncode == 0, built.stderr[-2000:]
     config = image_config(layout)
-    env = dict(item.split("=", 1) for item in config["config"]["Env"])
-    assert env["NVIDIA_DRIVER_CAPABILITIES"] == "all" and env["NVIDIA_VISIBLE_DEVICES"] == "all"
-    paths = env["LD_LIBRARY_PATH"].split(":")
+    image_env = dict(item.split("=", 1) for item in config["config"]["Env"])
+    assert image_env["NVIDIA_DRIVER_CAPABILITIES"] == "all"
+    assert image_env["NVIDIA_VISIBLE_DEVICES"] == "all"
+    paths = image_env["LD_LIBRARY_PATH"].split(":")
     assert "/usr/local/nvidia/lib64" in paths
-    assert any(p.endswith("site-packages/nvidia/cuda_runtime/lib") for p in paths)
+    for lib in ("cuda_runtime", "nvtx"):
+        assert any(p.endswith(f"site-packages/nvidia/{lib}/lib") for p in paths), paths
     label = json.loads(config["config"]["Labels"]["run.cog.config"])
-    assert label["build"]["gpu"] is True and label["build"]["cuda"] == "11.8"
-    predicted = cog(root, offline, "predict")
+    assert label["build"]["gpu"] is True and label["build"]["cuda"] == "12.4"
+    predicted = cog(root, env, "predict")
     assert predicted.returncode == 0, predicted.stderr[-2000:]
-    assert predicted.stdout.strip() == "3.0"
+    assert predicted.stdout.strip() == "3.0 gpus=0"
+    # `cog exec --gpus all` natively, with discovery pointed at a fake host's tree: its nodes
+    # and driver inside, the driver's folder on LD_LIBRARY_PATH after the wheels' ones.
+    fake = fake_host(tmp_path / "host")
+    patched = (
+        "import functools, pathlib, sys, builders.nvidia as n; "
+        f"n.discover = functools.partial(n.discover, root=pathlib.Path({str(fake)!r}), cache=''); "
+        "from cog.cli.main import main; sys.exit(main())"
+    )
+    script = "ls /dev/nvidia1 /usr/local/nvidia/lib64 && echo $LD_LIBRARY_PATH && nvidia-smi"
+    ran = subprocess.run(
+        [sys.executable, "-c", patched, "exec", "--gpus", "all", "sh", "-c", script],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert ran.returncode == 0, ran.stderr[-2000:]
+    lines = ran.stdout.splitlines()
+    assert lines[0] == "/dev/nvidia1" and "/usr/local/nvidia/lib64:" in lines
+    assert "libcuda.so.1" in lines and lines[-1] == "GPU 0: fake"
+    library_path = lines[-2].split(":")
+    assert library_path[0].endswith("site-packages/nvidia/cuda_runtime/lib")
+    assert "/usr/local/nvidia/lib64" in library_path
     # A cuda: is an input of the lock: --locked names it as drift.
     (root / "cog.yaml").write_text(
         (root / "cog.yaml").read_text().replace("  gpu: true\n", '  gpu: true\n  cuda: "12.4"\n')
     )
-    stale = cog(root, offline, "build", "--locked")
+    stale = cog(root, env, "build", "--locked")
     assert stale.returncode == 1 and "build.cuda or build.cudnn changed" in stale.stderr
+
+
+# Native `--gpus`: the host's GPU found in a fake tree (nodes and libraries as empty files).
+LDCONFIG = """\
+\t4 libs found in cache `/etc/ld.so.cache'
+\tlibnvidia-ml.so.1 (libc6,x86-64) => /usr/lib/x86_64-linux-gnu/libnvidia-ml.so.1
+\tlibcuda.so.1 (libc6,x86-64) => /usr/lib/x86_64-linux-gnu/libcuda.so.1
+\tlibcuda.so.1 (libc6) => /usr/lib/i386-linux-gnu/libcuda.so.1
+\tlibc.so.6 (libc6,x86-64) => /usr/lib/x86_64-linux-gnu/libc.so.6
+"""
+
+
+def fake_host(root: Path, gpus: int = 2) -> Path:
+    """A host tree with `gpus` GPUs: device nodes, the driver in the ld cache's folder (as a
+    link to its versioned file) and in /usr/local/nvidia/lib64, and nvidia-smi."""
+    for name in ["nvidiactl", "nvidia-uvm", *(f"nvidia{i}" for i in range(gpus))]:
+        (root / "dev").mkdir(parents=True, exist_ok=True)
+        (root / "dev" / name).write_text("")
+    (root / "dev" / "nvidia-caps").mkdir()
+    lib = root / "usr/lib/x86_64-linux-gnu"
+    lib.mkdir(parents=True)
+    for name in ("libcuda.so.580.1", "libnvidia-ml.so.580.1", "libc.so.6"):
+        (lib / name).write_text(name)
+    (lib / "libcuda.so.1").symlink_to("libcuda.so.580.1")
+    (lib / "libnvidia-ml.so.1").symlink_to("libnvidia-ml.so.580.1")
+    gke = root / "usr/local/nvidia/lib64"
+    gke.mkdir(parents=True)
+    (gke / "libnvidia-ptxjitcompiler.so.1").write_text("jit")
+    (gke / "libnvidia-nvvm.so.4").write_text("nvvm")
+    (gke / "libnvidia-glcore.so.580.1").write_text("graphics: not for compute")
+    (root / "usr/bin").mkdir()
+    (root / "usr/bin/nvidia-smi").write_text("#!/bin/sh\necho 'GPU 0: fake'\n")
+    (root / "usr/bin/nvidia-smi").chmod(0o755)
+    return root
+
+
+def test_host_gpu_found_in_a_fake_tree(tmp_path: Path) -> None:
+    root = fake_host(tmp_path / "host")
+    gpu = discover("all", root, LDCONFIG)
+    assert list(gpu.devices) == [
+        "/dev/nvidiactl",
+        "/dev/nvidia-uvm",
+        "/dev/nvidia0",
+        "/dev/nvidia1",
+        "/dev/nvidia-caps",
+    ]
+    assert gpu.devices["/dev/nvidia1"] == root / "dev/nvidia1"
+    lib = root / "usr/lib/x86_64-linux-gnu"
+    # The 64-bit ld cache entries, as the files they link to, then the usual folders'.
+    assert gpu.libraries == {
+        "libcuda.so.1": lib / "libcuda.so.580.1",
+        "libcuda.so.580.1": lib / "libcuda.so.580.1",
+        "libnvidia-ml.so.1": lib / "libnvidia-ml.so.580.1",
+        "libnvidia-ml.so.580.1": lib / "libnvidia-ml.so.580.1",
+        "libnvidia-nvvm.so.4": root / "usr/local/nvidia/lib64/libnvidia-nvvm.so.4",
+        "libnvidia-ptxjitcompiler.so.1": root
+        / "usr/local/nvidia/lib64/libnvidia-ptxjitcompiler.so.1",
+    }
+    assert gpu.smi == root / "usr/bin/nvidia-smi"
+    assert [d for d in discover("1", root, "").devices if d[-1].isdigit()] == ["/dev/nvidia0"]
+    picked = discover("device=1", root, "").devices
+    assert "/dev/nvidia1" in picked and "/dev/nvidia0" not in picked
+    argv = gpu_binds(gpu, root)
+    assert argv[:2] == ["--dev-bind", str(root / "dev/nvidiactl")]
+    assert ["--ro-bind", str(lib / "libcuda.so.580.1"), "/usr/local/nvidia/lib64/libcuda.so.1"] == (
+        argv[argv.index("/usr/local/nvidia/lib64/libcuda.so.1") - 2 :][:3]
+    )
+    # This root has /usr/local/nvidia (the host driver's place): a fresh one hides it.
+    assert argv[argv.index("--tmpfs") + 1] == "/usr/local/nvidia"
+    assert argv[-2:] == ["--remount-ro", "/usr/local/nvidia"]
+
+
+@pytest.mark.parametrize(
+    ("gpus", "message"),
+    [
+        ("3", "--gpus 3 asks for 3 GPUs, but this host has 2"),
+        ("device=4", "--gpus device=4: this host has no GPU 4 (it has 0, 1)"),
+        ("some", "--gpus 'some' is not all, a count or device=INDEX,..."),
+    ],
+)
+def test_host_gpu_refusals(tmp_path: Path, gpus: str, message: str) -> None:
+    with pytest.raises(GpuUnavailable) as e:
+        discover(gpus, fake_host(tmp_path / "host"), "")
+    assert str(e.value) == message
+
+
+def test_no_gpu_or_no_driver_is_one_sentence(tmp_path: Path) -> None:
+    with pytest.raises(GpuUnavailable) as e:
+        discover("all", tmp_path, "")
+    assert str(e.value).startswith("no NVIDIA GPU here: /dev/nvidiactl is missing")
+    root = fake_host(tmp_path / "host")
+    shutil.rmtree(root / "usr/lib")
+    with pytest.raises(GpuUnavailable, match="NVIDIA's driver libraries are not on this host"):
+        discover("all", root, "")
+
+
+def test_gpu_binds_under_bubblewrap(tmp_path: Path) -> None:
+    # The fake host's GPU passed into a run over this machine's read-only /, as a model gets it.
+    gpu = discover("all", fake_host(tmp_path / "host"), LDCONFIG)
+    bwrap = shutil.which("bwrap")
+    if bwrap is None:
+        pytest.skip("needs bubblewrap")
+    argv = [bwrap, "--ro-bind", "/", "/", "--proc", "/proc", "--dev", "/dev"]
+    argv += gpu_binds(gpu, Path("/"))
+    script = (
+        "ls /dev/nvidia* -d; cat /usr/local/nvidia/lib64/libcuda.so.1; echo; "
+        "ls /usr/local/nvidia/lib64; /usr/local/nvidia/bin/nvidia-smi; "
+        "touch /usr/local/x 2>/dev/null || echo ro"
+    )
+    run = subprocess.run([*argv, "sh", "-c", script], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.split("\n") == [
+        "/dev/nvidia-caps",
+        "/dev/nvidia-uvm",
+        "/dev/nvidia0",
+        "/dev/nvidia1",
+        "/dev/nvidiactl",
+        "libcuda.so.580.1",
+        "libcuda.so.1",
+        "libcuda.so.580.1",
+        "libnvidia-ml.so.1",
+        "libnvidia-ml.so.580.1",
+        "libnvidia-nvvm.so.4",
+        "libnvidia-ptxjitcompiler.so.1",
+        "GPU 0: fake",
+        "ro",
+        "",
+    ]
+
+
+def test_driver_joins_the_library_path(tmp_path: Path) -> None:
+    gpu = discover("all", fake_host(tmp_path / "host"), "")
+    assert with_driver({"LD_LIBRARY_PATH": "/a", "PATH": "/bin"}, gpu) == {
+        "LD_LIBRARY_PATH": "/a:/usr/local/nvidia/lib64",
+        "PATH": "/bin:/usr/local/nvidia/bin",
+    }
+    gpu_image = {"LD_LIBRARY_PATH": "/usr/local/nvidia/lib64:/b", "PATH": "/usr/local/nvidia/bin"}
+    assert with_driver(gpu_image, gpu) == gpu_image and with_driver({}, None) == {}
+
+
+@pytest.mark.skipif(Path("/dev/nvidiactl").exists(), reason="this host has a GPU")
+@pytest.mark.parametrize("command", [["run"], ["serve", "-p", "0"], ["exec", "python"]])
+def test_gpus_without_a_gpu_is_one_sentence(
+    offline: dict[str, str], tmp_path: Path, command: list[str]
+) -> None:
+    root = gpu_project(tmp_path, "  gpu: true\n", "        return 'x'")
+    result = cog(root, offline, command[0], "--gpus", "all", *command[1:])
+    assert result.returncode == 1
+    assert result.stderr.splitlines()[0] == (
+        "error: no NVIDIA GPU here: /dev/nvidiactl is missing, so --gpus has nothing to pass in"
+    ), result.stderr
+    assert not (root / "cog.lock").exists()  # before anything was locked or built

@@ -15,6 +15,19 @@ for side in ours coglet; do
         --platform manylinux_2_28_x86_64 --platform any \
         -r "bench/gpu/$side-requirements.txt"
 done
+# For torch_gpu_check.sh: our CLI's dependencies (pyproject.toml's, with theirs) for the device's
+# python3, and Debian's bubblewrap (the device has none).
+rm -rf .gpu-carry/cli && mkdir -p .gpu-carry/cli
+python3 -c 'import tomllib; print("\n".join(tomllib.load(open("pyproject.toml", "rb"))["project"]["dependencies"]))' \
+    >.gpu-carry/cli-requirements.txt
+env -u PIP_FIND_LINKS -u PIP_CONSTRAINT -u PIP_EXTRA_INDEX_URL PIP_CONFIG_FILE=/dev/null \
+    python3 -m pip download --quiet --dest .gpu-carry/cli \
+    --index-url https://pypi.org/simple --only-binary=:all: \
+    --python-version 3.12 --implementation cp \
+    --platform manylinux2014_x86_64 --platform manylinux_2_17_x86_64 \
+    --platform manylinux_2_28_x86_64 --platform any \
+    -r .gpu-carry/cli-requirements.txt
+(cd .gpu-carry && apt-get download bubblewrap)
 grep -qx '/.gpu-carry/' .git/info/exclude 2>/dev/null || echo '/.gpu-carry/' >> .git/info/exclude
 ls .gpu-carry/*
 du -sh .gpu-carry

@@ -33,7 +33,10 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
         metavar="[HOST:]PORT",
         help="a port the command listens on (the network is the host's: nothing to map)",
     )
-    p.add_argument("--gpus", help=argparse.SUPPRESS)
+    p.add_argument(
+        "--gpus",
+        help="GPUs to pass in, as `docker run --gpus` takes them: all, a count, or device=0,1",
+    )
     add_compat_flags(p)
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--locked", action="store_true", help="refuse a missing or stale cog.lock")
@@ -57,13 +60,11 @@ def check_publish(value: str) -> int:
 def cmd_exec(args: argparse.Namespace, store: Store) -> int:
     from builders.native import project_argv
     from cog.cli.build_cmd import build
+    from cog.cli.predict_cmd import gpu_env, host_gpu
 
     if not args.command:
         raise UsageError("cog exec needs a command to run", hint="e.g. cog exec python")
-    if args.gpus:
-        raise UsageError(
-            "--gpus is not available for native runs yet", hint="run without --gpus for now"
-        )
+    gpu = host_gpu(args.gpus)  # before anything is built
     env = model_env(args.env)
     for value in args.publish:
         check_publish(value)
@@ -79,8 +80,9 @@ def cmd_exec(args: argparse.Namespace, store: Store) -> int:
             store,
             built,
             scratch / "root",
-            config.env | env,
+            gpu_env(store, config, built, args.arch) | config.env | env,
             src=project,
             interactive=sys.stdin.isatty(),
+            gpu=gpu,
         )
         return subprocess.run([*argv, *args.command], check=False).returncode

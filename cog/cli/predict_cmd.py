@@ -24,7 +24,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import httpx
 
@@ -33,6 +33,11 @@ from cog.cli.errors import UsageError
 from cog.cli.project import has_project, project_dir
 from store.local import Store
 from store.oci import Layout
+
+if TYPE_CHECKING:  # imported where used: the CLI starts without them
+    from builders.nvidia import HostGpu
+    from builders.project import Layers
+    from derivations.config import CogConfig
 
 
 def register(sub: argparse._SubParsersAction[Any]) -> None:
@@ -95,7 +100,10 @@ def _prediction_parser(p: argparse.ArgumentParser) -> None:
 def _build_flags(p: argparse.ArgumentParser) -> None:
     add_compat_flags(p)
     p.add_argument("--docker", action="store_true", help="run in the Docker engine, not bwrap")
-    p.add_argument("--gpus", help="with --docker: GPUs to pass in (all, or a count)")
+    p.add_argument(
+        "--gpus",
+        help="GPUs to pass in, as `docker run --gpus` takes them: all, a count, or device=0,1",
+    )
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--locked", action="store_true", help="refuse a missing or stale cog.lock")
     mode.add_argument("--frozen", action="store_true", help="use cog.lock as it is")
@@ -247,12 +255,11 @@ def _start(
     quiet: bool,
 ) -> _Server:
     """Starts the server for what the arguments name, listening on `port`."""
-    if args.gpus and not args.docker:
-        raise UsageError("--gpus needs --docker", hint="add --docker to run in the Docker engine")
+    gpu = None if args.docker else host_gpu(args.gpus)  # before anything is built
     if args.image or args.docker:
-        return _start_image(store, args, port, scratch, server_args, quiet)
+        return _start_image(store, args, port, scratch, server_args, quiet, gpu)
     if _native_mode(args):
-        argv, release = _native(store, args, port, scratch, server_args)
+        argv, release = _native(store, args, port, scratch, server_args, gpu)
         return _Process(argv, dict(os.environ), quiet, cleanup=release)
     env = _env(args.ref) | {"PORT": str(port)}
     return _Process([sys.executable, "-m", "cog.server.http", *server_args], env, quiet)
@@ -265,6 +272,7 @@ def _start_image(
     scratch: Path,
     server_args: list[str],
     quiet: bool,
+    gpu: HostGpu | None = None,
 ) -> _Server:
     from builders.native import image_argv
     from cog.cli import docker_engine
@@ -288,7 +296,7 @@ def _start_image(
         docker_engine.load(layout, tag, scratch)
         return _Container(docker_engine.run(tag, env, args.gpus))
     rootfs = unpacked(store, path)
-    argv = image_argv(rootfs, layout.config(), env, server_args, scratch)
+    argv = image_argv(rootfs, layout.config(), env, server_args, scratch, gpu)
     return _Process(argv, dict(os.environ), quiet)
 
 
@@ -398,7 +406,12 @@ def _save(value: Any, target: Path | None) -> tuple[Any, bool]:
 
 
 def _native(
-    store: Store, args: argparse.Namespace, port: int, scratch: Path, server_args: list[str]
+    store: Store,
+    args: argparse.Namespace,
+    port: int,
+    scratch: Path,
+    server_args: list[str],
+    gpu: HostGpu | None = None,
 ) -> tuple[list[str], Callable[[], None]]:
     """Builds the project here and returns the command that serves it under bubblewrap, with
     what releases its managed weights' mounts once it has stopped."""
@@ -408,7 +421,8 @@ def _native(
     project = project_dir()
     mounts = prepare_mounts(project, load_config(project))
     try:
-        return _native_argv(store, args, port, scratch, server_args, mounts.binds), mounts.release
+        argv = _native_argv(store, args, port, scratch, server_args, mounts.binds, gpu)
+        return argv, mounts.release
     except BaseException:
         mounts.release()
         raise
@@ -421,6 +435,7 @@ def _native_argv(
     scratch: Path,
     server_args: list[str],
     mounts: list[tuple[Path, str]],
+    gpu: HostGpu | None = None,
 ) -> list[str]:
     from builders.native import server_argv
     from cog.cli.build_cmd import build
@@ -434,14 +449,33 @@ def _native_argv(
     if not training and not config.predict:
         raise UsageError("cog.yaml has no predict:", hint="add predict: predict.py:Predictor")
     _, _, built = build(store, project, args)
-    env = config.env | model_env(getattr(args, "env", [])) | {"PORT": str(port)}
+    env = gpu_env(store, config, built, args.arch)
+    env |= config.env | model_env(getattr(args, "env", [])) | {"PORT": str(port)}
     if config.predict:
         env["COG_PREDICT_TYPE_STUB"] = config.predict
+    view = scratch / "root"
     if not training:
-        return server_argv(store, built, scratch / "root", env, server_args, mounts=mounts)
+        return server_argv(store, built, view, env, server_args, mounts=mounts, gpu=gpu)
     # A training writes where it runs, so it gets the project itself at /src, as in Cog.
     env["COG_TRAIN_TYPE_STUB"] = config.train or ""
-    return server_argv(store, built, scratch / "root", env, server_args, src=project, mounts=mounts)
+    return server_argv(store, built, view, env, server_args, src=project, mounts=mounts, gpu=gpu)
+
+
+def host_gpu(gpus: str | None) -> HostGpu | None:
+    """`--gpus` for a native run: the host's GPU, or one sentence saying why not, before
+    anything is built or started."""
+    from builders.nvidia import discover
+
+    return discover(gpus) if gpus else None
+
+
+def gpu_env(store: Store, config: CogConfig, built: Layers, arch: str) -> dict[str, str]:
+    """A `gpu: true` project's NVIDIA environment, as its image has it (builders.image)."""
+    from builders.image import nvidia_env
+
+    if not config.build.gpu:
+        return {}
+    return nvidia_env(store, built, config.build.python_version, arch)
 
 
 def json_inputs(text: str) -> dict[str, Any]:

@@ -140,10 +140,11 @@ def sandboxed(
     home = os.environ.get("HOME", "")
     if home not in ("", "/") and os.path.isdir(home):
         cmd += ["--tmpfs", home]
-        # An interpreter installed under $HOME (pyenv, uv) stays visible, read-only.
-        cmd += ["--ro-bind", sys.base_prefix, sys.base_prefix]
+    # The interpreter and the program run (uv, in cog's own environment) stay visible,
+    # read-only, even when they live under /tmp or $HOME (pyenv, a checkout's .venv).
+    tools = {sys.base_prefix, sys.prefix, os.path.dirname(os.path.realpath(argv[0]))}
     where = cwd or Path.cwd()
-    for path in (where, *readable):
+    for path in (*sorted(tools), where, *readable):
         cmd += ["--ro-bind", str(path), str(path)]
     for path in writable:
         cmd += ["--bind", str(path), str(path)]

@@ -25,6 +25,7 @@ from derivations.requirements import (
     Pinned,
     absolute_url,
     check_hashes,
+    folder_url,
     local_files,
     relative_url,
     resolver_lines,
@@ -150,7 +151,7 @@ def create(
     )
     hashed = with_included(recorded["requirements"], project)
     check_hashes(hashed, [Pinned(w.name, w.sha256) for w in model])
-    model = [replace(w, url=relative_url(w.url, project)) for w in model]
+    model = [replace(w, url=folder_url(relative_url(w.url, project))) for w in model]
     # The runtime comes from the same indexes the project names (a company mirror, say), and
     # from nothing else the requirements say (constraints are the model's).
     index_options = [line for line in lines if line.startswith(INDEX_OPTIONS)]

@@ -10,8 +10,10 @@ recorded by hash, so editing one is drift that `--locked` names.
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 import urllib.parse
+import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -68,16 +70,56 @@ def _local_path(line: str) -> str | None:
 
 def resolver_lines(lines: Sequence[str], project: Path) -> list[str]:
     """`lines` with each local path made absolute (against the project) and hashes left out
-    (the resolver does not check them: `check_hashes` does, against what it pinned)."""
+    (the resolver does not check them: `check_hashes` does, against what it pinned). A
+    project folder named as a requirement becomes its packed sdist (`pack_folder`)."""
     out = []
     for line in lines:
         path = _local_path(line)
         line = _HASH.sub("", line)
         if path is not None:
-            absolute = str((project / Path(path).expanduser()).resolve())
+            where = (project / Path(path).expanduser()).resolve()
+            if where.is_dir() and not line.startswith("-"):
+                where = pack_folder(project, where)
+            absolute = str(where)
             line = line.replace(path, absolute, 1).replace("file:" + absolute, absolute, 1)
         out.append(line)
     return out
+
+
+PACKED = ".cog/sdists"  # where project folders named as requirements are packed
+
+
+def pack_folder(project: Path, folder: Path) -> Path:
+    """`folder` (a Python project inside `project`) as an sdist zip under .cog/sdists, with
+    the same bytes on every machine: sorted entries under one top directory, stored (no
+    compressor's version shows), fixed times and modes; caches and VCS data left out."""
+    rel = folder.relative_to(project.resolve()).as_posix()
+    target = project / PACKED / (urllib.parse.quote(rel, safe="") + ".zip")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.{os.getpid()}")
+    with zipfile.ZipFile(tmp, "w", zipfile.ZIP_STORED) as z:
+        for path in sorted(folder.rglob("*")):
+            inside = path.relative_to(folder)
+            if path.is_symlink() or not path.is_file() or _SKIPPED & set(inside.parts):
+                continue
+            info = zipfile.ZipInfo(f"{folder.name}/{inside.as_posix()}", (1980, 1, 1, 0, 0, 0))
+            info.external_attr = (0o755 if os.access(path, os.X_OK) else 0o644) << 16
+            z.writestr(info, path.read_bytes())
+    os.replace(tmp, target)
+    return target
+
+
+_SKIPPED = {".git", "__pycache__", ".cog", ".venv"}
+
+
+def folder_url(url: str) -> str:
+    """A packed folder's locked URL (`file:.cog/sdists/pkg.zip`) as the folder's own
+    (`file:pkg/`): the lock names what is in the project, not a file cog made."""
+    prefix = f"file:{urllib.parse.quote(PACKED)}/"
+    if url.startswith(prefix) and url.endswith(".zip"):
+        name = urllib.parse.unquote(url[len(prefix) : -4])  # the file's name: the folder, quoted
+        return "file:" + urllib.parse.quote(urllib.parse.unquote(name)) + "/"
+    return url
 
 
 def local_files(lines: Sequence[str], project: Path) -> dict[str, str]:
@@ -94,7 +136,8 @@ def local_files(lines: Sequence[str], project: Path) -> dict[str, str]:
         elif where.is_dir():
             digest = hashlib.sha256()
             for entry in sorted(where.rglob("*")):
-                if entry.is_file() and entry.name.endswith((*_ARCHIVES, ".txt", ".toml", ".py")):
+                parts = set(entry.relative_to(where).parts)
+                if entry.is_file() and not entry.is_symlink() and not _SKIPPED & parts:
                     digest.update(f"{entry.relative_to(where)}\0".encode())
                     digest.update(hashlib.sha256(entry.read_bytes()).digest())
             found[path] = digest.hexdigest()
@@ -175,8 +218,11 @@ def relative_url(url: str, project: Path) -> str:
 
 
 def absolute_url(url: str, project: Path) -> str:
-    """The inverse of `relative_url`, for fetching a locked local file."""
+    """The inverse of `relative_url`, for fetching a locked local file; a project folder is
+    packed again (the same bytes, so the locked sha256 holds while the folder is unchanged)."""
     if url.startswith("file:") and not url.startswith("file://"):
-        rel = urllib.parse.unquote(url.removeprefix("file:"))
-        return (project.resolve() / rel).as_uri()
+        where = project.resolve() / urllib.parse.unquote(url.removeprefix("file:"))
+        if url.endswith("/") and where.is_dir():
+            where = pack_folder(project, where)
+        return where.as_uri()
     return url

@@ -229,3 +229,39 @@ def test_local_sdists_as_users_pack_them(offline: dict[str, str], tmp_path: Path
     pins = {w["name"]: w["url"] for w in lock["python_packages"]}
     assert pins["flat-pkg"] == "file:dist/flat_pkg-0.1.0.tar.gz"
     assert pins["spaced-pkg"] == "file:dist/spaced%20pkg-0.1.0.zip"
+
+
+def test_a_project_folder_as_a_requirement(offline: dict[str, str], tmp_path: Path) -> None:
+    """`./libs/mypkg` (a folder with its own setup.py) is packed into the same sdist bytes on
+    every machine, locked by its folder, and an edit in it is drift."""
+    root = project("hello-world", tmp_path / "a")
+    package = root / "libs" / "mypkg"
+    (package / "mypkg").mkdir(parents=True)
+    (package / "setup.py").write_text(
+        'from setuptools import setup\nsetup(name="mypkg", version="0.3.0", packages=["mypkg"])\n'
+    )
+    (package / "mypkg" / "__init__.py").write_text('MESSAGE = "from a folder"\n')
+    (root / "requirements.txt").write_text(f"--no-index\n--find-links {WHEELS}\n./libs/mypkg\n")
+    (root / "cog.yaml").write_text(
+        'build:\n  python_version: "3.11"\n  python_requirements: requirements.txt\n'
+        'predict: "predict.py:Predictor"\n'
+    )
+    (root / "predict.py").write_text(
+        "import mypkg\nfrom cog import BasePredictor\n\n\nclass Predictor(BasePredictor):\n"
+        "    def predict(self) -> str:\n        return mypkg.MESSAGE\n"
+    )
+    ran = cog(root, offline, "run")
+    assert ran.returncode == 0, ran.stderr[-3000:]
+    assert ran.stdout.strip() == "from a folder"
+    pins = {w["name"]: w for w in json.loads((root / "cog.lock").read_text())["python_packages"]}
+    assert pins["mypkg"]["url"] == "file:libs/mypkg/"
+    # Another checkout, another store: the folder packs to the locked sha256 again.
+    moved = tmp_path / "b" / "moved"
+    shutil.copytree(root, moved, ignore=shutil.ignore_patterns(".cog"))
+    other = offline | {"COG_STORE_DIR": str(tmp_path / "other-store")}
+    again = cog(moved, other, "build", "--locked", "--no-docker-load")
+    assert again.returncode == 0, again.stderr[-3000:]
+    (moved / "libs/mypkg/mypkg/__init__.py").write_text('MESSAGE = "edited"\n')
+    stale = cog(moved, other, "build", "--locked", "--no-docker-load")
+    assert stale.returncode == 1
+    assert "./libs/mypkg, which the requirements name, changed" in stale.stderr

@@ -104,15 +104,6 @@ def inputs(config: CogConfig, project: Path, channel: Channel, arch: str) -> dic
     return recorded
 
 
-def cuda_choice(config: CogConfig, project: Path) -> Choice | None:
-    """The CUDA and cuDNN a `gpu: true` project gets (cuda_channels.cuda.select); a `cuda:`
-    that contradicts the torch pin fails here, before anything is fetched."""
-    if not config.build.gpu:
-        return None
-    lines = requirement_lines(config, project)
-    return select(load_cuda(), lines, config.build.cuda, config.build.cudnn)
-
-
 def create(
     config: CogConfig,
     project: Path,
@@ -123,12 +114,17 @@ def create(
 ) -> dict[str, Any]:
     """Resolves every input for the target; `previous` pins are kept where they still fit."""
     recorded = inputs(config, project, channel, arch)
-    gpu = cuda_choice(config, project)
-    lines = resolver_lines(recorded["requirements"], project)
-    # The CUDA layer: NVIDIA's wheels, resolved and pinned with the model's requirements.
+    gpu: Choice | None = None
     cuda_wheels: list[str] = []
+    if config.build.gpu:
+        # The CUDA and cuDNN the project gets (a `cuda:` that contradicts the torch pin fails
+        # here, before anything is fetched), and the CUDA layer: NVIDIA's wheels, resolved
+        # and pinned with the model's requirements.
+        data = load_cuda()
+        gpu = select(data, recorded["requirements"], config.build.cuda, config.build.cudnn)
+    lines = resolver_lines(recorded["requirements"], project)
     if gpu is not None:
-        gpu, cuda_wheels = wheel_layer(load_cuda(), gpu, lines, config.build.cudnn)
+        gpu, cuda_wheels = wheel_layer(data, gpu, lines, config.build.cudnn)
     python = config.build.python_version
     source = channel.python_source(python)
     interpreter: dict[str, Any] = {"source": source.source, "version": source.version}

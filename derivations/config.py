@@ -324,9 +324,14 @@ def parse_config(text: str, where: str = "cog.yaml", strict: bool = False) -> Co
     """cog.yaml's text as a config. Keys Cog does not know are left out, as Cog's YAML
     decoding drops them (`unknown_keys` says which, for a warning); `strict` refuses them."""
     data = _mapping(text, where)
-    if not strict:
-        for error in _unknown(data):
-            _drop(data, error["loc"])
+    try:
+        return CogConfig.model_validate(data)
+    except ValidationError as e:
+        unknown = [err for err in e.errors() if err["type"] == "extra_forbidden"]
+        if strict or not unknown:
+            raise _sentence(e.errors()[0], where) from None
+    for error in unknown:  # validated again only when there were keys to leave out
+        _drop(data, error["loc"])
     try:
         return CogConfig.model_validate(data)
     except ValidationError as e:

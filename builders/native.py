@@ -1,8 +1,13 @@
 """Running a built project natively: bubblewrap over its root layers, the store and the code.
 
-The root layers are stacked into one read-only view at `/`, the model's closure (and nothing
-else of the store) is mounted read-only at `/cog/store`, the code at `/src`; the network is
-the host's (the server listens on it).
+The root layers are stacked into one view, and `/` is a writable overlay over it, as a
+container's root is: the model may write anywhere (`/opt/models`, `/usr/local/share`, `/etc`…)
+and what it writes lands in a throwaway upper directory in the run's scratch directory, gone
+with it; the view and the store are never written (builders.overlay). Where overlays cannot be
+mounted, `/` is the view itself, read-only. Either way `$HOME`, `/tmp`, `/var/tmp` and `/home`
+are fresh and empty. The model's closure (and nothing else of the store) is mounted read-only
+at `/cog/store`, the code at `/src`; the network is the host's (the server listens on it).
+An image runs the same way over its unpacked file system.
 The runtime's environment runs the server, which starts the predictor's worker with the
 model's environment: two environments over one interpreter, as in the image.
 """
@@ -15,6 +20,7 @@ from typing import Any
 
 from builders.errors import SandboxUnavailable
 from builders.nvidia import DRIVER_BIN, DRIVER_DIR, HostGpu, gpu_binds
+from builders.overlay import writable_root
 from builders.project import Layers
 from builders.rootview import add_mount_points, merge_view
 from builders.sandbox import bwrap_path
@@ -43,10 +49,11 @@ def network_binds(scratch: Path) -> list[str]:
     return ["--ro-bind", str(hosts), "/etc/hosts", "--ro-bind", str(resolv), "/etc/resolv.conf"]
 
 
-# Where a model writes at run time, writable (and empty) in every native run: $HOME (/root,
-# with ~/.cache for downloaded models), the temporary directories, and /home. The rest of / is
-# the read-only view of the store's layers; a container's writable root has no counterpart
-# without overlay mounts, which bubblewrap 0.8 lacks.
+# Where a model writes at run time, fresh and empty in every native run: $HOME (/root, with
+# ~/.cache for downloaded models), the temporary directories, and /home. The rest of / is the
+# overlay we mount over the view of the store's layers (bubblewrap 0.8 mounts none), writable
+# and thrown away after the run, as a container's root is; where overlays cannot be mounted it
+# is the read-only view, and these places are the only writable ones.
 WRITABLE = (("/tmp", "1777"), ("/var/tmp", "1777"), ("/root", "0700"), ("/home", "0755"))
 
 
@@ -70,16 +77,51 @@ def _writable_over(directory: Path, target: str) -> list[str]:
     return argv
 
 
-def _mount_point(view: Path, target: str) -> None:
-    """A directory at `target` in the (read-only bound) root view, for a bind outside /src:
-    made as real directories of the view, never through one of its links."""
-    where = view
+def _root(lower: Path, scratch: Path) -> tuple[list[str], list[str], Path | None]:
+    """The run's `/`: a writable overlay over `lower`, its upper and work directories in
+    `scratch` (removed with it by the run's owner), or where overlays cannot be mounted here
+    `lower` itself, read-only. Returns the command prefix that mounts it, bwrap's arguments
+    for `/`, and the overlay's upper directory (None for a read-only root)."""
+    overlay = writable_root([lower], scratch / "overlay")
+    if overlay is None:
+        return [], ["--ro-bind", str(lower), "/"], None
+    return overlay.prefix, ["--bind", str(overlay.merged), "/"], overlay.upper
+
+
+def _make_folder(root: Path, target: str, upper: Path | None = None) -> str | None:
+    """Makes `target` a folder of the run's root `root`, as real directories of `root`, or
+    with `upper` of the overlay's upper directory over it (with the modes `root` has there),
+    never through one of its links; or says which part of it is not a folder."""
+    where, made = root, upper
     for part in Path(target).relative_to("/").parts:
         where = where / part
         if where.is_symlink() or (where.exists() and not where.is_dir()):
-            raise SandboxUnavailable(f"cannot mount a weight at {target}: /{part} is not a folder")
-        if not where.exists():
+            return f"/{part} is not a folder"
+        if made is not None:
+            made = made / part
+            if not made.is_dir():
+                made.mkdir()
+                made.chmod(where.stat().st_mode & 0o7777 if where.is_dir() else 0o755)
+        elif not where.exists():
             where.mkdir()
+    return None
+
+
+def _mount_point(view: Path, target: str) -> None:
+    """A directory at `target` in the root view (the overlay's lower or the read-only root),
+    for a bind outside /src, made before the run starts."""
+    problem = _make_folder(view, target)
+    if problem is not None:
+        raise SandboxUnavailable(f"cannot mount a weight at {target}: {problem}")
+
+
+def _gpu_argv(gpu: HostGpu, root: Path, upper: Path | None) -> list[str]:
+    """bwrap arguments that pass the GPU in. Over a writable root the driver's folder is made
+    in the overlay, so that only /usr/local/nvidia is read-only (/usr/local stays writable);
+    over a read-only root gpu_binds shows it in a tmpfs of its own."""
+    if upper is not None and _make_folder(root, "/usr/local/nvidia", upper) is None:
+        return gpu_binds(gpu, upper)  # which finds the folder there and mounts only it
+    return gpu_binds(gpu, root)
 
 
 def with_driver(env: dict[str, str], gpu: HostGpu | None) -> dict[str, str]:
@@ -106,10 +148,11 @@ def project_argv(
     mounts: Sequence[tuple[Path, str]] = (),
     gpu: HostGpu | None = None,
 ) -> list[str]:
-    """bubblewrap over the project's root layers, its closure at /cog/store, /src and a
-    writable $HOME, ready for the command to run. /src is the built code (read-only) or, with
-    `src`, that directory itself, writable, as `cog exec` mounts the project; with `gpu`, the
-    host's GPU (builders.nvidia)."""
+    """bubblewrap over the project's root layers (a writable overlay over their view, `view`,
+    whose upper directory is made next to it in `view.parent`), its closure at /cog/store,
+    /src and a fresh $HOME, ready for the command to run. /src is the built code (read-only,
+    taking new files) or, with `src`, that directory itself, writable, as `cog exec` mounts
+    the project; with `gpu`, the host's GPU (builders.nvidia)."""
     bwrap = bwrap_path()
     if bwrap is None:
         raise SandboxUnavailable("running a model natively needs bubblewrap (bwrap)")
@@ -119,12 +162,13 @@ def project_argv(
     add_mount_points(view)
     model_env = output_path(built.model_env)
     runtime_env = output_path(built.runtime_env)
-    argv = [bwrap, "--unshare-all", "--share-net", "--die-with-parent"]
+    prefix, root, upper = _root(view, view.parent)
+    argv = [*prefix, bwrap, "--unshare-all", "--share-net", "--die-with-parent"]
     # A new session keeps the command from the terminal; an interactive one needs it.
     argv += [] if interactive else ["--new-session"]
-    argv += ["--ro-bind", str(view), "/", "--proc", "/proc", "--dev", "/dev"]
+    argv += [*root, "--proc", "/proc", "--dev", "/dev"]
     argv += writable_places(view)
-    argv += gpu_binds(gpu, view) if gpu is not None else []
+    argv += _gpu_argv(gpu, view, upper) if gpu is not None else []
     argv += network_binds(view.parent)
     # Only the model's closure is in its /cog/store: never other projects' paths, the store's
     # database or its build logs.
@@ -184,8 +228,9 @@ def image_argv(
     gpu: HostGpu | None = None,
 ) -> list[str]:
     """The command that runs an image's own `CMD` under bubblewrap, over its unpacked file
-    system, with the image's environment and working directory (as `docker run` would); with
-    `gpu`, the host's GPU (as `docker run --gpus` would)."""
+    system (a writable overlay over it, whose upper directory is made in `scratch`; its
+    /cog/store read-only), with the image's environment and working directory (as `docker run`
+    would); with `gpu`, the host's GPU (as `docker run --gpus` would)."""
     bwrap = bwrap_path()
     if bwrap is None:
         raise SandboxUnavailable("running an image natively needs bubblewrap (bwrap)")
@@ -193,13 +238,18 @@ def image_argv(
     command = [*(settings.get("Entrypoint") or []), *(settings.get("Cmd") or [])]
     if not command:
         raise SandboxUnavailable("the image has no Entrypoint or Cmd to run")
-    argv = [bwrap, "--unshare-all", "--share-net", "--die-with-parent", "--new-session"]
-    argv += ["--ro-bind", str(rootfs), "/", "--proc", "/proc", "--dev", "/dev"]
+    prefix, root, upper = _root(rootfs, scratch)
+    argv = [*prefix, bwrap, "--unshare-all", "--share-net", "--die-with-parent", "--new-session"]
+    argv += [*root, "--proc", "/proc", "--dev", "/dev"]
     argv += [*writable_places(rootfs), *network_binds(scratch)]
-    argv += gpu_binds(gpu, rootfs) if gpu is not None else []
+    argv += _gpu_argv(gpu, rootfs, upper) if gpu is not None else []
+    store_dir = rootfs / STORE_DIR.lstrip("/")
+    if upper is not None and store_dir.is_dir() and not store_dir.is_symlink():
+        argv += ["--ro-bind", str(store_dir), STORE_DIR]  # the store stays read-only
     src = rootfs / "src"
-    if src.is_dir() and not src.is_symlink():
-        # A container's /src takes new files (a model writing its output there).
+    if upper is None and src.is_dir() and not src.is_symlink():
+        # A container's /src takes new files (a model writing its output there); over a
+        # writable root it does already.
         argv += _writable_over(src, "/src")
     argv += ["--chdir", settings.get("WorkingDir") or "/"]
     argv += ["--clearenv"]

@@ -23,9 +23,7 @@ import hashlib
 import os
 import shutil
 import stat
-import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -34,6 +32,7 @@ from typing import Any
 
 from builders.base import BuildContext
 from builders.errors import BuildError, SandboxUnavailable
+from builders.overlay import writable_root
 from builders.progress import SilentReporter
 from builders.rootfs import relative_target
 from builders.rootview import merge_view
@@ -215,52 +214,6 @@ def nar_sha256(tree: Path) -> str:
 
 # --- the builder ---------------------------------------------------------------------------------
 
-_overlay: dict[str, bool] = {}
-
-
-def _unshare() -> list[str]:
-    """A private mount namespace for the overlay; a user namespace too unless we are root."""
-    exe = shutil.which("unshare")
-    if exe is None:
-        return []
-    user = [] if os.geteuid() == 0 else ["--user", "--map-root-user"]
-    return [exe, *user, "--mount", "--propagation", "private"]
-
-
-_MOUNT = (  # a failure says so in the log, whose end the error shows
-    'mount -t overlay overlay -o "$1" "$2" || { echo "cog: cannot mount the overlay"; exit 125; }\n'
-    'shift 2\nexec "$@"'
-)
-
-
-def _overlay_argv(lowers: Sequence[Path], upper: Path, work: Path, merged: Path) -> list[str]:
-    """A command prefix that mounts the overlay (lowest layer last in `lowerdir`, as overlayfs
-    wants) at `merged` in a private mount namespace, then runs the rest."""
-    options = (
-        f"lowerdir={':'.join(str(p) for p in reversed(lowers))},upperdir={upper},workdir={work}"
-    )
-    return [*_unshare(), "/bin/sh", "-c", _MOUNT, "sh", options, str(merged)]
-
-
-def overlay_works(scratch_parent: Path) -> bool:
-    """Whether an overlay can be mounted here (cached per process)."""
-    if "ok" not in _overlay:
-        ok = bool(_unshare()) and shutil.which("mount") is not None
-        if ok:
-            with tempfile.TemporaryDirectory(dir=scratch_parent) as tmp:
-                dirs = [Path(tmp) / d for d in ("lower", "upper", "work", "merged")]
-                for d in dirs:
-                    d.mkdir()
-                probe = subprocess.run(
-                    [*_overlay_argv([dirs[0]], *dirs[1:]), "true"],
-                    capture_output=True,
-                    timeout=30,
-                    check=False,
-                )
-                ok = probe.returncode == 0
-        _overlay["ok"] = ok
-    return _overlay["ok"]
-
 
 class RunStepBuilder:
     kind = KIND
@@ -286,12 +239,9 @@ class RunStepBuilder:
         binds = self._binds(ctx, command, bool(args.get("network")))
         ctx.say(f"$ {command}")
         scratch = ctx.scratch
-        if overlay_works(scratch) and not any(c in str(p) for p in layers for c in ",:\\"):
-            upper, work, merged = scratch / "upper", scratch / "work", scratch / "merged"
-            for d in (upper, work, merged):
-                d.mkdir()
-            prefix = _overlay_argv(layers, upper, work, merged)
-            top, lowers = upper, layers
+        overlay = writable_root(layers, scratch)
+        if overlay is not None:
+            prefix, top, lowers, merged = overlay.prefix, overlay.upper, layers, overlay.merged
         else:  # a private copy of the merged layers (a copy, never their hard links)
             ctx.say("(no overlay mounts here: the step runs over a copy of its layers)")
             view = merge_view(layers, scratch / "view")

@@ -19,16 +19,12 @@ described parts (store.oci) instead of copying them. The config follows Cog's co
 from __future__ import annotations
 
 import base64
-import gzip
 import hashlib
 import json
 import os
-import zlib
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, BinaryIO
-
-import zstandard
+from typing import Any
 
 from builders.base import BuildContext
 from builders.errors import BuildError
@@ -40,18 +36,15 @@ from derivations.hashing import output_path
 from derivations.model import Derivation, DrvInput, SrcInput
 from runtime.schema import openapi
 from store.archive import read_chunks, tree_parts, trees_stream
+from store.cache import PathInfos
+from store.compress import COMPRESSORS, LAYER_GZIP, LAYER_TAR, LAYER_ZSTD, CompressedBlob
 from store.local import Store
 from store.oci import CONFIG, EXTERNAL, MANIFEST, digest_of, write_index
 from store.paths import StorePath
 
 MAX_LAYERS = 100
 ALONE = 16 << 20  # a store path whose layer is this large is never grouped
-GZIP_LEVEL = 6
 EPOCH = "1970-01-01T00:00:00Z"
-LAYER_GZIP = "application/vnd.oci.image.layer.v1.tar+gzip"
-LAYER_ZSTD = "application/vnd.oci.image.layer.v1.tar+zstd"
-LAYER_TAR = "application/vnd.oci.image.layer.v1.tar"
-ZSTD_LEVEL = 9
 
 
 def nvidia_env(store: Store, built: Layers, python: str, arch: str) -> dict[str, str]:
@@ -93,8 +86,17 @@ def layer_derivation(
     )
 
 
+def layer_blob(store: Store, path: StorePath) -> Path | None:
+    """The gzip blob of `path`'s own image layer, when it was made here: the same bytes a
+    binary cache holds for that path (store.cache), so publishing need not compress again."""
+    layer = output_path(
+        layer_derivation([(SrcInput(path=str(path)), path.layer_prefix)], "gzip", True)
+    )
+    return store.real_path(layer) / "blob" if store.is_valid(layer) else None
+
+
 def image_derivation(
-    store: Store,
+    store: Store | PathInfos,
     name: str,
     built: Layers,
     labels: dict[str, str],
@@ -158,53 +160,9 @@ def image_derivation(
     )
 
 
-class _Blob:
-    """Writes one compressed blob to `target` while hashing it, and the data before
-    compression too (the diff_id)."""
-
-    def __init__(self, target: Path, compression: str) -> None:
-        self.target = target
-        self.tmp = target.with_name(f".incoming-{os.getpid()}")
-        self.file: BinaryIO = open(self.tmp, "wb")  # noqa: SIM115 (closed in finish)
-        self.digest = hashlib.sha256()
-        self.diff = hashlib.sha256()
-        self.size = 0
-        self.compressor: Any
-        if compression == "gzip":
-            self.compressor = gzip.GzipFile(
-                filename="", mode="wb", fileobj=self, compresslevel=GZIP_LEVEL, mtime=0
-            )
-        else:  # zstd, on one thread: the frame layout is then fixed
-            zstd = zstandard.ZstdCompressor(level=ZSTD_LEVEL, threads=0, write_checksum=False)
-            self.compressor = zstd.stream_writer(self, closefd=False)  # type: ignore[arg-type]
-
-    def write(self, data: bytes) -> int:  # the sink of the compressor
-        self.file.write(data)
-        self.digest.update(data)
-        self.size += len(data)
-        return len(data)
-
-    def flush(self) -> None:
-        pass
-
-    def feed(self, chunk: bytes) -> None:
-        self.diff.update(chunk)
-        self.compressor.write(chunk)
-
-    def finish(self) -> tuple[str, int, str]:
-        self.compressor.close()
-        self.file.close()
-        os.replace(self.tmp, self.target)
-        return f"sha256:{self.digest.hexdigest()}", self.size, f"sha256:{self.diff.hexdigest()}"
-
-
 class LayerBuilder:
     kind = "oci-layer"
-    # The compressors are part of the bytes, so their versions and levels are part of ours.
-    version = (
-        f"1-zlib{zlib.ZLIB_VERSION}-gzip{GZIP_LEVEL}"
-        f"-zstd{'.'.join(map(str, zstandard.ZSTD_VERSION))}-{ZSTD_LEVEL}"
-    )
+    version = f"1-{COMPRESSORS}"  # the compressors are part of the bytes
     runs_foreign_code = False
 
     def build(self, ctx: BuildContext) -> None:
@@ -219,7 +177,7 @@ class LayerBuilder:
             (ctx.out / "parts.json").write_text(json.dumps(parts, indent=1) + "\n")
             diff_id = digest
         else:
-            blob = _Blob(ctx.out / "blob", compression)
+            blob = CompressedBlob(ctx.out / "blob", compression)
             for chunk in trees_stream(trees):
                 blob.feed(chunk)
             digest, size, diff_id = blob.finish()

@@ -14,6 +14,7 @@ class Reporter(Protocol):
     def started(self, name: str) -> None: ...
     def finished(self, name: str, seconds: float) -> None: ...
     def substituted(self, name: str) -> None: ...
+    def fetched(self, name: str) -> None: ...
     def failed(self, name: str, error: str, log: str) -> None: ...
     def close(self) -> None: ...
 
@@ -32,6 +33,9 @@ class SilentReporter:
         pass
 
     def substituted(self, name: str) -> None:
+        pass
+
+    def fetched(self, name: str) -> None:
         pass
 
     def failed(self, name: str, error: str, log: str) -> None:
@@ -60,6 +64,9 @@ class PlainReporter:
 
     def substituted(self, name: str) -> None:
         self._line(f"{name} was built by another process")
+
+    def fetched(self, name: str) -> None:
+        self._line(f"fetched {name} from a binary cache")
 
     def failed(self, name: str, error: str, log: str) -> None:
         self._line(f"failed {name}: {error} (log: {log})")
@@ -103,6 +110,9 @@ class RichReporter:
 
     def substituted(self, name: str) -> None:
         self.progress.advance(self.task)  # never `started`: nothing to take off the list
+
+    def fetched(self, name: str) -> None:  # never planned as a build: no advance
+        self.console.print(f"fetched {name} [dim](binary cache)[/]")
 
     def failed(self, name: str, error: str, log: str) -> None:
         self.console.print(f"[red]failed[/] {name}: {error} [dim](log: {log})[/]")

@@ -1,10 +1,14 @@
 """The realiser: builds a derivation graph into the store under trio.
 
-Each derivation whose outputs are not valid yet becomes a task in one nursery; a task waits for
-its inputs, takes a job slot (`--jobs`), takes its outputs' file locks (so another process never
-builds the same thing at the same time), checks again, and runs its builder in a worker thread.
-The first failure or a Ctrl-C cancels the nursery: builders see their cancel flag, subprocesses
-are killed, temp dirs are removed, and nothing partial is ever registered.
+Planning asks, level by level, which derivations are valid here, which a binary cache holds
+(one batch of lookups per level; store.cache.Substituter) and which must be built; only the
+inputs of what must be built are looked at further, as in Nix. Work is started on demand: a
+node to build first wants its inputs (substituted or built), takes a job slot (`--jobs`),
+takes its outputs' file locks (so another process never builds the same thing at the same
+time), checks again, and runs its builder in a worker thread. A cached node whose fetch fails
+(untrusted, tampered, unreachable) is built instead. The first failure or a Ctrl-C cancels
+the nursery: builders see their cancel flag, subprocesses are killed, temp dirs are removed,
+and nothing partial is ever registered.
 """
 
 from __future__ import annotations
@@ -31,17 +35,19 @@ from builders.progress import PlainReporter, Reporter
 from builders.pyenv import BinaryBuilder, EnvBuilder
 from builders.rootfs import RootfsBuilder
 from builders.rootview import ViewBuilder
-from builders.run_step import RunStepBuilder, nar_sha256
+from builders.run_step import RunStepBuilder
 from builders.sandbox import sandbox_works
 from builders.sdist import SdistBuilder
 from builders.sdk import PyWheelBuilder
 from builders.unpack import UnpackBuilder
 from builders.wheel import WheelBuilder
+from derivations.errors import DerivationError
 from derivations.hashing import drv_path, output_path, output_paths
-from derivations.model import Derivation, DrvInput
+from derivations.model import Derivation, DrvInput, SrcInput
 from derivations.store_io import write_drv
+from store.archive import fixed_output_sha256
+from store.cache import Substituter
 from store.errors import HashMismatch, StoreError, leaves, no_space
-from store.hashing import file_sha256
 from store.local import Store
 from store.locks import FileLock
 from store.paths import StorePath
@@ -79,7 +85,9 @@ class _Node:
     drv: Derivation
     path: StorePath  # the .drv
     outputs: dict[str, StorePath]
-    deps: list[_Node] = field(default_factory=list)
+    state: str = ""  # "valid" here, "cached" in a binary cache, or "build"
+    deps: list[_Node] | None = None  # known once the node must be built
+    started: bool = False
     done: trio.Event = field(default_factory=trio.Event)
 
 
@@ -125,37 +133,65 @@ class Realiser:
         jobs: int | None = None,
         sandbox: bool = True,
         reporter: Reporter | None = None,
+        substituter: Substituter | None = None,
     ) -> None:
         self.store = store
         self.builders = dict(builders) if builders is not None else default_builders()
         self.jobs = max(1, jobs or os.cpu_count() or 1)
         self.sandbox = sandbox
         self.reporter = reporter or PlainReporter()
+        self.substituter = substituter
         self.built: list[StorePath] = []  # .drv paths this realiser ran a builder for
+        self.substituted: list[StorePath] = []  # .drv paths whose outputs came from a cache
+        self.nodes: dict[StorePath, _Node] = {}
 
     # --- planning -----------------------------------------------------------------------------
 
-    def _graph(self, targets: Sequence[Derivation]) -> tuple[list[_Node], dict[StorePath, _Node]]:
-        """The nodes the targets need. As in Nix, a node whose outputs are valid needs none of
-        its inputs (its closure is valid with it), so the walk stops there: after a gc that
-        kept an image, its .debs and wheel files are not fetched again."""
-        nodes: dict[StorePath, _Node] = {}
+    def _node(self, drv: Derivation) -> _Node:
+        path = drv_path(drv)
+        node = self.nodes.get(path)
+        if node is None:
+            node = self.nodes[path] = _Node(drv, path, output_paths(drv))
+        return node
 
-        def visit(drv: Derivation) -> _Node:
-            path = drv_path(drv)
-            node = nodes.get(path)
-            if node is None:
-                node = _Node(drv, path, output_paths(drv))
-                nodes[path] = node
-                if not self._valid(node):
-                    inputs = drv.inputs.values()
-                    deps = {visit(i.drv) for i in inputs if isinstance(i, DrvInput)}
-                    node.deps = sorted(deps, key=lambda n: n.path)
-            return node
+    def _classify(self, nodes: Sequence[_Node]) -> None:
+        """Sets each new node's state: valid here, in a cache (asked in one batch), or to build."""
+        fresh = [n for n in nodes if not n.state]
+        for node in fresh:
+            if all(self.store.is_valid(p) for p in node.outputs.values()):
+                node.state = "valid"
+                node.done.set()
+        unknown = [n for n in fresh if not n.state]
+        found: set[StorePath] = set()
+        if self.substituter is not None and unknown:
+            for node in unknown:
+                if node.drv.fixed_output is not None:
+                    ca = f"fixed:sha256:{node.drv.fixed_output.sha256}"
+                    self.substituter.expected_ca[node.outputs["out"]] = ca
+            found = self.substituter.query(p for n in unknown for p in n.outputs.values())
+        for node in unknown:
+            node.state = "cached" if set(node.outputs.values()) <= found else "build"
 
-        return [visit(t) for t in targets], nodes
+    def _expand(self, nodes: Sequence[_Node]) -> list[_Node]:
+        """The inputs of nodes that must be built, level by level (as in Nix, a node that is
+        valid or in a cache needs none of its inputs: after a gc that kept an image, its .debs
+        and wheel files are not fetched again); returns the nodes newly found to build."""
+        frontier = [n for n in nodes if n.state == "build" and n.deps is None]
+        found: list[_Node] = []
+        while frontier:
+            fresh: list[_Node] = []
+            for node in frontier:
+                inputs = [i.drv for i in node.drv.inputs.values() if isinstance(i, DrvInput)]
+                deps = {self._node(d) for d in inputs}
+                node.deps = sorted(deps, key=lambda n: n.path)
+                fresh += [d for d in node.deps if not d.state]
+            fresh = list(dict.fromkeys(fresh))
+            self._classify(fresh)
+            frontier = [n for n in fresh if n.state == "build"]
+            found += frontier
+        return found
 
-    def _preflight(self, pending: list[_Node]) -> None:
+    def _preflight(self, pending: Sequence[_Node]) -> None:
         for node in pending:
             builder = self.builders.get(node.drv.builder)
             if builder is None:
@@ -184,25 +220,37 @@ class Realiser:
 
     # --- running ------------------------------------------------------------------------------
 
-    async def realise(self, targets: Sequence[Derivation]) -> list[dict[str, StorePath]]:
-        """Builds what is missing; returns each target's output paths."""
-        roots, nodes = self._graph(targets)
+    async def realise(
+        self, targets: Sequence[Derivation], fetch: bool = True
+    ) -> list[dict[str, StorePath]]:
+        """Builds (or substitutes) what is missing; returns each target's output paths. With
+        `fetch` false, a target a cache holds stays there (its path info is the
+        substituter's): only what a build here needs is fetched."""
+        self.nodes = {}  # a fresh plan per call: what is valid may have changed
+        roots = [self._node(t) for t in targets]
         gc_lock = FileLock(self.store.meta / "gc.lock", shared=True)
         await trio.to_thread.run_sync(gc_lock.acquire)
         try:
             for root in roots:
-                write_drv(self.store, root.drv)
-            pending = [n for n in nodes.values() if not self._valid(n)]
+                try:
+                    write_drv(self.store, root.drv)
+                except DerivationError:
+                    if self.substituter is None:
+                        raise
+                    # Its sources are left in a cache: a .drv is written only with its inputs.
+            await trio.to_thread.run_sync(self._classify, roots)
+            await trio.to_thread.run_sync(self._expand, roots)
+            pending = [n for n in self.nodes.values() if n.state == "build"]
             self._preflight(pending)
-            for n in nodes.values():
-                if n not in pending:
-                    n.done.set()
-            self.reporter.plan(len(pending), len(nodes))
-            limiter = trio.CapacityLimiter(self.jobs)
+            self.reporter.plan(len(pending), len(self.nodes))
+            self._limiter = trio.CapacityLimiter(self.jobs)
+            self._downloads = trio.CapacityLimiter(max(4, self.jobs))
             try:
                 async with trio.open_nursery() as nursery:
-                    for node in pending:
-                        nursery.start_soon(self._run, node, limiter)
+                    self._nursery = nursery
+                    for root in roots:
+                        if root.state != "cached" or fetch:
+                            self._want(root)
             except BaseExceptionGroup as group:
                 raise _first_error(group) from None
         finally:
@@ -210,16 +258,56 @@ class Realiser:
             self.reporter.close()
         return [n.outputs for n in roots]
 
+    def _want(self, node: _Node) -> None:
+        """Starts making `node`'s outputs valid here, once."""
+        if not node.started and node.state != "valid":
+            node.started = True
+            self._nursery.start_soon(self._run, node)
+
     async def _lock(self, lock: FileLock) -> None:
         delay = 0.01
         while not lock.acquire(blocking=False):
             await trio.sleep(delay)
             delay = min(delay * 2, 0.25)
 
-    async def _run(self, node: _Node, limiter: trio.CapacityLimiter) -> None:
-        for dep in node.deps:
+    async def _substitute(self, node: _Node) -> bool:
+        substituter = self.substituter
+        assert substituter is not None
+        async with self._downloads:
+            for path in node.outputs.values():
+                fetched = await trio.to_thread.run_sync(substituter.fetch, self.store, path)
+                if not fetched:
+                    return False
+        self.substituted.append(node.path)
+        self.reporter.fetched(node.drv.name)
+        return True
+
+    def _fetch_sources(self, node: _Node) -> None:
+        """A node's source inputs (store paths it names directly) must be here to build it:
+        those left in a cache are fetched now."""
+        for inp in node.drv.inputs.values():
+            if isinstance(inp, SrcInput):
+                path = StorePath.parse(inp.path)
+                if self.store.is_valid(path):
+                    continue
+                if self.substituter is None or not self.substituter.fetch(self.store, path):
+                    raise DerivationError(
+                        f"{node.drv.name} needs {path}, which is not in the store"
+                    )
+
+    async def _run(self, node: _Node) -> None:
+        if node.state == "cached":
+            if await self._substitute(node):
+                node.done.set()
+                return
+            node.state = "build"  # the cache could not give it after all: build it here
+            self._preflight([node, *await trio.to_thread.run_sync(self._expand, [node])])
+        for dep in node.deps or []:
+            self._want(dep)
+        for dep in node.deps or []:
             await dep.done.wait()
-        async with limiter:
+        await trio.to_thread.run_sync(self._fetch_sources, node)
+        async with self._limiter:
             locks = [self.store.output_lock(p) for p in sorted(node.outputs.values())]
             held: list[FileLock] = []
             try:
@@ -341,7 +429,7 @@ class Realiser:
             ca = None
             if drv.fixed_output is not None:
                 ca = f"fixed:sha256:{drv.fixed_output.sha256}"
-                actual = _file_sha256(ctx.out)
+                actual = fixed_output_sha256(ctx.out)
                 if actual != drv.fixed_output.sha256:
                     raise HashMismatch(
                         f"{drv.name} is fixed-output with sha256 {drv.fixed_output.sha256}, but "
@@ -356,17 +444,9 @@ class Realiser:
             )
 
 
-def _file_sha256(path: Path) -> str:
-    if path.is_dir() and not path.is_symlink():  # a tree (a build.run step): its archive's
-        return nar_sha256(path)
-    if path.is_symlink() or not path.is_file():
-        return "(not a regular file)"
-    return file_sha256(path)
-
-
 def realise(
-    store: Store, targets: Sequence[Derivation], **kwargs: object
+    store: Store, targets: Sequence[Derivation], fetch: bool = True, **kwargs: object
 ) -> list[dict[str, StorePath]]:
     """Synchronous entry point (runs its own trio loop)."""
     realiser = Realiser(store, **kwargs)  # type: ignore[arg-type]
-    return trio.run(realiser.realise, targets)
+    return trio.run(realiser.realise, targets, fetch)

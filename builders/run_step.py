@@ -19,7 +19,6 @@ read-only at their target for their step only. They are this builder's own confi
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import stat
@@ -42,7 +41,7 @@ from derivations.hashing import drv_path, output_path
 from derivations.lock import step_input
 from derivations.model import Derivation, DrvInput, FixedOutput
 from derivations.store_io import write_drv
-from store.archive import archive_stream, is_store_reference
+from store.archive import is_store_reference, tree_sha256
 from store.local import Store
 from store.paths import STORE_DIR, StorePath
 
@@ -204,14 +203,6 @@ def _pins(pin: dict[str, Any], item: RunItem) -> bool:
     return {k: pin.get(k) for k in ("command", "secrets") if k in pin} == step_input(item)
 
 
-def nar_sha256(tree: Path) -> str:
-    """SHA-256 of a tree's canonical archive: what a fixed-output step pins."""
-    digest = hashlib.sha256()
-    for chunk in archive_stream(tree, "."):
-        digest.update(chunk)
-    return digest.hexdigest()
-
-
 # --- the builder ---------------------------------------------------------------------------------
 
 
@@ -255,7 +246,7 @@ class RunStepBuilder:
         skip = {t.lstrip("/") for _, t in binds}
         _diff(top, lowers, ctx.out, skip, ctx)
         fixed = ctx.drv.fixed_output
-        if fixed is not None and (actual := nar_sha256(ctx.out)) != fixed.sha256:
+        if fixed is not None and (actual := tree_sha256(ctx.out)) != fixed.sha256:
             raise BuildError(
                 f"the build.run step `{command}` needs the network and its result changed "
                 f"since cog.lock pinned it (sha256 {fixed.sha256}, now {actual})",
@@ -534,7 +525,7 @@ def _build_online(
                 f"network: {drv.args['command']}\n{tail}",
                 hint=f"see the full log: {log_path}",
             ) from e
-        sha256 = nar_sha256(ctx.out)
+        sha256 = tree_sha256(ctx.out)
         fixed = pinned(sha256)
         write_drv(store, fixed)
         path: StorePath = output_path(fixed)

@@ -19,6 +19,7 @@ One read pass feeds both forms to their hashers, each in its own thread.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import stat
 import tarfile
@@ -28,7 +29,7 @@ from pathlib import Path
 from typing import BinaryIO, Literal
 
 from store.errors import ArchiveError, StoreError
-from store.hashing import Blake3Sink, ReferenceScanner, Sha256Sink
+from store.hashing import Blake3Sink, ReferenceScanner, Sha256Sink, file_sha256
 from store.paths import STORE_DIR, StorePath
 
 CHUNK = 1 << 20
@@ -377,3 +378,21 @@ def make_read_only(entry: Entry) -> None:
         os.chmod(entry.path, 0o1555 if entry.sticky else 0o555)
     else:
         os.chmod(entry.path, 0o555 if entry.executable else 0o444)
+
+
+def tree_sha256(tree: Path | str) -> str:
+    """SHA-256 of a tree's canonical archive: what a fixed-output tree (a build.run step's
+    output) is pinned by."""
+    digest = hashlib.sha256()
+    for chunk in archive_stream(tree, "."):
+        digest.update(chunk)
+    return digest.hexdigest()
+
+
+def fixed_output_sha256(path: Path) -> str:
+    """What a fixed-output derivation's sha256 is of: a file's bytes, or a tree's archive."""
+    if path.is_dir() and not path.is_symlink():
+        return tree_sha256(path)
+    if path.is_symlink() or not path.is_file():
+        return "(not a regular file)"
+    return file_sha256(path)

@@ -155,10 +155,13 @@ class Store:
         ca: str | None = None,
         expect_nar: str | None = None,
         expect_tar: str | None = None,
+        expect_references: Iterable[StorePath] | None = None,
+        signatures: Iterable[str] = (),
     ) -> PathInfo:
         """Moves a finished tree into place and registers it. The caller holds `path`'s lock.
 
         References are the paths of `scan` (and `path` itself) whose hash part occurs in the tree.
+        What came from elsewhere is checked against what it claims first (`expect_*`).
         """
         final = self.real_path(path)
         remove_tree(final)  # an unregistered leftover of a crash: never trusted, so replaced
@@ -173,6 +176,9 @@ class Store:
                 f"{path} hashed to nar {digest.nar_hash} / layer {digest.tar_sha256}, "
                 f"expected nar {expect_nar} / layer {expect_tar}"
             )
+        references = tuple(sorted(candidates[h] for h in digest.references))
+        if expect_references is not None and set(references) != set(expect_references):
+            raise HashMismatch(f"{path} refers to other paths than it claims")
         failpoint("install:before-rename")
         os.rename(tree, final)
         if not final.is_symlink():
@@ -186,9 +192,10 @@ class Store:
                 nar_size=digest.nar_size,
                 tar_sha256=digest.tar_sha256,
                 tar_size=digest.tar_size,
-                references=tuple(sorted(candidates[h] for h in digest.references)),
+                references=references,
                 deriver=deriver,
                 ca=ca,
+                signatures=tuple(signatures),
             )
         )
         failpoint("install:after-register")

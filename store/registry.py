@@ -19,7 +19,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import urlencode, urlsplit
 
 import requests
@@ -47,6 +47,16 @@ _HOST = re.compile(r"^(?:localhost|[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*|\[[0-9a-fA-
 
 class RegistryError(StoreError):
     pass
+
+
+class BlobSource(Protocol):
+    """Where a push reads blobs from: an image layout, or a binary cache's files."""
+
+    def blob_size(self, digest: str) -> int: ...
+
+    def open_blob(self, digest: str, start: int = 0, end: int | None = None) -> BlobReader: ...
+
+    def verify_blob(self, digest: str) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -284,7 +294,7 @@ class Registry:
             self.request("DELETE", self._location(response), retry=False).close()
         return response.status_code == 201
 
-    def upload(self, repository: str, digest: str, layout: Layout, chunk: int) -> None:
+    def upload(self, repository: str, digest: str, layout: BlobSource, chunk: int) -> None:
         """One whole upload: a fresh session, the bytes (in chunks when large), the digest."""
         size = layout.blob_size(digest)
         started = self.request(
@@ -374,6 +384,15 @@ class Registry:
         if answered and answered != digest:
             raise RegistryError(f"the registry stored the manifest as {answered}, not {digest}")
         return digest
+
+    def find_manifest(self, repository: str, reference: str) -> bytes | None:
+        """The manifest's bytes, or None when the repository has no such tag or digest."""
+        response = self.request(
+            "GET", f"/v2/{repository}/manifests/{reference}", headers={"Accept": ACCEPT}
+        )
+        if response.status_code == 404:
+            return None
+        return self.check(response, 200).content
 
     def get_manifest(self, repository: str, reference: str) -> tuple[bytes, str]:
         response = self.request(
@@ -475,8 +494,11 @@ def push(
     jobs: int = 4,
     say: Callable[[str], None] = lambda _: None,
     registry: Registry | None = None,
+    mount_from: str | None = None,
 ) -> PushResult:
-    """Pushes the layout's image as `ref`; every blob first, then the manifest's exact bytes."""
+    """Pushes the layout's image as `ref`; every blob first, then the manifest's exact bytes.
+    A blob the target lacks is mounted from where this machine saw it, else from
+    `mount_from` (a binary cache's repository on the same registry), else uploaded."""
     registry = registry or Registry(ref.host, ref.insecure)
     chunk = int(os.environ.get("COG_PUSH_CHUNK_SIZE", str(64 << 20)))
     result = PushResult(layout.manifest_digest)
@@ -487,15 +509,16 @@ def push(
         if registry.blob_exists(ref.repository, digest):
             outcome = "present"
         else:
-            source = known.where.get(digest)
-            if (
+            sources = [known.where.get(digest), mount_from]
+            if any(
                 source
                 and source != ref.repository
                 and registry.mount(ref.repository, digest, source)
+                for source in dict.fromkeys(sources)
             ):
                 outcome = "mounted"
             else:
-                _upload_with_retries(registry, ref.repository, digest, layout, chunk)
+                upload_with_retries(registry, ref.repository, digest, layout, chunk)
                 outcome = "uploaded"
         known.note(digest, ref.repository)
         with lock:
@@ -514,8 +537,8 @@ def push(
     return result
 
 
-def _upload_with_retries(
-    registry: Registry, repository: str, digest: str, layout: Layout, chunk: int
+def upload_with_retries(
+    registry: Registry, repository: str, digest: str, layout: BlobSource, chunk: int
 ) -> None:
     for attempt in range(registry.attempts):
         try:

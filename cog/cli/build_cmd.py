@@ -25,6 +25,7 @@ from builders.run_step import (
     with_secrets,
 )
 from cog.cli import docker_engine
+from cog.cli.caches import Caches, add_cache_flags
 from cog.cli.compat import add_compat_flags
 from cog.cli.errors import UsageError
 from cog.cli.images import local_name
@@ -33,8 +34,10 @@ from cuda_channels.channel import Channel, load
 from derivations import lock as locking
 from derivations.config import CogConfig, deprecations, load_config
 from derivations.model import Derivation
+from store.cache import PathInfos
 from store.local import Store
 from store.oci import Layout, copy_layout, write_docker_archive
+from store.paths import StorePath
 
 
 def cog_version() -> str:
@@ -79,6 +82,7 @@ def add_image_flags(p: argparse.ArgumentParser) -> None:
         default="gzip",
         help="layer compression (default gzip; zstd needs Docker 23 or later to load)",
     )
+    add_cache_flags(p)
 
 
 def locked_inputs(
@@ -150,7 +154,10 @@ def image_of(
     built: Layers,
     max_layers: int = MAX_LAYERS,
     compression: str = "gzip",
+    infos: PathInfos | None = None,
 ) -> Derivation:
+    """The image derivation; `infos` (default: the store's) plans its layers, so an image of
+    paths that stay in a binary cache can be planned here."""
     recorded = config.model_dump(mode="json", exclude_defaults=True)
     if "cuda" in lock:  # as Cog's label: the config completed with the CUDA chosen for it
         recorded["build"] |= {"cuda": lock["cuda"]["version"], "cudnn": lock["cuda"]["cudnn"]}
@@ -173,14 +180,19 @@ def image_of(
     if config.build.gpu:
         env |= nvidia_env(store, built, config.build.python_version, arch)
     return image_derivation(
-        store, "image", built, labels, env, arch, config.predict, max_layers, compression
+        infos or store, "image", built, labels, env, arch, config.predict, max_layers, compression
     )
 
 
 def build(
-    store: Store, project: Path, args: argparse.Namespace
+    store: Store,
+    project: Path,
+    args: argparse.Namespace,
+    caches: Caches | None = None,
+    fetch: bool = True,
 ) -> tuple[CogConfig, dict[str, Any], Layers]:
-    """Realises every layer; returns the config and lock it built from, and the layers."""
+    """Realises every layer; returns the config and lock it built from, and the layers. With
+    `fetch` false, layers a binary cache holds stay there."""
     check_project_state(project)
     secrets = parse_secrets(getattr(args, "secret", None) or [], Path.cwd())
     config, lock, channel = locked_inputs(
@@ -191,28 +203,38 @@ def build(
     realise(
         store,
         result.derivations,
+        fetch,
         jobs=args.jobs,
         reporter=default_reporter(),
         builders=with_secrets(secrets),
+        substituter=(caches or Caches.from_args(args)).substituter,
     )
     roots = project / ".cog" / "roots"
     roots.mkdir(parents=True, exist_ok=True)
     for name, path in result.paths().items():
-        store.add_indirect_root(roots / name.replace(":", "-").replace("/", "-"), path)
+        if store.is_valid(path):  # (a path left in a cache has nothing here to keep alive)
+            store.add_indirect_root(roots / name.replace(":", "-").replace("/", "-"), path)
     return config, lock, result
 
 
-def build_image(store: Store, project: Path, args: argparse.Namespace) -> tuple[CogConfig, Layout]:
-    """Builds every layer and the image; keeps a GC root to it at .cog/image."""
+def build_image(
+    store: Store, project: Path, args: argparse.Namespace, fetch: bool = True
+) -> tuple[CogConfig, StorePath, Caches]:
+    """Builds every layer and the image; keeps a GC root to it at .cog/image, and publishes
+    its closure to the --cache caches. With `fetch` false, an image a cache holds stays there
+    (the returned path is then not valid here), and so does whatever it alone needs."""
     config = load_config(project)  # cheap, so what cannot be an image fails before building
     if not config.predict and not config.train:
         raise UsageError(
             "cog.yaml says no predictor: there is no run: (or predict:) to build an image of",
             hint="add run: predict.py:Predictor (cog exec needs none)",
         )
-    config, lock, result = build(store, project, args)
+    caches = Caches.from_args(args)
+    fetch = fetch or bool(config.build.gpu)  # the image's GPU settings read the environment
+    config, lock, result = build(store, project, args, caches, fetch)
+    infos = PathInfos(store, caches.substituter)
     for name, path in result.paths().items():
-        info = store.info(path)
+        info = infos.info(path)
         print(f"{name:<16} {path}  {info.nar_size / 2**20:8.1f} MiB")
     image = image_of(
         store,
@@ -222,14 +244,25 @@ def build_image(store: Store, project: Path, args: argparse.Namespace) -> tuple[
         result,
         getattr(args, "max_layers", MAX_LAYERS),
         getattr(args, "compression", "gzip"),
+        infos,
     )
-    [outputs] = realise(store, [image], jobs=args.jobs, reporter=default_reporter())
+    [outputs] = realise(
+        store,
+        [image],
+        fetch,
+        jobs=args.jobs,
+        reporter=default_reporter(),
+        substituter=caches.substituter,
+    )
     path = outputs["out"]
-    store.add_indirect_root(project / ".cog" / "image", path)
-    layout = Layout.open(store.real_path(path))
     print(f"image            {path}")
-    print(f"digest           {layout.manifest_digest}")
-    return config, layout
+    if store.is_valid(path):
+        store.add_indirect_root(project / ".cog" / "image", path)
+        # The image's closure, and the root layers it holds only as compressed blobs.
+        built = [p for p in result.paths().values() if store.is_valid(p)]
+        caches.publish(store, [*built, path], jobs=args.jobs or 4)
+        print(f"digest           {Layout.open(store.real_path(path)).manifest_digest}")
+    return config, path, caches
 
 
 def cmd_build(args: argparse.Namespace, store: Store) -> int:
@@ -238,7 +271,8 @@ def cmd_build(args: argparse.Namespace, store: Store) -> int:
         local_name(args.tag)  # a bad name fails now, not after the build
     if args.output:
         check_output(args.output)  # a wrong place fails now, not after the build
-    config, layout = build_image(store, project, args)
+    config, path, _ = build_image(store, project, args)
+    layout = Layout.open(store.real_path(path))
     name = image_name(config, project, args.tag)
     store.set_name(name, store.parse(str(layout.root)))
     if args.output:

@@ -289,7 +289,8 @@ def _start_image(
     else:
         if not has_project():
             raise UsageError("there is no cog.yaml here to build", hint="name an IMAGE to run")
-        _, layout = build_image(store, project_dir(), args)
+        _, path, _ = build_image(store, project_dir(), args)
+        layout = Layout.open(store.real_path(path))
     env = model_env(getattr(args, "env", [])) | {"PORT": str(port)}
     if args.docker:
         tag = f"cog-run:{layout.manifest_digest.split(':')[1][:16]}"

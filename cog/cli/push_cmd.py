@@ -3,16 +3,22 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import getpass
 import sys
+from collections.abc import Callable
 from typing import Any
 
 from cog.cli.build_cmd import add_image_flags, build_image
 from cog.cli.errors import UsageError
 from cog.cli.project import project_dir
 from derivations.config import load_config
+from store.cache import OciCache, Substituter, cached_layout
+from store.errors import StoreError
 from store.local import Store
-from store.registry import KnownBlobs, Reference, Registry, login, push
+from store.oci import Layout
+from store.paths import StorePath
+from store.registry import KnownBlobs, PushResult, Reference, Registry, login, push
 
 
 def register(sub: argparse._SubParsersAction[Any]) -> None:
@@ -42,17 +48,31 @@ def cmd_push(args: argparse.Namespace, store: Store) -> int:
         raise UsageError(f"cannot push to a digest ({target})", hint="push to a tag instead")
     registry = Registry(ref.host, ref.insecure)
     registry.ping()  # a wrong host or missing credentials fail now, not after the build
-    _, layout = build_image(store, project, args)
+    lazy = bool(args.cache or args.cache_from)
+    _, path, caches = build_image(store, project, args, fetch=not lazy)
     print(f"pushing {ref.with_tag(ref.tag or 'latest')}", file=sys.stderr)
     known = KnownBlobs(store.meta / "registries", ref.host)
-    result = push(
-        layout,
-        ref,
-        known,
+    # Layers a binary cache on this registry holds are mounted from it, never uploaded.
+    mount_from = next(
+        (c.repository for c in caches.every if isinstance(c, OciCache) and c.ref.host == ref.host),
+        None,
+    )
+    send = functools.partial(
+        push,
+        ref=ref,
+        known=known,
         jobs=args.uploads,
         say=lambda line: print(line, file=sys.stderr),
         registry=registry,
+        mount_from=mount_from,
     )
+    result = None
+    if not store.is_valid(path) and caches.substituter is not None:
+        result = _push_from_cache(store, caches.substituter, path, send)
+    if result is None:
+        if not store.is_valid(path):  # the cache could not serve it after all: fetch it
+            _, path, _ = build_image(store, project, args)
+        result = send(Layout.open(store.real_path(path)))
     print(
         f"{len(result.uploaded)} blobs uploaded ({result.bytes_uploaded / 2**20:.1f} MiB), "
         f"{len(result.mounted)} mounted, {len(result.present)} already there",
@@ -60,6 +80,26 @@ def cmd_push(args: argparse.Namespace, store: Store) -> int:
     )
     print(f"pushed {ref.with_tag(None)}@{result.digest}")
     return 0
+
+
+def _push_from_cache(
+    store: Store,
+    substituter: Substituter,
+    path: StorePath,
+    send: Callable[[Layout], PushResult],
+) -> PushResult | None:
+    """Pushes an image that stays in a binary cache: its manifest and config come from the
+    cache, its layers are mounted from the cache's repository. None (and one line) when a
+    layer cannot be had that way; the caller then fetches the image and pushes it."""
+    with store.temp_dir("cached-image-") as where:
+        try:
+            layout = cached_layout(substituter, path, where)
+            return send(layout)
+        except (StoreError, OSError) as e:
+            print(
+                f"the cached image cannot be pushed by mounting ({e}); fetching it", file=sys.stderr
+            )
+            return None
 
 
 def cmd_login(args: argparse.Namespace, store: Store) -> int:

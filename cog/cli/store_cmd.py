@@ -1,4 +1,4 @@
-"""`cog store …`: add, path-info, verify, gc, roots, realise, export, import."""
+"""`cog store …`: add, path-info, verify, gc, roots, realise, export, import, copy, keys."""
 
 from __future__ import annotations
 
@@ -12,12 +12,14 @@ import trio
 
 from builders.progress import default_reporter
 from builders.realise import Realiser
+from cog.cli.caches import Caches
 from cog.cli.errors import UsageError
 from derivations.store_io import read_drv
 from store.db import PathInfo
 from store.gc import collect_garbage
 from store.local import Store
 from store.paths import StorePath
+from store.signing import generate_key
 from store.transfer import export_paths, import_paths
 from store.verify import verify_store
 
@@ -61,6 +63,28 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
 
     p = cmds.add_parser("import", help="read an export stream from stdin into the store")
     p.set_defaults(func=cmd_import)
+
+    p = cmds.add_parser("copy", help="copy paths (with their closure) to or from a binary cache")
+    p.add_argument("paths", nargs="+")
+    where = p.add_mutually_exclusive_group(required=True)
+    where.add_argument("--to", metavar="URL", help="oci://HOST/REPO or file://DIR")
+    where.add_argument("--from", dest="source", metavar="URL", help="oci://HOST/REPO or file://DIR")
+    p.add_argument("--signing-key", type=Path, metavar="FILE", help="sign what is copied --to")
+    p.add_argument(
+        "--trusted-key",
+        action="append",
+        default=[],
+        type=Path,
+        metavar="FILE",
+        help="accept paths this public key signed (--from; repeatable)",
+    )
+    p.add_argument("-j", "--jobs", type=int, default=4, help="parallel transfers (default 4)")
+    p.set_defaults(func=cmd_copy)
+
+    p = cmds.add_parser("generate-key", help="make a signing key pair: NAME.sec and NAME.pub")
+    p.add_argument("name", help="the key's name, recorded in every signature it makes")
+    p.add_argument("--dir", type=Path, default=Path("."), help="where to write (default: here)")
+    p.set_defaults(func=cmd_generate_key)
 
 
 def _path(store: Store, text: str) -> StorePath:
@@ -178,4 +202,33 @@ def cmd_export(args: argparse.Namespace, store: Store) -> int:
 def cmd_import(args: argparse.Namespace, store: Store) -> int:
     for path in import_paths(store, sys.stdin.buffer):
         print(path)
+    return 0
+
+
+def cmd_copy(args: argparse.Namespace, store: Store) -> int:
+    if args.to:
+        args.cache, args.cache_from = [args.to], []
+        caches = Caches.from_args(args)
+        paths = [_path(store, p) for p in args.paths]
+        for path in paths:
+            store.info(path)  # a path that is not here fails before anything is sent
+        caches.publish(store, paths, jobs=args.jobs)
+        return 0
+    args.cache, args.cache_from = [], [args.source]
+    substituter = Caches.from_args(args).substituter
+    assert substituter is not None
+    failed = 0
+    for text in args.paths:
+        path = store.parse(text)
+        if store.is_valid(path) or substituter.fetch(store, path):
+            print(path)
+        else:
+            print(f"{path} is not in {args.source} (or not trusted)", file=sys.stderr)
+            failed += 1
+    return 1 if failed else 0
+
+
+def cmd_generate_key(args: argparse.Namespace, store: Store) -> int:
+    secret, public = generate_key(args.name, args.dir)
+    print(f"wrote {secret} (keep it secret: COG_SIGNING_KEY) and {public} (COG_TRUSTED_KEYS)")
     return 0

@@ -1,0 +1,100 @@
+"""`--cache`, `--cache-from`, `--signing-key`, `--trusted-key`: binary caches for build and push.
+
+Caches are asked, first given first, before anything is built; what was built goes to the
+`--cache` ones (read-write) afterwards, signed with the signing key. A cache that cannot be
+reached is left out with one line, and the build goes on without it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import os
+import sys
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from builders.image import layer_blob
+from store.cache import FileCache, OciCache, Substituter, open_cache, publish
+from store.errors import StoreError
+from store.local import Store
+from store.paths import StorePath
+from store.signing import SigningKey, TrustedKeys
+
+
+def add_cache_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--cache",
+        action="append",
+        default=[],
+        metavar="URL",
+        help="a binary cache to use and fill: oci://HOST/REPO or file://DIR (repeatable)",
+    )
+    p.add_argument(
+        "--cache-from",
+        action="append",
+        default=[],
+        metavar="URL",
+        help="a binary cache to use, read-only (repeatable)",
+    )
+    p.add_argument(
+        "--signing-key",
+        type=Path,
+        metavar="FILE",
+        help="sign what goes to --cache with this key (default: $COG_SIGNING_KEY)",
+    )
+    p.add_argument(
+        "--trusted-key",
+        action="append",
+        default=[],
+        type=Path,
+        metavar="FILE",
+        help="accept paths this public key signed (repeatable; default: $COG_TRUSTED_KEYS)",
+    )
+
+
+def _say(line: str) -> None:
+    print(line, file=sys.stderr)
+
+
+@dataclass
+class Caches:
+    substituter: Substituter | None
+    writable: list[OciCache | FileCache]
+    key: SigningKey | None
+    every: list[OciCache | FileCache]  # the read-write ones, then the read-only ones
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> Caches:
+        """The caches the flags name (checked now: a bad URL or key fails before any build)."""
+        read_write = [open_cache(u) for u in getattr(args, "cache", None) or []]
+        read_only = [open_cache(u) for u in getattr(args, "cache_from", None) or []]
+        key_file = getattr(args, "signing_key", None) or os.environ.get("COG_SIGNING_KEY")
+        key = SigningKey.load(Path(key_file)) if key_file else None
+        trusted = list(getattr(args, "trusted_key", None) or [])
+        trusted += [Path(p) for p in os.environ.get("COG_TRUSTED_KEYS", "").split(":") if p]
+        keys = TrustedKeys.load(trusted)
+        everything = [*read_write, *read_only]
+        substituter = Substituter(everything, keys, say=_say) if everything else None
+        if read_write and key is None:
+            _say(
+                "no signing key (--signing-key or COG_SIGNING_KEY): what goes to the cache is "
+                "unsigned, and other machines use only its content-addressed paths"
+            )
+        return cls(substituter, read_write, key, everything)
+
+    def publish(self, store: Store, paths: Iterable[StorePath], jobs: int = 4) -> None:
+        """Copies the closure of `paths` to every --cache; a cache that fails is one line."""
+        wanted = list(paths)
+        for cache in self.writable:
+            try:
+                find = functools.partial(layer_blob, store)
+                result = publish(store, cache, wanted, self.key, jobs=jobs, find_blob=find)
+            except (StoreError, OSError) as e:
+                _say(f"cache {cache.url}: nothing more was published ({e})")
+                continue
+            _say(
+                f"cache {cache.url}: {len(result.uploaded)} paths published, "
+                f"{len(result.present)} already there"
+            )

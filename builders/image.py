@@ -34,7 +34,7 @@ from builders.sandbox import read_result, run_command
 from builders.wheel import site_packages
 from derivations.hashing import output_path
 from derivations.model import Derivation, DrvInput, SrcInput
-from runtime.schema import openapi
+from runtime.schema import openapi, static_rules
 from store.archive import read_chunks, tree_parts, trees_stream
 from store.cache import PathInfos
 from store.compress import COMPRESSORS, LAYER_GZIP, LAYER_TAR, LAYER_ZSTD, CompressedBlob
@@ -105,9 +105,11 @@ def image_derivation(
     predictor: str | None = None,
     max_layers: int = MAX_LAYERS,
     compression: str = "gzip",
+    static_schema: bool = False,
 ) -> Derivation:
     """The image of built (realised) layers; the closure of its environments is read from
-    `store` to plan the layers."""
+    `store` to plan the layers. `static_schema`: the schema label as Cog's static generator
+    writes it (runtime.schema.static_rules)."""
     roots = list(built.roots)  # base, Python, system packages, then the build.run steps
     root_paths = {output_path(d) for d in roots}
     wanted = [output_path(built.model_env), output_path(built.runtime_env)]
@@ -156,6 +158,7 @@ def image_derivation(
             ],
             "labels": dict(sorted(labels.items())),
             "predictor": predictor,
+            **({"static_schema": True} if static_schema else {}),
         },
     )
 
@@ -267,7 +270,10 @@ class ImageBuilder:
             found = json.loads(read_result(ctx, "signature.json"))
         except ValueError:
             raise BuildError("the predictor's signature could not be read back") from None
-        return json.dumps(openapi(found), sort_keys=True, separators=(",", ":"))
+        document = openapi(found)
+        if ctx.drv.args.get("static_schema"):
+            document = static_rules(document)
+        return json.dumps(document, sort_keys=True, separators=(",", ":"))
 
     def build(self, ctx: BuildContext) -> None:
         out = ctx.out

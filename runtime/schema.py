@@ -350,3 +350,28 @@ def openapi(signature: dict[str, Any], training: bool = False) -> dict[str, Any]
         "paths": paths,
         "components": {"schemas": schemas},
     }
+
+
+def static_rules(document: dict[str, Any]) -> dict[str, Any]:
+    """`document` as Cog's static schema generator (COG_STATIC_SCHEMA=1) writes it: there,
+    `default=None` on an input that is not nullable means "no default" (a seed made at run
+    time), so the input is required; a Secret is the exception, where None means "no
+    credential given", so it is nullable with its null default."""
+    schemas = document["components"]["schemas"]
+    for name in ("Input", "TrainingInput"):
+        schema = schemas.get(name)
+        if schema is None:
+            continue
+        properties: dict[str, Any] = schema["properties"]
+        required = set(schema.get("required", []))
+        for key, prop in properties.items():
+            if prop.get("default", ...) is not None or prop.get("nullable"):
+                continue
+            if prop.get("x-cog-secret"):
+                prop["nullable"] = True
+            else:
+                del prop["default"]
+                required.add(key)
+        if required:
+            schema["required"] = sorted(required, key=lambda k: properties[k]["x-order"])
+    return document

@@ -180,7 +180,16 @@ def image_of(
     if config.build.gpu:
         env |= nvidia_env(store, built, config.build.python_version, arch)
     return image_derivation(
-        infos or store, "image", built, labels, env, arch, config.predict, max_layers, compression
+        infos or store,
+        "image",
+        built,
+        labels,
+        env,
+        arch,
+        config.predict,
+        max_layers,
+        compression,
+        static_schema=os.environ.get("COG_STATIC_SCHEMA", "") not in ("", "0", "false"),
     )
 
 

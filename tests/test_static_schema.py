@@ -1,0 +1,59 @@
+"""Cog's static schema rules (COG_STATIC_SCHEMA=1): what `default=None` means per type."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from cog.server import signature
+from runtime.schema import openapi, static_rules
+
+PREDICTOR = """\
+from typing import Optional
+
+from cog import BasePredictor, Input, Secret
+
+
+class Predictor(BasePredictor):
+    def predict(
+        self,
+        prompt: str = Input(description="Text prompt"),
+        api_key: Secret = Input(description="optional", default=None),
+        api_key_required: Secret = Input(description="required"),
+        seed: int = Input(description="Random seed", default=None),
+        maybe: Optional[int] = Input(default=None),
+        steps: int = Input(default=4),
+    ) -> str:
+        return prompt
+"""
+
+
+def _input_schema(tmp_path: Path, static: bool) -> dict[str, object]:
+    (tmp_path / "predict.py").write_text(PREDICTOR)
+    target = signature.load("predict.py:Predictor", tmp_path)
+    described = signature.describe(target, signature.entry_point(target, "predict"))
+    document = openapi(described)
+    if static:
+        document = static_rules(document)
+    schema: dict[str, object] = document["components"]["schemas"]["Input"]
+    return schema
+
+
+def test_static_rules_make_seed_required_and_an_optional_secret_nullable(
+    tmp_path: Path,
+) -> None:
+    schema = _input_schema(tmp_path, static=True)
+    props = schema["properties"]
+    assert isinstance(props, dict)
+    assert schema["required"] == ["prompt", "api_key_required", "seed"]
+    assert props["api_key"]["nullable"] is True and props["api_key"]["default"] is None
+    assert "default" not in props["seed"] and "nullable" not in props["seed"]
+    assert props["maybe"]["nullable"] is True and props["maybe"]["default"] is None
+    assert props["steps"]["default"] == 4
+
+
+def test_without_static_rules_the_runtime_schema_is_unchanged(tmp_path: Path) -> None:
+    schema = _input_schema(tmp_path, static=False)
+    props = schema["properties"]
+    assert isinstance(props, dict)
+    assert schema["required"] == ["prompt", "api_key_required"]
+    assert props["seed"]["default"] is None and "nullable" not in props["api_key"]

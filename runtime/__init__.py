@@ -1,1 +1,1 @@
-"""The prediction server: Cog's HTTP API (hypercorn, trio) over a worker process."""
+"""The prediction server: Cog's HTTP API (HTTP/1.1 over h11, trio) over a worker process."""

@@ -1,6 +1,6 @@
 """`python -m cog.server.http`: Cog's entry point; the server itself lives in `runtime`.
 
-The runtime runs in its own environment (trio, hypercorn, pydantic, httpx); this module
+The runtime runs in its own environment (trio, h11, pydantic, httpx); this module
 only hands over, so the SDK itself stays free of dependencies.
 """
 

@@ -16,11 +16,8 @@ from typing import Any
 
 from builders.base import BuildContext
 from derivations.model import Derivation, DrvInput, FixedOutput
-from store.errors import StoreError
-from store.local import Store
-from store.oci import EXTERNAL, MANIFEST, platform_manifest, write_index
-from store.paths import StorePath
-from store.registry import Reference, fetch_blob, fetch_manifest, resolve
+from store.oci import EXTERNAL, write_index
+from store.registry import Reference, fetch_blob, fetch_manifest
 
 
 def blob_derivation(ref: Reference, digest: str, size: int | None, kind: str) -> Derivation:
@@ -100,27 +97,3 @@ class OciLayoutBuilder:
         }
         (ctx.out / EXTERNAL).write_text(json.dumps(described, sort_keys=True, indent=1) + "\n")
         write_index(ctx.out, args["media_type"], args["manifest"], len(manifest))
-
-
-def pull_image(store: Store, ref: Reference, arch: str = "amd64") -> StorePath:
-    """The image `ref` names, as an OCI layout in the store (every blob verified and kept as
-    its own fixed-output path). A reference by digest needs no network once it is here."""
-    from builders.progress import default_reporter
-    from builders.realise import realise
-
-    def manifest(digest: str) -> tuple[Derivation, dict[str, Any]]:
-        drv = blob_derivation(ref, digest, None, "manifest")
-        [out] = realise(store, [drv], reporter=default_reporter())
-        document: dict[str, Any] = json.loads(store.real_path(out["out"]).read_bytes())
-        return drv, document
-
-    manifest_drv, document = manifest(ref.digest or resolve(ref, arch))
-    chosen = platform_manifest(document, arch, str(ref))  # an index named by its digest
-    if chosen is not None:
-        manifest_drv, document = manifest(chosen)
-        if "manifests" in document:
-            raise StoreError(f"{ref} is an index of indexes, which is not supported")
-    media_type = document.get("mediaType", MANIFEST)
-    layout = layout_derivation(ref, manifest_drv, document, media_type)
-    [out] = realise(store, [layout], reporter=default_reporter())
-    return out["out"]

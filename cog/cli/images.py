@@ -5,18 +5,22 @@ fixed-output derivation verified by its digest)."""
 from __future__ import annotations
 
 import contextlib
+import json
 import sys
 from pathlib import Path
+from typing import Any
 
 from builders.image_rootfs import rootfs_derivation
-from builders.oci_pull import pull_image
+from builders.oci_pull import blob_derivation, layout_derivation
 from builders.progress import default_reporter
 from builders.realise import realise
 from cog.cli.errors import UsageError
+from derivations.model import Derivation
+from store.errors import StoreError
 from store.local import Store
-from store.oci import Layout
+from store.oci import MANIFEST, Layout, platform_manifest
 from store.paths import STORE_DIR, StorePath
-from store.registry import Reference
+from store.registry import Reference, resolve
 
 
 def local_name(text: str) -> str:
@@ -65,6 +69,28 @@ def image_path(store: Store, text: str, arch: str = "amd64") -> StorePath:
     digest = Layout.open(store.real_path(path)).manifest_digest
     print(f"pulled {ref.with_tag(None)}@{digest}", file=sys.stderr)
     return path
+
+
+def pull_image(store: Store, ref: Reference, arch: str = "amd64") -> StorePath:
+    """The image `ref` names, as an OCI layout in the store (every blob verified and kept as
+    its own fixed-output path). A reference by digest needs no network once it is here."""
+
+    def manifest(digest: str) -> tuple[Derivation, dict[str, Any]]:
+        drv = blob_derivation(ref, digest, None, "manifest")
+        [out] = realise(store, [drv], reporter=default_reporter())
+        document: dict[str, Any] = json.loads(store.real_path(out["out"]).read_bytes())
+        return drv, document
+
+    manifest_drv, document = manifest(ref.digest or resolve(ref, arch))
+    chosen = platform_manifest(document, arch, str(ref))  # an index named by its digest
+    if chosen is not None:
+        manifest_drv, document = manifest(chosen)
+        if "manifests" in document:
+            raise StoreError(f"{ref} is an index of indexes, which is not supported")
+    media_type = document.get("mediaType", MANIFEST)
+    layout = layout_derivation(ref, manifest_drv, document, media_type)
+    [out] = realise(store, [layout], reporter=default_reporter())
+    return out["out"]
 
 
 def unpacked(store: Store, layout: StorePath) -> Path:

@@ -22,7 +22,7 @@ import base64
 import hashlib
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -86,13 +86,22 @@ def layer_derivation(
     )
 
 
-def layer_blob(store: Store, path: StorePath) -> Path | None:
-    """The gzip blob of `path`'s own image layer, when it was made here: the same bytes a
-    binary cache holds for that path (store.cache), so publishing need not compress again."""
-    layer = output_path(
-        layer_derivation([(SrcInput(path=str(path)), path.layer_prefix)], "gzip", True)
-    )
-    return store.real_path(layer) / "blob" if store.is_valid(layer) else None
+def layer_blobs(store: Store, roots: Sequence[Derivation]) -> Callable[[StorePath], Path | None]:
+    """For publishing to a binary cache (store.cache.BlobFinder): the gzip blob already made
+    for a path, when there is one here: its own image layer (the bytes a cache holds for
+    it), or for a root layer (base, Python, system, build.run steps) the image's layer of
+    that tree at `/`, so the cache does not hold the tree twice."""
+    root_layers = {
+        output_path(d): output_path(layer_derivation([(d.dep(), "")], "gzip", False)) for d in roots
+    }
+
+    def find(path: StorePath) -> Path | None:
+        layer = root_layers.get(path) or output_path(
+            layer_derivation([(SrcInput(path=str(path)), path.layer_prefix)], "gzip", True)
+        )
+        return store.real_path(layer) / "blob" if store.is_valid(layer) else None
+
+    return find
 
 
 def image_derivation(

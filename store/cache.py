@@ -23,8 +23,11 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import threading
+import weakref
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import ExitStack
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
@@ -57,7 +60,7 @@ class Entry:
     """What a cache says about one store path."""
 
     info: PathInfo
-    form: str  # "layer" or "blob"
+    form: str  # "layer", "blob" or "tree"
     blob: dict[str, Any]  # mediaType, digest, size
     diff_id: str  # sha256 of the blob uncompressed
     descriptor: str | None = None  # `blob` form: descriptor.json, as the path holds it
@@ -85,7 +88,7 @@ class Entry:
             )
         except (KeyError, TypeError, ValueError, StoreError):
             raise CacheError(f"{where} holds no readable entry for {path}") from None
-        if entry.info.path != path or entry.form not in ("layer", "blob"):
+        if entry.info.path != path or entry.form not in ("layer", "blob", "tree"):
             raise CacheError(f"{where}'s entry for {path} describes another path")
         return entry
 
@@ -268,6 +271,7 @@ def open_cache(url: str) -> OciCache | FileCache:
 # --- making entries ------------------------------------------------------------------------------
 
 
+# A path's blob made already: its own image layer, or the root layer that holds it at `/`.
 BlobFinder = Callable[[StorePath], Path | None]
 
 
@@ -292,9 +296,12 @@ def entry_for(
     made = find_blob(path)
     if made is not None:
         found = json.loads((made.parent / "descriptor.json").read_text())
-        if found["mediaType"] == LAYER_GZIP and found["diff_id"] == f"sha256:{info.tar_sha256}":
-            blob = {k: found[k] for k in ("mediaType", "digest", "size")}
-            return Entry(info, "layer", blob, found["diff_id"]), made
+        blob = {k: found[k] for k in ("mediaType", "digest", "size")}
+        if found["mediaType"] == LAYER_GZIP:
+            # The path's own layer, or a root layer (the same tree at /): whichever the blob
+            # is, the receiving side checks the unpacked tree against the path's hashes.
+            form = "layer" if found["diff_id"] == f"sha256:{info.tar_sha256}" else "tree"
+            return Entry(info, form, blob, found["diff_id"]), made
     target = work / f"{path.hash}.blob"
     writer = CompressedBlob(target, "gzip")
     try:
@@ -353,6 +360,14 @@ class Substituter:
     downloaded: int = 0  # blob bytes fetched
     _said: set[str] = field(default_factory=set)
     _down: set[str] = field(default_factory=set)
+    _kept: dict[str, Path] = field(default_factory=dict)  # blob digest -> a local copy
+    _kept_in: Path | None = None
+    _stack: ExitStack = field(default_factory=ExitStack)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def held_by(self, cache: Any) -> set[StorePath]:
+        """The paths this substituter found in `cache` (so publishing need not ask again)."""
+        return {p for p, (c, _) in self.found.items() if c is cache}
 
     def _once(self, key: str, line: str) -> None:
         if key not in self._said:
@@ -466,8 +481,17 @@ class Substituter:
                 return
             with store.temp_dir("substitute-") as tmp:
                 blob = tmp / "blob"
-                cache.download(entry, blob)
-                self.downloaded += blob.stat().st_size
+                digest = entry.blob["digest"]
+                local = self._kept.get(digest)
+                if local is not None and local.is_file():  # the same bytes came for another path
+                    shutil.copyfile(local, blob)
+                else:
+                    cache.download(entry, blob)
+                    self.downloaded += blob.stat().st_size
+                    if entry.form != "blob":  # (a blob-form path keeps its blob in the store)
+                        kept = self._keep_dir(store) / digest.split(":")[1]
+                        shutil.copyfile(blob, kept)
+                        self._kept[digest] = kept
                 tree = unpack(entry, blob, tmp / "tree")
                 fixed = (entry.info.ca or "").removeprefix("fixed:sha256:")
                 if fixed != (entry.info.ca or "") and fixed_output_sha256(tree) != fixed:
@@ -483,10 +507,25 @@ class Substituter:
                     expect_references=entry.info.references,
                     signatures=entry.info.signatures,
                 )
+            if entry.form == "blob":
+                self._kept[entry.blob["digest"]] = store.real_path(path) / "blob"
+
+    def _keep_dir(self, store: Store) -> Path:
+        """Where blobs fetched in this run are kept, so that two paths with the same blob (a
+        store path and its image layer) cost one download; removed when the substituter goes."""
+        with self._lock:
+            if self._kept_in is None:
+                self._kept_in = self._stack.enter_context(store.temp_dir("substituted-"))
+                weakref.finalize(self, self._stack.close)
+            return self._kept_in
 
 
 def unpack(entry: Entry, blob: Path, where: Path) -> Path:
     """The tree an entry's blob holds, made under `where`."""
+    if entry.form == "tree":  # the image's root layer: the tree itself at `/`
+        with open(blob, "rb") as data:
+            extract_tar_stream(data, where, str(entry.path), allow_store_links=True)
+        return where
     if entry.form == "blob":
         where.mkdir()
         os.replace(blob, where / "blob")
@@ -514,11 +553,13 @@ def publish(
     jobs: int = 4,
     say: Callable[[str], None] = lambda _: None,
     find_blob: BlobFinder = lambda _: None,
+    present: Iterable[StorePath] = (),
 ) -> Published:
     """Copies the closure of `paths` to `cache`, skipping what it holds; a path's entry is
     written only after its references' entries, so a reader never finds a path whose closure
     is not there."""
     closure = store.closure(paths)
+    known = set(present)
     result = Published()
     futures: dict[StorePath, Future[None]] = {}
     with store.temp_dir("publish-") as work, ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
@@ -527,7 +568,7 @@ def publish(
             for ref in store.info(path).references:
                 if ref != path:
                     futures[ref].result()
-            if cache.lookup(path) is not None:
+            if path in known or cache.lookup(path) is not None:
                 result.present.append(path)
                 return
             entry, blob = entry_for(store, path, work, key, find_blob)

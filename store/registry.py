@@ -509,7 +509,9 @@ def push(
         if registry.blob_exists(ref.repository, digest):
             outcome = "present"
         else:
-            sources = [known.where.get(digest), mount_from]
+            # (a cache holds layers, never an image's config)
+            cached = mount_from if digest != layout.manifest["config"]["digest"] else None
+            sources = [known.where.get(digest), cached]
             if any(
                 source
                 and source != ref.repository

@@ -100,6 +100,10 @@ class TrustedKeys:
 def generate_key(name: str, directory: Path) -> tuple[Path, Path]:
     """Writes NAME.sec (mode 0600) and NAME.pub in `directory`; refuses to overwrite."""
     check_name(name)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise SigningError(f"cannot make {directory} for the keys ({e.strerror})") from None
     secret, public = directory / f"{name}.sec", directory / f"{name}.pub"
     for path in (secret, public):
         if path.exists():

@@ -55,7 +55,7 @@ class Proxy:
 
 @contextmanager
 def proxy(upstream: str, faults: Faults | None = None) -> Iterator[Proxy]:
-    faults = faults or Faults()
+    chosen: Faults = faults or Faults()
     seen: list[tuple[str, str]] = []
     received = [0]
 
@@ -73,11 +73,11 @@ def proxy(upstream: str, faults: Faults | None = None) -> Iterator[Proxy]:
             else:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else b""
-            fault = faults.pick()
+            fault = chosen.pick()
             seen.append((self.command, self.path))
             received[0] += len(body)
             if fault is not None:
-                faults.injected.append((fault, self.command, urlsplit(self.path).path))
+                chosen.injected.append((fault, self.command, urlsplit(self.path).path))
             if fault == "reset":  # an abrupt RST, no answer
                 self.connection.setsockopt(
                     socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)
@@ -91,7 +91,7 @@ def proxy(upstream: str, faults: Faults | None = None) -> Iterator[Proxy]:
                 self.end_headers()
                 return
             if fault == "stall":
-                time.sleep(faults.stall)
+                time.sleep(chosen.stall)
             connection = http.client.HTTPConnection(upstream, timeout=60)
             headers = {k: v for k, v in self.headers.items() if k.lower() != "connection"}
             connection.request(self.command, self.path, body=body, headers=headers)
@@ -129,7 +129,7 @@ def proxy(upstream: str, faults: Faults | None = None) -> Iterator[Proxy]:
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
-        yield Proxy(f"127.0.0.1:{server.server_address[1]}", seen, faults, received)
+        yield Proxy(f"127.0.0.1:{server.server_address[1]}", seen, chosen, received)
     finally:
         server.shutdown()
         server.server_close()

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from builders.image import MAX_LAYERS, image_derivation, nvidia_env
+from builders.image import MAX_LAYERS, image_derivation, layer_blobs, nvidia_env
 from builders.progress import default_reporter
 from builders.project import Layers, check_buildable, layers
 from builders.realise import realise
@@ -269,7 +269,8 @@ def build_image(
         store.add_indirect_root(project / ".cog" / "image", path)
         # The image's closure, and the root layers it holds only as compressed blobs.
         built = [p for p in result.paths().values() if store.is_valid(p)]
-        caches.publish(store, [*built, path], jobs=args.jobs or 4)
+        finder = layer_blobs(store, result.roots)
+        caches.publish(store, [*built, path], jobs=args.jobs or 4, find_blob=finder)
         print(f"digest           {Layout.open(store.real_path(path)).manifest_digest}")
     return config, path, caches
 

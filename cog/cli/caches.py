@@ -8,15 +8,13 @@ reached is left out with one line, and the build goes on without it.
 from __future__ import annotations
 
 import argparse
-import functools
 import os
 import sys
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from builders.image import layer_blob
-from store.cache import FileCache, OciCache, Substituter, open_cache, publish
+from store.cache import BlobFinder, FileCache, OciCache, Substituter, open_cache, publish
 from store.errors import StoreError
 from store.local import Store
 from store.paths import StorePath
@@ -84,13 +82,22 @@ class Caches:
             )
         return cls(substituter, read_write, key, everything)
 
-    def publish(self, store: Store, paths: Iterable[StorePath], jobs: int = 4) -> None:
-        """Copies the closure of `paths` to every --cache; a cache that fails is one line."""
+    def publish(
+        self,
+        store: Store,
+        paths: Iterable[StorePath],
+        jobs: int = 4,
+        find_blob: BlobFinder = lambda _: None,
+    ) -> None:
+        """Copies the closure of `paths` to every --cache (what it was found to hold is not
+        asked again); a cache that fails is one line."""
         wanted = list(paths)
         for cache in self.writable:
+            held = self.substituter.held_by(cache) if self.substituter else set()
             try:
-                find = functools.partial(layer_blob, store)
-                result = publish(store, cache, wanted, self.key, jobs=jobs, find_blob=find)
+                result = publish(
+                    store, cache, wanted, self.key, jobs=jobs, find_blob=find_blob, present=held
+                )
             except (StoreError, OSError) as e:
                 _say(f"cache {cache.url}: nothing more was published ({e})")
                 continue

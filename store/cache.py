@@ -364,6 +364,7 @@ class Substituter:
     _kept_in: Path | None = None
     _stack: ExitStack = field(default_factory=ExitStack)
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    _probed: bool = False
 
     def held_by(self, cache: Any) -> set[StorePath]:
         """The paths this substituter found in `cache` (so publishing need not ask again)."""
@@ -404,6 +405,16 @@ class Substituter:
         """Which of `paths` some cache holds, trusted (looked up in parallel, once each)."""
         paths = list(paths)
         todo = [p for p in dict.fromkeys(paths) if p not in self.found and p not in self.missing]
+        if todo and self.caches and not self._probed:
+            # One lookup alone first: a cache that cannot be reached is then left out after
+            # one failed request, not after one per path in flight.
+            self._probed = True
+            first = todo.pop(0)
+            hit = self._lookup(first)
+            if hit is None:
+                self.missing.add(first)
+            else:
+                self.found[first] = hit
         if todo and self.caches:
             with ThreadPoolExecutor(max_workers=self.jobs) as pool:
                 for path, hit in zip(todo, pool.map(self._lookup, todo), strict=True):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextvars
+from collections.abc import Callable
 from typing import Any
 
 MAX_METRIC_NAME = 128  # bytes, as coglet counts them
@@ -59,6 +60,7 @@ def check_metric_name(name: str, reserved_ok: bool = False) -> None:
 
 _KINDS = ((bool, "bool"), (int, "int"), (float, "float"), (str, "str"), (list, "list"))
 _MODES = {"replace": "replace", "incr": "incr", "increment": "incr", "append": "append"}
+_STREAMED_MODES = {"replace": "replace", "incr": "increment", "append": "append"}  # coglet's
 
 
 def _kind(value: Any) -> str:
@@ -76,9 +78,10 @@ class Metrics(dict[str, Any]):
     mode)` replaces, increments or appends; a metric keeps its type until deleted
     (`delete(key)`, `del metrics[key]`, or `metrics[key] = None`)."""
 
-    def __init__(self) -> None:
+    def __init__(self, on_record: Callable[[str, Any, str], None] | None = None) -> None:
         super().__init__()
         self._types: dict[str, str] = {}
+        self._on_record = on_record  # told each change as coglet streams it: name, value, mode
 
     def record(self, key: str, value: Any, mode: str | None = None) -> None:
         how = _MODES.get(mode or "replace")
@@ -97,6 +100,8 @@ class Metrics(dict[str, Any]):
             raise TypeError(f"Increment mode requires int or float, got {kind}")
         self._types[key] = kind
         current = self.get(key)
+        if self._on_record is not None:
+            self._on_record(key, value, _STREAMED_MODES[how])
         if how == "incr":
             value = (current or 0) + value
         elif how == "append":
@@ -108,6 +113,8 @@ class Metrics(dict[str, Any]):
         parent objects, as there)."""
         check_metric_name(key, reserved_ok=True)  # deleting what was never set is harmless
         self._types.pop(key, None)
+        if self._on_record is not None:
+            self._on_record(key, None, "replace")
         super().__setitem__(key, None)
 
     def __setitem__(self, key: str, value: Any) -> None:
@@ -121,9 +128,13 @@ class Metrics(dict[str, Any]):
 
 
 class Scope:
-    def __init__(self, context: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        context: dict[str, str] | None = None,
+        on_metric: Callable[[str, Any, str], None] | None = None,
+    ) -> None:
         self.context: dict[str, str] = dict(context or {})
-        self.metrics = Metrics()
+        self.metrics = Metrics(on_metric)
 
     def record_metric(self, name: str, value: Any, mode: str | None = None) -> None:
         """Records a metric for this prediction: `replace` it, `incr` it, or `append` to it.

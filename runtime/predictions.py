@@ -524,6 +524,8 @@ class Runtime:
             prediction.publish("output", {"chunk": value, "index": len(prediction.output) - 1})
             if prediction.webhook:
                 await prediction.webhook.intermediate("output", prediction.snapshot)
+        elif kind == "metric":  # the whole metrics arrive with the end; this is for SSE
+            prediction.publish("metric", {k: message.get(k) for k in ("name", "value", "mode")})
         elif kind == "done":
             prediction.metrics.update(message.get("metrics") or {})
             if "output" in message:

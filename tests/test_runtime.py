@@ -143,6 +143,36 @@ def test_iterator_output_and_sse() -> None:
         assert "output" not in failed  # as Cog
 
 
+def test_sse_streams_each_metric_as_it_is_recorded() -> None:
+    """As coglet: `event: metric` with the name, the value given and the mode, in order with
+    the outputs; the completed payload carries the metrics as they ended up."""
+    with serve("stream_metrics.py:Predictor") as server:
+        events: list[tuple[str, dict[str, object]]] = []
+        with server.http.stream(
+            "PUT",
+            "/predictions/sse-metrics",
+            json={"id": "sse-metrics", "input": {}},
+            headers={"Accept": "text/event-stream"},
+        ) as stream:
+            name = ""
+            for line in stream.iter_lines():
+                if line.startswith("event: "):
+                    name = line[7:]
+                elif line.startswith("data: "):
+                    events.append((name, json.loads(line[6:])))
+    assert [e for e, _ in events] == ["start", "metric", "output", "metric", "metric", "completed"]
+    assert events[1][1] == {"name": "temperature", "value": 0.7, "mode": "replace"}
+    assert events[2][1] == {"chunk": "chunk-1", "index": 0}
+    assert events[3][1] == {"name": "token_count", "value": 2, "mode": "increment"}
+    assert events[4][1] == {"name": "timing.first", "value": 1.5, "mode": "replace"}
+    completed = events[-1][1]
+    assert completed["status"] == "succeeded"
+    metrics = completed["metrics"]
+    assert isinstance(metrics, dict)
+    assert metrics["temperature"] == 0.7 and metrics["token_count"] == 2
+    assert metrics["timing"] == {"first": 1.5} and "predict_time" in metrics
+
+
 def test_sse_is_406_for_a_predictor_that_does_not_stream() -> None:
     with serve("hello.py:Predictor") as server:
         response = server.predict({"input": {}}, Accept="text/event-stream")

@@ -337,9 +337,19 @@ class Worker:
     def _chunk(self, pid: str, item: Any) -> None:
         self.channel.send({"type": "output", "id": pid, "value": encode(item, self.files)})
 
+    def _scope(self, pid: str, message: dict[str, Any]) -> Scope:
+        """The prediction's scope; each metric it records is sent on at once (for SSE)."""
+
+        def sent(name: str, value: Any, mode: str) -> None:
+            self.channel.send(
+                {"type": "metric", "id": pid, "name": name, "value": value, "mode": mode}
+            )
+
+        return Scope(message.get("context"), sent)
+
     def predict_sync(self, message: dict[str, Any]) -> None:
         pid = message["id"]
-        scope = Scope(message.get("context"))
+        scope = self._scope(pid, message)
         token = enter_scope(scope)
         self.sync_current = pid
         self.logs.active.add(pid)
@@ -363,7 +373,7 @@ class Worker:
 
     async def predict_async(self, message: dict[str, Any]) -> None:
         pid = message["id"]
-        scope = Scope(message.get("context"))
+        scope = self._scope(pid, message)
         enter_scope(scope)  # this task's own context
         _prediction.set(pid)
         self.logs.active.add(pid)

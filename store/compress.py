@@ -1,16 +1,26 @@
-"""Deterministic layer compression: the same tree always gives the same blob bytes.
+"""Deterministic layer compression: the same tree always gives the same blob bytes, on any
+number of cores.
 
-gzip: no file name, mtime 0, one level, this zlib; zstd: one thread, one level, no checksum,
-this libzstd. An image's layer for one store path and that path's blob in a binary cache are
-made here, so they are the same bytes and a registry stores them once.
+gzip is made as pigz makes it: the data is cut into 1 MiB blocks, each deflated on its own
+(on every core at once), primed with the previous block's last 32 KiB and ended by a sync
+flush, so the blocks join into one valid deflate stream. The cut depends only on the data,
+so the bytes never depend on the thread count; they do depend on this zlib and the level.
+zstd uses libzstd's multi-threaded mode, whose output is the same for any number of worker
+threads (but not the single-threaded mode's). An image's layer for one store path and that
+path's blob in a binary cache are made here, so they are the same bytes and a registry
+stores them once.
 """
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import os
+import struct
+import threading
 import zlib
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -23,10 +33,83 @@ LAYER_ZSTD = "application/vnd.oci.image.layer.v1.tar+zstd"
 LAYER_TAR = "application/vnd.oci.image.layer.v1.tar"
 # The compressors are part of the bytes, so their versions and levels are part of every
 # builder version that writes blobs.
+BLOCK = 1 << 20  # part of the bytes: never derived from the machine
+WINDOW = 32 << 10  # deflate's window: what a block may refer back to
 COMPRESSORS = (
-    f"zlib{zlib.ZLIB_VERSION}-gzip{GZIP_LEVEL}"
-    f"-zstd{'.'.join(map(str, zstandard.ZSTD_VERSION))}-{ZSTD_LEVEL}"
+    f"zlib{zlib.ZLIB_VERSION}-pgzip{GZIP_LEVEL}b{BLOCK}"
+    f"-zstd{'.'.join(map(str, zstandard.ZSTD_VERSION))}-{ZSTD_LEVEL}mt"
 )
+# The header GzipFile writes with no name and mtime 0: magic, deflate, no flags, mtime,
+# no extra flags (level 6), unknown OS.
+GZIP_HEADER = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"
+
+_pool: ThreadPoolExecutor | None = None
+_pool_lock = threading.Lock()
+
+
+def _shared_pool() -> ThreadPoolExecutor:
+    """One pool for every blob of the process, so concurrent layers share the cores."""
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            _pool = ThreadPoolExecutor(max_workers=os.cpu_count() or 1, thread_name_prefix="gz")
+        return _pool
+
+
+def _deflate(block: bytes, primer: bytes, last: bool) -> bytes:
+    if primer:
+        c = zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, -15, 8, zlib.Z_DEFAULT_STRATEGY, primer)
+    else:
+        c = zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, -15)
+    return c.compress(block) + c.flush(zlib.Z_FINISH if last else zlib.Z_SYNC_FLUSH)
+
+
+class ParallelGzip:
+    """A gzip stream written to `sink`, its blocks deflated in `pool` (default: one shared
+    pool with a thread per core); the same bytes for any pool size."""
+
+    def __init__(self, sink: Callable[[bytes], Any], pool: ThreadPoolExecutor | None = None):
+        self.sink = sink
+        self.pool = pool or _shared_pool()
+        self.ahead = 2 * (os.cpu_count() or 1)  # blocks in flight: bounded memory
+        self.buffer = bytearray()
+        self.pending: deque[Future[bytes]] = deque()
+        self.primer = b""
+        self.crc = 0
+        self.size = 0
+        sink(GZIP_HEADER)
+
+    def write(self, data: bytes) -> int:
+        self.crc = zlib.crc32(data, self.crc)
+        self.size += len(data)
+        self.buffer += data
+        while len(self.buffer) > BLOCK:  # (the last block is never empty unless all is)
+            block = bytes(self.buffer[:BLOCK])
+            del self.buffer[:BLOCK]
+            self._submit(block, last=False)
+        return len(data)
+
+    def _submit(self, block: bytes, last: bool) -> None:
+        self.pending.append(self.pool.submit(_deflate, block, self.primer, last))
+        self.primer = block[-WINDOW:]
+        while len(self.pending) > self.ahead:
+            self.sink(self.pending.popleft().result())
+
+    def close(self) -> None:
+        self._submit(bytes(self.buffer), last=True)
+        self.buffer.clear()
+        while self.pending:
+            self.sink(self.pending.popleft().result())
+        self.sink(struct.pack("<II", self.crc & 0xFFFFFFFF, self.size & 0xFFFFFFFF))
+
+
+def zstd_writer(sink: Any, threads: int | None = None) -> Any:
+    """A zstd stream to `sink` in libzstd's multi-threaded mode (default: a thread per core),
+    whose frames are the same for any number of threads."""
+    zstd = zstandard.ZstdCompressor(
+        level=ZSTD_LEVEL, threads=threads or os.cpu_count() or 1, write_checksum=False
+    )
+    return zstd.stream_writer(sink, closefd=False)
 
 
 class CompressedBlob:
@@ -42,12 +125,9 @@ class CompressedBlob:
         self.size = 0
         self.compressor: Any
         if compression == "gzip":
-            self.compressor = gzip.GzipFile(
-                filename="", mode="wb", fileobj=self, compresslevel=GZIP_LEVEL, mtime=0
-            )
-        else:  # zstd, on one thread: the frame layout is then fixed
-            zstd = zstandard.ZstdCompressor(level=ZSTD_LEVEL, threads=0, write_checksum=False)
-            self.compressor = zstd.stream_writer(self, closefd=False)  # type: ignore[arg-type]
+            self.compressor = ParallelGzip(self.write)
+        else:
+            self.compressor = zstd_writer(self)
 
     def write(self, data: bytes) -> int:  # the sink of the compressor
         self.file.write(data)

@@ -28,6 +28,7 @@ from typing import Any
 
 from builders.base import BuildContext
 from builders.errors import BuildError
+from builders.launch import model_environment, server_command
 from builders.project import Layers
 from builders.rootview import view_derivation
 from builders.sandbox import read_result, run_command
@@ -144,12 +145,7 @@ def image_derivation(
         "code": SrcInput(path=str(built.code)),
     }
     model_env, runtime_env = output_path(built.model_env), output_path(built.runtime_env)
-    config_env = {
-        "PATH": f"{model_env}/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-        "LANG": "C.UTF-8",
-        "PYTHONUNBUFFERED": "1",
-        **env,
-    }
+    config_env = model_environment(model_env, env)
     return Derivation(
         name=name,
         builder=ImageBuilder.kind,
@@ -158,13 +154,7 @@ def image_derivation(
         args={
             "arch": arch,
             "env": [f"{k}={v}" for k, v in sorted(config_env.items())],
-            "cmd": [
-                f"{runtime_env}/bin/python",
-                "-m",
-                "runtime",
-                "--python",
-                f"{model_env}/bin/python",
-            ],
+            "cmd": server_command(model_env, runtime_env),
             "labels": dict(sorted(labels.items())),
             "predictor": predictor,
             **({"static_schema": True} if static_schema else {}),

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from builders.errors import SandboxUnavailable
+from builders.launch import model_environment, server_command
 from builders.nvidia import DRIVER_BIN, DRIVER_DIR, HostGpu, gpu_binds
 from builders.overlay import writable_root
 from builders.project import Layers
@@ -189,14 +190,7 @@ def project_argv(
             _mount_point(view, target)
         argv += ["--ro-bind", str(source), target]
     argv += ["--chdir", "/src", "--clearenv"]
-    base_env = {
-        "PATH": f"{model_env}/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-        "HOME": "/root",
-        "LANG": "C.UTF-8",
-        "PYTHONUNBUFFERED": "1",
-        **env,
-    }
-    for key, value in sorted(with_driver(base_env, gpu).items()):
+    for key, value in sorted(with_driver(model_environment(model_env, env), gpu).items()):
         argv += ["--setenv", key, value]
     return [*argv, "--"]
 
@@ -211,12 +205,10 @@ def server_argv(
     mounts: Sequence[tuple[Path, str]] = (),
     gpu: HostGpu | None = None,
 ) -> list[str]:
-    """The project's server: the runtime's environment, with the model's as its worker."""
-    model_env = output_path(built.model_env)
-    runtime_env = output_path(built.runtime_env)
+    """The project's server, started as the image starts it (builders.launch)."""
     argv = project_argv(store, built, view, env, src, mounts=mounts, gpu=gpu)
-    argv += [f"{runtime_env}/bin/python", "-m", "runtime", "--python", f"{model_env}/bin/python"]
-    return argv + server_args
+    command = server_command(output_path(built.model_env), output_path(built.runtime_env))
+    return argv + command + server_args
 
 
 def image_argv(

@@ -31,6 +31,7 @@ from typing import Any
 
 from builders.base import BuildContext
 from builders.errors import BuildError, SandboxUnavailable
+from builders.launch import BASE_PATH
 from builders.overlay import writable_root
 from builders.progress import SilentReporter
 from builders.rootfs import relative_target
@@ -51,7 +52,6 @@ EXCLUDED = (
     *("proc", "dev", "sys", "tmp", "run", "cog", "src", "build"),
     *("etc/hosts", "etc/resolv.conf", "etc/hostname"),
 )
-BASE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
 
 

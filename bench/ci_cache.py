@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -48,7 +47,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.push import CACHE, docker_context, pip_wheel, run
+from bench.push import CACHE, docker_context, offline_env, pip_wheel, run
 from store.oci import Layout
 from tests.debian_mirror import serve
 from tests.projects import project
@@ -219,10 +218,7 @@ def main() -> None:
     if logs is not None:
         logs.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="cog-bench-ci-cache-"))
-    channels = work / "channels"
-    channels.mkdir()
     pip = pip_wheel()
-    data = json.loads((REPO / "cuda_channels/data/debian-bookworm.json").read_text())
     results: dict[str, Any] = {}
     with (
         serve(CACHE / "debian-mirror") as mirror,
@@ -234,14 +230,7 @@ def main() -> None:
         ) as reg,
         proxy(reg.host) as px,
     ):
-        for archive in data["archives"]:
-            archive["mirror"] = f"{mirror}/{archive['name']}"
-        (channels / "debian-bookworm.json").write_text(json.dumps(data))
-        base = dict(os.environ) | {
-            "COG_CHANNEL_PATH": str(channels),
-            "PYTHONPATH": str(REPO),
-            "UV_CACHE_DIR": str(CACHE / "uv"),
-        }
+        base = offline_env(work, mirror)
         base.pop("DOCKER_HOST", None)
 
         def machine(name: str, **extra: str) -> dict[str, str]:

@@ -108,16 +108,29 @@ def docker_context(project: Path, context: Path, pip: Path) -> None:
     (context / "Dockerfile").write_text(DOCKERFILE)
 
 
+def offline_env(work: Path, mirror: str) -> dict[str, str]:
+    """The CLI's environment on the frozen Debian mirror (served at `mirror`) and the wheel
+    and uv caches: bookworm's channel pointed at the mirror, in `work/channels`."""
+    channels = work / "channels"
+    channels.mkdir()
+    data = json.loads((REPO / "cuda_channels/data/debian-bookworm.json").read_text())
+    for archive in data["archives"]:
+        archive["mirror"] = f"{mirror}/{archive['name']}"
+    (channels / "debian-bookworm.json").write_text(json.dumps(data))
+    return dict(os.environ) | {
+        "COG_CHANNEL_PATH": str(channels),
+        "PYTHONPATH": str(REPO),
+        "UV_CACHE_DIR": str(CACHE / "uv"),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--compression", choices=["gzip", "zstd"], default="gzip")
     options = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="cog-bench-push-"))
-    channels = work / "channels"
-    channels.mkdir()
     pip = pip_wheel()
-    data = json.loads((REPO / "cuda_channels/data/debian-bookworm.json").read_text())
     results: dict[str, Any] = {}
     with (
         serve(CACHE / "debian-mirror") as mirror,
@@ -128,13 +141,7 @@ def main() -> None:
         ) as reg,
         proxy(reg.host) as px,
     ):
-        for archive in data["archives"]:
-            archive["mirror"] = f"{mirror}/{archive['name']}"
-        (channels / "debian-bookworm.json").write_text(json.dumps(data))
-        env = dict(os.environ) | {
-            "COG_CHANNEL_PATH": str(channels),
-            "PYTHONPATH": str(REPO),
-            "UV_CACHE_DIR": str(CACHE / "uv"),
+        env = offline_env(work, mirror) | {
             "COG_CACHE_DIR": str(work / "cog-cache"),
             "COG_STORE_DIR": str(work / "store-prep"),
             "DOCKER_CONFIG": str(work / "docker-config"),

@@ -36,11 +36,15 @@ def add_cache_flags(p: argparse.ArgumentParser) -> None:
         metavar="URL",
         help="a binary cache to use, read-only (repeatable)",
     )
+    add_key_flags(p)
+
+
+def add_key_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--signing-key",
         type=Path,
         metavar="FILE",
-        help="sign what goes to --cache with this key (default: $COG_SIGNING_KEY)",
+        help="sign what is published with this key (default: $COG_SIGNING_KEY)",
     )
     p.add_argument(
         "--trusted-key",

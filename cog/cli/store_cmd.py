@@ -12,7 +12,7 @@ import trio
 
 from builders.progress import default_reporter
 from builders.realise import Realiser
-from cog.cli.caches import Caches
+from cog.cli.caches import Caches, add_key_flags
 from cog.cli.errors import UsageError
 from derivations.store_io import read_drv
 from store.db import PathInfo
@@ -69,15 +69,7 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     where = p.add_mutually_exclusive_group(required=True)
     where.add_argument("--to", metavar="URL", help="oci://HOST/REPO or file://DIR")
     where.add_argument("--from", dest="source", metavar="URL", help="oci://HOST/REPO or file://DIR")
-    p.add_argument("--signing-key", type=Path, metavar="FILE", help="sign what is copied --to")
-    p.add_argument(
-        "--trusted-key",
-        action="append",
-        default=[],
-        type=Path,
-        metavar="FILE",
-        help="accept paths this public key signed (--from; repeatable)",
-    )
+    add_key_flags(p)
     p.add_argument("-j", "--jobs", type=int, default=4, help="parallel transfers (default 4)")
     p.set_defaults(func=cmd_copy)
 

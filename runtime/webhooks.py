@@ -37,13 +37,19 @@ class Webhook:
         self.lock = trio.Lock()
 
     async def _post(self, payload: dict[str, Any]) -> bool:
-        try:
-            response = await self.http().post(
-                self.url, content=dumpb(payload), headers=self.headers
-            )
-        except self.http.failures():
-            return False
-        return response.status_code < 500
+        """One delivery; a transport failure (a kept-alive connection the receiver had
+        closed, a reset) is tried once more at once, so a start or output event is not lost
+        to it."""
+        content = dumpb(payload)
+        for attempt in range(2):
+            try:
+                response = await self.http().post(self.url, content=content, headers=self.headers)
+            except self.http.failures():
+                if attempt == 1:
+                    return False
+                continue
+            return response.status_code < 500
+        return False
 
     async def intermediate(
         self, event: str, snapshot: Callable[[], dict[str, Any]], force: bool = False

@@ -128,12 +128,13 @@ def _gpu_argv(gpu: HostGpu, root: Path, upper: Path | None) -> list[str]:
 def with_driver(env: dict[str, str], gpu: HostGpu | None) -> dict[str, str]:
     """`env` with the host driver's folders when a GPU is passed in: its libraries on
     LD_LIBRARY_PATH (a GPU image names them already; any other image gets them last, after
-    its own) and nvidia-smi's on PATH, as the nvidia/cuda images have it."""
+    its own) and nvidia-smi's on PATH, as the nvidia/cuda images have it; and the variables
+    a CDI spec sets."""
     if gpu is None:
         return env
-    found = dict(env)
+    found = env | gpu.env
     for key, folder in (("LD_LIBRARY_PATH", DRIVER_DIR), ("PATH", DRIVER_BIN)):
-        paths = [p for p in env.get(key, "").split(":") if p]
+        paths = [p for p in found.get(key, "").split(":") if p]
         if folder not in paths:
             found[key] = ":".join([*paths, folder])
     return found

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from builders.native import with_driver
 from builders.nvidia import GpuUnavailable, discover, gpu_binds
@@ -258,6 +259,32 @@ def test_gpu_project_without_torch_builds_and_predicts_on_cpu(
     library_path = lines[-2].split(":")
     assert library_path[0].endswith("site-packages/nvidia/cuda_runtime/lib")
     assert "/usr/local/nvidia/lib64" in library_path
+    # With a CDI spec on that host: the devices it names, its variables, its driver.
+    cdi = cdi_host(tmp_path / "cdi-host")
+    script = "ls -d /dev/nvidia[0-9]; echo $NVIDIA_VISIBLE_DEVICES; ls /usr/local/nvidia/lib64"
+    ran = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            patched.replace(repr(str(fake)), repr(str(cdi))),
+            *("exec", "--gpus", "device=1", "sh", "-c", script),
+        ],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert ran.returncode == 0, ran.stderr[-2000:]
+    assert ran.stdout.splitlines() == [
+        "/dev/nvidia1",
+        "void",
+        "libcuda.so",
+        "libcuda.so.1",
+        "libcuda.so.580.1",
+        "libnvidia-ml.so.1",
+        "libnvidia-ml.so.580.1",
+    ]
     # A cuda: is an input of the lock: --locked names it as drift.
     (root / "cog.yaml").write_text(
         (root / "cog.yaml").read_text().replace("  gpu: true\n", '  gpu: true\n  cuda: "12.4"\n')
@@ -416,3 +443,326 @@ def test_gpus_without_a_gpu_is_one_sentence(
         "error: no NVIDIA GPU here: /dev/nvidiactl is missing, so --gpus has nothing to pass in"
     ), result.stderr
     assert not (root / "cog.lock").exists()  # before anything was locked or built
+
+
+# CDI: the GPU as a spec in the (fake) host's /etc/cdi or /var/run/cdi describes it, written as
+# `nvidia-ctk cdi generate` writes one: each GPU by index and by UUID, and `all`.
+LIB = "/usr/lib/x86_64-linux-gnu"
+
+
+def link_hook(*links: str) -> dict[str, Any]:
+    args = ["nvidia-cdi-hook", "create-symlinks"]
+    for link in links:
+        args += ["--link", link]
+    return {"hookName": "createContainer", "path": "/usr/bin/nvidia-cdi-hook", "args": args}
+
+
+def nvidia_spec(gpus: int = 2, all_device: bool = True) -> dict[str, Any]:
+    def nodes(i: int) -> list[dict[str, str]]:
+        return [{"path": f"/dev/nvidia{i}"}, {"path": f"/dev/dri/card{i + 1}"}]
+
+    def by_path(*gpus: int) -> list[dict[str, Any]]:
+        return [link_hook(*(f"../card{i + 1}::/dev/dri/by-path/pci-0{i}-card" for i in gpus))]
+
+    def bind(host: str, target: str | None = None, mode: str = "ro") -> dict[str, Any]:
+        options = [mode, "nosuid", "nodev", "bind"]
+        return {"hostPath": host, "containerPath": target or host, "options": options}
+
+    devices: list[dict[str, Any]] = [
+        {"name": name, "containerEdits": {"deviceNodes": nodes(i), "hooks": by_path(i)}}
+        for i in range(gpus)
+        for name in (str(i), f"GPU-{i}aaa")
+    ]
+    if all_device:
+        every = [node for i in range(gpus) for node in nodes(i)]
+        edits = {"deviceNodes": every, "hooks": by_path(*range(gpus))}
+        devices.append({"name": "all", "containerEdits": edits})
+    ldcache = {
+        "hookName": "createContainer",
+        "path": "/usr/bin/nvidia-cdi-hook",
+        "args": ["nvidia-cdi-hook", "update-ldcache", "--folder", LIB],
+    }
+    vulkan = "vulkan/icd.d/nvidia_icd.json"
+    return {
+        "cdiVersion": "0.5.0",
+        "kind": "nvidia.com/gpu",
+        "devices": devices,
+        "containerEdits": {
+            "env": ["NVIDIA_VISIBLE_DEVICES=void"],
+            "deviceNodes": [{"path": "/dev/nvidiactl"}, {"path": "/dev/nvidia-uvm"}],
+            "hooks": [
+                link_hook(f"libcuda.so.1::{LIB}/libcuda.so", "../x.so.1::/usr/lib/gbm/x.so"),
+                ldcache,
+            ],
+            "mounts": [
+                bind(f"{LIB}/libcuda.so.580.1"),
+                bind(f"{LIB}/libnvidia-ml.so.580.1"),
+                bind("/usr/bin/nvidia-smi"),
+                bind(f"/usr/share/{vulkan}", f"/etc/{vulkan}"),
+                bind("/tmp/nvidia-mps", mode="rw"),
+            ],
+        },
+    }
+
+
+def write_spec(root: Path, where: str, spec: Any) -> Path:
+    """`spec` as a file of the host at `root`: JSON or YAML as its name says."""
+    path = root / where.lstrip("/")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = json.dumps(spec) if path.suffix == ".json" else yaml.safe_dump(spec)
+    path.write_text(text if isinstance(spec, dict) else str(spec))
+    return path
+
+
+def cdi_host(root: Path, spec: str = "/etc/cdi/nvidia.yaml") -> Path:
+    """fake_host, with the files nvidia_spec names and the spec at `spec`."""
+    fake_host(root)
+    (root / "dev/dri").mkdir()
+    for name in ("card1", "card2"):
+        (root / "dev/dri" / name).write_text("")
+    (root / "tmp/nvidia-mps").mkdir(parents=True)
+    (root / "usr/share/vulkan/icd.d").mkdir(parents=True)
+    (root / "usr/share/vulkan/icd.d/nvidia_icd.json").write_text("{}")
+    write_spec(root, spec, nvidia_spec())
+    return root
+
+
+def contains(argv: list[str], *part: str) -> bool:
+    return any(argv[i : i + len(part)] == list(part) for i in range(len(argv)))
+
+
+def test_cdi_spec_gives_the_gpu(tmp_path: Path) -> None:
+    root = cdi_host(tmp_path / "host")
+    gpu = discover("all", root, LDCONFIG)
+    # The spec's nodes: its own, then the `all` device's.
+    assert gpu.devices == {
+        path: root / path[1:]
+        for path in (
+            "/dev/nvidiactl",
+            "/dev/nvidia-uvm",
+            "/dev/nvidia0",
+            "/dev/dri/card1",
+            "/dev/nvidia1",
+            "/dev/dri/card2",
+        )
+    }
+    # Only the libraries it mounts (not the ld cache's or /usr/local/nvidia/lib64's), each by
+    # the names the host's links give it (the SONAME) and by create-symlinks' links there.
+    cuda, ml = root / LIB[1:] / "libcuda.so.580.1", root / LIB[1:] / "libnvidia-ml.so.580.1"
+    assert gpu.libraries == {
+        "libcuda.so.580.1": cuda,
+        "libcuda.so.1": cuda,
+        "libcuda.so": cuda,
+        "libnvidia-ml.so.580.1": ml,
+        "libnvidia-ml.so.1": ml,
+    }
+    assert gpu.binaries == {"nvidia-smi": root / "usr/bin/nvidia-smi"} and gpu.smi is not None
+    assert gpu.env == {"NVIDIA_VISIBLE_DEVICES": "void"}
+    # /tmp/nvidia-mps, writable as the spec says; Vulkan's file (for /etc) is left out.
+    assert gpu.mounts == {"/tmp/nvidia-mps": (root / "tmp/nvidia-mps", True)}
+    assert gpu.links == {
+        "/dev/dri/by-path/pci-00-card": "../card1",
+        "/dev/dri/by-path/pci-01-card": "../card2",
+    }
+    argv = gpu_binds(gpu, root)
+    assert contains(argv, "--dev-bind", str(root / "dev/dri/card2"), "/dev/dri/card2")
+    assert contains(argv, "--bind", str(root / "tmp/nvidia-mps"), "/tmp/nvidia-mps")
+    assert contains(argv, "--symlink", "../card2", "/dev/dri/by-path/pci-01-card")
+    assert contains(argv, "--ro-bind", str(cuda), "/usr/local/nvidia/lib64/libcuda.so")
+    smi = str(root / "usr/bin/nvidia-smi")
+    assert contains(argv, "--ro-bind", smi, "/usr/local/nvidia/bin/nvidia-smi")
+    assert not any("vulkan" in arg for arg in argv)
+    # The spec's variables, and the driver's folders as without a spec.
+    assert with_driver({"NVIDIA_VISIBLE_DEVICES": "all", "PATH": "/bin"}, gpu) == {
+        "NVIDIA_VISIBLE_DEVICES": "void",
+        "LD_LIBRARY_PATH": "/usr/local/nvidia/lib64",
+        "PATH": "/bin:/usr/local/nvidia/bin",
+    }
+
+
+@pytest.mark.parametrize(
+    ("gpus", "all_device", "expect"),
+    [
+        ("all", False, ["/dev/nvidia0", "/dev/nvidia1"]),  # no `all`: every device
+        ("1", True, ["/dev/nvidia0"]),  # a count takes devices named by index, in order
+        ("2", True, ["/dev/nvidia0", "/dev/nvidia1"]),
+        ("device=1", True, ["/dev/nvidia1"]),
+        ("device=GPU-1aaa,0", True, ["/dev/nvidia1", "/dev/nvidia0"]),  # by the spec's names
+    ],
+)
+def test_cdi_device_selection(
+    tmp_path: Path, gpus: str, all_device: bool, expect: list[str]
+) -> None:
+    root = cdi_host(tmp_path / "host", spec="/var/run/cdi/nvidia.json")
+    write_spec(root, "/var/run/cdi/nvidia.json", nvidia_spec(all_device=all_device))
+    devices = discover(gpus, root, "").devices
+    assert [d for d in devices if d.startswith("/dev/nvidia") and d[-1].isdigit()] == expect
+
+
+def test_cdi_var_run_takes_precedence(tmp_path: Path) -> None:
+    root = cdi_host(tmp_path / "host")
+    # The same device names in /var/run/cdi: there, GPU 0 is the host's /dev/nvidia1.
+    moved = nvidia_spec()
+    moved["devices"][0]["containerEdits"]["deviceNodes"] = [
+        {"path": "/dev/nvidia0", "hostPath": "/dev/nvidia1"}
+    ]
+    moved["containerEdits"]["env"] = ["FROM=var-run"]
+    write_spec(root, "/var/run/cdi/nvidia.json", moved)
+    gpu = discover("device=0", root, "")
+    assert gpu.devices["/dev/nvidia0"] == root / "dev/nvidia1"
+    assert gpu.env == {"FROM": "var-run"}
+    # Two specs of one folder defining a name: that device is unusable, the others are not.
+    write_spec(
+        root,
+        "/etc/cdi/other.yaml",
+        {
+            **nvidia_spec(1, False),
+            "devices": [
+                {"name": "1", "containerEdits": {"deviceNodes": [{"path": "/dev/nvidia0"}]}}
+            ],
+        },
+    )
+    with pytest.raises(GpuUnavailable) as e:
+        discover("device=1", root, "")
+    assert str(e.value) == (
+        "CDI device nvidia.com/gpu=1 is defined twice, in /etc/cdi/nvidia.yaml and "
+        "/etc/cdi/other.yaml"
+    )
+    assert "/dev/nvidia0" in discover("device=0", root, "").devices
+
+
+def test_another_kind_of_cdi_spec_leaves_discovery_as_it_was(tmp_path: Path) -> None:
+    root = fake_host(tmp_path / "host")
+    write_spec(root, "/etc/cdi/amd.yaml", {**nvidia_spec(), "kind": "amd.com/gpu"})
+    write_spec(root, "/etc/cdi/notes.txt", "not a spec: only *.json and *.yaml are")
+    gpu = discover("all", root, LDCONFIG)
+    assert "libnvidia-ptxjitcompiler.so.1" in gpu.libraries and "/dev/nvidia-caps" in gpu.devices
+    assert gpu.env == {} and gpu.mounts == {} and gpu.links == {}
+
+
+STALE = f"{LIB}/libcuda.so.575.1"  # the driver before an upgrade
+
+
+def broken(spec: dict[str, Any], *keys: str | int, value: Any = None) -> dict[str, Any]:
+    """`spec` with the item at `keys` set to `value` (removed where `value` is None)."""
+    where: Any = spec
+    for key in keys[:-1]:
+        where = where[key]
+    if value is None:
+        del where[keys[-1]]
+    else:
+        where[keys[-1]] = value
+    return spec
+
+
+@pytest.mark.parametrize(
+    ("where", "spec", "gpus", "message"),
+    [
+        (
+            "nvidia.yaml",
+            "kind: nvidia.com/gpu\ndevices: [\n",
+            "all",
+            "the CDI spec /etc/cdi/nvidia.yaml is malformed: it is not YAML (line 3)",
+        ),
+        (
+            "nvidia.json",
+            '{"kind": "nvidia.com/gpu",}',
+            "all",
+            "the CDI spec /etc/cdi/nvidia.json is malformed: it is not JSON (line 1: Expecting "
+            "property name enclosed in double quotes)",
+        ),
+        (
+            "nvidia.yaml",
+            broken(nvidia_spec(), "containerEdits", "mounts", 0, "hostPath"),
+            "all",
+            "the CDI spec /etc/cdi/nvidia.yaml is malformed: containerEdits.mounts[0] has no "
+            "hostPath",
+        ),
+        (
+            "nvidia.json",
+            broken(nvidia_spec(), "devices", 0, "name", value=0),
+            "all",
+            "the CDI spec /etc/cdi/nvidia.json is malformed: devices[0] has no name (a string: "
+            "quote a number)",
+        ),
+        (
+            "nvidia.yaml",
+            broken(nvidia_spec(), "devices", 1, "containerEdits", "deviceNodes", value="x"),
+            "all",
+            "the CDI spec /etc/cdi/nvidia.yaml is malformed: devices[1].containerEdits."
+            "deviceNodes is not a list",
+        ),
+        (
+            "nvidia.yaml",
+            broken(nvidia_spec(), "containerEdits", "mounts", 0, "hostPath", value=STALE),
+            "all",
+            f"the CDI spec /etc/cdi/nvidia.yaml names {LIB}/libcuda.so.575.1, which this host "
+            "does not have",
+        ),
+        (
+            "nvidia.yaml",
+            broken(nvidia_spec(), "containerEdits", "mounts", value=[]),
+            "all",
+            "the CDI spec /etc/cdi/nvidia.yaml mounts no libcuda.so, so CUDA could not load in "
+            "the run",
+        ),
+        (
+            "nvidia.yaml",
+            nvidia_spec(),
+            "device=7",
+            "--gpus device=7: no CDI spec for nvidia.com/gpu defines device 7 (they define 0, "
+            "GPU-0aaa, 1, GPU-1aaa, all)",
+        ),
+        (
+            "nvidia.yaml",
+            nvidia_spec(),
+            "3",
+            "--gpus 3 asks for 3 GPUs, but the CDI specs for nvidia.com/gpu define 2",
+        ),
+    ],
+)
+def test_cdi_refusals(tmp_path: Path, where: str, spec: Any, gpus: str, message: str) -> None:
+    root = cdi_host(tmp_path / "host")
+    (root / "etc/cdi/nvidia.yaml").unlink()
+    write_spec(root, f"/etc/cdi/{where}", spec)
+    with pytest.raises(GpuUnavailable) as e:
+        discover(gpus, root, LDCONFIG)
+    assert str(e.value) == message
+    if "malformed" in message or "host does not have" in message:
+        assert e.value.hint is not None and "nvidia-ctk cdi generate" in e.value.hint
+
+
+def test_cdi_gpu_under_bubblewrap(tmp_path: Path) -> None:
+    # A spec's GPU passed into a run over this machine's read-only /, as a model gets it.
+    gpu = discover("device=0", cdi_host(tmp_path / "host"), "")
+    bwrap = shutil.which("bwrap")
+    if bwrap is None:
+        pytest.skip("needs bubblewrap")
+    argv = [bwrap, "--ro-bind", "/", "/", "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
+    argv += gpu_binds(gpu, Path("/"))
+    script = (
+        "ls -d /dev/nvidia* /dev/dri/*; readlink /dev/dri/by-path/*; "
+        "cat /usr/local/nvidia/lib64/libcuda.so; echo; ls /usr/local/nvidia/lib64; "
+        "/usr/local/nvidia/bin/nvidia-smi; touch /tmp/nvidia-mps/pipe && echo rw; "
+        "ls /etc/vulkan 2>/dev/null || echo 'no vulkan'"
+    )
+    run = subprocess.run([*argv, "sh", "-c", script], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.split("\n") == [
+        "/dev/dri/by-path",
+        "/dev/dri/card1",
+        "/dev/nvidia-uvm",
+        "/dev/nvidia0",
+        "/dev/nvidiactl",
+        "../card1",
+        "libcuda.so.580.1",
+        "libcuda.so",
+        "libcuda.so.1",
+        "libcuda.so.580.1",
+        "libnvidia-ml.so.1",
+        "libnvidia-ml.so.580.1",
+        "GPU 0: fake",
+        "rw",
+        "no vulkan",
+        "",
+    ]

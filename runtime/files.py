@@ -13,10 +13,11 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
+from runtime.pipe import FILE
+
 if TYPE_CHECKING:
     import httpx
 
-FILE = "__cog_file__"  # the worker's marker for a file value
 UPLOAD_TRIES = 4
 
 

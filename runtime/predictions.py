@@ -27,6 +27,7 @@ import trio
 
 from runtime.boot import Spawned
 from runtime.files import Client, InputError, UploadError, finish_outputs, prepare_inputs
+from runtime.pipe import FromWorker, HealthcheckResult, ToPrediction
 from runtime.schema import Inputs, openapi
 from runtime.webhooks import Webhook
 from runtime.worker import WorkerDied, WorkerProcess
@@ -211,7 +212,7 @@ class Runtime:
         self.shutdown_requested = trio.Event()
         self.files = Path(tempfile.mkdtemp(prefix="cog-inputs-"))
         self.http = Client()
-        self._healthchecks: dict[str, trio.MemorySendChannel[dict[str, Any]]] = {}
+        self._healthchecks: dict[str, trio.MemorySendChannel[HealthcheckResult]] = {}
 
     # --- lifecycle -------------------------------------------------------------------------
 
@@ -262,27 +263,26 @@ class Runtime:
         self.setup.logs.append(reason + "\n")
         self.setup.done.set()
 
-    def _on_unowned(self, message: dict[str, Any]) -> None:
-        kind = message.get("type")
-        if kind == "signature":
+    def _on_unowned(self, message: FromWorker) -> None:
+        if message["type"] == "signature":
             self.signature = message["signature"]
             self.inputs = Inputs(message["signature"])
             self.schema = openapi(message["signature"], training=self.training)
             wanted = self.max_concurrency_override or message["signature"]["max_concurrency"]
             # A sync predictor runs one prediction at a time, whatever COG_MAX_CONCURRENCY says.
             self.slots = max(1, wanted) if message["signature"]["is_async"] else 1
-        elif kind == "setup_done":
+        elif message["type"] == "setup_done":
             self.setup.status = "succeeded"
             self.setup.completed_at = now_iso()
             self.setup.done.set()
-        elif kind == "setup_failed":
+        elif message["type"] == "setup_failed":
             self._setup_failed(message.get("error", "setup failed"))
-        elif kind == "log":
+        elif message["type"] == "log":
             if self.setup.status == "starting":
                 self.setup.logs.append(message["data"])
             else:
                 sys.stderr.write(message["data"])
-        elif kind == "healthcheck":
+        elif message["type"] == "healthcheck":
             waiter = self._healthchecks.pop(str(message.get("id")), None)
             if waiter is not None:
                 waiter.send_nowait(message)
@@ -313,7 +313,7 @@ class Runtime:
         if self.status() not in ("READY", "BUSY", "UNHEALTHY"):
             return
         check_id = secrets.token_hex(4)
-        send, receive = trio.open_memory_channel[dict[str, Any]](1)
+        send, receive = trio.open_memory_channel[HealthcheckResult](1)
         self._healthchecks[check_id] = send
         try:
             await self.worker.send({"type": "healthcheck", "id": check_id})
@@ -422,7 +422,7 @@ class Runtime:
             await self.worker.send({"type": "cancel", "id": pid})
 
     async def _execute(self, prediction: Prediction, values: dict[str, Any]) -> None:
-        send, receive = trio.open_memory_channel[dict[str, Any]](math.inf)
+        send, receive = trio.open_memory_channel[ToPrediction](math.inf)
         self.worker.handlers[prediction.id] = send.send_nowait
         prediction.status = "processing"
         if prediction.iterator:
@@ -446,7 +446,7 @@ class Runtime:
                 await self._end(prediction, "failed", error=str(e))
                 return
             while True:
-                message: dict[str, Any] | None = None
+                message: ToPrediction | None = None
                 if prediction.partial_logs:  # an unfinished line waits briefly for its end
                     with trio.move_on_at(prediction.partial_deadline):
                         message = await receive.receive()
@@ -503,9 +503,9 @@ class Runtime:
         if sent and notify and prediction.webhook:
             await prediction.webhook.intermediate("logs", prediction.snapshot)
 
-    async def _handle(self, prediction: Prediction, message: dict[str, Any]) -> bool:
-        kind = message["type"]
-        if kind == "log":
+    async def _handle(self, prediction: Prediction, message: ToPrediction) -> bool:
+        """Applies one message to its prediction; True once the prediction has ended."""
+        if message["type"] == "log":
             stream = "stderr" if message.get("stream") == "stderr" else "stdout"
             if not prediction.partial_logs:
                 prediction.partial_deadline = trio.current_time() + LOG_LINE_WAIT_S
@@ -513,7 +513,7 @@ class Runtime:
                 message["data"]
             )
             await self._log_lines(prediction)
-        elif kind == "output":
+        elif message["type"] == "output":
             try:
                 value = await finish_outputs(self.http, message["value"], self.upload_url)
             except UploadError as e:  # the prediction fails; the predictor is stopped
@@ -524,9 +524,10 @@ class Runtime:
             prediction.publish("output", {"chunk": value, "index": len(prediction.output) - 1})
             if prediction.webhook:
                 await prediction.webhook.intermediate("output", prediction.snapshot)
-        elif kind == "metric":  # the whole metrics arrive with the end; this is for SSE
-            prediction.publish("metric", {k: message.get(k) for k in ("name", "value", "mode")})
-        elif kind == "done":
+        elif message["type"] == "metric":  # all of them arrive again with the end: this is for SSE
+            metric = {"name": message["name"], "value": message["value"], "mode": message["mode"]}
+            prediction.publish("metric", metric)
+        elif message["type"] == "done":
             prediction.metrics.update(message.get("metrics") or {})
             if "output" in message:
                 try:
@@ -538,10 +539,16 @@ class Runtime:
                     return True
             await self._end(prediction, "succeeded")
             return True
-        elif kind in ("failed", "canceled", "worker_died"):
+        elif message["type"] == "failed":
             prediction.metrics.update(message.get("metrics") or {})
-            status = "canceled" if kind == "canceled" else "failed"
-            await self._end(prediction, status, error=message.get("error"))
+            await self._end(prediction, "failed", error=message.get("error"))
+            return True
+        elif message["type"] == "canceled":
+            prediction.metrics.update(message.get("metrics") or {})
+            await self._end(prediction, "canceled")
+            return True
+        elif message["type"] == "worker_died":
+            await self._end(prediction, "failed", error=message["error"])
             return True
         return False
 

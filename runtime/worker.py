@@ -2,27 +2,33 @@
 
 The worker runs the predictor in its own process (the model environment's interpreter),
 started by `runtime.boot` before the server stack is imported; this module is its only
-contact. Messages are JSON lines over three pipes (work and control to the worker, one back)
-that the worker moves to fds of its own. One reader task dispatches every message to the
-prediction it names; when the pipe closes, every prediction still running fails with the
-reason the worker died, and the server stays up.
+contact. Messages (`runtime.pipe`, shared with the worker) are JSON lines over three pipes (work
+and control to the worker, one back) that the worker moves to fds of its own. One reader task
+dispatches every message to the prediction it names; when the pipe closes, every prediction
+still running fails with the reason the worker died, and the server stays up.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import signal
 import subprocess
 from collections.abc import Callable
-from typing import Any
 
 import trio
 
 from runtime.boot import Spawned
-
-Handler = Callable[[dict[str, Any]], None]
+from runtime.pipe import (
+    FROM_WORKER,
+    WORK_PIPE,
+    FromWorker,
+    Lines,
+    ToPrediction,
+    ToWorker,
+    WorkerDiedMessage,
+    frame,
+)
 
 
 class WorkerDied(Exception):
@@ -50,8 +56,9 @@ class WorkerProcess:
         self._control: trio.lowlevel.FdStream | None = None
         self._receive: trio.lowlevel.FdStream | None = None
         self._work_lock, self._control_lock = trio.Lock(), trio.Lock()
-        self.handlers: dict[str, Handler] = {}  # prediction id -> its message handler
-        self.on_message: Handler = lambda m: None  # messages that name no prediction
+        # prediction id -> its message handler
+        self.handlers: dict[str, Callable[[ToPrediction], None]] = {}
+        self.on_message: Callable[[FromWorker], None] = lambda m: None  # those of no prediction
         self.exit_reason: str | None = None
         self.exited = trio.Event()
 
@@ -64,16 +71,16 @@ class WorkerProcess:
         self._control = trio.lowlevel.FdStream(self.spawned.control_fd)
         self._receive = trio.lowlevel.FdStream(self.spawned.receive_fd)
 
-    async def send(self, message: dict[str, Any]) -> None:
+    async def send(self, message: ToWorker) -> None:
         """Predictions and shutdown go down the work pipe, in order; cancel and healthcheck down
         the control pipe, which the worker reads while a prediction runs."""
-        if message["type"] in ("predict", "shutdown"):
+        if message["type"] in WORK_PIPE:
             stream, lock = self._work, self._work_lock
         else:
             stream, lock = self._control, self._control_lock
         if stream is None or self.exited.is_set():
             raise WorkerDied(self.exit_reason or "the worker is not running")
-        data = json.dumps(message, separators=(",", ":")).encode() + b"\n"
+        data = frame(message)
         async with lock:
             try:
                 await stream.send_all(data)
@@ -83,26 +90,11 @@ class WorkerProcess:
     async def run(self) -> None:
         """Reads messages until the worker's pipe closes, then records why it died."""
         assert self._receive is not None and self.process is not None
-        partial: list[bytes] = []  # a message longer than one read, in pieces
+        lines = Lines(FROM_WORKER)
         try:
-            while True:
-                chunk = await self._receive.receive_some(1 << 20)
-                if not chunk:
-                    break
-                end = chunk.rfind(b"\n")
-                if end == -1:  # joined once its end arrives: linear in the message's size
-                    partial.append(chunk)
-                    continue
-                if partial:
-                    partial.append(chunk[: end + 1])
-                    whole, partial = b"".join(partial), []
-                else:
-                    whole = chunk[: end + 1]
-                if end + 1 < len(chunk):
-                    partial.append(chunk[end + 1 :])
-                for line in whole.split(b"\n"):
-                    if line:
-                        self._dispatch(json.loads(line))
+            while chunk := await self._receive.receive_some(1 << 20):
+                for message in lines.feed(chunk):
+                    self._dispatch(message)
         finally:
             process = self.process
             with trio.move_on_after(5) as scope:
@@ -110,12 +102,16 @@ class WorkerProcess:
                 code = await trio.to_thread.run_sync(process.wait, abandon_on_cancel=True)
             self.exit_reason = describe_exit(code if not scope.cancelled_caught else None)
             self.exited.set()
+            died: WorkerDiedMessage = {"type": "worker_died", "error": self.exit_reason}
             for handler in list(self.handlers.values()):
-                handler({"type": "worker_died", "error": self.exit_reason})
+                handler(died)
 
-    def _dispatch(self, message: dict[str, Any]) -> None:
-        handler = self.handlers.get(message.get("id") or "")
-        if handler is not None and message.get("type") != "healthcheck":
+    def _dispatch(self, message: FromWorker) -> None:
+        """To the prediction it names; the rest (setup's, healthchecks', ended predictions'
+        logs) to `on_message`."""
+        pid = message.get("id")
+        handler = self.handlers.get(pid) if isinstance(pid, str) else None
+        if handler is not None and message["type"] != "healthcheck":
             handler(message)
         else:
             self.on_message(message)

@@ -6,7 +6,8 @@ work (predictions, shutdown) and control (cancel, healthcheck) from the server, 
 back; they are moved to high fds at once, and fds 1 and 2 become pipes of the worker's own,
 read by threads that forward whatever the predictor (or a subprocess it starts, or a C
 library) writes as log lines. So nothing written to stdout can ever corrupt the channel.
-Messages are JSON lines, in every direction.
+Messages are JSON lines, in every direction, typed in `cog.server.pipe` (the same file as the
+server's `runtime.pipe`).
 
 A synchronous predictor runs predictions one at a time on the main thread, which reads the
 work pipe itself (a hand-over from a reader thread cost 0.15 ms a prediction after an idle
@@ -26,7 +27,6 @@ import enum
 import fcntl
 import inspect
 import io
-import json
 import os
 import pathlib
 import select
@@ -44,10 +44,21 @@ from typing import Any
 from cog.predictor import CancelationException
 from cog.scope import Scope, enter_scope, exit_scope
 from cog.server import signature
-from cog.server.pipe import Lines, frame
+from cog.server.pipe import (
+    FILE,
+    TO_WORKER,
+    Done,
+    FromWorker,
+    HealthcheckRequest,
+    HealthcheckResult,
+    Lines,
+    Predict,
+    Stream,
+    ToWorker,
+    frame,
+)
 from cog.types import Path, Secret, URLFile
 
-FILE = "__cog_file__"  # marks a file value on the channel: {"__cog_file__": "/abs/path"}
 _FENCE = b"\x00cog-log-fence\x00"
 HIGH_FD = 100
 
@@ -62,7 +73,7 @@ class Channel:
         self._lock = threading.Lock()
         self.sending = False  # the main thread is inside send(): cancellation waits
 
-    def send(self, message: dict[str, Any]) -> None:
+    def send(self, message: FromWorker) -> None:
         data = frame(message)
         with self._lock:
             self.sending = True
@@ -74,10 +85,13 @@ class Channel:
                 self.sending = False
 
     @staticmethod
-    def receive(pipe: io.BufferedReader) -> dict[str, Any] | None:
+    def receive(pipe: io.BufferedReader) -> ToWorker | None:
         """The next message on `pipe` (blocking), or None once the server has closed it."""
-        line = pipe.readline()
-        return json.loads(line) if line else None
+        while line := pipe.readline():
+            message = TO_WORKER.parse(line)
+            if message is not None:
+                return message
+        return None
 
 
 def _high(fd: int) -> int:
@@ -100,7 +114,7 @@ class Logs:
             return mine
         return next(iter(self.active)) if len(self.active) == 1 else None
 
-    def emit(self, stream: str, text: str, owner: str | None) -> None:
+    def emit(self, stream: Stream, text: str, owner: str | None) -> None:
         if text:
             self.channel.send({"type": "log", "id": owner, "stream": stream, "data": text})
 
@@ -108,7 +122,8 @@ class Logs:
         self.fenced: dict[int, threading.Event] = {}
         self.readers: dict[int, int] = {}  # captured fd -> its pipe's read end
         self.forwarding: set[int] = set()  # captured fds whose pump holds unsent bytes
-        for fd, name in ((1, "stdout"), (2, "stderr")):
+        streams: tuple[tuple[int, Stream], ...] = ((1, "stdout"), (2, "stderr"))
+        for fd, name in streams:
             read_end, write_end = os.pipe()
             os.dup2(write_end, fd)
             os.close(write_end)
@@ -132,7 +147,7 @@ class Logs:
         for seen in waiting:
             seen.wait(timeout)
 
-    def _pump(self, fd: int, target: int, name: str) -> None:
+    def _pump(self, fd: int, target: int, name: Stream) -> None:
         decoder = codecs.getincrementaldecoder("utf-8")("replace")
         pending = b""
         while True:
@@ -160,7 +175,7 @@ class Logs:
 class _Writer(io.TextIOBase):
     """sys.stdout/sys.stderr: Python-level writes, attributed by context (async-safe)."""
 
-    def __init__(self, logs: Logs, name: str) -> None:
+    def __init__(self, logs: Logs, name: Stream) -> None:
         self._logs = logs
         self._name = name
 
@@ -294,7 +309,7 @@ class Worker:
 
     # --- predictions ---------------------------------------------------------------------
 
-    def _kwargs(self, message: dict[str, Any]) -> dict[str, Any]:
+    def _kwargs(self, message: Predict) -> dict[str, Any]:
         given = message.get("input") or {}
         return {k: decode(v, self.kinds[k]) for k, v in given.items() if k in self.kinds}
 
@@ -308,7 +323,7 @@ class Worker:
 
     def _finish(self, pid: str, scope: Scope, error: BaseException | None, output: Any) -> None:
         if error is None:
-            message = {"type": "done", "id": pid, "metrics": scope.metrics}
+            message: Done = {"type": "done", "id": pid, "metrics": scope.metrics}
             if output is not _STREAMED:
                 try:
                     message["output"] = encode(output, self.files)
@@ -337,7 +352,7 @@ class Worker:
     def _chunk(self, pid: str, item: Any) -> None:
         self.channel.send({"type": "output", "id": pid, "value": encode(item, self.files)})
 
-    def _scope(self, pid: str, message: dict[str, Any]) -> Scope:
+    def _scope(self, pid: str, message: Predict) -> Scope:
         """The prediction's scope; each metric it records is sent on at once (for SSE)."""
 
         def sent(name: str, value: Any, mode: str) -> None:
@@ -347,7 +362,7 @@ class Worker:
 
         return Scope(message.get("context"), sent)
 
-    def predict_sync(self, message: dict[str, Any]) -> None:
+    def predict_sync(self, message: Predict) -> None:
         pid = message["id"]
         scope = self._scope(pid, message)
         token = enter_scope(scope)
@@ -371,7 +386,7 @@ class Worker:
             exit_scope(token)
         self._finish(pid, scope, error, output)
 
-    async def predict_async(self, message: dict[str, Any]) -> None:
+    async def predict_async(self, message: Predict) -> None:
         pid = message["id"]
         scope = self._scope(pid, message)
         enter_scope(scope)  # this task's own context
@@ -403,17 +418,17 @@ class Worker:
 
     # --- commands ------------------------------------------------------------------------
 
-    def healthcheck(self, message: dict[str, Any]) -> None:
+    def healthcheck(self, message: HealthcheckRequest) -> None:
         check = getattr(self.target, "healthcheck", None)
-        reply: dict[str, Any] = {"type": "healthcheck", "id": message.get("id"), "ok": True}
+        reply: HealthcheckResult = {"type": "healthcheck", "id": message["id"], "ok": True}
         try:
             result = check() if callable(check) else True
             if inspect.isawaitable(result):
                 result = asyncio.run(_awaited(result))
             if result is False:
-                reply.update(ok=False, error="healthcheck returned False")
+                reply["ok"], reply["error"] = False, "healthcheck returned False"
         except Exception as e:
-            reply.update(ok=False, error=f"{type(e).__name__}: {e}")
+            reply["ok"], reply["error"] = False, f"{type(e).__name__}: {e}"
         self.channel.send(reply)
 
     def on_signal(self, signum: int, frame: Any) -> None:
@@ -429,40 +444,40 @@ class Worker:
 
         def control() -> None:
             while (message := self.channel.receive(self.channel.control)) is not None:
-                kind = message.get("type")
-                if kind == "cancel":
-                    if message.get("id") == self.sync_current:
+                if message["type"] == "cancel":
+                    if message["id"] == self.sync_current:
                         os.kill(os.getpid(), signal.SIGUSR1)
                     else:  # on its way in the work pipe: canceled as it starts
                         if len(self.cancel_early) > 1000:  # late cancels of ended ones
                             self.cancel_early.clear()
-                        self.cancel_early.add(str(message.get("id")))
-                elif kind == "healthcheck":
+                        self.cancel_early.add(message["id"])
+                elif message["type"] == "healthcheck":
                     threading.Thread(target=self.healthcheck, args=(message,), daemon=True).start()
 
         threading.Thread(target=control, daemon=True).start()
         while (message := self.channel.receive(self.channel.work)) is not None:
-            if message.get("type") == "predict":
+            if message["type"] == "predict":
                 self.predict_sync(message)
-            elif message.get("type") == "shutdown":
+            elif message["type"] == "shutdown":
                 break
 
     def serve_async(self) -> None:
         loop = self._loop()
         stopped = loop.create_future()
 
-        def handle(message: dict[str, Any] | None) -> None:
-            kind = message.get("type") if message else "shutdown"
-            if kind == "predict" and message is not None:
+        def handle(message: ToWorker | None) -> None:
+            """One message; None is the pipe's end, read as a shutdown."""
+            if message is None or message["type"] == "shutdown":
+                if not stopped.done():
+                    stopped.set_result(None)
+            elif message["type"] == "predict":
                 self.tasks[message["id"]] = loop.create_task(self.predict_async(message))
-            elif kind == "cancel" and message is not None:
-                task = self.tasks.get(message.get("id", ""))
+            elif message["type"] == "cancel":
+                task = self.tasks.get(message["id"])
                 if task is not None:
                     task.cancel()
-            elif kind == "healthcheck" and message is not None:
+            elif message["type"] == "healthcheck":
                 threading.Thread(target=self.healthcheck, args=(message,), daemon=True).start()
-            elif kind == "shutdown" and not stopped.done():
-                stopped.set_result(None)
 
         for pipe in (self.channel.work, self.channel.control):
             reader = _LineReader(pipe.fileno(), handle)
@@ -473,10 +488,10 @@ class Worker:
 class _LineReader:
     """Reads a pipe's messages as the event loop finds it readable; None at its end."""
 
-    def __init__(self, fd: int, handle: Callable[[dict[str, Any] | None], None]) -> None:
+    def __init__(self, fd: int, handle: Callable[[ToWorker | None], None]) -> None:
         self.fd = fd
         self.handle = handle
-        self.lines = Lines()
+        self.lines = Lines(TO_WORKER)
 
     def ready(self) -> None:
         chunk = os.read(self.fd, 1 << 20)

@@ -4,14 +4,25 @@ where that output lives and when it becomes valid."""
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, TextIO
 
 from builders.errors import BuildCancelled
 from derivations.model import Derivation
-from store.local import Store
+from store.db import PathInfo
 from store.paths import StorePath
+
+
+class StoreView(Protocol):
+    """What a builder may ask of the store: it reads, and never adds, registers or deletes
+    (the realiser alone decides when an output becomes valid)."""
+
+    @property
+    def root(self) -> Path: ...
+    def info(self, path: StorePath) -> PathInfo: ...
+    def real_path(self, path: StorePath) -> Path: ...
 
 
 @dataclass
@@ -22,11 +33,14 @@ class BuildContext:
     inputs: dict[str, Path]  # input role -> physical path
     input_paths: dict[str, StorePath]  # input role -> store path
     closure: list[StorePath]  # every path the inputs refer to, transitively
-    store: Store
+    store: StoreView
     scratch: Path  # an empty private directory, removed after the build
     log: TextIO
     cancel: threading.Event
     sandbox: bool = True  # False: --no-sandbox
+    # Bytes done of a total (a layer compressed, a file downloaded): the reporter shows them
+    # with an ETA on a terminal. Called often; the reporter keeps it cheap.
+    progress: Callable[[int, int], None] = lambda done, total: None
 
     def check_cancelled(self) -> None:
         if self.cancel.is_set():

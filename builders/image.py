@@ -35,7 +35,6 @@ from builders.sandbox import read_result, run_command
 from builders.wheel import site_packages
 from derivations.hashing import output_path
 from derivations.model import Derivation, DrvInput, SrcInput
-from runtime.schema import openapi, static_rules
 from store.archive import read_chunks, tree_parts, trees_stream
 from store.cache import PathInfos
 from store.compress import COMPRESSORS, LAYER_GZIP, LAYER_TAR, LAYER_ZSTD, CompressedBlob
@@ -180,8 +179,12 @@ class LayerBuilder:
             diff_id = digest
         else:
             blob = CompressedBlob(ctx.out / "blob", compression)
+            total = sum(ctx.store.info(ctx.input_paths[r]).tar_size for r in roles)
+            done = 0
             for chunk in trees_stream(trees):
                 blob.feed(chunk)
+                done += len(chunk)
+                ctx.progress(min(done, total), total)
             digest, size, diff_id = blob.finish()
         if args["expect_store_form"]:
             expect = ctx.store.info(ctx.input_paths[roles[0]]).tar_sha256
@@ -247,6 +250,7 @@ _DESCRIBE = (
     "found = s.describe(target, s.entry_point(target, 'predict'))\n"
     "Path('/build/signature.json').write_text(json.dumps(found))\n"
 )
+_RESULTS = ("/build/signature.json", "/build/openapi.json")
 
 
 class ImageBuilder:
@@ -265,13 +269,16 @@ class ImageBuilder:
         # The model's code runs here: it sees no output, and what it leaves is read as a file.
         argv = [python, "-c", _DESCRIBE, ref, code]
         run_command(ctx, argv, rootfs=ctx.inputs["root-view"], output=False)
+        # The image's own server turns that into the document it will serve (`-I`: nothing the
+        # model left in /build is on its import path).
+        runtime = f"{ctx.input_paths['runtime-env']}/bin/python"
+        static = ["--static"] if ctx.drv.args.get("static_schema") else []
+        argv = [runtime, "-I", "-m", "runtime.schema", *_RESULTS, *static]
+        run_command(ctx, argv, rootfs=ctx.inputs["root-view"], output=False)
         try:
-            found = json.loads(read_result(ctx, "signature.json"))
+            document = json.loads(read_result(ctx, "openapi.json"))
         except ValueError:
             raise BuildError("the predictor's signature could not be read back") from None
-        document = openapi(found)
-        if ctx.drv.args.get("static_schema"):
-            document = static_rules(document)
         return json.dumps(document, sort_keys=True, separators=(",", ":"))
 
     def build(self, ctx: BuildContext) -> None:

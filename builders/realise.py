@@ -25,29 +25,17 @@ from typing import TypeVar
 import trio
 
 from builders.base import BuildContext, Builder
-from builders.command import CommandBuilder
 from builders.errors import BuildCancelled, BuildError, SandboxUnavailable
-from builders.fetch import FetchBuilder
-from builders.image import ImageBuilder, LayerBuilder
-from builders.image_rootfs import ImageRootfsBuilder
-from builders.oci_pull import OciBlobBuilder, OciLayoutBuilder
 from builders.progress import PlainReporter, Reporter
-from builders.pyenv import BinaryBuilder, EnvBuilder
-from builders.rootfs import RootfsBuilder
-from builders.rootview import ViewBuilder
-from builders.run_step import RunStepBuilder
+from builders.registry import Builders
 from builders.sandbox import sandbox_works
-from builders.sdist import SdistBuilder
-from builders.sdk import PyWheelBuilder
-from builders.unpack import UnpackBuilder
-from builders.wheel import WheelBuilder
 from derivations.errors import DerivationError
 from derivations.hashing import drv_path, output_path, output_paths
 from derivations.model import Derivation, DrvInput, SrcInput
 from derivations.store_io import write_drv
 from store.archive import fixed_output_sha256
 from store.cache import Substituter
-from store.errors import HashMismatch, StoreError, leaves, no_space
+from store.errors import CogError, HashMismatch, leaves, no_space
 from store.local import Store
 from store.locks import FileLock
 from store.paths import StorePath
@@ -58,26 +46,8 @@ if sys.version_info < (3, 11):
 T = TypeVar("T")
 
 
-def default_builders() -> dict[str, Builder]:
-    builders: tuple[Builder, ...] = (
-        FetchBuilder(),
-        UnpackBuilder(),
-        CommandBuilder(),
-        RootfsBuilder(),
-        WheelBuilder(),
-        EnvBuilder(),
-        BinaryBuilder(),
-        PyWheelBuilder(),
-        SdistBuilder(),
-        ViewBuilder(),
-        ImageBuilder(),
-        LayerBuilder(),
-        ImageRootfsBuilder(),
-        OciBlobBuilder(),
-        OciLayoutBuilder(),
-        RunStepBuilder(),  # with no secrets: `run_step.with_secrets` gives them
-    )
-    return {b.kind: b for b in builders}
+def default_builders() -> Builders:
+    return Builders()
 
 
 @dataclass(eq=False)
@@ -118,7 +88,7 @@ async def run_cancellable(fn: Callable[[threading.Event], T]) -> T:
 def _first_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
     """The error worth reporting out of a nursery's group: an interrupt, else a build error."""
     flat = leaves(group)
-    for kind in (KeyboardInterrupt, StoreError):
+    for kind in (KeyboardInterrupt, CogError):
         for e in flat:
             if isinstance(e, kind):
                 return e
@@ -136,7 +106,7 @@ class Realiser:
         substituter: Substituter | None = None,
     ) -> None:
         self.store = store
-        self.builders = dict(builders) if builders is not None else default_builders()
+        self.builders = builders if builders is not None else Builders()
         self.jobs = max(1, jobs or os.cpu_count() or 1)
         self.sandbox = sandbox
         self.reporter = reporter or PlainReporter()
@@ -335,27 +305,27 @@ class Realiser:
             if failure is None:  # cancelled, interrupted, or a bug: as it is
                 raise
             raise self._explained(node, log, began, failure) from None
-        except (StoreError, OSError) as e:
+        except (CogError, OSError) as e:
             raise self._explained(node, log, began, e) from None
         self.built.append(node.path)
         self.reporter.finished(node.drv.name, time.monotonic() - start)
 
     @staticmethod
-    def _failure(group: BaseExceptionGroup[BaseException]) -> StoreError | OSError | None:
+    def _failure(group: BaseExceptionGroup[BaseException]) -> CogError | OSError | None:
         """The builder's own error, when that is all the group holds."""
         found = leaves(group)
         if len(found) != 1 or isinstance(found[0], BuildCancelled):
             return None
-        return found[0] if isinstance(found[0], (StoreError, OSError)) else None
+        return found[0] if isinstance(found[0], (CogError, OSError)) else None
 
     def _explained(
-        self, node: _Node, log: Path, began: float, error: StoreError | OSError
-    ) -> StoreError:
+        self, node: _Node, log: Path, began: float, error: CogError | OSError
+    ) -> CogError:
         """The error to raise for a failed build, reported: a full disk as such; a builder's
         failure with the end of its log (the why) and the full log's path."""
         name = node.drv.name
         full = no_space(error, self.store.root, during=f"building {name}")
-        explained: StoreError
+        explained: CogError
         if full is not None:
             explained = BuildError(str(full), hint=full.hint)
         elif isinstance(error, (BuildError, OSError)):
@@ -421,6 +391,7 @@ class Realiser:
                 log=log,
                 cancel=cancel,
                 sandbox=self.sandbox,
+                progress=lambda done, total: self.reporter.progress(drv.name, done, total),
             )
             builder.build(ctx)
             ctx.check_cancelled()

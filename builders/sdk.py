@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
+import re
 import shutil
 import tempfile
 import zipfile
@@ -27,9 +28,12 @@ ZIP_TIME = (1980, 1, 1, 0, 0, 0)
 
 
 def _version() -> str:
-    import cog
-
-    return cog.__version__
+    """The SDK's version, read from its source: the SDK reaches a build as an input (its
+    files), never as a module of this process."""
+    text = (REPO / "cog" / "__init__.py").read_text()
+    found = re.search(r'^__version__ = "([^"]+)"', text, re.MULTILINE)
+    assert found is not None, "cog/__init__.py sets no __version__"
+    return found.group(1)
 
 
 def add_sources(store: Store, package: str, dist: str, exclude: tuple[str, ...] = ()) -> StorePath:

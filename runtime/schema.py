@@ -375,3 +375,24 @@ def static_rules(document: dict[str, Any]) -> dict[str, Any]:
         if required:
             schema["required"] = sorted(required, key=lambda k: properties[k]["x-order"])
     return document
+
+
+def main(argv: list[str]) -> int:
+    """`python -m runtime.schema SIGNATURE OUT [--static]`: the OpenAPI document for a
+    signature the worker described, as the image's `run.cog.openapi_schema` label holds it.
+    The image builder runs this from the image's own runtime environment, so the label is what
+    that image's server serves."""
+    source, target, *flags = argv
+    with open(source) as f:
+        document = openapi(json.load(f))
+    if "--static" in flags:
+        document = static_rules(document)
+    with open(target, "w") as f:
+        json.dump(document, f, sort_keys=True, separators=(",", ":"))
+    return 0
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.exit(main(sys.argv[1:]))

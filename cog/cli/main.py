@@ -3,24 +3,33 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 from importlib import metadata
 
-from cog.cli import (
-    build_cmd,
-    channel_cmd,
-    doctor_cmd,
-    exec_cmd,
-    init_cmd,
-    lock_cmd,
-    predict_cmd,
-    push_cmd,
-    store_cmd,
-    weights_cmd,
-)
 from cog.cli.compat import explain_compat_flags
 from cog.cli.errors import run_guarded
 from store.local import Store
+
+# Each command's module, in the order `cog --help` lists them. Only the module of the command
+# being run is imported: most of the time cog takes to start is imports.
+COMMANDS: dict[str, str] = {
+    "store": "store_cmd",
+    "channel": "channel_cmd",
+    "serve": "predict_cmd",
+    "run": "predict_cmd",
+    "predict": "predict_cmd",
+    "train": "predict_cmd",
+    "lock": "lock_cmd",
+    "build": "build_cmd",
+    "push": "push_cmd",
+    "login": "push_cmd",
+    "exec": "exec_cmd",
+    "init": "init_cmd",
+    "doctor": "doctor_cmd",
+    "weights": "weights_cmd",
+    "debug": "debug_cmd",
+}
 
 
 def version() -> str:
@@ -38,27 +47,24 @@ class _Parser(argparse.ArgumentParser):
         raise SystemExit(2)
 
 
-def parser() -> argparse.ArgumentParser:
+def parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The parser for `command` alone when it is one of cog's, else for every command (for
+    `cog --help`, `--version` and a command that does not exist)."""
     p = _Parser(
         prog="cog", description="Hermetic, reproducible Cog images from a content-addressed store."
     )
     p.add_argument("--version", action="version", version=f"cog-hermetic {version()}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True, parser_class=_Parser)
-    store_cmd.register(sub)
-    channel_cmd.register(sub)
-    predict_cmd.register(sub)
-    lock_cmd.register(sub)
-    build_cmd.register(sub)
-    push_cmd.register(sub)
-    exec_cmd.register(sub)
-    init_cmd.register(sub)
-    doctor_cmd.register(sub)
-    weights_cmd.register(sub)
+    modules = [COMMANDS[command]] if command in COMMANDS else dict.fromkeys(COMMANDS.values())
+    for module in modules:
+        importlib.import_module(f"cog.cli.{module}").register(sub)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    command = next((a for a in argv if not a.startswith("-")), None)
+    args = parser(command).parse_args(argv)
     explain_compat_flags(args)
 
     def run() -> int:

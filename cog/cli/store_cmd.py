@@ -1,4 +1,8 @@
-"""`cog store …`: add, path-info, verify, gc, roots, realise, export, import, copy, keys."""
+"""`cog store …`: add, path-info, verify, gc, roots, realise, export, import, copy, keys.
+
+The realiser, the binary caches and signing are imported by the subcommands that use them:
+`cog store add` and its kin start without loading trio, httpx or pydantic.
+"""
 
 from __future__ import annotations
 
@@ -8,18 +12,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import trio
-
-from builders.progress import default_reporter
-from builders.realise import Realiser
-from cog.cli.caches import Caches, add_key_flags
+from cog.cli.cache_flags import add_key_flags
 from cog.cli.errors import UsageError
-from derivations.store_io import read_drv
 from store.db import PathInfo
 from store.gc import collect_garbage
 from store.local import Store
 from store.paths import StorePath
-from store.signing import generate_key
 from store.transfer import export_paths, import_paths
 from store.verify import verify_store
 
@@ -144,11 +142,24 @@ def _rebuild(store: Store, removed: list[PathInfo]) -> int:
         if info.deriver is not None:
             deriver = StorePath.parse(info.deriver)
             if store.is_valid(deriver):
-                drvs.append(read_drv(store, deriver))
+                drvs.append(deriver)
     if drvs:
-        realiser = Realiser(store, reporter=default_reporter())
-        trio.run(realiser.realise, drvs)
+        _realise(store, drvs)
     return len(drvs)
+
+
+def _realise(
+    store: Store, drvs: list[StorePath], jobs: int | None = None, sandbox: bool = True
+) -> list[dict[str, StorePath]]:
+    """Builds the outputs of the `.drv` files `drvs` (each output name -> its path)."""
+    import trio
+
+    from builders.progress import default_reporter
+    from builders.realise import Realiser
+    from derivations.store_io import read_drv
+
+    realiser = Realiser(store, jobs=jobs, sandbox=sandbox, reporter=default_reporter())
+    return trio.run(realiser.realise, [read_drv(store, d) for d in drvs])
 
 
 def cmd_gc(args: argparse.Namespace, store: Store) -> int:
@@ -171,11 +182,8 @@ def cmd_roots(args: argparse.Namespace, store: Store) -> int:
 
 
 def cmd_realise(args: argparse.Namespace, store: Store) -> int:
-    drvs = [read_drv(store, _path(store, d)) for d in args.drvs]
-    realiser = Realiser(
-        store, jobs=args.jobs, sandbox=not args.no_sandbox, reporter=default_reporter()
-    )
-    for outputs in trio.run(realiser.realise, drvs):
+    drvs = [_path(store, d) for d in args.drvs]
+    for outputs in _realise(store, drvs, jobs=args.jobs, sandbox=not args.no_sandbox):
         for path in outputs.values():
             print(path)
     return 0
@@ -198,6 +206,8 @@ def cmd_import(args: argparse.Namespace, store: Store) -> int:
 
 
 def cmd_copy(args: argparse.Namespace, store: Store) -> int:
+    from cog.cli.caches import Caches
+
     if args.to:
         args.cache, args.cache_from = [args.to], []
         caches = Caches.from_args(args)
@@ -221,6 +231,8 @@ def cmd_copy(args: argparse.Namespace, store: Store) -> int:
 
 
 def cmd_generate_key(args: argparse.Namespace, store: Store) -> int:
+    from store.signing import generate_key
+
     secret, public = generate_key(args.name, args.dir)
     print(f"wrote {secret} (keep it secret: COG_SIGNING_KEY) and {public} (COG_TRUSTED_KEYS)")
     return 0

@@ -1,9 +1,9 @@
 from __future__ import annotations
 
-from store.errors import StoreError
+from store.errors import CogError
 
 
-class BuildError(StoreError):
+class BuildError(CogError):
     """A derivation could not be built; the message names it and why."""
 
 

@@ -18,14 +18,15 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from store.errors import CogError
+from store.hashing import canonical_json
+
 BUILTIN_DIR = Path(__file__).parent / "data"
 DEFAULT_CHANNEL = "debian-bookworm"
 
 
-class ChannelError(Exception):
-    def __init__(self, message: str, hint: str = "") -> None:
-        super().__init__(message)
-        self.hint = hint
+class ChannelError(CogError):
+    """A channel that cannot be found, read or used for the target."""
 
 
 @dataclass(frozen=True)
@@ -144,10 +145,6 @@ def default_for(python_version: str) -> str:
     return DEFAULT_CHANNEL
 
 
-def canonical(data: Any) -> bytes:
-    return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
-
-
 def parse(data: dict[str, Any], where: str) -> Channel:
     try:
         archives = tuple(
@@ -178,7 +175,7 @@ def parse(data: dict[str, Any], where: str) -> Channel:
             archives=archives,
             base_packages=tuple(data["base_packages"]),
             python=python,
-            revision=hashlib.sha256(canonical(data)).hexdigest(),
+            revision=hashlib.sha256(canonical_json(data).encode()).hexdigest(),
             standalone=StandaloneMirrors(
                 release=data.get("python_standalone", {}).get("release", ""),
                 mirrors=tuple(data.get("python_standalone", {}).get("mirrors", ())),

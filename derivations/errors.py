@@ -1,7 +1,7 @@
 from __future__ import annotations
 
-from store.errors import StoreError
+from store.errors import CogError
 
 
-class DerivationError(StoreError):
+class DerivationError(CogError):
     """A derivation that cannot be read, hashed or written."""

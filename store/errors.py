@@ -1,4 +1,5 @@
-"""Errors raised by the store. Each carries one sentence and, where useful, a hint."""
+"""The error root, `CogError`, and the store's errors. Each carries one sentence and, where
+useful, a hint."""
 
 from __future__ import annotations
 
@@ -12,8 +13,10 @@ if sys.version_info < (3, 11):
     from exceptiongroup import BaseExceptionGroup
 
 
-class StoreError(Exception):
-    """Base class: `str(e)` is a complete sentence; `hint` says what to do next."""
+class CogError(Exception):
+    """The root of every error cog reports as it is: `str(e)` is a complete sentence and
+    `hint` says what to do next. Each package has its own branch (the store, channels,
+    derivations, builders, the CLI); anything else reaching the CLI is an internal error."""
 
     hint: str | None = None
 
@@ -21,6 +24,10 @@ class StoreError(Exception):
         super().__init__(message)
         if hint is not None:
             self.hint = hint
+
+
+class StoreError(CogError):
+    """The store, its transfers and caches."""
 
 
 class InvalidStorePath(StoreError):

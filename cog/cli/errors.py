@@ -7,13 +7,12 @@ import sys
 import traceback
 from collections.abc import Callable
 
-from cuda_channels.channel import ChannelError
-from store.errors import StoreError, leaves, no_space
+from store.errors import CogError, leaves, no_space
 from store.paths import default_store_dir
 
 
-class UsageError(StoreError):
-    pass
+class UsageError(CogError):
+    """What the user asked for cannot be done as asked (a flag, a name, a file)."""
 
 
 def run_guarded(fn: Callable[[], int]) -> int:
@@ -22,13 +21,13 @@ def run_guarded(fn: Callable[[], int]) -> int:
     except KeyboardInterrupt:
         print("interrupted; nothing partial was kept", file=sys.stderr)
         return 130
-    except (StoreError, ChannelError) as e:
+    except CogError as e:
         return _report(str(e), e.hint)
     except BrokenPipeError:
         return 1
     except Exception as e:  # the last line of defence: still one sentence
         leaf = _leaf(e)
-        if leaf is not e and isinstance(leaf, (StoreError, ChannelError)):
+        if leaf is not e and isinstance(leaf, CogError):
             return _report(str(leaf), leaf.hint)
         full = no_space(leaf, default_store_dir())
         if full is not None:
@@ -48,9 +47,9 @@ def _report(message: str, hint: str | None) -> int:
 
 
 def _leaf(e: BaseException) -> BaseException:
-    """The error worth reporting in an exception group (from a nursery): a StoreError, else a
+    """The error worth reporting in an exception group (from a nursery): a CogError, else a
     full disk, else the first one."""
     found = leaves(e)
-    chosen: list[BaseException] = [x for x in found if isinstance(x, StoreError)]
+    chosen: list[BaseException] = [x for x in found if isinstance(x, CogError)]
     chosen += [x for x in found if no_space(x, default_store_dir()) is not None]
     return (chosen or found)[0]

@@ -7,7 +7,6 @@ The system CA bundle named by SSL_CERT_FILE / SSL_CERT_DIR is honoured (corporat
 
 from __future__ import annotations
 
-import hashlib
 import os
 import threading
 import time
@@ -21,6 +20,7 @@ from builders.errors import BuildError
 from derivations.downloads import ssl_context
 from derivations.model import Derivation, FixedOutput
 from store.errors import HashMismatch
+from store.hashing import HashingWriter
 from store.paths import safe_name
 
 CHUNK = 1 << 20
@@ -123,21 +123,20 @@ class FetchBuilder:
         )
 
     def _download(self, url: str, ctx: BuildContext) -> str:
-        digest = hashlib.sha256()
         parsed = urllib.parse.urlsplit(url)
-        with open(ctx.out, "wb") as out:
+        with open(ctx.out, "wb") as f:
+            out = HashingWriter(f)
             if parsed.scheme == "file":
                 src = Path(urllib.parse.unquote(parsed.path))
                 try:
-                    f = open(src, "rb")  # noqa: SIM115
+                    source = open(src, "rb")  # noqa: SIM115
                 except OSError as e:
                     raise _Permanent(e.strerror) from None
-                with f:
-                    while chunk := f.read(CHUNK):
+                with source:
+                    while chunk := source.read(CHUNK):
                         ctx.check_cancelled()
                         out.write(chunk)
-                        digest.update(chunk)
-                return digest.hexdigest()
+                return out.hash.hexdigest()
             if parsed.scheme not in ("http", "https"):
                 raise _Permanent(f"unsupported URL scheme {parsed.scheme!r}")
             try:
@@ -146,13 +145,12 @@ class FetchBuilder:
                         raise _Transient(f"HTTP {response.status_code}")
                     if response.status_code >= 400:
                         raise _Permanent(f"HTTP {response.status_code}")
-                    size = 0
+                    total = int(response.headers.get("content-length") or 0)
                     for chunk in response.iter_bytes(CHUNK):
                         ctx.check_cancelled()
                         out.write(chunk)
-                        digest.update(chunk)
-                        size += len(chunk)
-                    ctx.say(f"  {size} bytes")
+                        ctx.progress(min(out.size, total), total)
+                    ctx.say(f"  {out.size} bytes")
             except httpx.TransportError as e:
                 raise _Transient(f"{type(e).__name__}: {e}") from None
-        return digest.hexdigest()
+        return out.hash.hexdigest()

@@ -20,7 +20,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from cuda_channels.channel import ChannelError, _search_dirs, canonical
+from cuda_channels.channel import ChannelError, _search_dirs
+from store.hashing import canonical_json
 
 DEFAULT_CUDA_DATA = "cuda-2026.08"
 _CU = re.compile(r"cu(\d{2,})")
@@ -72,7 +73,7 @@ def load_cuda(name: str = DEFAULT_CUDA_DATA) -> CudaData:
             data = json.loads(path.read_text())
             return CudaData(
                 name=name,
-                revision=hashlib.sha256(canonical(data)).hexdigest(),
+                revision=hashlib.sha256(canonical_json(data).encode()).hexdigest(),
                 default_cuda=data["default_cuda"],
                 cudnn={k: tuple(v) for k, v in data["cudnn"].items()},
                 torch=tuple(data["torch"]),

@@ -14,13 +14,10 @@ from typing import Any, TypeVar
 import blake3
 
 from derivations.model import Derivation, DrvInput
+from store.hashing import canonical_json
 from store.paths import StorePath
 
 T = TypeVar("T")
-
-
-def canonical_json(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
 def _memo(drv: Derivation, key: str, compute: Callable[[], T]) -> T:
@@ -41,22 +38,7 @@ def _hash_modulo(drv: Derivation) -> str:
         return blake3.blake3(
             f"fixed:out:sha256:{drv.fixed_output.sha256}:{fixed}".encode()
         ).hexdigest()
-    inputs: dict[str, Any] = {}
-    for role, inp in drv.inputs.items():
-        inputs[role] = (
-            {"drv": hash_modulo(inp.drv), "output": inp.output}
-            if isinstance(inp, DrvInput)
-            else {"path": inp.path}
-        )
-    doc = {
-        "name": drv.name,
-        "builder": drv.builder,
-        "builder_version": drv.builder_version,
-        "inputs": inputs,
-        "args": drv.args,
-        "env": drv.env,
-        "outputs": list(drv.outputs),
-    }
+    doc = _document(drv, hash_modulo, list(drv.outputs))
     return blake3.blake3(canonical_json(doc).encode()).hexdigest()
 
 
@@ -77,24 +59,32 @@ def output_paths(drv: Derivation) -> dict[str, StorePath]:
     return {o: output_path(drv, o) for o in drv.outputs}
 
 
-def drv_document(drv: Derivation) -> dict[str, Any]:
-    """What the `.drv` file holds: inputs by their `.drv` paths, outputs by their store paths."""
-    inputs: dict[str, Any] = {}
-    for role, inp in drv.inputs.items():
-        inputs[role] = (
-            {"drv": str(drv_path(inp.drv)), "output": inp.output}
-            if isinstance(inp, DrvInput)
-            else {"path": inp.path}
-        )
-    doc: dict[str, Any] = {
+def _document(
+    drv: Derivation, input_name: Callable[[Derivation], str], outputs: Any
+) -> dict[str, Any]:
+    """The one description of a derivation that both its identity and its `.drv` file are made
+    from, so the two never diverge; they differ only in how an input derivation is named (by
+    its hash, or its `.drv` path) and how the outputs are (by name, or with their paths)."""
+    return {
         "name": drv.name,
         "builder": drv.builder,
         "builder_version": drv.builder_version,
-        "inputs": inputs,
+        "inputs": {
+            role: {"drv": input_name(inp.drv), "output": inp.output}
+            if isinstance(inp, DrvInput)
+            else {"path": inp.path}
+            for role, inp in drv.inputs.items()
+        },
         "args": drv.args,
         "env": drv.env,
-        "outputs": {o: str(p) for o, p in output_paths(drv).items()},
+        "outputs": outputs,
     }
+
+
+def drv_document(drv: Derivation) -> dict[str, Any]:
+    """What the `.drv` file holds: inputs by their `.drv` paths, outputs by their store paths."""
+    outputs = {o: str(p) for o, p in output_paths(drv).items()}
+    doc = _document(drv, lambda d: str(drv_path(d)), outputs)
     if drv.fixed_output is not None:
         doc["fixed_output"] = {"sha256": drv.fixed_output.sha256}
     return doc

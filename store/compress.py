@@ -26,6 +26,8 @@ from typing import Any, BinaryIO
 
 import zstandard
 
+from store.hashing import HashingWriter
+
 GZIP_LEVEL = 6
 ZSTD_LEVEL = 9
 LAYER_GZIP = "application/vnd.oci.image.layer.v1.tar+gzip"
@@ -120,23 +122,13 @@ class CompressedBlob:
         self.target = target
         self.tmp = target.with_name(f".incoming-{os.getpid()}-{target.name}")
         self.file: BinaryIO = open(self.tmp, "wb")  # noqa: SIM115 (closed in finish)
-        self.digest = hashlib.sha256()
+        self.out = HashingWriter(self.file)  # the sink of the compressor
         self.diff = hashlib.sha256()
-        self.size = 0
         self.compressor: Any
         if compression == "gzip":
-            self.compressor = ParallelGzip(self.write)
+            self.compressor = ParallelGzip(self.out.write)
         else:
-            self.compressor = zstd_writer(self)
-
-    def write(self, data: bytes) -> int:  # the sink of the compressor
-        self.file.write(data)
-        self.digest.update(data)
-        self.size += len(data)
-        return len(data)
-
-    def flush(self) -> None:
-        pass
+            self.compressor = zstd_writer(self.out)
 
     def feed(self, chunk: bytes) -> None:
         self.diff.update(chunk)
@@ -147,7 +139,7 @@ class CompressedBlob:
         self.compressor.close()
         self.file.close()
         os.replace(self.tmp, self.target)
-        return f"sha256:{self.digest.hexdigest()}", self.size, f"sha256:{self.diff.hexdigest()}"
+        return self.out.digest, self.out.size, f"sha256:{self.diff.hexdigest()}"
 
     def abort(self) -> None:
         self.file.close()

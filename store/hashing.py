@@ -8,10 +8,12 @@ files) are batched before they cross a thread boundary; memory stays bounded by 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import queue
 import threading
 from collections.abc import Callable, Iterable
+from typing import IO, Any
 
 import blake3
 
@@ -19,6 +21,36 @@ from store.paths import ALPHABET, HASH_LEN
 
 BATCH = 1 << 20
 _QUEUE_DEPTH = 8
+
+
+def canonical_json(value: Any) -> str:
+    """The one text of a JSON value that is hashed or signed: sorted keys, no spaces, UTF-8
+    (the same value always gives the same bytes, on every machine)."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+class HashingWriter:
+    """Writes to `out` while hashing what passes (SHA-256) and counting it: a download, a copy
+    or a compressed blob is checked in the same pass that stores it."""
+
+    def __init__(self, out: IO[bytes]) -> None:
+        self.out = out
+        self.hash = hashlib.sha256()
+        self.size = 0
+
+    def write(self, data: bytes) -> int:
+        self.out.write(data)
+        self.hash.update(data)
+        self.size += len(data)
+        return len(data)
+
+    def flush(self) -> None:
+        self.out.flush()
+
+    @property
+    def digest(self) -> str:
+        """`sha256:<hex>`, as OCI names blobs."""
+        return f"sha256:{self.hash.hexdigest()}"
 
 
 def file_sha256(path: str | os.PathLike[str]) -> str:

@@ -30,7 +30,7 @@ from store.db import MetadataDB, PathInfo
 from store.errors import HashMismatch, PathNotValid, StoreError
 from store.failpoints import failpoint
 from store.locks import FileLock, owned_temp_dir, remove_tree
-from store.paths import STORE_DIR, StorePath, check_name, default_store_dir
+from store.paths import STORE_DIR, StorePath, check_name, closure_order, default_store_dir
 
 
 class Store:
@@ -79,26 +79,10 @@ class Store:
 
     def closure(self, paths: Iterable[StorePath]) -> list[StorePath]:
         """Every path reachable through references, each after everything it refers to."""
-        order: list[StorePath] = []
-        seen: set[StorePath] = set()
-        for start in paths:
-            self.info(start)
-            stack: list[tuple[StorePath, Iterator[StorePath]]] = []
-            if start in seen:
-                continue
-            seen.add(start)
-            stack.append((start, iter(self.db.references(start))))
-            while stack:
-                node, refs = stack[-1]
-                for ref in refs:
-                    if ref not in seen:
-                        seen.add(ref)
-                        stack.append((ref, iter(self.db.references(ref))))
-                        break
-                else:
-                    stack.pop()
-                    order.append(node)
-        return order
+        starts = list(paths)
+        for start in starts:
+            self.info(start)  # a path that is not valid fails here, by name
+        return closure_order(starts, self.db.references)
 
     # --- locks and temp dirs ------------------------------------------------------------------
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -77,6 +78,32 @@ class StorePath:
         check_name(name)
         fingerprint = f"{kind}:{digest}:{STORE_DIR}:{name}".encode()
         return cls(base32(blake3.blake3(fingerprint).digest(length=20)), name)
+
+
+def closure_order(
+    starts: Iterable[StorePath], references_of: Callable[[StorePath], Iterable[StorePath]]
+) -> list[StorePath]:
+    """Every path reachable from `starts` through `references_of`, each after everything it
+    refers to: the order to copy, import or register a closure in. Iterative, since chains of
+    references can be deeper than Python's recursion limit."""
+    order: list[StorePath] = []
+    seen: set[StorePath] = set()
+    for start in starts:
+        if start in seen:
+            continue
+        seen.add(start)
+        stack = [(start, iter(references_of(start)))]
+        while stack:
+            node, refs = stack[-1]
+            for ref in refs:
+                if ref not in seen:
+                    seen.add(ref)
+                    stack.append((ref, iter(references_of(ref))))
+                    break
+            else:
+                stack.pop()
+                order.append(node)
+    return order
 
 
 def default_store_dir() -> Path:

@@ -38,6 +38,7 @@ from typing import IO, Any
 
 from cog.cli.errors import UsageError
 from derivations.config import CogConfig, Weight
+from store.hashing import HashingWriter
 from store.oci import MANIFEST, digest_of
 from store.registry import Reference
 
@@ -132,19 +133,17 @@ class FileCache:
         `expect`, bytes that are not that digest are refused and nothing is kept."""
         spool = self.root / "files" / "tmp"
         self._writable(spool)
-        hasher, written = hashlib.sha256(), 0
         fd, name = tempfile.mkstemp(dir=spool, prefix="put-")
         temp = Path(name)
         try:
-            with os.fdopen(fd, "wb") as out:
-                while written < size:
-                    data = source.read(min(CHUNK, size - written))
+            with os.fdopen(fd, "wb") as f:
+                out = HashingWriter(f)
+                while out.size < size:
+                    data = source.read(min(CHUNK, size - out.size))
                     if not data:
                         break
-                    hasher.update(data)
                     out.write(data)
-                    written += len(data)
-            digest = f"sha256:{hasher.hexdigest()}"
+            digest, written = out.digest, out.size
             if written != size or (expect is not None and digest != expect):
                 raise WeightsError(
                     f"a weight file has the wrong content ({digest}, {written} bytes) where "

@@ -14,9 +14,9 @@ import shutil
 import stat
 import sys
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
 
 from docker.utils.build import PatternMatcher
 
@@ -27,9 +27,10 @@ from builders.sdk import runtime_install, sdk_install
 from builders.userland import userland
 from builders.wheel import Interpreter, wheel_derivation
 from cuda_channels.channel import Channel
-from derivations.apt import DebPin, RootPins
+from derivations.apt import RootPins
 from derivations.config import CogConfig, ConfigError
 from derivations.hashing import output_path
+from derivations.lock import Lock
 from derivations.model import Derivation
 from derivations.pylock import Wheel
 from derivations.requirements import absolute_url
@@ -192,32 +193,28 @@ def layers(
     store: Store,
     root: Path,
     config: CogConfig,
-    lock: dict[str, Any],
+    lock: Lock,
     channel: Channel,
     with_steps: bool = True,
 ) -> Layers:
     """The project's layers; `with_steps=False` leaves out build.run (what `cog lock` builds
     to learn how to pin the steps)."""
     check_buildable(config)
-    arch = lock["platform"]["arch"]
+    arch = lock.platform.arch
     python = config.build.python_version
-    pins = RootPins(
-        base=tuple(DebPin.from_json(p) for p in lock["system"]["base"]),
-        python=tuple(DebPin.from_json(p) for p in lock["system"]["python"]),
-        system=tuple(DebPin.from_json(p) for p in lock["system"]["packages"]),
-    )
+    pins = RootPins(base=lock.system.base, python=lock.system.python, system=lock.system.packages)
     land = userland(channel, arch, python, pins)
     interp = Interpreter(land.python_root, land.interpreter, land.python)
     # The environments copy Debian's binary from its layer, or link the standalone one.
     interpreter_input = (land.python or land.python_layer).dep()
 
     # sdists are built over the root layers plus a toolchain layer that no image holds.
-    toolchain = tuple(DebPin.from_json(p) for p in lock["system"].get("toolchain", ()))
+    toolchain = lock.system.toolchain or ()
     sdist_root = build_root(land, toolchain, arch) if toolchain else None
 
-    def installs(key: str) -> list[Derivation]:
+    def installs(pins: Sequence[Wheel]) -> list[Derivation]:
         found = []
-        for locked in map(Wheel.from_json, lock[key]):
+        for locked in pins:
             pin = replace(locked, url=absolute_url(locked.url, root))  # a project's own file
             if pin.is_sdist and sdist_root is None:
                 raise ConfigError(
@@ -231,12 +228,12 @@ def layers(
             )
         return found
 
-    model = [*installs("python_packages"), sdk_install(store, python, interp)]
-    runtime = [*installs("runtime_packages"), runtime_install(store, python, interp)]
+    model = [*installs(lock.python_packages), sdk_install(store, python, interp)]
+    runtime = [*installs(lock.runtime_packages), runtime_install(store, python, interp)]
     code, weights = add_code(store, root, config)
     model_env = env_derivation("model-env", python, land.interpreter, model, interpreter_input)
     roots = (land.base, land.python_layer, land.system)
-    steps = step_derivations(roots, model_env, config, lock.get("run", [])) if with_steps else []
+    steps = step_derivations(roots, model_env, config, lock.run or ()) if with_steps else []
     return Layers(
         base=land.base,
         python_layer=land.python_layer,

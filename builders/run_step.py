@@ -34,12 +34,13 @@ from builders.errors import BuildError, SandboxUnavailable
 from builders.launch import BASE_PATH
 from builders.overlay import writable_root
 from builders.progress import SilentReporter
+from builders.registry import Builders
 from builders.rootfs import relative_target
 from builders.rootview import merge_view
 from builders.sandbox import bwrap_path, run_logged, sandbox_works
 from derivations.config import CogConfig, ConfigError, RunItem
 from derivations.hashing import drv_path, output_path
-from derivations.lock import step_input
+from derivations.lock import Step, StepPin, step_input
 from derivations.model import Derivation, DrvInput, FixedOutput
 from derivations.store_io import write_drv
 from store.archive import is_store_reference, tree_sha256
@@ -171,8 +172,8 @@ def step_derivation(
         builder_version=RunStepBuilder.version,
         inputs=dict(inputs),
         args={
-            "command": record["command"],
-            "secrets": record.get("secrets", []),
+            "command": record.command,
+            "secrets": [secret.model_dump() for secret in record.secrets or ()],
             "network": sha256 is not None if network is None else network,
         },
         env=dict(env),
@@ -181,26 +182,31 @@ def step_derivation(
 
 
 def step_derivations(
-    roots: Sequence[Derivation], model_env: Derivation, config: CogConfig, pins: Sequence[Any]
+    roots: Sequence[Derivation],
+    model_env: Derivation,
+    config: CogConfig,
+    pins: Sequence[StepPin],
 ) -> list[Derivation]:
     """The steps stacked over `roots`, as cog.lock pins them."""
     below, steps = list(roots), []
     env = step_env(model_env, config)
     for index, item in enumerate(config.build.steps, 1):
         pin = pins[index - 1] if index <= len(pins) else None
-        if not isinstance(pin, dict) or not _pins(pin, item):
+        if pin is None or not _pins(pin, item):
             raise ConfigError(
                 f"cog.lock does not pin build.run step {index} ({item.command.strip()})",
                 hint="run `cog lock`",
             )
-        step = step_derivation(index, item, below, model_env, env, pin.get("sha256"))
+        step = step_derivation(index, item, below, model_env, env, pin.sha256)
         steps.append(step)
         below.append(step)
     return steps
 
 
-def _pins(pin: dict[str, Any], item: RunItem) -> bool:
-    return {k: pin.get(k) for k in ("command", "secrets") if k in pin} == step_input(item)
+def _pins(pin: Step, item: RunItem) -> bool:
+    """Whether `pin` is for this step as cog.yaml now asks for it."""
+    want = step_input(item)
+    return (pin.command, pin.secrets) == (want.command, want.secrets)
 
 
 # --- the builder ---------------------------------------------------------------------------------
@@ -405,11 +411,9 @@ def _diff(top: Path, layers: Sequence[Path], out: Path, skip: set[str], ctx: Bui
 # --- cog lock: which steps need the network ---------------------------------------------------
 
 
-def with_secrets(secrets: Mapping[str, Path]) -> dict[str, Any]:
+def with_secrets(secrets: Mapping[str, Path]) -> Builders:
     """The realiser's builders, the run-step one holding the build's secrets."""
-    from builders.realise import default_builders
-
-    return default_builders() | {KIND: RunStepBuilder(secrets)}
+    return Builders({KIND: RunStepBuilder(secrets)})
 
 
 def pin_steps(
@@ -417,11 +421,11 @@ def pin_steps(
     roots: Sequence[Derivation],
     model_env: Derivation,
     config: CogConfig,
-    previous: Sequence[Any],
+    previous: Sequence[StepPin],
     secrets: Mapping[str, Path],
     upgrade: bool = False,
     **realise_args: Any,
-) -> list[dict[str, Any]]:
+) -> list[StepPin]:
     """cog.lock's `run` pins: each step tried offline and, when that fails, with the network
     (then fixed-output, its result's hash pinned). Pins of the unchanged steps at the start
     are kept (all are tried again on `upgrade`); the others are tried, each over the ones
@@ -432,13 +436,13 @@ def pin_steps(
     kept = 0
     while not upgrade and kept < min(len(items), len(previous)):
         old = previous[kept]
-        if not (isinstance(old, dict) and _pins(old, items[kept])):
+        if not _pins(old, items[kept]):
             break
         kept += 1
-    pins: list[dict[str, Any]] = [dict(p) for p in previous[:kept]]
+    pins = list(previous[:kept])
     below = list(roots)
     for index, (item, pin) in enumerate(zip(items, pins, strict=False), 1):
-        below.append(step_derivation(index, item, below, model_env, env, pin.get("sha256")))
+        below.append(step_derivation(index, item, below, model_env, env, pin.sha256))
     if kept == len(items):
         return pins
     steps_below = below[len(roots) :]
@@ -449,7 +453,7 @@ def pin_steps(
     for index, item in enumerate(items[kept:], kept + 1):
         pin = _probe(store, index, item, below, model_env, env, builders, realise_args)
         pins.append(pin)
-        below.append(step_derivation(index, item, below, model_env, env, pin.get("sha256")))
+        below.append(step_derivation(index, item, below, model_env, env, pin.sha256))
     return pins
 
 
@@ -460,9 +464,9 @@ def _probe(
     below: Sequence[Derivation],
     model_env: Derivation,
     env: Mapping[str, str],
-    builders: dict[str, Any],
+    builders: Builders,
     realise_args: dict[str, Any],
-) -> dict[str, Any]:
+) -> StepPin:
     from builders.realise import realise
 
     pin = step_input(item)
@@ -471,21 +475,23 @@ def _probe(
         realise(
             store, [offline], builders=builders, **(realise_args | {"reporter": SilentReporter()})
         )
-        return pin | {"network": False}
+        return StepPin(command=pin.command, secrets=pin.secrets, network=False)
     except BuildError:
         print(
             f"build.run step {index} fails without the network; running it with the network "
-            f"to pin its result: {pin['command']}",
+            f"to pin its result: {pin.command}",
             file=sys.stderr,
         )
     online = step_derivation(index, item, below, model_env, env, network=True)
+    step_builder = builders[KIND]
+    assert isinstance(step_builder, RunStepBuilder)
     sha256 = _build_online(
         store,
         online,
-        builders[KIND],
+        step_builder,
         lambda sha: step_derivation(index, item, below, model_env, env, sha),
     )
-    return pin | {"network": True, "sha256": sha256}
+    return StepPin(command=pin.command, secrets=pin.secrets, network=True, sha256=sha256)
 
 
 def _build_online(

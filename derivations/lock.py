@@ -4,6 +4,10 @@ The lock records the inputs it was resolved from (Python version, requirement li
 system packages, channel revision, architecture), so `--check` and `cog build --locked` can
 name exactly what drifted without resolving anything. The runtime's own packages are
 resolved separately from the model's, so a user's pins can never conflict with ours.
+
+`Lock` is the file's schema (version `LOCK_VERSION`). Its sections were added over time
+without a new version, so each optional one is left out of the file while unset: every lock
+written before a section existed keeps its bytes.
 """
 
 from __future__ import annotations
@@ -13,11 +17,19 @@ import os
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    ValidationError,
+)
 
 from cuda_channels.channel import Channel, default_for
 from cuda_channels.cuda import Choice, load_cuda, select, wheel_layer
-from derivations.apt import resolve_root, resolve_toolchain
+from derivations.apt import DebPin, resolve_root, resolve_toolchain
 from derivations.config import CogConfig, RunItem, requirement_lines
 from derivations.errors import DerivationError
 from derivations.pylock import Wheel, resolve
@@ -34,6 +46,7 @@ from derivations.requirements import (
 
 LOCK_FILE = "cog.lock"
 LOCK_VERSION = 1
+REWRITE_HINT = "run `cog lock` to rewrite it"
 # What Cog's own SDK package depends on (replicate/cog pyproject.toml): in a Cog image these are
 # in the model's environment, and models import them without naming them (cog-examples'
 # hello-train imports requests). They are resolved with the model's requirements, as pip
@@ -61,47 +74,180 @@ class LockError(DerivationError):
     pass
 
 
-def channel_name(config: CogConfig, previous: dict[str, Any] | None) -> str:
+# --- the schema ----------------------------------------------------------------------------------
+
+
+def _absent() -> Any:
+    """An optional section: None while unset, and then not written at all."""
+    return Field(default=None, exclude_if=lambda value: value is None)
+
+
+def _wheel_json(wheel: Wheel) -> dict[str, Any]:
+    return wheel.to_json()
+
+
+def _deb_json(pin: DebPin) -> dict[str, Any]:
+    return pin.to_json()
+
+
+# Wheels and .debs stay their resolvers' dataclasses (what the builders take): pydantic checks
+# their fields, and their own to_json writes them, so their entries keep their bytes.
+WheelPin = Annotated[Wheel, PlainSerializer(_wheel_json)]
+DebEntry = Annotated[DebPin, PlainSerializer(_deb_json)]
+
+
+class _Section(BaseModel):
+    """Immutable, and strict about keys: a key this cog does not know is a pin it would
+    silently not honour, so such a lock is refused (and `cog lock` rewrites it)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Revision(_Section):
+    """A data set by name and content hash (a channel, the CUDA data)."""
+
+    name: str
+    revision: str
+
+
+class Secret(_Section):
+    """Where a build.run step mounts a secret; never its source or bytes."""
+
+    id: str
+    target: str
+
+
+class Step(_Section):
+    """A build.run step as cog.yaml asks for it."""
+
+    command: str
+    secrets: tuple[Secret, ...] | None = _absent()
+
+
+class StepPin(Step):
+    """A build.run step as `cog lock` pinned it: whether it needs the network and, when it
+    does, the sha256 of its output (a fixed-output step)."""
+
+    network: bool
+    sha256: str | None = _absent()
+
+
+class Gpu(_Section):
+    """cog.yaml's GPU settings (null when it leaves them to the requirements)."""
+
+    cuda: str | None
+    cudnn: str | None
+    data: Revision
+
+
+class Inputs(_Section):
+    """What the lock was resolved from: what `drift` compares with the project now."""
+
+    arch: str
+    channel: Revision
+    python_version: str
+    requirements: tuple[str, ...]
+    system_packages: tuple[str, ...]
+    requirement_files: dict[str, str] | None = _absent()  # local file -> its sha256
+    run: tuple[Step, ...] | None = _absent()
+    gpu: Gpu | None = _absent()
+
+
+class Platform(_Section):
+    os: str
+    arch: str
+    glibc: str
+
+
+class Interpreter(_Section):
+    """The Python: Debian's (its .debs are under `system.python`) or a python-build-standalone
+    archive, pinned by URL and sha256."""
+
+    source: str
+    version: str
+    url: str | None = _absent()
+    sha256: str | None = _absent()
+
+
+class System(_Section):
+    """The .debs of the root layers, and the toolchain that builds sdists (no image holds it)."""
+
+    base: tuple[DebEntry, ...]
+    python: tuple[DebEntry, ...]
+    packages: tuple[DebEntry, ...]
+    toolchain: tuple[DebEntry, ...] | None = _absent()
+
+
+class Cuda(_Section):
+    """The CUDA and cuDNN a GPU project gets, what chose them, and NVIDIA's wheels for them."""
+
+    version: str
+    cudnn: str
+    from_: str = Field(validation_alias="from", serialization_alias="from")
+    wheels: tuple[str, ...]
+
+    @classmethod
+    def of(cls, choice: Choice, wheels: Sequence[str]) -> Cuda:
+        return cls.model_validate(choice.to_json() | {"wheels": wheels})
+
+
+class Lock(_Section):
+    """The whole of cog.lock."""
+
+    version: int = LOCK_VERSION
+    inputs: Inputs
+    platform: Platform
+    python: Interpreter
+    system: System
+    python_packages: tuple[WheelPin, ...]
+    runtime_packages: tuple[WheelPin, ...]
+    cuda: Cuda | None = _absent()
+    run: tuple[StepPin, ...] | None = _absent()
+
+    def to_json(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", by_alias=True)
+
+
+# --- resolving -----------------------------------------------------------------------------------
+
+
+def channel_name(config: CogConfig, previous: Lock | None) -> str:
     """The channel to lock on when none is asked for: the lock's, while its Python version is
     still the project's; otherwise the channel that suits the project's Python
     (`cuda_channels.default_for`: trixie's Debian ships 3.13)."""
-    was = (previous or {}).get("inputs", {})
-    name = was.get("channel", {}).get("name")
-    if name and was.get("python_version") == config.build.python_version:
-        return str(name)
+    was = previous.inputs if previous is not None else None
+    if was is not None and was.channel.name and was.python_version == config.build.python_version:
+        return was.channel.name
     return default_for(config.build.python_version)
 
 
-def step_input(item: RunItem) -> dict[str, Any]:
+def step_input(item: RunItem) -> Step:
     """A build.run step as the lock records it: its command and where its secrets are
     mounted (never a secret's source or bytes)."""
-    record: dict[str, Any] = {"command": item.command.strip()}
-    if item.mounts:
-        record["secrets"] = [{"id": m.id, "target": m.target} for m in item.mounts]
-    return record
+    secrets = tuple(Secret(id=m.id, target=m.target) for m in item.mounts)
+    return Step(command=item.command.strip(), secrets=secrets or None)
 
 
-def inputs(config: CogConfig, project: Path, channel: Channel, arch: str) -> dict[str, Any]:
-    recorded: dict[str, Any] = {
-        "arch": arch,
-        "channel": {"name": channel.name, "revision": channel.revision},
-        "python_version": config.build.python_version,
-        "requirements": requirement_lines(config, project),
-        "system_packages": sorted(config.build.system_packages),
-    }
-    files = local_files(recorded["requirements"], project)
-    if files:  # absent without local files, so other locks keep their bytes
-        recorded["requirement_files"] = files
-    if config.build.steps:  # absent without steps, so such locks keep their bytes
-        recorded["run"] = [step_input(item) for item in config.build.steps]
-    if config.build.gpu:  # absent without a GPU, likewise
+def inputs(config: CogConfig, project: Path, channel: Channel, arch: str) -> Inputs:
+    requirements = requirement_lines(config, project)
+    gpu = None
+    if config.build.gpu:
         data = load_cuda()
-        recorded["gpu"] = {
-            "cuda": config.build.cuda,
-            "cudnn": config.build.cudnn,
-            "data": {"name": data.name, "revision": data.revision},
-        }
-    return recorded
+        gpu = Gpu(
+            cuda=config.build.cuda,
+            cudnn=config.build.cudnn,
+            data=Revision(name=data.name, revision=data.revision),
+        )
+    return Inputs(
+        arch=arch,
+        channel=Revision(name=channel.name, revision=channel.revision),
+        python_version=config.build.python_version,
+        requirements=tuple(requirements),
+        system_packages=tuple(sorted(config.build.system_packages)),
+        requirement_files=local_files(requirements, project) or None,
+        run=tuple(step_input(item) for item in config.build.steps) or None,
+        gpu=gpu,
+    )
 
 
 def create(
@@ -109,11 +255,12 @@ def create(
     project: Path,
     channel: Channel,
     arch: str,
-    previous: dict[str, Any] | None = None,
+    previous: Lock | None = None,
     upgrade: Sequence[str] | bool = False,
-) -> dict[str, Any]:
+) -> Lock:
     """Resolves every input for the target; `previous` pins are kept where they still fit."""
     recorded = inputs(config, project, channel, arch)
+    requirements = list(recorded.requirements)
     gpu: Choice | None = None
     cuda_wheels: list[str] = []
     if config.build.gpu:
@@ -121,20 +268,22 @@ def create(
         # here, before anything is fetched), and the CUDA layer: NVIDIA's wheels, resolved
         # and pinned with the model's requirements.
         data = load_cuda()
-        gpu = select(data, recorded["requirements"], config.build.cuda, config.build.cudnn)
-    lines = resolver_lines(recorded["requirements"], project)
+        gpu = select(data, requirements, config.build.cuda, config.build.cudnn)
+    lines = resolver_lines(requirements, project)
     if gpu is not None:
         gpu, cuda_wheels = wheel_layer(data, gpu, lines, config.build.cudnn)
     python = config.build.python_version
     source = channel.python_source(python)
-    interpreter: dict[str, Any] = {"source": source.source, "version": source.version}
-    if source.source == "python-build-standalone":
-        interpreter.update(source.platforms[arch])
+    standalone = source.platforms[arch] if source.source == "python-build-standalone" else {}
+    interpreter = Interpreter(
+        source=source.source,
+        version=source.version,
+        url=standalone.get("url"),
+        sha256=standalone.get("sha256"),
+    )
     roots = resolve_root(channel, arch, python, config.build.system_packages)
-    old = previous or {}
 
-    def pins(key: str) -> list[Wheel]:
-        found = [Wheel.from_json(w) for w in old.get(key, [])]
+    def pins(found: Sequence[Wheel]) -> list[Wheel]:
         return [replace(w, url=absolute_url(w.url, project)) for w in found]
 
     model = resolve(
@@ -142,10 +291,10 @@ def create(
         python,
         arch,
         channel.glibc,
-        pins("python_packages"),
+        pins(previous.python_packages if previous else ()),
         upgrade,
     )
-    hashed = with_included(recorded["requirements"], project)
+    hashed = with_included(requirements, project)
     check_hashes(hashed, [Pinned(w.name, w.sha256) for w in model])
     model = [replace(w, url=folder_url(relative_url(w.url, project))) for w in model]
     # The runtime comes from the same indexes the project names (a company mirror, say), and
@@ -156,14 +305,10 @@ def create(
         python,
         arch,
         channel.glibc,
-        pins("runtime_packages"),
+        pins(previous.runtime_packages if previous else ()),
         upgrade,
     )
-    system: dict[str, Any] = {
-        "base": [p.to_json() for p in roots.base],
-        "python": [p.to_json() for p in roots.python],
-        "packages": [p.to_json() for p in roots.system],
-    }
+    toolchain = None
     sdists = [w.name for w in (*model, *runtime) if w.is_sdist]
     if sdists:  # their compilers: a build-only layer, pinned like every .deb
         if not channel.toolchain_packages:
@@ -172,48 +317,71 @@ def create(
                 "names no toolchain_packages to build with",
                 hint="pin versions that publish wheels, or use a channel with a toolchain",
             )
-        system["toolchain"] = [p.to_json() for p in resolve_toolchain(channel, arch, python)]
-    return {
-        **({"cuda": gpu.to_json() | {"wheels": cuda_wheels}} if gpu is not None else {}),
-        "version": LOCK_VERSION,
-        "inputs": recorded,
-        "platform": {"os": "linux", "arch": arch, "glibc": channel.glibc},
-        "python": interpreter,
-        "system": system,
-        "python_packages": [w.to_json() for w in model],
-        "runtime_packages": [w.to_json() for w in runtime],
-    }
+        toolchain = resolve_toolchain(channel, arch, python)
+    return Lock(
+        inputs=recorded,
+        platform=Platform(os="linux", arch=arch, glibc=channel.glibc),
+        python=interpreter,
+        system=System(
+            base=roots.base, python=roots.python, packages=roots.system, toolchain=toolchain
+        ),
+        python_packages=tuple(model),
+        runtime_packages=tuple(runtime),
+        cuda=Cuda.of(gpu, cuda_wheels) if gpu is not None else None,
+    )
 
 
-def dumps(lock: dict[str, Any]) -> str:
+# --- the file ------------------------------------------------------------------------------------
+
+
+def dumps(lock: Lock) -> str:
     """The same lock always gives the same bytes."""
-    return json.dumps(lock, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+    return json.dumps(lock.to_json(), indent=2, sort_keys=True, ensure_ascii=False) + "\n"
 
 
-def read(project: Path) -> dict[str, Any] | None:
+def loads(text: str | bytes) -> Lock:
+    """The lock `text` holds; a LockError (one sentence) where it is not one this cog writes."""
+    try:
+        data = json.loads(text)
+    except ValueError as e:  # not JSON, or not text at all
+        raise LockError(f"{LOCK_FILE} is not valid JSON ({e})", hint=REWRITE_HINT) from None
+    if not isinstance(data, dict):
+        raise LockError(f"{LOCK_FILE} does not hold a JSON object", hint=REWRITE_HINT)
+    if data.get("version") != LOCK_VERSION:  # before the schema: a newer cog's lock
+        raise LockError(
+            f"{LOCK_FILE} has schema version {data.get('version')!r}; "
+            f"this cog writes {LOCK_VERSION}",
+            hint=REWRITE_HINT,
+        )
+    try:
+        return Lock.model_validate(data)
+    except ValidationError as e:
+        raise LockError(f"{LOCK_FILE} is malformed: {_first_error(e)}", hint=REWRITE_HINT) from None
+
+
+def _first_error(error: ValidationError) -> str:
+    """Pydantic's first complaint, as `where: what`, and how many more there are."""
+    errors = error.errors()
+    first = errors[0]
+    where = ".".join(str(part) for part in first["loc"]) or "the top level"
+    cause = first.get("ctx", {}).get("error")
+    what = str(cause) if isinstance(cause, Exception) else first["msg"]
+    more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+    return f"{where}: {what[:1].lower()}{what[1:]}{more}"
+
+
+def read(project: Path) -> Lock | None:
     path = project / LOCK_FILE
     if not path.is_file():
         return None
-    try:
-        lock: dict[str, Any] = json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise LockError(
-            f"{LOCK_FILE} is not valid JSON ({e})", hint="run `cog lock` to rewrite it"
-        ) from None
-    if lock.get("version") != LOCK_VERSION:
-        raise LockError(
-            f"{LOCK_FILE} has schema version {lock.get('version')!r}; "
-            f"this cog writes {LOCK_VERSION}",
-            hint="run `cog lock` to rewrite it",
-        )
-    return lock
+    return loads(path.read_bytes())
 
 
-def write(project: Path, lock: dict[str, Any]) -> bool:
+def write(project: Path, lock: Lock) -> bool:
     """Writes the lock atomically; False when it was already identical."""
     path = project / LOCK_FILE
     text = dumps(lock)
-    if path.is_file() and path.read_text() == text:
+    if path.is_file() and path.read_bytes() == text.encode():
         return False
     tmp = path.with_name(f".{LOCK_FILE}.{os.getpid()}")
     tmp.write_text(text)
@@ -221,62 +389,58 @@ def write(project: Path, lock: dict[str, Any]) -> bool:
     return True
 
 
+# --- drift ---------------------------------------------------------------------------------------
+
+
 def _listed(items: Sequence[str]) -> str:
     return ", ".join(items) if items else "nothing"
 
 
-def drift(
-    lock: dict[str, Any], config: CogConfig, project: Path, channel: Channel, arch: str
-) -> list[str]:
+def drift(lock: Lock, config: CogConfig, project: Path, channel: Channel, arch: str) -> list[str]:
     """What changed since the lock was written, one sentence each; empty when it is fresh."""
-    was = lock.get("inputs", {})
+    was = lock.inputs
     now = inputs(config, project, channel, arch)
     changes = []
-    if was.get("python_version") != now["python_version"]:
-        changes.append(
-            f"python_version changed from {was.get('python_version')} to {now['python_version']}"
-        )
-    if was.get("arch") != now["arch"]:
-        changes.append(f"the target architecture changed from {was.get('arch')} to {now['arch']}")
-    if was.get("channel") != now["channel"]:
-        before, after = was.get("channel") or {}, now["channel"]
-        if before.get("name") != after["name"]:
-            changes.append(f"the channel changed from {before.get('name')} to {after['name']}")
+    if was.python_version != now.python_version:
+        changes.append(f"python_version changed from {was.python_version} to {now.python_version}")
+    if was.arch != now.arch:
+        changes.append(f"the target architecture changed from {was.arch} to {now.arch}")
+    if was.channel != now.channel:
+        if was.channel.name != now.channel.name:
+            changes.append(f"the channel changed from {was.channel.name} to {now.channel.name}")
         else:
             changes.append(
-                f"channel {after['name']} changed (revision "
-                f"{str(before.get('revision'))[:12]} -> {after['revision'][:12]})"
+                f"channel {now.channel.name} changed (revision "
+                f"{was.channel.revision[:12]} -> {now.channel.revision[:12]})"
             )
-    for key, label in (
-        ("requirements", "Python requirements"),
-        ("system_packages", "system_packages"),
+    for old, new, label in (
+        (was.requirements, now.requirements, "Python requirements"),
+        (was.system_packages, now.system_packages, "system_packages"),
     ):
-        old, new = was.get(key, []), now[key]
         if old != new:
             added = [r for r in new if r not in old]
             removed = [r for r in old if r not in new]
             changes.append(f"{label} changed: added {_listed(added)}; removed {_listed(removed)}")
-    if was.get("gpu") != now.get("gpu"):
-        before, after = was.get("gpu") or {}, now.get("gpu") or {}
-        if bool(before) != bool(after):
-            changes.append(f"gpu changed to {str(bool(after)).lower()}")
-        elif before.get("data") != after.get("data"):
-            changes.append(f"the CUDA data changed (now {after['data']['name']})")
+    if was.gpu != now.gpu:
+        if was.gpu is None or now.gpu is None:
+            changes.append(f"gpu changed to {str(now.gpu is not None).lower()}")
+        elif was.gpu.data != now.gpu.data:
+            changes.append(f"the CUDA data changed (now {now.gpu.data.name})")
         else:
             changes.append("build.cuda or build.cudnn changed")
-    old_files, new_files = was.get("requirement_files", {}), now.get("requirement_files", {})
+    old_files, new_files = was.requirement_files or {}, now.requirement_files or {}
     for path in sorted(set(old_files) | set(new_files)):
         if path in old_files and path in new_files and old_files[path] != new_files[path]:
             changes.append(f"{path}, which the requirements name, changed")
-    old_steps, new_steps = was.get("run", []), now.get("run", [])
+    old_steps, new_steps = was.run or (), now.run or ()
     if old_steps != new_steps:
-        added = [s["command"] for s in new_steps if s not in old_steps]
-        removed = [s["command"] for s in old_steps if s not in new_steps]
+        added = [s.command for s in new_steps if s not in old_steps]
+        removed = [s.command for s in old_steps if s not in new_steps]
         changes.append(
             f"build.run changed: added {_listed(added)}; removed {_listed(removed)}"
             if added or removed
             else "build.run changed order"
         )
-    elif len(lock.get("run", [])) != len(new_steps):
+    elif len(lock.run or ()) != len(new_steps):
         changes.append("cog.lock does not pin every build.run step")
     return changes

@@ -33,6 +33,7 @@ from typing import Any
 import httpx
 from packaging.tags import Tag, compatible_tags, cpython_tags
 from packaging.utils import canonicalize_name, parse_wheel_filename
+from pydantic import ConfigDict, with_config
 
 from derivations.buildreqs import (
     backend_requires,
@@ -57,6 +58,7 @@ class ResolveError(DerivationError):
     pass
 
 
+@with_config(ConfigDict(extra="forbid"))  # in cog.lock (derivations.lock): no unknown keys
 @dataclass(frozen=True)
 class Wheel:
     name: str
@@ -85,13 +87,6 @@ class Wheel:
         if self.is_sdist:  # only then: locks of wheels keep their bytes
             data["build_requires"] = [w.to_json() for w in self.build_requires]
         return data
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> Wheel:
-        build = tuple(cls.from_json(w) for w in data.get("build_requires", ()))
-        return cls(
-            data["name"], data["version"], data["url"], data["sha256"], int(data["size"]), build
-        )
 
 
 # The newest manylinux tag uv's `--python-platform` names; a newer glibc (trixie's 2.41) still

@@ -12,11 +12,171 @@ from pathlib import Path
 import pytest
 
 from cuda_channels.channel import BUILTIN_DIR
+from derivations.lock import Lock, LockError, dumps, loads
 from derivations.pylock import ResolveError, Wheel, resolve
 from tests.conftest import REPO, TEST_CACHE
 from tests.wheels import make_wheel
 
 WHEELS = TEST_CACHE / "wheels"
+SHA = "0" * 64
+
+
+def deb(name: str) -> dict[str, object]:
+    url = f"http://deb.debian.org/debian/pool/main/{name[0]}/{name}/{name}_1.0-1_amd64.deb"
+    return {
+        "arch": "amd64",
+        "name": name,
+        "version": "1.0-1",
+        "sha256": SHA,
+        "size": 1,
+        "urls": [url],
+    }
+
+
+def wheel(name: str, file: str, **more: object) -> dict[str, object]:
+    url = f"https://files.example/{file}"
+    return {"name": name, "version": "1.0", "url": url, "sha256": SHA, "size": 2048, **more}
+
+
+# Every section a lock can hold, each optional one set: cuda, run, inputs.requirement_files,
+# inputs.run, inputs.gpu, system.toolchain, a standalone Python, an sdist's build_requires.
+FULL_LOCK: dict[str, object] = {
+    "version": 1,
+    "inputs": {
+        "arch": "amd64",
+        "channel": {"name": "debian-bookworm", "revision": SHA},
+        "python_version": "3.12",
+        "requirements": ["torch==2.8.0", "./dist/spaced pkg-0.1.0.zip", "# naïve ünïcode"],
+        "system_packages": ["ffmpeg"],
+        "requirement_files": {"./dist/spaced pkg-0.1.0.zip": SHA},
+        "run": [
+            {"command": "echo hi"},
+            {"command": "cat /run/secrets/t", "secrets": [{"id": "t", "target": "/run/secrets/t"}]},
+        ],
+        "gpu": {"cuda": None, "cudnn": None, "data": {"name": "cuda-2026.08", "revision": SHA}},
+    },
+    "platform": {"os": "linux", "arch": "amd64", "glibc": "2.36"},
+    "python": {
+        "source": "python-build-standalone",
+        "version": "3.12.14",
+        "url": "https://github.com/astral-sh/python-build-standalone/releases/download/x.tar.gz",
+        "sha256": SHA,
+    },
+    "system": {
+        "base": [deb("base-files")],
+        "python": [],
+        "packages": [deb("ffmpeg")],
+        "toolchain": [deb("gcc")],
+    },
+    "python_packages": [
+        wheel("torch", "torch-2.8.0-cp312-cp312-manylinux_2_28_x86_64.whl"),
+        wheel(
+            "spaced-pkg",
+            "spaced%20pkg-0.1.0.zip",
+            build_requires=[wheel("setuptools", "setuptools-80.0-py3-none-any.whl")],
+        ),
+    ],
+    "runtime_packages": [wheel("trio", "trio-0.30.0-py3-none-any.whl")],
+    "cuda": {"version": "12.4", "cudnn": "9", "from": "torch==2.8.0", "wheels": ["x==1"]},
+    "run": [
+        {"command": "echo hi", "network": False},
+        {
+            "command": "cat /run/secrets/t",
+            "network": True,
+            "secrets": [{"id": "t", "target": "/run/secrets/t"}],
+            "sha256": SHA,
+        },
+    ],
+}
+OPTIONAL = ("cuda", "run", "inputs.requirement_files", "inputs.run", "inputs.gpu")
+OPTIONAL += ("system.toolchain", "python.url", "python.sha256")
+
+
+def without(document: dict[str, object], *keys: str) -> dict[str, object]:
+    """`document` less the dotted `keys`."""
+    copy = json.loads(json.dumps(document))
+    for key in keys:
+        *parents, last = key.split(".")
+        section = copy
+        for parent in parents:
+            section = section[int(parent) if isinstance(section, list) else parent]
+        del section[last]
+    return copy
+
+
+def text_of(document: object) -> str:
+    """A lock document as `cog lock` has always written one."""
+    return json.dumps(document, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+
+
+def committed_locks() -> list[Path]:
+    listed = subprocess.run(
+        ["git", "ls-files", "*cog.lock"], cwd=REPO, capture_output=True, text=True, check=False
+    ).stdout.split()
+    return sorted({REPO / p for p in listed} | set((REPO / "tests").rglob("cog.lock")))
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        text_of(FULL_LOCK),
+        text_of(without(FULL_LOCK, *OPTIONAL)),
+        *(p.read_text() for p in committed_locks()),
+    ],
+)
+def test_every_lock_keeps_its_bytes_through_the_model(text: str) -> None:
+    lock = loads(text)
+    assert isinstance(lock, Lock) and dumps(lock) == text
+    assert loads(text.encode()) == lock
+
+
+def test_unset_sections_stay_out_of_the_file() -> None:
+    lock = loads(text_of(without(FULL_LOCK, *OPTIONAL)))
+    assert lock.cuda is None and lock.run is None and lock.system.toolchain is None
+    assert lock.inputs.gpu is None and lock.python.url is None
+    full = loads(text_of(FULL_LOCK))
+    assert full.inputs.gpu is not None and full.inputs.gpu.cuda is None  # null, yet written
+    assert full.cuda is not None and full.cuda.from_ == "torch==2.8.0"
+    sdist = full.python_packages[1]
+    assert sdist.is_sdist and [w.name for w in sdist.build_requires] == ["setuptools"]
+    assert full.run is not None and full.run[1].sha256 == SHA
+    pinned = full.model_copy(update={"run": None})  # what a project without steps gets
+    assert "run" not in json.loads(dumps(pinned)) and "cuda" in json.loads(dumps(pinned))
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("{not json", "cog.lock is not valid JSON"),
+        (b"\xff\xfe{", "cog.lock is not valid JSON"),
+        ("[1]", "cog.lock does not hold a JSON object"),
+        (text_of(FULL_LOCK | {"version": 2}), "cog.lock has schema version 2; this cog writes 1"),
+        (text_of(without(FULL_LOCK, "version")), "cog.lock has schema version None"),
+        (text_of(FULL_LOCK | {"weights": []}), "cog.lock is malformed: weights: extra inputs"),
+        (
+            text_of(without(FULL_LOCK, "python_packages")),
+            "cog.lock is malformed: python_packages: field required",
+        ),
+        (
+            text_of(FULL_LOCK | {"runtime_packages": [wheel("x", "x.whl", size="big")]}),
+            "cog.lock is malformed: runtime_packages.0.size: input should be a valid integer",
+        ),
+        (
+            text_of(FULL_LOCK | {"runtime_packages": [wheel("x", "x.whl", extra=1)]}),
+            "cog.lock is malformed: runtime_packages.0.extra: unexpected",
+        ),
+        (
+            text_of(without(FULL_LOCK, "run.0.network")),
+            "cog.lock is malformed: run.0.network: field required",
+        ),
+        (text_of(without(FULL_LOCK, "platform", "python")), r"platform: field required \(and 1"),
+    ],
+)
+def test_a_lock_this_cog_cannot_read_is_one_clear_error(text: str | bytes, message: str) -> None:
+    with pytest.raises(LockError, match=message) as e:
+        loads(text)
+    assert e.value.hint == "run `cog lock` to rewrite it"
+    assert "\n" not in str(e.value)
 
 
 @pytest.fixture
@@ -166,6 +326,14 @@ def test_lock_check_names_each_drift(project: tuple[Path, dict[str, str]]) -> No
         stale = cog(project, "lock", "--check")
         assert stale.returncode == 1 and message in stale.stderr, stale.stderr
         (root / name).write_text(original)
+    text = (root / "cog.lock").read_text()
+    (root / "cog.lock").write_text(text.replace('"version": 1', '"version": 1, "extra": 0', 1))
+    unreadable = cog(project, "lock", "--check")
+    assert unreadable.returncode == 1 and "cog.lock is malformed: extra" in unreadable.stderr
+    assert "run `cog lock` to rewrite it" in unreadable.stderr
+    rewritten = cog(project, "lock")  # as the hint says
+    assert rewritten.returncode == 0 and "rewriting it" in rewritten.stderr
+    assert (root / "cog.lock").read_text() == text
     channel_file = Path(env["COG_CHANNEL_PATH"]) / "debian-bookworm.json"
     data = json.loads(channel_file.read_text())
     data["base_packages"].append("less")

@@ -93,7 +93,7 @@ def locked_inputs(
     store: Store | None = None,
     secrets: Mapping[str, Path] | None = None,
     jobs: int | None = None,
-) -> tuple[CogConfig, dict[str, Any], Channel]:
+) -> tuple[CogConfig, locking.Lock, Channel]:
     """The config and a lock to build from, relocking when allowed and needed (build.run
     steps are pinned in `store`, with `secrets`)."""
     config = load_config(project)
@@ -126,30 +126,30 @@ def pin_run_steps(
     store: Store,
     project: Path,
     config: CogConfig,
-    lock: dict[str, Any],
+    lock: locking.Lock,
     channel: Channel,
-    previous: dict[str, Any] | None,
+    previous: locking.Lock | None,
     secrets: Mapping[str, Path] | None,
     jobs: int | None = None,
     upgrade: bool = False,
-) -> dict[str, Any]:
+) -> locking.Lock:
     """`lock` with its build.run steps pinned: building them is how cog learns which need
     the network (builders.run_step.pin_steps)."""
     if not config.build.steps:
         return lock
     base = layers(store, project, config, lock, channel, with_steps=False)
-    old = (previous or {}).get("run", [])
+    old = (previous.run if previous else None) or ()
     options = {"jobs": jobs, "reporter": default_reporter()}
     pins = pin_steps(
         store, base.roots, base.model_env, config, old, secrets or {}, upgrade, **options
     )
-    return lock | {"run": pins}
+    return lock.model_copy(update={"run": tuple(pins)})
 
 
 def image_of(
     store: Store,
     config: CogConfig,
-    lock: dict[str, Any],
+    lock: locking.Lock,
     project: Path,
     built: Layers,
     max_layers: int = MAX_LAYERS,
@@ -159,14 +159,12 @@ def image_of(
     """The image derivation; `infos` (default: the store's) plans its layers, so an image of
     paths that stay in a binary cache can be planned here."""
     recorded = config.model_dump(mode="json", exclude_defaults=True)
-    if "cuda" in lock:  # as Cog's label: the config completed with the CUDA chosen for it
-        recorded["build"] |= {"cuda": lock["cuda"]["version"], "cudnn": lock["cuda"]["cudnn"]}
+    if lock.cuda is not None:  # as Cog's label: the config completed with the CUDA chosen
+        recorded["build"] |= {"cuda": lock.cuda.version, "cudnn": lock.cuda.cudnn}
     labels = {
         "run.cog.version": cog_version(),
         "run.cog.config": json.dumps(recorded, sort_keys=True),
-        "run.cog.pip_freeze": "".join(
-            f"{p['name']}=={p['version']}\n" for p in lock["python_packages"]
-        ),
+        "run.cog.pip_freeze": "".join(f"{p.name}=={p.version}\n" for p in lock.python_packages),
         "run.cog.lock": "sha256:"
         + hashlib.sha256((project / locking.LOCK_FILE).read_bytes()).hexdigest(),
         "org.opencontainers.image.created": "1970-01-01T00:00:00Z",
@@ -176,7 +174,7 @@ def image_of(
         env["COG_PREDICT_TYPE_STUB"] = config.predict
     if config.train:
         env["COG_TRAIN_TYPE_STUB"] = config.train
-    arch = lock["platform"]["arch"]
+    arch = lock.platform.arch
     if config.build.gpu:
         env |= nvidia_env(store, built, config.build.python_version, arch)
     return image_derivation(
@@ -199,7 +197,7 @@ def build(
     args: argparse.Namespace,
     caches: Caches | None = None,
     fetch: bool = True,
-) -> tuple[CogConfig, dict[str, Any], Layers]:
+) -> tuple[CogConfig, locking.Lock, Layers]:
     """Realises every layer; returns the config and lock it built from, and the layers. With
     `fetch` false, layers a binary cache holds stay there."""
     check_project_state(project)

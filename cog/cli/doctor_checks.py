@@ -760,15 +760,15 @@ class PythonVersion(Check):
 
     def check(self, ctx: Context) -> list[Finding]:
         from cuda_channels.channel import load
-        from derivations.lock import channel_name
+        from derivations.lock import Lock, LockError, channel_name, read
 
         if ctx.config is None:
             return []
         try:
-            lock = json.loads((ctx.project / "cog.lock").read_text())
-        except (OSError, ValueError):
+            lock: Lock | None = read(ctx.project)
+        except (OSError, LockError):  # a lock this cog cannot read names no channel
             lock = None
-        channel = load(channel_name(ctx.config, lock if isinstance(lock, dict) else None))
+        channel = load(channel_name(ctx.config, lock))
         version = ctx.config.build.python_version
         if version in channel.python:
             return []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +42,14 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
 def cmd_lock(args: argparse.Namespace, store: Store) -> int:
     project = project_dir()
     config = load_config(project)
-    previous = lock.read(project)
+    try:
+        previous = lock.read(project)
+    except lock.LockError as e:
+        if args.check:
+            raise
+        # What the error's hint asks for: a lock this cog cannot read is written afresh.
+        print(f"{e}: rewriting it", file=sys.stderr)
+        previous = None
     channel = load(args.channel or lock.channel_name(config, previous))
     if args.check:
         if previous is None:
@@ -58,13 +66,13 @@ def cmd_lock(args: argparse.Namespace, store: Store) -> int:
         store, project, config, result, channel, previous, secrets, upgrade=bool(args.upgrade)
     )
     changed = lock.write(project, result)
-    system = sum(len(result["system"][k]) for k in ("base", "python", "packages"))
-    steps = result.get("run", [])
-    fixed = sum(1 for s in steps if s.get("network"))
+    system = len(result.system.base) + len(result.system.python) + len(result.system.packages)
+    steps = result.run or ()
+    fixed = sum(1 for s in steps if s.network)
     print(
         f"{'wrote' if changed else 'unchanged:'} cog.lock: {system} system packages, "
-        f"{len(result['python_packages'])} Python packages, "
-        f"{len(result['runtime_packages'])} for the runtime"
+        f"{len(result.python_packages)} Python packages, "
+        f"{len(result.runtime_packages)} for the runtime"
         + (f", {len(steps)} build.run steps ({fixed} fixed-output)" if steps else "")
     )
     return 0

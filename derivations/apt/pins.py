@@ -6,11 +6,14 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from pydantic import ConfigDict, with_config
+
 from derivations.apt.index import Candidate
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9+._?=-]")
 
 
+@with_config(ConfigDict(extra="forbid"))  # in cog.lock (derivations.lock): no unknown keys
 @dataclass(frozen=True)
 class DebPin:
     name: str
@@ -38,14 +41,3 @@ class DebPin:
             "size": self.size,
             "urls": list(self.urls),
         }
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> DebPin:
-        return cls(
-            name=data["name"],
-            version=data["version"],
-            arch=data["arch"],
-            sha256=data["sha256"],
-            size=int(data["size"]),
-            urls=tuple(data["urls"]),
-        )

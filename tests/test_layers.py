@@ -8,7 +8,9 @@ Every import counts, also one inside a function.
 
 from __future__ import annotations
 
+import argparse
 import ast
+import importlib
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -17,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from builders.registry import KNOWN, Builders
+from cog.cli.main import COMMANDS
 
 REPO = Path(__file__).resolve().parent.parent
 PACKAGES = ("cog", "builders", "derivations", "store", "runtime", "cuda_channels")
@@ -132,9 +135,18 @@ HEAVY = {"trio", "httpx", "pydantic", "docker", "rich", "cryptography", "builder
         # `cog --help`, `cog store add`: argument parsing and the store, nothing else.
         ("import cog.cli.main", HEAVY | {"builders.realise"}),
         ("import cog.cli.store_cmd", HEAVY | {"builders.realise"}),
+        # `cog --help` lists every command without importing one.
+        ("from cog.cli.main import parser; parser(None)", HEAVY | {"cog.cli.build_cmd"}),
         # The realiser imports a builder when its kind is first built.
         ("import builders.realise", {"builders.image", "builders.run_step", "docker"}),
     ],
 )
 def test_startup_loads_nothing_heavy(statement: str, heavy: set[str]) -> None:
     assert not heavy & _loaded_after(statement)
+
+
+def test_each_command_module_registers_the_commands_listed_for_it() -> None:
+    for module in {m for m, _ in COMMANDS.values()}:
+        sub = argparse.ArgumentParser().add_subparsers()
+        importlib.import_module(f"cog.cli.{module}").register(sub)
+        assert set(sub.choices) == {name for name, (m, _) in COMMANDS.items() if m == module}

@@ -47,7 +47,7 @@ def cog_version() -> str:
 
 
 def register(sub: argparse._SubParsersAction[Any]) -> None:
-    p = sub.add_parser("build", help="build the project here: every layer, then its image")
+    p = sub.add_parser("build")
     add_image_flags(p)
     p.add_argument("-t", "--tag", help="the image's name (default: cog.yaml's image, or cog-DIR)")
     p.add_argument(

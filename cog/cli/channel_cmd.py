@@ -12,7 +12,7 @@ from store.local import Store
 
 
 def register(sub: argparse._SubParsersAction[Any]) -> None:
-    channel = sub.add_parser("channel", help="channels: pinned OS and interpreter sources")
+    channel = sub.add_parser("channel")
     cmds = channel.add_subparsers(dest="channel_cmd", metavar="COMMAND", required=True)
 
     p = cmds.add_parser("list", help="list the known channels")

@@ -31,7 +31,7 @@ HEADER = """\
 
 
 def register(sub: argparse._SubParsersAction[Any]) -> None:
-    p = sub.add_parser("debug", help="print this project's build as a Dockerfile, or derivations")
+    p = sub.add_parser("debug")
     add_compat_flags(p)
     p.add_argument("--image-name", help="accepted as Cog does; the Dockerfile names no image")
     what = p.add_subparsers(dest="debug_cmd", metavar="COMMAND")

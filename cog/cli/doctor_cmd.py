@@ -19,7 +19,6 @@ NOTE = "NOTE: cog doctor is experimental. Behavior and checks may change in futu
 def register(sub: argparse._SubParsersAction[Any]) -> None:
     p = sub.add_parser(
         "doctor",
-        help="check the project for common issues and fix them (experimental)",
         description="Diagnose and fix common issues in a Cog project. "
         + NOTE
         + " By default it reports problems without modifying any files; "

@@ -20,7 +20,6 @@ from store.local import Store
 def register(sub: argparse._SubParsersAction[Any]) -> None:
     p = sub.add_parser(
         "exec",
-        help="run a command in the project's environment (this directory at /src)",
         description="Builds the environment cog.yaml describes and runs COMMAND in it, "
         "natively under bubblewrap, with this directory mounted writable at /src.",
     )

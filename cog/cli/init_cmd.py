@@ -75,7 +75,7 @@ FILES = {
 
 
 def register(sub: argparse._SubParsersAction[Any]) -> None:
-    p = sub.add_parser("init", help="start a project here: cog.yaml, run.py and friends")
+    p = sub.add_parser("init")
     p.set_defaults(func=cmd_init)
 
 

@@ -19,7 +19,7 @@ from store.local import Store
 
 
 def register(sub: argparse._SubParsersAction[Any]) -> None:
-    p = sub.add_parser("lock", help="pin every input of the build into cog.lock")
+    p = sub.add_parser("lock")
     p.add_argument("--check", action="store_true", help="exit 1 if cog.lock is missing or stale")
     p.add_argument("--upgrade", action="store_true", help="re-resolve every package")
     p.add_argument(

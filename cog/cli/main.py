@@ -11,24 +11,24 @@ from cog.cli.compat import explain_compat_flags
 from cog.cli.errors import run_guarded
 from store.local import Store
 
-# Each command's module, in the order `cog --help` lists them. Only the module of the command
-# being run is imported: most of the time cog takes to start is imports.
-COMMANDS: dict[str, str] = {
-    "store": "store_cmd",
-    "channel": "channel_cmd",
-    "serve": "predict_cmd",
-    "run": "predict_cmd",
-    "predict": "predict_cmd",
-    "train": "predict_cmd",
-    "lock": "lock_cmd",
-    "build": "build_cmd",
-    "push": "push_cmd",
-    "login": "push_cmd",
-    "exec": "exec_cmd",
-    "init": "init_cmd",
-    "doctor": "doctor_cmd",
-    "weights": "weights_cmd",
-    "debug": "debug_cmd",
+# Each command: its module, and what `cog --help` says of it (in this order). Only the module of
+# the command being run is imported: most of the time cog takes to start is imports.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "store": ("store_cmd", "inspect and maintain the local store"),
+    "channel": ("channel_cmd", "channels: pinned OS and interpreter sources"),
+    "serve": ("predict_cmd", "serve a model over Cog's HTTP API (this project, or IMAGE)"),
+    "run": ("predict_cmd", "run one prediction (this project, or IMAGE)"),
+    "predict": ("predict_cmd", "run one prediction (deprecated: use cog run)"),
+    "train": ("predict_cmd", "run one training (deprecated, as in Cog)"),
+    "lock": ("lock_cmd", "pin every input of the build into cog.lock"),
+    "build": ("build_cmd", "build the project here: every layer, then its image"),
+    "push": ("push_cmd", "build the project here and push its image to a registry"),
+    "login": ("push_cmd", "save credentials for a registry (checked first)"),
+    "exec": ("exec_cmd", "run a command in the project's environment (this directory at /src)"),
+    "init": ("init_cmd", "start a project here: cog.yaml, run.py and friends"),
+    "doctor": ("doctor_cmd", "check the project for common issues and fix them (experimental)"),
+    "weights": ("weights_cmd", "manage model weights (experimental)"),
+    "debug": ("debug_cmd", "print this project's build as a Dockerfile, or derivations"),
 }
 
 
@@ -48,16 +48,18 @@ class _Parser(argparse.ArgumentParser):
 
 
 def parser(command: str | None = None) -> argparse.ArgumentParser:
-    """The parser for `command` alone when it is one of cog's, else for every command (for
-    `cog --help`, `--version` and a command that does not exist)."""
+    """The parser for `command` alone when it is one of cog's; else (`cog --help`,
+    `--version`, a command that does not exist) one that lists every command and parses none."""
     p = _Parser(
         prog="cog", description="Hermetic, reproducible Cog images from a content-addressed store."
     )
     p.add_argument("--version", action="version", version=f"cog-hermetic {version()}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True, parser_class=_Parser)
-    modules = [COMMANDS[command]] if command in COMMANDS else dict.fromkeys(COMMANDS.values())
-    for module in modules:
-        importlib.import_module(f"cog.cli.{module}").register(sub)
+    if command in COMMANDS:
+        importlib.import_module(f"cog.cli.{COMMANDS[command][0]}").register(sub)
+        return p
+    for name, (_, text) in COMMANDS.items():
+        sub.add_parser(name, help=text, add_help=False)
     return p
 
 

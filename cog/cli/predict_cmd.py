@@ -41,7 +41,7 @@ if TYPE_CHECKING:  # imported where used: the CLI starts without them
 
 
 def register(sub: argparse._SubParsersAction[Any]) -> None:
-    p = sub.add_parser("serve", help="serve a model over Cog's HTTP API (this project, or IMAGE)")
+    p = sub.add_parser("serve")
     p.add_argument("image", nargs="?", help="a store path, OCI directory or registry reference")
     p.add_argument("-p", "--port", type=int, default=8393, help="default 8393, as Cog")
     p.add_argument("--host", default="127.0.0.1")
@@ -51,12 +51,9 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     _build_flags(p)
     p.set_defaults(func=cmd_serve)
 
-    for name, help_text in (
-        ("run", "run one prediction (this project, or IMAGE)"),
-        ("predict", "run one prediction (deprecated: use cog run)"),
-    ):
-        _prediction_parser(sub.add_parser(name, help=help_text))
-    p = sub.add_parser("train", help="run one training (deprecated, as in Cog)")
+    for name in ("run", "predict"):
+        _prediction_parser(sub.add_parser(name))
+    p = sub.add_parser("train")
     _prediction_parser(p)
     p.set_defaults(func=cmd_train, output=Path("weights"))
 

@@ -23,7 +23,7 @@ from store.verify import verify_store
 
 
 def register(sub: argparse._SubParsersAction[Any]) -> None:
-    store = sub.add_parser("store", help="inspect and maintain the local store")
+    store = sub.add_parser("store")
     cmds = store.add_subparsers(dest="store_cmd", metavar="COMMAND", required=True)
 
     p = cmds.add_parser("add", help="add a file or directory as a content-addressed path")

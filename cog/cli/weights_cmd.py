@@ -53,7 +53,7 @@ HELP_REGISTRY = (
 
 
 def register(sub: argparse._SubParsersAction[Any]) -> None:
-    p = sub.add_parser("weights", help="manage model weights (experimental)")
+    p = sub.add_parser("weights")
     commands = p.add_subparsers(dest="weights_command", metavar="COMMAND", required=True)
     q = commands.add_parser(
         "import",

@@ -7,12 +7,24 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol, TextIO
+from typing import Protocol, TextIO, TypeVar
 
-from builders.errors import BuildCancelled
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from builders.errors import BuildCancelled, BuildError
 from derivations.model import Derivation
 from store.db import PathInfo
 from store.paths import StorePath
+
+
+class Args(BaseModel):
+    """A builder's arguments as it declares them (a subclass per builder): what its
+    derivations carry, typed, and checked before it runs."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+A = TypeVar("A", bound=Args)
 
 
 class StoreView(Protocol):
@@ -41,6 +53,20 @@ class BuildContext:
     # Bytes done of a total (a layer compressed, a file downloaded): the reporter shows them
     # with an ETA on a terminal. Called often; the reporter keeps it cheap.
     progress: Callable[[int, int], None] = lambda done, total: None
+
+    def args(self, shape: type[A]) -> A:
+        """The derivation's args as `shape`; args this builder version does not describe (a
+        .drv from another cog, edited by hand) fail here, in one sentence."""
+        try:
+            return shape.model_validate(self.drv.args)
+        except ValidationError as e:
+            first = e.errors()[0]
+            where = ".".join(str(part) for part in first["loc"]) or "args"
+            raise BuildError(
+                f"{self.drv.name}: its args do not fit the {self.drv.builder} builder "
+                f"({where}: {first['msg']})",
+                hint="regenerate the derivation with this version of cog",
+            ) from None
 
     def check_cancelled(self) -> None:
         if self.cancel.is_set():

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from builders.base import BuildContext
+from builders.base import Args, BuildContext
 from builders.errors import BuildError
 from builders.sandbox import run_command
 from derivations.model import Derivation, DrvInput, SrcInput
@@ -29,15 +29,19 @@ def command_derivation(
     )
 
 
+class CommandArgs(Args):
+    argv: tuple[str, ...]
+    rootfs: str | None = None  # the input to mount at /
+
+
 class CommandBuilder:
     kind = "command"
     version = "1"
     runs_foreign_code = True
 
     def build(self, ctx: BuildContext) -> None:
-        argv = ctx.drv.args.get("argv")
-        if not argv or not all(isinstance(a, str) for a in argv):
+        args = ctx.args(CommandArgs)
+        if not args.argv:
             raise BuildError(f"{ctx.drv.name} has no argv to run")
-        role = ctx.drv.args.get("rootfs")
-        rootfs = ctx.inputs[role] if role else None
-        run_command(ctx, argv, rootfs)
+        rootfs = ctx.inputs[args.rootfs] if args.rootfs else None
+        run_command(ctx, args.argv, rootfs)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import httpx
 
-from builders.base import BuildContext
+from builders.base import Args, BuildContext
 from builders.errors import BuildError
 from derivations.downloads import ssl_context
 from derivations.model import Derivation, FixedOutput
@@ -51,6 +51,12 @@ def fetch_derivation(
     )
 
 
+class FetchArgs(Args):
+    urls: tuple[str, ...]  # mirrors, tried in order
+    executable: bool = False
+    hint: str = ""  # what to do when no URL answers
+
+
 class FetchBuilder:
     kind = "fetch"
     version = "1"
@@ -76,7 +82,8 @@ class FetchBuilder:
     def build(self, ctx: BuildContext) -> None:
         assert ctx.drv.fixed_output is not None, "fetch derivations are fixed-output"
         expected = ctx.drv.fixed_output.sha256
-        urls: list[str] = ctx.drv.args["urls"]
+        args = ctx.args(FetchArgs)
+        urls = args.urls
         failures: dict[str, str] = {}
         mismatches: list[tuple[str, str]] = []
         dead: set[str] = set()
@@ -98,7 +105,7 @@ class FetchBuilder:
                     ctx.say(f"  failed ({e})")
                     continue
                 if actual == expected:
-                    if ctx.drv.args.get("executable"):
+                    if args.executable:
                         os.chmod(ctx.out, 0o755)
                     return
                 mismatches.append((url, actual))
@@ -119,7 +126,7 @@ class FetchBuilder:
         detail = "; ".join(f"{u}: {why}" for u, why in failures.items())
         raise BuildError(
             f"could not fetch {ctx.drv.name} from any of its URLs ({detail})",
-            hint=ctx.drv.args.get("hint") or None,
+            hint=args.hint or None,
         )
 
     def _download(self, url: str, ctx: BuildContext) -> str:

@@ -24,9 +24,9 @@ import json
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from builders.base import BuildContext
+from builders.base import Args, BuildContext
 from builders.errors import BuildError
 from builders.launch import model_environment, server_command
 from builders.project import Layers
@@ -161,17 +161,32 @@ def image_derivation(
     )
 
 
+class LayerArgs(Args):
+    prefixes: tuple[str, ...]  # where each tree-NNN input goes in the layer
+    compression: Literal["gzip", "zstd", "none"]
+    expect_store_form: bool  # one store path at its own prefix: diff_id is the store's hash
+
+
+class ImageArgs(Args):
+    arch: str
+    env: tuple[str, ...]
+    cmd: tuple[str, ...]
+    labels: dict[str, str]
+    predictor: str | None = None  # the signature is read from it for the schema label
+    static_schema: bool = False
+
+
 class LayerBuilder:
     kind = "oci-layer"
     version = f"1-{COMPRESSORS}"  # the compressors are part of the bytes
     runs_foreign_code = False
 
     def build(self, ctx: BuildContext) -> None:
-        args = ctx.drv.args
+        args = ctx.args(LayerArgs)
         roles = sorted(r for r in ctx.inputs if r.startswith("tree-"))
-        trees = [(ctx.inputs[r], prefix) for r, prefix in zip(roles, args["prefixes"], strict=True)]
+        trees = [(ctx.inputs[r], prefix) for r, prefix in zip(roles, args.prefixes, strict=True)]
         ctx.out.mkdir()
-        compression = args["compression"]
+        compression = args.compression
         if compression == "none":  # a weight: its parts, not a copy of its bytes
             [(tree, prefix)] = trees
             digest, size, parts = _described_blob(tree, prefix, ctx.store.root)
@@ -186,7 +201,7 @@ class LayerBuilder:
                 done += len(chunk)
                 ctx.progress(min(done, total), total)
             digest, size, diff_id = blob.finish()
-        if args["expect_store_form"]:
+        if args.expect_store_form:
             expect = ctx.store.info(ctx.input_paths[roles[0]]).tar_sha256
             if diff_id != f"sha256:{expect}":
                 raise BuildError(f"a layer's diff_id {diff_id} does not match the store's {expect}")
@@ -258,10 +273,10 @@ class ImageBuilder:
     version = "4"
     runs_foreign_code = True  # the model's code is imported to describe its signature
 
-    def _openapi(self, ctx: BuildContext) -> str | None:
+    def _openapi(self, ctx: BuildContext, args: ImageArgs) -> str | None:
         """The `run.cog.openapi_schema` label: the predictor's signature, as the server would
         serve it, read by importing the model in the sandbox (as `cog build` does)."""
-        ref = ctx.drv.args.get("predictor")
+        ref = args.predictor
         if not ref:
             return None
         python = f"{ctx.input_paths['model-env']}/bin/python"
@@ -272,7 +287,7 @@ class ImageBuilder:
         # The image's own server turns that into the document it will serve (`-I`: nothing the
         # model left in /build is on its import path).
         runtime = f"{ctx.input_paths['runtime-env']}/bin/python"
-        static = ["--static"] if ctx.drv.args.get("static_schema") else []
+        static = ["--static"] if args.static_schema else []
         argv = [runtime, "-I", "-m", "runtime.schema", *_RESULTS, *static]
         run_command(ctx, argv, rootfs=ctx.inputs["root-view"], output=False)
         try:
@@ -283,9 +298,10 @@ class ImageBuilder:
 
     def build(self, ctx: BuildContext) -> None:
         out = ctx.out
-        schema = self._openapi(ctx)
+        args = ctx.args(ImageArgs)
+        schema = self._openapi(ctx, args)
         out.mkdir()  # made after the model's code ran, and never shown to it
-        labels = dict(ctx.drv.args["labels"])
+        labels = dict(args.labels)
         if schema is not None:
             labels["run.cog.openapi_schema"] = schema
         blobs = out / "blobs" / "sha256"
@@ -306,12 +322,12 @@ class ImageBuilder:
             diff_ids.append(descriptor["diff_id"])
         (out / EXTERNAL).write_text(json.dumps(described, sort_keys=True, indent=1) + "\n")
         config = {
-            "architecture": ctx.drv.args["arch"],
+            "architecture": args.arch,
             "os": "linux",
             "created": EPOCH,
             "config": {
-                "Env": ctx.drv.args["env"],
-                "Cmd": ctx.drv.args["cmd"],
+                "Env": list(args.env),
+                "Cmd": list(args.cmd),
                 "WorkingDir": "/src",
                 "ExposedPorts": {"5000/tcp": {}},
                 "Labels": dict(sorted(labels.items())),

@@ -14,7 +14,7 @@ import json
 import os
 from typing import Any
 
-from builders.base import BuildContext
+from builders.base import Args, BuildContext
 from derivations.model import Derivation, DrvInput, FixedOutput
 from store.oci import EXTERNAL, write_index
 from store.registry import Reference, fetch_blob, fetch_manifest
@@ -65,18 +65,33 @@ def layout_derivation(
     )
 
 
+class OciBlobArgs(Args):
+    host: str
+    repository: str
+    digest: str
+    size: int | None  # None for a manifest: its digest alone checks it
+    kind: str
+
+
+class OciLayoutArgs(Args):
+    manifest: str  # digests
+    media_type: str
+    config: str
+    layers: tuple[tuple[str, int], ...]  # digest and size, in order
+
+
 class OciBlobBuilder:
     kind = "oci-blob"
     version = "1"
     runs_foreign_code = False  # a fetch: the network, and nothing it fetched runs
 
     def build(self, ctx: BuildContext) -> None:
-        args = ctx.drv.args
-        ref = Reference(args["host"], args["repository"])
-        if args["kind"] == "manifest":
-            fetch_manifest(ref, args["digest"], ctx.out)
+        args = ctx.args(OciBlobArgs)
+        ref = Reference(args.host, args.repository)
+        if args.kind == "manifest":
+            fetch_manifest(ref, args.digest, ctx.out)
         else:
-            fetch_blob(ref, args["digest"], int(args["size"]), ctx.out)
+            fetch_blob(ref, args.digest, args.size or 0, ctx.out)
 
 
 class OciLayoutBuilder:
@@ -85,15 +100,15 @@ class OciLayoutBuilder:
     runs_foreign_code = False
 
     def build(self, ctx: BuildContext) -> None:
-        args = ctx.drv.args
+        args = ctx.args(OciLayoutArgs)
         blobs = ctx.out / "blobs" / "sha256"
         blobs.mkdir(parents=True)
         manifest = ctx.inputs["manifest"].read_bytes()
-        (blobs / args["manifest"].split(":")[1]).write_bytes(manifest)
-        (blobs / args["config"].split(":")[1]).write_bytes(ctx.inputs["config"].read_bytes())
+        (blobs / args.manifest.split(":")[1]).write_bytes(manifest)
+        (blobs / args.config.split(":")[1]).write_bytes(ctx.inputs["config"].read_bytes())
         described = {
             digest: [{"file": os.path.basename(ctx.inputs[f"layer-{i:03d}"]), "size": size}]
-            for i, (digest, size) in enumerate(args["layers"])
+            for i, (digest, size) in enumerate(args.layers)
         }
         (ctx.out / EXTERNAL).write_text(json.dumps(described, sort_keys=True, indent=1) + "\n")
-        write_index(ctx.out, args["media_type"], args["manifest"], len(manifest))
+        write_index(ctx.out, args.media_type, args.manifest, len(manifest))

@@ -16,7 +16,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from builders.base import BuildContext
+from builders.base import Args, BuildContext
 from builders.errors import BuildError
 from builders.wheel import PLACEHOLDER_INTERPRETER, site_packages
 from derivations.model import Derivation, DrvInput, SrcInput
@@ -69,6 +69,15 @@ def _same_source_bytecode(a: Path, b: Path) -> bool:
         return len(head) == 16 and flags & 1 == 1 and head == fb.read(16)
 
 
+class BinaryArgs(Args):
+    path: str  # the interpreter's path in its root layer
+
+
+class EnvArgs(Args):
+    python: str  # X.Y
+    interpreter: str  # the interpreter's path at run time
+
+
 class BinaryBuilder:
     """The interpreter binary of a root layer, as a store path (one file) of its own."""
 
@@ -77,7 +86,7 @@ class BinaryBuilder:
     runs_foreign_code = False
 
     def build(self, ctx: BuildContext) -> None:
-        path: str = ctx.drv.args["path"]
+        path = ctx.args(BinaryArgs).path
         source = ctx.inputs["tree"] / path.lstrip("/")
         if not source.is_file():
             raise BuildError(f"{ctx.drv.name}: the interpreter {path} is not in its input")
@@ -91,8 +100,8 @@ class EnvBuilder:
     runs_foreign_code = False
 
     def build(self, ctx: BuildContext) -> None:
-        python: str = ctx.drv.args["python"]
-        interpreter: str = ctx.drv.args["interpreter"]
+        args = ctx.args(EnvArgs)
+        python, interpreter = args.python, args.interpreter
         out = ctx.out
         (out / "bin").mkdir(parents=True)
         lib = out / site_packages(python)
@@ -101,7 +110,7 @@ class EnvBuilder:
         (out / "pyvenv.cfg").write_text(
             f"home = {home}\ninclude-system-site-packages = false\nversion = {python}\n"
         )
-        self._interpreter(ctx, interpreter)
+        self._interpreter(ctx, interpreter, python)
         owners: dict[str, _Owner] = {}
         for role in sorted(r for r in ctx.inputs if r.startswith("wheel-")):
             real = ctx.inputs[role]
@@ -112,13 +121,13 @@ class EnvBuilder:
             self._scripts(real / "bin", f"{logical}/bin", ctx, dist)
         ctx.say(f"environment of {len(owners)} top-level entries")
 
-    def _interpreter(self, ctx: BuildContext, interpreter: str) -> None:
+    def _interpreter(self, ctx: BuildContext, interpreter: str, python: str) -> None:
         # A link, as `python -m venv` makes: to the binary's own store path, or to a
         # python-build-standalone interpreter's. Never a copy in each environment.
         target = ctx.out / "bin" / "python"
         binary = ctx.input_paths.get("interpreter")
         os.symlink(str(binary) if binary is not None else interpreter, target)
-        for alias in ("python3", f"python{ctx.drv.args['python']}"):
+        for alias in ("python3", f"python{python}"):
             os.symlink("python", ctx.out / "bin" / alias)
 
     def _link_tree(

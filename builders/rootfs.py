@@ -41,7 +41,7 @@ from debian.arfile import ArError, ArFile
 from debian.debfile import DebError, DebFile
 
 from builders import alternatives
-from builders.base import BuildContext
+from builders.base import Args, BuildContext
 from builders.errors import BuildError, SandboxUnavailable
 from builders.fetch import fetch_derivation
 from builders.rootview import merge_view, write_fresh
@@ -77,6 +77,11 @@ def root_layer_derivation(
     )
 
 
+class RootfsArgs(Args):
+    packages: tuple[str, ...]  # in unpack order
+    arch: str
+
+
 class RootfsBuilder:
     kind = "rootfs"
     version = "2"  # bump whenever the bytes of a layer change (2: merged-/usr alternatives)
@@ -88,7 +93,7 @@ class RootfsBuilder:
                 f"{ctx.drv.name} runs the layer's own ldconfig, which needs the sandbox",
                 hint="install bubblewrap and build without --no-sandbox",
             )
-        arch: str = ctx.drv.args["arch"]
+        arch = ctx.args(RootfsArgs).arch
         lowers = [ctx.inputs[r] for r in sorted(r for r in ctx.inputs if r.startswith("lower-"))]
         lower = lowers[-1] if lowers else None  # it carries the records of all below it
         tree = ctx.scratch / "root"

@@ -29,7 +29,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from builders.base import BuildContext
+from builders.base import Args, BuildContext
 from builders.errors import BuildError, SandboxUnavailable
 from builders.launch import BASE_PATH
 from builders.overlay import writable_root
@@ -212,6 +212,17 @@ def _pins(pin: Step, item: RunItem) -> bool:
 # --- the builder ---------------------------------------------------------------------------------
 
 
+class SecretMount(Args):
+    id: str
+    target: str
+
+
+class RunStepArgs(Args):
+    command: str
+    secrets: tuple[SecretMount, ...] = ()
+    network: bool = False  # a fixed-output step: its result is pinned by sha256
+
+
 class RunStepBuilder:
     kind = KIND
     version = "1"
@@ -221,8 +232,8 @@ class RunStepBuilder:
         self.secrets = dict(secrets or {})
 
     def build(self, ctx: BuildContext) -> None:
-        args = ctx.drv.args
-        command: str = args["command"]
+        args = ctx.args(RunStepArgs)
+        command = args.command
         if not ctx.sandbox:
             raise BuildError(
                 f"the build.run step `{command}` needs the sandbox; --no-sandbox cannot run it"
@@ -233,7 +244,7 @@ class RunStepBuilder:
                 "or cannot create namespaces here"
             )
         layers = [ctx.inputs[r] for r in sorted(r for r in ctx.inputs if r.startswith("layer-"))]
-        binds = self._binds(ctx, command, bool(args.get("network")))
+        binds = self._binds(args)
         ctx.say(f"$ {command}")
         scratch = ctx.scratch
         overlay = writable_root(layers, scratch)
@@ -245,7 +256,7 @@ class RunStepBuilder:
             merged = scratch / "root"
             shutil.copytree(view, merged, symlinks=True)
             prefix, top, lowers = [], merged, [view]
-        argv = [*prefix, *self._bwrap(ctx, merged, command, binds)]
+        argv = [*prefix, *self._bwrap(ctx, merged, args, binds)]
         code = _run(ctx, argv)
         if code != 0:
             raise BuildError(f"the build.run step `{command}` failed with exit status {code}")
@@ -259,26 +270,26 @@ class RunStepBuilder:
                 hint="if the change is expected, run `cog lock --upgrade` to pin it again",
             )
 
-    def _binds(self, ctx: BuildContext, command: str, network: bool) -> list[tuple[str, str]]:
+    def _binds(self, args: RunStepArgs) -> list[tuple[str, str]]:
         """Host files shown read-only in the step: its secrets, and for a network step the
         CA bundle SSL_CERT_FILE names (a corporate proxy's), over the image's own."""
         binds = []
-        for mount in ctx.drv.args.get("secrets", []):
-            source = self.secrets.get(mount["id"])
+        for mount in args.secrets:
+            source = self.secrets.get(mount.id)
             if source is None:
                 raise BuildError(
-                    f"the build.run step `{command}` mounts the secret {mount['id']!r}, but no "
-                    f"--secret id={mount['id']},src=FILE was given",
-                    hint=f"pass --secret id={mount['id']},src=FILE",
+                    f"the build.run step `{args.command}` mounts the secret {mount.id!r}, but "
+                    f"no --secret id={mount.id},src=FILE was given",
+                    hint=f"pass --secret id={mount.id},src=FILE",
                 )
-            binds.append((str(source), mount["target"]))
+            binds.append((str(source), mount.target))
         bundle = os.environ.get("SSL_CERT_FILE")
-        if network and bundle and os.path.isfile(bundle):
+        if args.network and bundle and os.path.isfile(bundle):
             binds.append((bundle, CA_BUNDLE))
         return binds
 
     def _bwrap(
-        self, ctx: BuildContext, root: Path, command: str, binds: Sequence[tuple[str, str]]
+        self, ctx: BuildContext, root: Path, args: RunStepArgs, binds: Sequence[tuple[str, str]]
     ) -> list[str]:
         from builders.native import network_binds  # native imports the project's layers
 
@@ -286,22 +297,21 @@ class RunStepBuilder:
         assert exe is not None  # sandbox_works() said so
         argv = [exe, "--unshare-all", "--die-with-parent", "--new-session"]
         argv += ["--hostname", "localhost"]
-        network = bool(ctx.drv.args.get("network"))
-        if network:
+        if args.network:
             argv += ["--share-net"]
         argv += ["--bind", str(root), "/", "--proc", "/proc", "--dev", "/dev"]
         argv += ["--perms", "1777", "--tmpfs", "/tmp", "--tmpfs", "/run", "--tmpfs", STORE_DIR]
         for path in ctx.closure:
             argv += ["--ro-bind", str(ctx.store.real_path(path)), str(path)]
         argv += ["--remount-ro", STORE_DIR]
-        if network:
+        if args.network:
             argv += network_binds(ctx.scratch)
         for source, target in binds:
             argv += ["--ro-bind", source, target]
         argv += ["--chdir", "/", "--clearenv"]
         for key, value in sorted(ctx.drv.env.items()):
             argv += ["--setenv", key, value]
-        return [*argv, "--", "/bin/sh", "-c", command]
+        return [*argv, "--", "/bin/sh", "-c", args.command]
 
 
 def _run(ctx: BuildContext, argv: list[str]) -> int:

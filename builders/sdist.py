@@ -27,7 +27,7 @@ import zipfile
 
 from packaging.utils import canonicalize_name
 
-from builders.base import BuildContext
+from builders.base import Args, BuildContext
 from builders.errors import BuildError, SandboxUnavailable
 from builders.fetch import fetch_derivation
 from builders.pyenv import env_derivation
@@ -139,13 +139,19 @@ with open("/build/wheel-name", "w") as f:
 )
 
 
+class SdistArgs(Args):
+    package: str
+    version: str
+
+
 class SdistBuilder:
     kind = "sdist"
     version = "1"
     runs_foreign_code = True  # the package's own build backend and compilers
 
     def build(self, ctx: BuildContext) -> None:
-        package = f"{ctx.drv.args['package']} {ctx.drv.args['version']}"
+        args = ctx.args(SdistArgs)
+        package = f"{args.package} {args.version}"
         if not ctx.sandbox:
             raise SandboxUnavailable(
                 f"building {package} from its sdist needs the sandbox (its toolchain is a root "

@@ -17,7 +17,7 @@ import tempfile
 import zipfile
 from pathlib import Path
 
-from builders.base import BuildContext
+from builders.base import Args, BuildContext
 from builders.wheel import Interpreter, install_derivation
 from derivations.model import Derivation, SrcInput
 from store.local import Store
@@ -81,13 +81,19 @@ def runtime_install(store: Store, python: str, interp: Interpreter) -> Derivatio
     return install_derivation(wheel, "cog_runtime", _version(), wheel.name, python, interp)
 
 
+class PyWheelArgs(Args):
+    dist: str
+    version: str
+
+
 class PyWheelBuilder:
     kind = "pywheel"
     version = "1"
     runs_foreign_code = False
 
     def build(self, ctx: BuildContext) -> None:
-        dist, version = ctx.drv.args["dist"], ctx.drv.args["version"]
+        args = ctx.args(PyWheelArgs)
+        dist, version = args.dist, args.version
         info = f"{dist}-{version}.dist-info"
         files: list[tuple[str, bytes]] = []
         root = ctx.inputs["src"]

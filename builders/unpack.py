@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from builders.base import BuildContext
+from builders.base import Args, BuildContext
 from builders.errors import BuildError
 from derivations.model import Derivation, DrvInput, SrcInput
 from store.extract import extract_archive, safe_relative
@@ -22,6 +22,10 @@ def unpack_derivation(name: str, src: DrvInput | SrcInput, subdir: str | None = 
     )
 
 
+class UnpackArgs(Args):
+    subdir: str | None = None  # the archive's directory to take as the output
+
+
 class UnpackBuilder:
     kind = "unpack"
     version = "1"
@@ -31,7 +35,7 @@ class UnpackBuilder:
         tree = ctx.scratch / "unpacked"
         fmt = extract_archive(ctx.inputs["src"], tree)
         ctx.say(f"unpacked {ctx.input_paths['src']} ({fmt})")
-        subdir = ctx.drv.args.get("subdir")
+        subdir = ctx.args(UnpackArgs).subdir
         chosen = tree / safe_relative(subdir, "subdir") if subdir else tree
         if subdir and (not chosen.is_dir() or chosen.is_symlink()):
             raise BuildError(f"{ctx.input_paths['src']} has no directory {subdir!r} to take")

@@ -20,7 +20,7 @@ from installer.exceptions import InstallerError
 from installer.sources import WheelFile
 from packaging.utils import canonicalize_name
 
-from builders.base import BuildContext
+from builders.base import Args, BuildContext
 from builders.errors import BuildError
 from builders.fetch import fetch_derivation
 from builders.sandbox import run_command
@@ -89,16 +89,23 @@ _COMPILE = (
 )
 
 
+class WheelArgs(Args):
+    python: str  # X.Y
+    filename: str  # the wheel's file name (installer reads its tags)
+    interpreter: str  # compiles the bytecode, in the sandbox
+
+
 class WheelBuilder:
     kind = "wheel"
     version = "3"  # 3: our own compile loop (marshal's bytes depend on the process's state)
     runs_foreign_code = True  # the target interpreter compiles the bytecode, sandboxed
 
     def build(self, ctx: BuildContext) -> None:
-        python: str = ctx.drv.args["python"]
+        args = ctx.args(WheelArgs)
+        python = args.python
         build_dir = ctx.scratch / "build"  # the sandbox's /build
         build_dir.mkdir()
-        wheel = ctx.scratch / ctx.drv.args["filename"]
+        wheel = ctx.scratch / args.filename
         os.symlink(ctx.inputs["wheel"], wheel)  # installer reads the name for the tags
         tree = build_dir / "tree"
         lib = tree / site_packages(python)
@@ -119,7 +126,7 @@ class WheelBuilder:
             raise BuildError(f"installing {wheel.name} failed: {e}") from None
         if lib.is_dir():
             site = site_packages(python)
-            argv = [ctx.drv.args["interpreter"], "-c", _COMPILE, f"/build/tree/{site}"]
+            argv = [args.interpreter, "-c", _COMPILE, f"/build/tree/{site}"]
             run_command(
                 ctx, [*argv, f"{ctx.out_path}/{site}"], rootfs=ctx.inputs["root"], output=False
             )

@@ -102,3 +102,13 @@ async def test_the_realiser_refuses_what_it_cannot_build(store: Store) -> None:
     multi = Derivation(name="x", builder="unpack", builder_version="1", outputs=("out", "dev"))
     with pytest.raises(BuildError, match="outputs dev, out"):
         await Realiser(store).realise([multi])
+    # Args the builder does not declare, or of the wrong type: one sentence, nothing run.
+    for args, problem in (
+        ({"argv": ["/bin/true"], "surprise": 1}, "surprise: Extra inputs are not permitted"),
+        ({"argv": "/bin/true"}, "argv: Input should be a valid tuple"),
+        ({}, "argv: Field required"),
+    ):
+        odd = Derivation(name="odd", builder="command", builder_version="1", args=args)
+        with pytest.raises(BuildError, match="args do not fit the command builder") as e:
+            await Realiser(store).realise([odd])
+        assert problem in str(e.value) and e.value.hint

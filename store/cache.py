@@ -37,10 +37,10 @@ from store.compress import LAYER_GZIP, CompressedBlob
 from store.db import PathInfo
 from store.errors import StoreError
 from store.extract import extract_tar_stream
-from store.hashing import file_sha256
+from store.hashing import canonical_json, file_sha256
 from store.local import Store
 from store.oci import MANIFEST, BlobReader, Layout, Part, digest_of
-from store.paths import StorePath
+from store.paths import StorePath, closure_order
 from store.registry import Reference, Registry, RegistryError, upload_with_retries
 from store.signing import SigningKey, TrustedKeys
 
@@ -193,11 +193,11 @@ class OciCache:
             "config": {"mediaType": EMPTY_MEDIA_TYPE, "digest": empty, "size": len(EMPTY_CONFIG)},
             "layers": [entry.blob],
             "annotations": {
-                ENTRY_ANNOTATION: _compact(entry.to_json()),
+                ENTRY_ANNOTATION: canonical_json(entry.to_json()),
                 "org.opencontainers.image.title": entry.path.name,
             },
         }
-        data = _compact(manifest).encode()
+        data = canonical_json(manifest).encode()
         self.registry.put_manifest(self.repository, entry.path.hash, data, MANIFEST)
 
 
@@ -244,10 +244,6 @@ class FileCache:
         partial = self.root / f".{entry.path.hash}.{os.getpid()}.partial"
         partial.write_text(text)
         partial.replace(self.root / f"{entry.path.hash}.json")
-
-
-def _compact(document: dict[str, Any]) -> str:
-    return json.dumps(document, sort_keys=True, separators=(",", ":"))
 
 
 def open_cache(url: str) -> OciCache | FileCache:
@@ -427,7 +423,6 @@ class Substituter:
     def closure(self, paths: Iterable[StorePath], store: Store) -> list[StorePath] | None:
         """The closure of `paths` as far as it is not valid locally, each path after its
         references, all in caches; None when some path of it is in no cache."""
-        order: list[StorePath] = []
         seen: set[StorePath] = set()
         frontier = [p for p in paths if not store.is_valid(p)]
         while frontier:
@@ -442,27 +437,9 @@ class Substituter:
                 refs = self.found[path][1].info.references
                 nxt += [r for r in refs if r != path and r not in seen and not store.is_valid(r)]
             frontier = nxt
-        # Depth-first post-order over the entries: references before referrers.
-        done: set[StorePath] = set()
-
-        def visit(path: StorePath) -> None:
-            stack = [(path, iter(self.found[path][1].info.references))]
-            done.add(path)
-            while stack:
-                node, refs = stack[-1]
-                for ref in refs:
-                    if ref in seen and ref not in done:
-                        done.add(ref)
-                        stack.append((ref, iter(self.found[ref][1].info.references)))
-                        break
-                else:
-                    stack.pop()
-                    order.append(node)
-
-        for path in sorted(seen):
-            if path not in done:
-                visit(path)
-        return order
+        return closure_order(
+            sorted(seen), lambda p: (r for r in self.found[p][1].info.references if r in seen)
+        )
 
     def info(self, path: StorePath) -> PathInfo | None:
         hit = self.found.get(path)
@@ -619,24 +596,7 @@ class PathInfos:
         starts = list(paths)
         if self.substituter is not None:
             self.substituter.closure(starts, self.store)  # looks the remote ones up, in batches
-        order: list[StorePath] = []
-        seen: set[StorePath] = set()
-        for start in starts:
-            if start in seen:
-                continue
-            seen.add(start)
-            stack = [(start, iter(self.info(start).references))]
-            while stack:
-                node, refs = stack[-1]
-                for ref in refs:
-                    if ref not in seen:
-                        seen.add(ref)
-                        stack.append((ref, iter(self.info(ref).references)))
-                        break
-                else:
-                    stack.pop()
-                    order.append(node)
-        return order
+        return closure_order(starts, lambda p: self.info(p).references)
 
 
 def cached_layout(substituter: Substituter, path: StorePath, where: Path) -> Layout:

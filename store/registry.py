@@ -1,30 +1,35 @@
 """Pushing and pulling OCI images over the distribution API.
 
-oras supplies the credentials (Docker's `config.json`, credential helpers) and the bearer-token
-flow; the requests themselves are ours, because every blob must stream from disk, be HEAD-checked
-first, be mountable from another repository of the same registry, and survive 5xx answers,
-resets and stalls with short retries. A blob upload is retried as a whole (a new upload session
-each time), which is always safe; the manifest goes last, as its exact bytes.
+The client is ours, on httpx: every blob streams from disk (with its Content-Length), is
+HEAD-checked first, can be mounted from another repository of the same registry, and survives
+5xx answers, resets and stalls with short retries. Credentials are Docker's (`config.json`,
+credential helpers), sent as basic auth or traded for a bearer token at the registry's token
+service. A blob upload is retried as a whole (a new upload session each time), which is always
+safe; the manifest goes last, as its exact bytes. No transport error leaves this module as
+anything but a `RegistryError`.
 """
 
 from __future__ import annotations
 
-import hashlib
+import base64
 import json
 import os
 import re
+import ssl
+import subprocess
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import urlencode, urlsplit
 
-import requests
+import httpx
 
 from store.errors import StoreError
+from store.hashing import HashingWriter
 from store.oci import (
     DOCKER_LIST,
     DOCKER_MANIFEST,
@@ -38,11 +43,16 @@ from store.oci import (
 
 ACCEPT = ", ".join([MANIFEST, DOCKER_MANIFEST, INDEX, DOCKER_LIST])
 RETRIABLE = {408, 429, 500, 502, 503, 504}
+BODY_CHUNK = 1 << 20  # bytes read from a blob per write of an upload
 _COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
 _REPOSITORY = re.compile(rf"^{_COMPONENT}(?:/{_COMPONENT})*$")
 _TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
 _DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
 _HOST = re.compile(r"^(?:localhost|[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*|\[[0-9a-fA-F:]+\])(?::\d+)?$")
+_CHALLENGE_PARAM = re.compile(r'([A-Za-z]+)="([^"]*)"')
+# The CA bundle to trust, first named first: SSL_CERT_FILE (OpenSSL's, and what the machine's
+# proxy CA is added to), then the variables requests and curl read, which httpx does not.
+_CA_BUNDLE_VARIABLES = ("SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")
 
 
 class RegistryError(StoreError):
@@ -129,27 +139,41 @@ _SHARED: dict[tuple[str, bool], Registry] = {}
 _SHARED_LOCK = threading.Lock()
 
 
+def ssl_context() -> ssl.SSLContext:
+    """TLS verification against the CA bundle the environment names (a proxy's CA is added
+    to it), else the system's trust store."""
+    named = next(((v, os.environ[v]) for v in _CA_BUNDLE_VARIABLES if os.environ.get(v)), None)
+    directory = os.environ.get("SSL_CERT_DIR") or None
+    try:
+        return ssl.create_default_context(cafile=named[1] if named else None, capath=directory)
+    except (OSError, ssl.SSLError) as e:
+        where = f"{named[1]} (named by {named[0]})" if named else f"{directory} (SSL_CERT_DIR)"
+        raise RegistryError(
+            f"cannot load the CA certificates {where}: {getattr(e, 'strerror', None) or e}",
+            hint="point the variable at a readable PEM bundle, or unset it",
+        ) from None
+
+
 class Registry:
-    """One registry host: authenticated requests with retries."""
+    """One registry host: authenticated requests with retries, on one pooled httpx client."""
 
     def __init__(self, host: str, insecure: bool) -> None:
-        import oras.auth
-
         self.host = host
+        self.insecure = insecure
         self.base = f"{'http' if insecure else 'https'}://{host}"
-        self.verify: str | bool = os.environ.get("SSL_CERT_FILE") or True
         timeout = float(os.environ.get("COG_REGISTRY_TIMEOUT", "60"))
-        self.timeout = (min(timeout, 10.0), timeout)
         self.attempts = int(os.environ.get("COG_REGISTRY_ATTEMPTS", "6"))
-        self.session = requests.Session()
-        self.session.headers["User-Agent"] = "cog-hermetic"
-        # Bearer tokens from the registry's token service, with the same Docker credentials.
-        self.tokens = oras.auth.get_auth_backend("token", self.session, insecure, self.verify)
-        config = docker_config_path()
-        self.tokens._auth_config = _read_docker_config(config)
-        self.tokens.hostname = host
-        self.tokens.load_configs(f"{host}/x")
-        self.credentials: str | None = getattr(self.tokens, "_basic_auth", None)
+        # Proxies come from the environment (trust_env); redirects are followed (registries
+        # send blob downloads to their storage), and httpx drops Authorization when one leads
+        # to another origin.
+        self.client = httpx.Client(
+            verify=ssl_context(),
+            timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
+            headers={"User-Agent": "cog-hermetic"},
+            follow_redirects=True,
+            trust_env=True,
+        )
+        self.credentials: str | None = saved_credentials(host, docker_config_path())
         self.authorization: str | None = None
         self.auth_lock = threading.Lock()
 
@@ -165,26 +189,73 @@ class Registry:
 
     # --- requests --------------------------------------------------------------------------
 
-    def _authenticate(self, challenge: requests.Response, sent: str | None) -> None:
+    def _authenticate(self, challenge: httpx.Response, sent: str | None) -> None:
         with self.auth_lock:
             if self.authorization != sent:  # another thread already answered this challenge
                 return
-            scheme = challenge.headers.get("WWW-Authenticate", "").split(" ", 1)[0].lower()
+            scheme, _, params = challenge.headers.get("WWW-Authenticate", "").partition(" ")
+            scheme = scheme.lower()
             if scheme == "basic":
                 if not self.credentials:
-                    raise RegistryError(
-                        f"{self.host} asks for credentials and none are saved for it",
-                        hint=f"run `cog login {self.host}`",
-                    )
+                    raise self._no_credentials()
                 self.authorization = f"Basic {self.credentials}"
                 return
             if scheme == "bearer":
-                self.tokens.token = None
-                headers, ok = self.tokens.authenticate_request(challenge, {}, refresh=True)
-                if ok and "Authorization" in headers:
-                    self.authorization = str(headers["Authorization"])
+                token = self._token(dict(_CHALLENGE_PARAM.findall(params)))
+                if token:
+                    self.authorization = f"Bearer {token}"
                     return
+                if not self.credentials:
+                    raise self._no_credentials()
             raise self._refused()
+
+    def _token(self, challenge: dict[str, str]) -> str | None:
+        """A bearer token from the registry's token service for the challenge's scope, asked
+        with our credentials when there are any (anonymously else); None when refused."""
+        realm = challenge.get("realm")
+        if not realm:
+            return None
+        if not realm.startswith(("http://", "https://")):
+            realm = f"{'http' if self.insecure else 'https'}://{realm}"
+        query = {k: challenge[k] for k in ("service", "scope") if challenge.get(k)}
+        headers = {"Accept": "application/json"}
+        if self.credentials:
+            headers["Authorization"] = f"Basic {self.credentials}"
+        problem = ""
+        for attempt in range(self.attempts):
+            if attempt:
+                _backoff(attempt)
+            try:
+                response = self.client.get(realm, params=query, headers=headers)
+            except httpx.TransportError as e:
+                problem = _transport_problem(e)
+                continue
+            except (httpx.HTTPError, httpx.InvalidURL) as e:
+                problem = str(e) or type(e).__name__
+                break
+            if response.status_code in RETRIABLE:
+                problem = f"HTTP {response.status_code}"
+                continue
+            if response.status_code != 200:
+                return None
+            try:
+                answer = response.json()
+            except ValueError:
+                return None
+            if not isinstance(answer, dict):
+                return None
+            token = answer.get("token") or answer.get("access_token")
+            return str(token) if token else None
+        raise RegistryError(
+            f"the token service of {self.host} at {urlsplit(realm).netloc} failed ({problem})",
+            hint="check that the registry is up and reachable, then run the command again",
+        )
+
+    def _no_credentials(self) -> RegistryError:
+        return RegistryError(
+            f"{self.host} asks for credentials and none are saved for it",
+            hint=f"run `cog login {self.host}`",
+        )
 
     def _refused(self) -> RegistryError:
         return RegistryError(
@@ -197,13 +268,15 @@ class Registry:
         method: str,
         url: str,
         *,
-        body: Callable[[], Any] | None = None,
+        body: Callable[[], bytes | BlobReader] | None = None,
         headers: dict[str, str] | None = None,
         retry: bool = True,
         stream: bool = False,
-    ) -> requests.Response:
+    ) -> httpx.Response:
         """One request, answering auth challenges; with `retry`, 5xx answers and transport
-        errors are retried with a short backoff (for requests that are safe to repeat)."""
+        errors are retried with a short backoff (for requests that are safe to repeat).
+        `body` makes the request's body afresh for each try: bytes, or a blob reader that is
+        streamed with its length. With `stream`, the caller reads the answer and closes it."""
         target = url if url.startswith("http") else f"{self.base}{url}"
         problem = ""
         reauthenticated = False
@@ -214,29 +287,41 @@ class Registry:
             if sent:
                 all_headers["Authorization"] = sent
             data = body() if body else None
+            content: bytes | Iterator[bytes] | None = None
+            if isinstance(data, BlobReader):
+                # Streamed in chunks, never whole in memory; with a Content-Length (httpx
+                # then sends no chunked encoding). A stream cannot be sent twice, so a
+                # redirect of it is an answer like any other.
+                content = _chunks(data)
+                all_headers["Content-Length"] = str(len(data))
+            else:
+                content = data
             try:
-                response = self.session.request(
-                    method,
-                    target,
-                    data=data,
-                    headers=all_headers,
-                    timeout=self.timeout,
-                    verify=self.verify,
+                response = self.client.send(
+                    self.client.build_request(method, target, content=content, headers=all_headers),
                     stream=stream,
+                    follow_redirects=not isinstance(data, BlobReader),
                 )
-            except (requests.ConnectionError, requests.Timeout) as e:
+            except httpx.TransportError as e:
                 problem = _transport_problem(e)
                 if problem in ("connection refused", "unknown host"):  # nothing to wait for
                     raise RegistryError(
                         f"cannot reach the registry at {self.host} ({problem})",
                         hint="check the image name's host and port, and that the registry is up",
                     ) from None
+            except (httpx.HTTPError, httpx.InvalidURL) as e:  # redirect loops, bad locations
+                raise RegistryError(
+                    f"the registry at {self.host} failed on {method} {urlsplit(target).path} "
+                    f"({str(e) or type(e).__name__})"
+                ) from None
             else:
                 if response.status_code == 401 and not reauthenticated:
+                    response.close()
                     self._authenticate(response, sent)
                     reauthenticated = True
                     continue
                 if response.status_code == 401:
+                    response.close()
                     raise self._refused()
                 if response.status_code not in RETRIABLE or not retry:
                     return response
@@ -254,18 +339,21 @@ class Registry:
             hint="check that the registry is up and reachable, then run the command again",
         )
 
-    def check(self, response: requests.Response, *ok: int) -> requests.Response:
+    def check(self, response: httpx.Response, *ok: int) -> httpx.Response:
         if response.status_code in ok:
             return response
-        message = response.reason
+        message = response.reason_phrase
         try:
+            response.read()  # a streamed answer's error document
             errors = response.json().get("errors") or []
             message = "; ".join(str(e.get("message") or e.get("code")) for e in errors) or message
-        except ValueError:
+        except (ValueError, AttributeError, httpx.HTTPError, httpx.StreamError):
             pass
+        finally:
+            response.close()
         raise RegistryError(
             f"the registry at {self.host} answered {response.status_code} ({message}) to "
-            f"{response.request.method} {urlsplit(response.request.url or '').path}"
+            f"{response.request.method} {response.request.url.path}"
         )
 
     def ping(self) -> None:
@@ -281,7 +369,7 @@ class Registry:
             self.check(response, 200)
         return response.status_code == 200
 
-    def _location(self, response: requests.Response) -> str:
+    def _location(self, response: httpx.Response) -> str:
         location = response.headers.get("Location", "")
         if not location:
             raise RegistryError(f"the registry at {self.host} gave no upload location")
@@ -344,23 +432,31 @@ class Registry:
         return int(last) + 1, self._location(status)
 
     def fetch_blob(self, repository: str, digest: str, size: int, target: Path) -> None:
-        """Downloads a blob to `target`, checking its size and sha256 as it streams."""
+        """Downloads a blob to `target`, checking its size and sha256 as it streams; a
+        download cut off midway starts again."""
+        problem = ""
         for attempt in range(self.attempts):
+            if attempt:
+                _backoff(attempt)
             response = self.check(
                 self.request("GET", f"/v2/{repository}/blobs/{digest}", stream=True), 200
             )
-            hasher, written = hashlib.sha256(), 0
             try:
-                with open(target, "wb") as out:
-                    for data in response.iter_content(1 << 20):
-                        hasher.update(data)
+                with open(target, "wb") as f:
+                    out = HashingWriter(f)
+                    for data in response.iter_bytes(BODY_CHUNK):
                         out.write(data)
-                        written += len(data)
-            except (requests.ConnectionError, requests.Timeout):
-                if attempt + 1 == self.attempts:
-                    raise
+            except httpx.TransportError as e:
+                problem = _transport_problem(e)
                 continue
-            actual = f"sha256:{hasher.hexdigest()}"
+            except httpx.HTTPError as e:  # a body that cannot be decoded
+                raise RegistryError(
+                    f"the blob {digest} from {self.host} cannot be read "
+                    f"({str(e) or type(e).__name__})"
+                ) from None
+            finally:
+                response.close()
+            actual, written = out.digest, out.size
             if actual != digest or written != size:
                 target.unlink()
                 raise RegistryError(
@@ -368,6 +464,12 @@ class Registry:
                     f"{written} bytes where {size} were expected)"
                 )
             return
+        target.unlink(missing_ok=True)
+        raise RegistryError(
+            f"the download of the blob {digest} from {self.host} failed ({problem}) "
+            f"after {self.attempts} tries",
+            hint="check that the registry is up and reachable, then run the command again",
+        )
 
     # --- manifests -------------------------------------------------------------------------
 
@@ -414,24 +516,63 @@ def _backoff(attempt: int) -> None:
     time.sleep(min(0.2 * 2**attempt, 5.0))
 
 
-def _transport_problem(error: Exception) -> str:
+def _chunks(reader: BlobReader) -> Iterator[bytes]:
+    while data := reader.read(BODY_CHUNK):
+        yield data
+
+
+def _transport_problem(error: httpx.TransportError) -> str:
     text = str(error)
     if "Connection refused" in text:
         return "connection refused"
     if "Name or service not known" in text or "nodename nor servname" in text:
         return "unknown host"
-    if isinstance(error, requests.Timeout):
+    if isinstance(error, httpx.TimeoutException):
         return "timed out"
-    return "connection reset" if "reset" in text.lower() or "aborted" in text.lower() else text
+    lower = text.lower()
+    if any(w in lower for w in ("reset", "aborted", "disconnected", "broken pipe")):
+        return "connection reset"
+    return text or type(error).__name__
 
 
-def _read_docker_config(path: Path) -> dict[str, Any]:
-    config = _load_docker_config(path)
-    return {
-        "auths": config.get("auths", {}),
-        "credsStore": config.get("credsStore"),
-        "credHelpers": config.get("credHelpers", {}),
-    }
+def saved_credentials(host: str, config_path: Path) -> str | None:
+    """The base64 `user:password` Docker saved for `host` (or, for a registry on this
+    machine, for it under the other loopback name): inline in config.json, else from the
+    host's credential helper, else from the credential store."""
+    config = _load_docker_config(config_path)
+    auths: dict[str, Any] = config.get("auths", {})
+    helpers: dict[str, Any] = config.get("credHelpers", {})
+    names = [host]
+    if "localhost" in host:
+        names.append(host.replace("localhost", "127.0.0.1"))
+    elif "127.0.0.1" in host:
+        names.append(host.replace("127.0.0.1", "localhost"))
+    for name in names:
+        entry = auths.get(name)
+        if isinstance(entry, dict) and entry.get("auth"):
+            return str(entry["auth"])
+        for helper in (helpers.get(name), config.get("credsStore")):
+            if helper and (found := _from_helper(str(helper), name)):
+                return found
+    return None
+
+
+def _from_helper(helper: str, host: str) -> str | None:
+    """`docker-credential-HELPER get` for `host`, as base64 `user:secret`; None when the
+    helper is missing, fails or has nothing for the host (docker goes on the same way)."""
+    try:
+        done = subprocess.run(
+            [f"docker-credential-{helper}", "get"],
+            input=host.encode(),
+            capture_output=True,
+            check=True,
+            timeout=60,
+        )
+        answer = json.loads(done.stdout)
+        user, secret = str(answer["Username"]), str(answer["Secret"])
+    except (OSError, subprocess.SubprocessError, ValueError, KeyError, TypeError):
+        return None
+    return base64.b64encode(f"{user}:{secret}".encode()).decode()
 
 
 def _load_docker_config(path: Path) -> dict[str, Any]:
@@ -580,13 +721,10 @@ def fetch_blob(ref: Reference, digest: str, size: int, target: Path) -> None:
 
 def login(host: str, username: str, password: str) -> Path:
     """Checks the credentials against the registry, then saves them in Docker's config.json
-    (where docker, oras and this tool all read them)."""
-    import base64
-
+    (where docker and this tool both read them)."""
     insecure = Reference(host, "x").insecure
     registry = Registry(host, insecure)
     registry.credentials = base64.b64encode(f"{username}:{password}".encode()).decode()
-    registry.tokens.set_basic_auth(username, password)
     registry.ping()
     path = docker_config_path()
     config = _load_docker_config(path)

@@ -3,14 +3,21 @@ that counts requests and, for the fault test, injects 500s, resets and stalls.""
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
+import os
 import shutil
+import stat
 import subprocess
 from pathlib import Path
 
 import pytest
 
-from store.oci import Layout
+from store.oci import BlobReader, Layout
+from store.registry import Registry as Client
+from store.registry import RegistryError, upload_with_retries
+from store.registry import login as registry_login
 from tests.projects import cog, project
 from tests.registry_proxy import Faults, proxy
 from tests.services import Registry, free_port
@@ -189,3 +196,105 @@ def test_bad_input_is_one_sentence(
     assert right.returncode == 0, right.stderr
     saved = json.loads((tmp_path / "docker-config" / "config.json").read_text())
     assert oci_registry.host in saved["auths"]
+
+
+class _Blob:
+    """One blob in memory, as a push reads blobs (store.registry.BlobSource)."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+        self.digest = f"sha256:{hashlib.sha256(data).hexdigest()}"
+
+    def blob_size(self, digest: str) -> int:
+        return len(self.data)
+
+    def open_blob(self, digest: str, start: int = 0, end: int | None = None) -> BlobReader:
+        return BlobReader([self.data], start, end)
+
+    def verify_blob(self, digest: str) -> None:
+        pass
+
+
+def _basic(user: str, password: str) -> str:
+    return base64.b64encode(f"{user}:{password}".encode()).decode()
+
+
+def test_redirected_blob_downloads_keep_credentials_home(
+    oci_registry: Registry, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Registries send blob downloads to storage on another origin: the blob is fetched from
+    there, checked, and our Authorization header goes to the registry only; a reset there is
+    retried, and a storage that stays down is one RegistryError (never a raw transport
+    error). Uploads stream in chunks with a Content-Length, never chunked encoding."""
+    monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path / "docker-config"))
+    blob = _Blob(os.urandom(3 << 20) + b"end")
+    with proxy(oci_registry.host, redirect_blobs=True) as px:
+        registry = Client(px.host, insecure=True)
+        registry.credentials = _basic(oci_registry.user, oci_registry.password)
+        upload_with_retries(registry, "redirected", blob.digest, blob, 1 << 20)
+        assert px.count("PATCH", "/blobs/uploads/") == 4 and px.chunked == []
+        assert registry.blob_exists("redirected", blob.digest)
+
+        px.requests.clear()
+        px.storage_resets = 1
+        target = tmp_path / "blob"
+        registry.fetch_blob("redirected", blob.digest, len(blob.data), target)
+        assert target.read_bytes() == blob.data
+        assert px.count("GET", f"/blobs/{blob.digest}") == 2  # the reset one, then again
+        assert len(px.storage) == 2
+        for _, headers in px.storage:
+            assert "authorization" not in {k.lower() for k in headers}, headers
+        assert px.schemes[-1] == "Basic"  # while the registry itself got the credentials
+
+        monkeypatch.setenv("COG_REGISTRY_ATTEMPTS", "2")
+        px.storage_resets = 10
+        registry = Client(px.host, insecure=True)
+        registry.credentials = _basic(oci_registry.user, oci_registry.password)
+        with pytest.raises(RegistryError, match=r"connection reset.* after 2 tries"):
+            registry.fetch_blob("redirected", blob.digest, len(blob.data), tmp_path / "again")
+
+
+def test_bearer_tokens_and_credential_helpers(
+    oci_registry: Registry, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A registry with a token service: credentials (from config.json, or from a credential
+    helper) are traded for a bearer token scoped by the registry's challenge."""
+    config = tmp_path / "docker-config"
+    monkeypatch.setenv("DOCKER_CONFIG", str(config))
+    blob = _Blob(b"bearer " * 1000)
+    with proxy(oci_registry.host, bearer=(oci_registry.user, oci_registry.password)) as px:
+        with pytest.raises(RegistryError, match="asks for credentials and none are saved"):
+            Client(px.host, insecure=True).ping()
+        with pytest.raises(RegistryError, match="refused our credentials"):
+            registry_login(px.host, oci_registry.user, "not-the-password")
+        assert not (config / "config.json").exists()
+        registry_login(px.host, oci_registry.user, oci_registry.password)
+        saved = json.loads((config / "config.json").read_text())
+        assert saved["auths"][px.host]["auth"] == _basic(oci_registry.user, oci_registry.password)
+
+        px.requests.clear()
+        registry = Client(px.host, insecure=True)
+        upload_with_retries(registry, "bearer/test", blob.digest, blob, 1 << 20)
+        registry.fetch_blob("bearer/test", blob.digest, len(blob.data), tmp_path / "blob")
+        assert (tmp_path / "blob").read_bytes() == blob.data
+        asked = [p for m, p in px.requests if m == "GET" and p.startswith("/token?")]
+        assert asked and "scope=repository%3Abearer%2Ftest%3Apull%2Cpush" in asked[0], asked
+        assert "service=cog-tests" in asked[0]
+        assert px.schemes[-1] == "Bearer"
+
+        # The same credentials from a credential store (`docker-credential-NAME get`).
+        helper = tmp_path / "bin" / "docker-credential-fake"
+        helper.parent.mkdir()
+        answer = {"Username": oci_registry.user, "Secret": oci_registry.password}
+        helper.write_text(
+            f'#!/bin/sh\nread host\n[ "$host" = "{px.host}" ] || exit 1\n'
+            f"echo '{json.dumps(answer)}'\n"
+        )
+        helper.chmod(helper.stat().st_mode | stat.S_IEXEC)
+        monkeypatch.setenv("PATH", f"{helper.parent}{os.pathsep}{os.environ['PATH']}")
+        (config / "config.json").write_text(json.dumps({"credsStore": "fake"}))
+        from_helper = Client(px.host, insecure=True)
+        assert from_helper.blob_exists("bearer/test", blob.digest)
+        (config / "config.json").write_text(json.dumps({"credsStore": "missing"}))
+        with pytest.raises(RegistryError, match="asks for credentials and none are saved"):
+            Client(px.host, insecure=True).ping()

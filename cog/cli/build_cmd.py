@@ -25,7 +25,8 @@ from builders.run_step import (
     with_secrets,
 )
 from cog.cli import docker_engine
-from cog.cli.caches import Caches, add_cache_flags
+from cog.cli.cache_flags import add_cache_flags
+from cog.cli.caches import Caches
 from cog.cli.compat import add_compat_flags
 from cog.cli.errors import UsageError
 from cog.cli.images import local_name

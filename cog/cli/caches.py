@@ -21,41 +21,6 @@ from store.paths import StorePath
 from store.signing import SigningKey, TrustedKeys
 
 
-def add_cache_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--cache",
-        action="append",
-        default=[],
-        metavar="URL",
-        help="a binary cache to use and fill: oci://HOST/REPO or file://DIR (repeatable)",
-    )
-    p.add_argument(
-        "--cache-from",
-        action="append",
-        default=[],
-        metavar="URL",
-        help="a binary cache to use, read-only (repeatable)",
-    )
-    add_key_flags(p)
-
-
-def add_key_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--signing-key",
-        type=Path,
-        metavar="FILE",
-        help="sign what is published with this key (default: $COG_SIGNING_KEY)",
-    )
-    p.add_argument(
-        "--trusted-key",
-        action="append",
-        default=[],
-        type=Path,
-        metavar="FILE",
-        help="accept paths this public key signed (repeatable; default: $COG_TRUSTED_KEYS)",
-    )
-
-
 def _say(line: str) -> None:
     print(line, file=sys.stderr)
 

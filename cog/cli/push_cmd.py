@@ -22,13 +22,13 @@ from store.registry import KnownBlobs, PushResult, Reference, Registry, login, p
 
 
 def register(sub: argparse._SubParsersAction[Any]) -> None:
-    p = sub.add_parser("push", help="build the project here and push its image to a registry")
+    p = sub.add_parser("push")
     p.add_argument("image", nargs="?", help="HOST/NAME[:TAG] (default: cog.yaml's image)")
     add_image_flags(p)
     p.add_argument("--uploads", type=int, default=4, help="parallel blob uploads (default 4)")
     p.set_defaults(func=cmd_push)
 
-    p = sub.add_parser("login", help="save credentials for a registry (checked first)")
+    p = sub.add_parser("login")
     p.add_argument("registry", help="HOST[:PORT], e.g. r8.im")
     p.add_argument("-u", "--username", help="the user name (asked for if not given)")
     p.add_argument("--password-stdin", action="store_true", help="read the password from stdin")

@@ -19,9 +19,10 @@ import pytest
 import yaml
 
 from builders.native import with_driver
-from builders.nvidia import GpuUnavailable, discover, gpu_binds
+from builders.nvidia import GpuUnavailable, HostGpu, discover, gpu_binds
 from cuda_channels.channel import BUILTIN_DIR
 from cuda_channels.cuda import DEFAULT_CUDA_DATA, CudaError, load_cuda, select, wheel_layer
+from tests.conftest import require_tool
 from tests.projects import WHEELS, cog, project
 from tests.wheels import make_wheel
 
@@ -387,22 +388,24 @@ def test_no_gpu_or_no_driver_is_one_sentence(tmp_path: Path) -> None:
         discover("all", root, "")
 
 
+def in_bubblewrap(gpu: HostGpu, script: str) -> list[str]:
+    """The lines `script` prints in a run over this machine's read-only / with `gpu` passed in."""
+    argv = [require_tool("bwrap"), "--ro-bind", "/", "/", "--proc", "/proc", "--dev", "/dev"]
+    argv += ["--tmpfs", "/tmp", *gpu_binds(gpu, Path("/"))]
+    run = subprocess.run([*argv, "sh", "-c", script], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    return run.stdout.split("\n")
+
+
 def test_gpu_binds_under_bubblewrap(tmp_path: Path) -> None:
     # The fake host's GPU passed into a run over this machine's read-only /, as a model gets it.
     gpu = discover("all", fake_host(tmp_path / "host"), LDCONFIG)
-    bwrap = shutil.which("bwrap")
-    if bwrap is None:
-        pytest.skip("needs bubblewrap")
-    argv = [bwrap, "--ro-bind", "/", "/", "--proc", "/proc", "--dev", "/dev"]
-    argv += gpu_binds(gpu, Path("/"))
     script = (
         "ls /dev/nvidia* -d; cat /usr/local/nvidia/lib64/libcuda.so.1; echo; "
         "ls /usr/local/nvidia/lib64; /usr/local/nvidia/bin/nvidia-smi; "
         "touch /usr/local/x 2>/dev/null || echo ro"
     )
-    run = subprocess.run([*argv, "sh", "-c", script], capture_output=True, text=True)
-    assert run.returncode == 0, run.stderr
-    assert run.stdout.split("\n") == [
+    assert in_bubblewrap(gpu, script) == [
         "/dev/nvidia-caps",
         "/dev/nvidia-uvm",
         "/dev/nvidia0",
@@ -735,20 +738,13 @@ def test_cdi_refusals(tmp_path: Path, where: str, spec: Any, gpus: str, message:
 def test_cdi_gpu_under_bubblewrap(tmp_path: Path) -> None:
     # A spec's GPU passed into a run over this machine's read-only /, as a model gets it.
     gpu = discover("device=0", cdi_host(tmp_path / "host"), "")
-    bwrap = shutil.which("bwrap")
-    if bwrap is None:
-        pytest.skip("needs bubblewrap")
-    argv = [bwrap, "--ro-bind", "/", "/", "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
-    argv += gpu_binds(gpu, Path("/"))
     script = (
         "ls -d /dev/nvidia* /dev/dri/*; readlink /dev/dri/by-path/*; "
         "cat /usr/local/nvidia/lib64/libcuda.so; echo; ls /usr/local/nvidia/lib64; "
         "/usr/local/nvidia/bin/nvidia-smi; touch /tmp/nvidia-mps/pipe && echo rw; "
         "ls /etc/vulkan 2>/dev/null || echo 'no vulkan'"
     )
-    run = subprocess.run([*argv, "sh", "-c", script], capture_output=True, text=True)
-    assert run.returncode == 0, run.stderr
-    assert run.stdout.split("\n") == [
+    assert in_bubblewrap(gpu, script) == [
         "/dev/dri/by-path",
         "/dev/dri/card1",
         "/dev/nvidia-uvm",

@@ -17,7 +17,8 @@ from typing import Any
 from builders.base import Args, BuildContext
 from derivations.model import Derivation, DrvInput, FixedOutput
 from store.oci import EXTERNAL, write_index
-from store.registry import Reference, fetch_blob, fetch_manifest
+from store.reference import Reference
+from store.registry import fetch_blob, fetch_manifest
 
 
 def blob_derivation(ref: Reference, digest: str, size: int | None, kind: str) -> Derivation:

@@ -35,13 +35,15 @@ from typing import Any, Protocol
 from store.archive import archive_stream, fixed_output_sha256, hash_tree
 from store.compress import LAYER_GZIP, CompressedBlob
 from store.db import PathInfo
-from store.errors import StoreError
+from store.errors import RegistryError, StoreError
 from store.extract import extract_tar_stream
 from store.hashing import canonical_json, file_sha256
 from store.local import Store
 from store.oci import MANIFEST, BlobReader, Layout, Part, digest_of
 from store.paths import StorePath, closure_order
-from store.registry import Reference, Registry, RegistryError, upload_with_retries
+from store.push import upload_with_retries
+from store.reference import Reference
+from store.registry import Registry
 from store.signing import SigningKey, TrustedKeys
 
 ENTRY_ANNOTATION = "run.cog.store.entry"
@@ -114,7 +116,7 @@ class Cache(Protocol):
 
 
 class _OneBlob:
-    """One blob, a file or bytes, as a push reads blobs (store.registry.BlobSource)."""
+    """One blob, a file or bytes, as a push reads blobs (store.oci.BlobSource)."""
 
     def __init__(self, digest: str, source: Path | bytes) -> None:
         self.digest = digest

@@ -50,6 +50,10 @@ class HashMismatch(StoreError):
     """What arrived or was built does not hash to what it must."""
 
 
+class RegistryError(StoreError):
+    """A registry that cannot be reached, refuses us, or answers what it must not."""
+
+
 class CorruptBlob(StoreError):
     """A stored blob whose bytes no longer hash to its digest: never shipped."""
 

@@ -19,7 +19,7 @@ import tarfile
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, Protocol
 
 from store.errors import CorruptBlob, StoreError
 
@@ -179,6 +179,16 @@ class Layout:
 
     def blob_size(self, digest: str) -> int:
         return sum(map(_size, self.blob_parts(digest)))
+
+
+class BlobSource(Protocol):
+    """Where a push reads blobs from: an image layout, or a binary cache's files."""
+
+    def blob_size(self, digest: str) -> int: ...
+
+    def open_blob(self, digest: str, start: int = 0, end: int | None = None) -> BlobReader: ...
+
+    def verify_blob(self, digest: str) -> None: ...
 
 
 class BlobReader:

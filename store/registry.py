@@ -1,4 +1,4 @@
-"""Pushing and pulling OCI images over the distribution API.
+"""The OCI distribution API client (pulls, uploads, manifests); `store.push` pushes images with it.
 
 The client is ours, on httpx: every blob streams from disk (with its Content-Length), is
 HEAD-checked first, can be mounted from another repository of the same registry, and survives
@@ -16,19 +16,16 @@ import json
 import os
 import re
 import ssl
-import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
 from urllib.parse import urlencode, urlsplit
 
 import httpx
 
-from store.errors import StoreError
+from store.credentials import docker_config_path, save_credentials, saved_credentials
+from store.errors import RegistryError
 from store.hashing import HashingWriter
 from store.oci import (
     DOCKER_LIST,
@@ -36,103 +33,19 @@ from store.oci import (
     INDEX,
     MANIFEST,
     BlobReader,
-    Layout,
+    BlobSource,
     digest_of,
     platform_manifest,
 )
+from store.reference import Reference
 
 ACCEPT = ", ".join([MANIFEST, DOCKER_MANIFEST, INDEX, DOCKER_LIST])
 RETRIABLE = {408, 429, 500, 502, 503, 504}
 BODY_CHUNK = 1 << 20  # bytes read from a blob per write of an upload
-_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
-_REPOSITORY = re.compile(rf"^{_COMPONENT}(?:/{_COMPONENT})*$")
-_TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
-_DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
-_HOST = re.compile(r"^(?:localhost|[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*|\[[0-9a-fA-F:]+\])(?::\d+)?$")
 _CHALLENGE_PARAM = re.compile(r'([A-Za-z]+)="([^"]*)"')
 # The CA bundle to trust, first named first: SSL_CERT_FILE (OpenSSL's, and what the machine's
 # proxy CA is added to), then the variables requests and curl read, which httpx does not.
 _CA_BUNDLE_VARIABLES = ("SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")
-
-
-class RegistryError(StoreError):
-    pass
-
-
-class BlobSource(Protocol):
-    """Where a push reads blobs from: an image layout, or a binary cache's files."""
-
-    def blob_size(self, digest: str) -> int: ...
-
-    def open_blob(self, digest: str, start: int = 0, end: int | None = None) -> BlobReader: ...
-
-    def verify_blob(self, digest: str) -> None: ...
-
-
-@dataclass(frozen=True)
-class Reference:
-    host: str
-    repository: str
-    tag: str | None = None
-    digest: str | None = None
-
-    @classmethod
-    def parse(cls, text: str) -> Reference:
-        bad = RegistryError(
-            f"{text!r} is not a valid image reference",
-            hint="write it as HOST[:PORT]/NAME[:TAG][@sha256:DIGEST], e.g. r8.im/you/model",
-        )
-        rest, _, digest = text.partition("@")
-        host, slash, path = rest.partition("/")
-        if not slash or not ("." in host or ":" in host or host == "localhost"):
-            host, path = "docker.io", rest
-            if "/" not in path:
-                path = f"library/{path}"
-        name, colon, tag = path.rpartition(":") if ":" in path else (path, "", "")
-        if (
-            not _HOST.match(host)
-            or not _REPOSITORY.match(name)
-            or (colon and not _TAG.match(tag))
-            or (digest and not _DIGEST.match(digest))
-            or (text.count("@") > 1)
-        ):
-            raise bad
-        return cls(host, name, tag or None, digest or None)
-
-    @property
-    def reference(self) -> str:
-        """What goes after /manifests/: the digest when given, else the tag."""
-        return self.digest or self.tag or "latest"
-
-    @property
-    def insecure(self) -> bool:
-        """Plain HTTP for registries on this machine, as Docker does; TLS for all others."""
-        bare = self.host.rsplit(":", 1)[0] if not self.host.startswith("[") else self.host
-        return bare in ("localhost", "127.0.0.1", "[::1]")
-
-    def with_tag(self, tag: str | None) -> Reference:
-        return Reference(self.host, self.repository, tag, None)
-
-    def __str__(self) -> str:
-        text = f"{self.host}/{self.repository}"
-        if self.tag:
-            text += f":{self.tag}"
-        if self.digest:
-            text += f"@{self.digest}"
-        return text
-
-
-def docker_config_path() -> Path:
-    return Path(os.environ.get("DOCKER_CONFIG") or Path.home() / ".docker") / "config.json"
-
-
-@dataclass
-class PushResult:
-    digest: str
-    uploaded: list[str] = field(default_factory=list)
-    mounted: list[str] = field(default_factory=list)
-    present: list[str] = field(default_factory=list)
-    bytes_uploaded: int = 0
 
 
 _SHARED: dict[tuple[str, bool], Registry] = {}
@@ -224,7 +137,7 @@ class Registry:
         problem = ""
         for attempt in range(self.attempts):
             if attempt:
-                _backoff(attempt)
+                backoff(attempt)
             try:
                 response = self.client.get(realm, params=query, headers=headers)
             except httpx.TransportError as e:
@@ -332,7 +245,7 @@ class Registry:
                     data.close()
             attempt += 1
             if attempt < self.attempts and retry:
-                _backoff(attempt)
+                backoff(attempt)
         raise RegistryError(
             f"the registry at {self.host} failed ({problem}) on {method} "
             f"{urlsplit(target).path}" + (f" after {self.attempts} tries" if retry else ""),
@@ -411,7 +324,7 @@ class Registry:
                 setbacks += 1
                 if setbacks >= self.attempts:
                     raise
-                _backoff(setbacks)
+                backoff(setbacks)
                 offset, location = self._upload_status(location)
         separator = "&" if "?" in location else "?"
         finished = self.request(
@@ -437,7 +350,7 @@ class Registry:
         problem = ""
         for attempt in range(self.attempts):
             if attempt:
-                _backoff(attempt)
+                backoff(attempt)
             response = self.check(
                 self.request("GET", f"/v2/{repository}/blobs/{digest}", stream=True), 200
             )
@@ -512,7 +425,7 @@ class Registry:
         return response.content, media_type
 
 
-def _backoff(attempt: int) -> None:
+def backoff(attempt: int) -> None:
     time.sleep(min(0.2 * 2**attempt, 5.0))
 
 
@@ -533,166 +446,6 @@ def _transport_problem(error: httpx.TransportError) -> str:
     if any(w in lower for w in ("reset", "aborted", "disconnected", "broken pipe")):
         return "connection reset"
     return text or type(error).__name__
-
-
-def saved_credentials(host: str, config_path: Path) -> str | None:
-    """The base64 `user:password` Docker saved for `host` (or, for a registry on this
-    machine, for it under the other loopback name): inline in config.json, else from the
-    host's credential helper, else from the credential store."""
-    config = _load_docker_config(config_path)
-    auths: dict[str, Any] = config.get("auths", {})
-    helpers: dict[str, Any] = config.get("credHelpers", {})
-    names = [host]
-    if "localhost" in host:
-        names.append(host.replace("localhost", "127.0.0.1"))
-    elif "127.0.0.1" in host:
-        names.append(host.replace("127.0.0.1", "localhost"))
-    for name in names:
-        entry = auths.get(name)
-        if isinstance(entry, dict) and entry.get("auth"):
-            return str(entry["auth"])
-        for helper in (helpers.get(name), config.get("credsStore")):
-            if helper and (found := _from_helper(str(helper), name)):
-                return found
-    return None
-
-
-def _from_helper(helper: str, host: str) -> str | None:
-    """`docker-credential-HELPER get` for `host`, as base64 `user:secret`; None when the
-    helper is missing, fails or has nothing for the host (docker goes on the same way)."""
-    try:
-        done = subprocess.run(
-            [f"docker-credential-{helper}", "get"],
-            input=host.encode(),
-            capture_output=True,
-            check=True,
-            timeout=60,
-        )
-        answer = json.loads(done.stdout)
-        user, secret = str(answer["Username"]), str(answer["Secret"])
-    except (OSError, subprocess.SubprocessError, ValueError, KeyError, TypeError):
-        return None
-    return base64.b64encode(f"{user}:{secret}".encode()).decode()
-
-
-def _load_docker_config(path: Path) -> dict[str, Any]:
-    """Docker's config.json as it is ({} when there is none); a file that docker itself could
-    not read either is one sentence naming it."""
-    hint = f"fix {path}, or move it away and run `cog login HOST` again"
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        return {}
-    except OSError as e:
-        raise RegistryError(f"cannot read the Docker config {path}: {e.strerror}") from None
-    try:
-        config = json.loads(data)
-    except json.JSONDecodeError as e:
-        raise RegistryError(
-            f"the Docker config {path} is not valid JSON "
-            f"(line {e.lineno}, column {e.colno}: {e.msg})",
-            hint=hint,
-        ) from None
-    except ValueError:  # not UTF-8 (or UTF-16/32) text
-        raise RegistryError(f"the Docker config {path} is not JSON text", hint=hint) from None
-    if not isinstance(config, dict):
-        raise RegistryError(f"the Docker config {path} is not a JSON object", hint=hint)
-    for key in ("auths", "credHelpers"):
-        if not isinstance(config.get(key, {}), dict):
-            raise RegistryError(
-                f"{key} in the Docker config {path} is not a JSON object", hint=hint
-            )
-    return config
-
-
-class KnownBlobs:
-    """Which repository of a registry holds which blob, as far as this machine has seen:
-    a hint that lets a push mount a blob instead of uploading it again."""
-
-    def __init__(self, directory: Path, host: str) -> None:
-        self.file = directory / f"{host.replace(':', '_').replace('/', '_')}.json"
-        try:
-            self.where: dict[str, str] = json.loads(self.file.read_text())
-        except (OSError, ValueError):
-            self.where = {}
-        self.lock = threading.Lock()
-
-    def note(self, digest: str, repository: str) -> None:
-        with self.lock:
-            self.where[digest] = repository
-
-    def save(self) -> None:
-        self.file.parent.mkdir(parents=True, exist_ok=True)
-        partial = self.file.with_suffix(".partial")
-        partial.write_text(json.dumps(self.where, sort_keys=True))
-        partial.replace(self.file)
-
-
-def push(
-    layout: Layout,
-    ref: Reference,
-    known: KnownBlobs,
-    jobs: int = 4,
-    say: Callable[[str], None] = lambda _: None,
-    registry: Registry | None = None,
-    mount_from: str | None = None,
-) -> PushResult:
-    """Pushes the layout's image as `ref`; every blob first, then the manifest's exact bytes.
-    A blob the target lacks is mounted from where this machine saw it, else from
-    `mount_from` (a binary cache's repository on the same registry), else uploaded."""
-    registry = registry or Registry(ref.host, ref.insecure)
-    chunk = int(os.environ.get("COG_PUSH_CHUNK_SIZE", str(64 << 20)))
-    result = PushResult(layout.manifest_digest)
-    lock = threading.Lock()
-
-    def send(descriptor: dict[str, Any]) -> None:
-        digest, size = descriptor["digest"], int(descriptor["size"])
-        if registry.blob_exists(ref.repository, digest):
-            outcome = "present"
-        else:
-            # (a cache holds layers, never an image's config)
-            cached = mount_from if digest != layout.manifest["config"]["digest"] else None
-            sources = [known.where.get(digest), cached]
-            if any(
-                source
-                and source != ref.repository
-                and registry.mount(ref.repository, digest, source)
-                for source in dict.fromkeys(sources)
-            ):
-                outcome = "mounted"
-            else:
-                upload_with_retries(registry, ref.repository, digest, layout, chunk)
-                outcome = "uploaded"
-        known.note(digest, ref.repository)
-        with lock:
-            getattr(result, outcome).append(digest)
-            if outcome == "uploaded":
-                result.bytes_uploaded += size
-        say(f"{outcome:>8} {digest[:19]} {size / 2**20:9.1f} MiB")
-
-    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-        for future in [pool.submit(send, d) for d in layout.descriptors()]:
-            future.result()
-    known.save()
-    registry.put_manifest(
-        ref.repository, ref.tag or "latest", layout.manifest_bytes, layout.manifest_media_type
-    )
-    return result
-
-
-def upload_with_retries(
-    registry: Registry, repository: str, digest: str, layout: BlobSource, chunk: int
-) -> None:
-    for attempt in range(registry.attempts):
-        try:
-            registry.upload(repository, digest, layout, chunk)
-            return
-        except RegistryError:
-            if attempt + 1 == registry.attempts:
-                raise
-            _backoff(attempt)
-            if registry.blob_exists(repository, digest):  # the failed answer's request landed
-                return
 
 
 def resolve(ref: Reference, arch: str = "amd64") -> str:
@@ -726,12 +479,4 @@ def login(host: str, username: str, password: str) -> Path:
     registry = Registry(host, insecure)
     registry.credentials = base64.b64encode(f"{username}:{password}".encode()).decode()
     registry.ping()
-    path = docker_config_path()
-    config = _load_docker_config(path)
-    config.setdefault("auths", {})[host] = {"auth": registry.credentials}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.name}.partial")
-    partial.write_text(json.dumps(config, indent=2) + "\n")
-    partial.chmod(0o600)
-    partial.replace(path)
-    return path
+    return save_credentials(host, registry.credentials)

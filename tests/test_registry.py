@@ -14,9 +14,10 @@ from pathlib import Path
 
 import pytest
 
+from store.errors import RegistryError
 from store.oci import BlobReader, Layout
+from store.push import upload_with_retries
 from store.registry import Registry as Client
-from store.registry import RegistryError, upload_with_retries
 from store.registry import login as registry_login
 from tests.projects import cog, project
 from tests.registry_proxy import Faults, proxy
@@ -199,7 +200,7 @@ def test_bad_input_is_one_sentence(
 
 
 class _Blob:
-    """One blob in memory, as a push reads blobs (store.registry.BlobSource)."""
+    """One blob in memory, as a push reads blobs (store.oci.BlobSource)."""
 
     def __init__(self, data: bytes) -> None:
         self.data = data

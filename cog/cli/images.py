@@ -20,7 +20,8 @@ from store.errors import StoreError
 from store.local import Store
 from store.oci import MANIFEST, Layout, platform_manifest
 from store.paths import STORE_DIR, StorePath
-from store.registry import Reference, resolve
+from store.reference import Reference
+from store.registry import resolve
 
 
 def local_name(text: str) -> str:

@@ -18,7 +18,9 @@ from store.errors import StoreError
 from store.local import Store
 from store.oci import Layout
 from store.paths import StorePath
-from store.registry import KnownBlobs, PushResult, Reference, Registry, login, push
+from store.push import KnownBlobs, PushResult, push
+from store.reference import Reference
+from store.registry import Registry, login
 
 
 def register(sub: argparse._SubParsersAction[Any]) -> None:

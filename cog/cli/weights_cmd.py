@@ -44,7 +44,9 @@ from cog.cli.weights_store import (
 from derivations.config import CogConfig, Weight, load_config
 from store.local import Store
 from store.oci import Layout, digest_of
-from store.registry import KnownBlobs, Reference, Registry, push
+from store.push import KnownBlobs, push
+from store.reference import Reference
+from store.registry import Registry
 
 HELP_REGISTRY = (
     "The registry is the model's: 'model' in cog.yaml, with COG_MODEL, COG_MODEL_REGISTRY or "

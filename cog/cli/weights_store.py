@@ -40,7 +40,7 @@ from cog.cli.errors import UsageError
 from derivations.config import CogConfig, Weight
 from store.hashing import HashingWriter
 from store.oci import MANIFEST, digest_of
-from store.registry import Reference
+from store.reference import Reference
 
 LOCK_NAME = "weights.lock"
 LOCK_VERSION = 1

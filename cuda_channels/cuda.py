@@ -128,6 +128,11 @@ def select(
 ) -> Choice:
     """The CUDA and cuDNN for a `gpu: true` project with requirement `lines`."""
     pinned = pins(lines)
+    if "torch" in _names(lines) and "torch" not in pinned:  # Cog's rule and words
+        raise CudaError(
+            "torch version must be specified when using CUDA",
+            hint="pin it in the requirements, e.g. torch==2.5.1",
+        )
     chosen, reason = cuda, "cog.yaml"
     tf, torch = pinned.get("tensorflow"), pinned.get("torch")
     tf_cudnn = None

@@ -13,6 +13,8 @@ from typing import Annotated, Any, Literal, Optional
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, create_model
 
+from runtime.version import COG_VERSION
+
 _PYTHON: dict[str, Any] = {
     "str": str,
     "int": int,
@@ -346,7 +348,8 @@ def openapi(signature: dict[str, Any], training: bool = False) -> dict[str, Any]
     }
     return {
         "openapi": "3.0.2",
-        "info": {"title": "Cog", "version": "0.1.0"},
+        # Cog writes its own version here, the one the image's run.cog.version label carries.
+        "info": {"title": "Cog", "version": COG_VERSION},
         "paths": paths,
         "components": {"schemas": schemas},
     }

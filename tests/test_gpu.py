@@ -134,6 +134,15 @@ def test_cuda_contradicting_torch_is_one_sentence() -> None:
         select(load_cuda(), [], "12.4", "7")
 
 
+@pytest.mark.parametrize(
+    "lines", [["torch"], ["torch>=2.0", "numpy==2.1.3"], ["Torch ; python_version>'3'"]]
+)
+def test_unpinned_torch_on_a_gpu_is_refused_as_cog_refuses_it(lines: list[str]) -> None:
+    with pytest.raises(CudaError) as e:
+        select(load_cuda(), lines, "12.4")
+    assert str(e.value) == "torch version must be specified when using CUDA" and e.value.hint
+
+
 def test_cuda_data_names_its_source_and_wheel_sets() -> None:
     raw = json.loads((BUILTIN_DIR / f"{DEFAULT_CUDA_DATA}.json").read_text())
     assert raw["source"]["compatibility"]["commit"] and raw["source"]["compatibility"]["date"]

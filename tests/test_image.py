@@ -45,6 +45,7 @@ def test_image_is_a_valid_oci_layout(offline: dict[str, str], tmp_path: Path) ->
     schema = json.loads(info["Labels"]["run.cog.openapi_schema"])  # read from the model itself
     text = schema["components"]["schemas"]["Input"]["properties"]["text"]
     assert text["type"] == "string" and "prefix" in text["description"]
+    assert schema["info"]["version"] == info["Labels"]["run.cog.version"]  # as Cog writes it
     config = subprocess.run(
         [skopeo, "inspect", "--config", f"oci:{layout}:latest"],
         capture_output=True,

@@ -261,8 +261,12 @@ _DESCRIBE = (
     "import json, sys\n"
     "from pathlib import Path\n"
     "from cog.server import signature as s\n"
-    "target = s.load(sys.argv[1], Path(sys.argv[2]))\n"
-    "found = s.describe(target, s.entry_point(target, 'predict'))\n"
+    "try:\n"
+    "    target = s.load(sys.argv[1], Path(sys.argv[2]))\n"
+    "    found = s.describe(target, s.entry_point(target, 'predict'))\n"
+    "except s.PredictorError as e:\n"
+    "    Path('/build/refused.txt').write_text(str(e))\n"
+    "    sys.exit(3)\n"
     "Path('/build/signature.json').write_text(json.dumps(found))\n"
 )
 _RESULTS = ("/build/signature.json", "/build/openapi.json")
@@ -283,7 +287,17 @@ class ImageBuilder:
         code = str(ctx.input_paths["code"])
         # The model's code runs here: it sees no output, and what it leaves is read as a file.
         argv = [python, "-c", _DESCRIBE, ref, code]
-        run_command(ctx, argv, rootfs=ctx.inputs["root-view"], output=False)
+        try:
+            run_command(ctx, argv, rootfs=ctx.inputs["root-view"], output=False)
+        except BuildError:
+            refused = ctx.scratch / "build" / "refused.txt"
+            if not refused.is_file():  # the model's code failed otherwise: the log says how
+                raise
+            reason = read_result(ctx, "refused.txt").decode(errors="replace")
+            raise BuildError(
+                f"the predictor's signature is refused: {reason}",
+                hint=f"fix {ref} and build again",
+            ) from None
         # The image's own server turns that into the document it will serve (`-I`: nothing the
         # model left in /build is on its import path).
         runtime = f"{ctx.input_paths['runtime-env']}/bin/python"

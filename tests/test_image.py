@@ -88,6 +88,15 @@ def test_image_is_a_valid_oci_layout(offline: dict[str, str], tmp_path: Path) ->
         check=False,
     )
     assert run.stdout.strip() == "ok", run.stderr
+    # A default its own bounds refuse: one sentence from the build, as Cog's SDK words it.
+    predictor = root / "predict.py"
+    bounded = "Input(default='long', max_length=3, "
+    predictor.write_text(predictor.read_text().replace("Input(", bounded))
+    refused = cog(root, offline, "build", "--output", f"oci:{tmp_path / 'refused'}")
+    assert refused.returncode == 1
+    refusal = "error: the predictor's signature is refused: default conflicts with max_length=3"
+    assert refusal in refused.stderr
+    assert "Traceback" not in refused.stderr
 
 
 def test_predict_runs_an_image_natively(offline: dict[str, str], tmp_path: Path) -> None:

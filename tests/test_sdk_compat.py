@@ -375,3 +375,28 @@ def test_a_typeddicts_not_required_keys_are_optional_fields() -> None:
         "kind": "list",
         "items": {"kind": "str"},
     }
+
+
+@pytest.mark.parametrize(
+    ("field", "message"),
+    [
+        ("Input(default=1, ge=2, le=10)", "invalid default for input 'x': must be at minimum 2"),
+        ("Input(default=11, ge=2, le=10)", "invalid default for input 'x': must be at maximum 10"),
+        ("Input(default='long', max_length=3)", "default conflicts with max_length=3"),
+        ("Input(default='ABC', regex='^[a-z]+$')", "default not a regex match for input 'x'"),
+    ],
+)
+def test_defaults_their_constraints_refuse_are_errors_as_in_cog(
+    field: str, message: str, tmp_path: FsPath
+) -> None:
+    kind = "int" if "ge=" in field else "str"
+    (tmp_path / "predict.py").write_text(
+        "from cog import BasePredictor, Input\n\n\n"
+        "class Predictor(BasePredictor):\n"
+        f"    def predict(self, x: {kind} = {field}) -> str:\n"
+        "        return str(x)\n"
+    )
+    target = load("predict.py:Predictor", tmp_path)
+    with pytest.raises(PredictorError) as e:
+        describe(target, entry_point(target, "predict"))
+    assert str(e.value).startswith(message)

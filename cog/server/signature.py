@@ -16,6 +16,7 @@ import dataclasses
 import importlib.util
 import inspect
 import pathlib
+import re
 import sys
 import types
 import typing
@@ -306,8 +307,30 @@ def describe_inputs(fn: Callable[..., Any]) -> list[dict[str, Any]]:
                 if kind not in ("path", "file"):
                     raise PredictorError(f"{where}: accept is only valid on Path or File inputs")
                 entry["accept"] = info.accept
+            _check_default(entry, where)
         inputs.append(entry)
     return inputs
+
+
+def _check_default(entry: dict[str, Any], where: str) -> None:
+    """A default its own constraints refuse is an error at build, in Cog's words (its SDK's
+    _inspector checks the same), not a failure of the first prediction that omits it."""
+    default = entry.get("default")
+    if default is None:
+        return
+    values = default if isinstance(default, list) else [default]
+    numbers = [v for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)]
+    texts = [v for v in values if isinstance(v, str)]
+    if "ge" in entry and any(v < entry["ge"] for v in numbers):
+        raise PredictorError(f"invalid default for {where}: must be at minimum {entry['ge']}")
+    if "le" in entry and any(v > entry["le"] for v in numbers):
+        raise PredictorError(f"invalid default for {where}: must be at maximum {entry['le']}")
+    if "min_length" in entry and any(len(v) < entry["min_length"] for v in texts):
+        raise PredictorError(f"default conflicts with min_length={entry['min_length']} for {where}")
+    if "max_length" in entry and any(len(v) > entry["max_length"] for v in texts):
+        raise PredictorError(f"default conflicts with max_length={entry['max_length']} for {where}")
+    if "regex" in entry and not all(re.match(entry["regex"], v) for v in texts):
+        raise PredictorError(f"default not a regex match for {where}")
 
 
 def describe(target: Any, fn: Callable[..., Any]) -> dict[str, Any]:

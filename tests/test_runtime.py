@@ -393,8 +393,16 @@ def test_cog_predict_runs_the_predictor_here(tmp_path: Path) -> None:
     assert hello.stdout.strip() == "hello ann hello ann sum=3 secret=None ctx="
     assert "greeting ann" in hello.stderr  # the prediction's logs
     bad = cog_cli("predict", "--ref", "hello.py:Predictor", "-i", "times=9", cwd=project)
-    assert bad.returncode == 1 and "times: Input should be less than or equal to 5" in bad.stderr
+    assert bad.returncode == 1
+    assert 'invalid input "times": number must be at most 5' in bad.stderr  # Cog's words
     assert "Traceback" not in bad.stderr
+    (project / "none.py").write_text(
+        "from cog import BasePredictor\n\n\nclass Predictor(BasePredictor):\n"
+        "    def predict(self) -> int:\n        return None\n"
+    )
+    none = cog_cli("predict", "--ref", "none.py:Predictor", cwd=project)
+    assert none.returncode == 0 and none.stdout == ""
+    assert "⚠ No output generated" in none.stderr  # as Cog's CLI warns
     nothing = cog_cli("predict", "-i", "x=1", cwd=tmp_path)
     assert nothing.returncode == 1 and "no cog.yaml" in nothing.stderr
 

@@ -653,6 +653,9 @@ def _predict(server: _Server, port: int, inputs: dict[str, Any], args: argparse.
         return 0 if body.get("status") == "succeeded" else 1
     if body.get("status") != "succeeded":
         raise UsageError(f"the prediction {body.get('status')}: {body.get('error')}")
+    if body.get("output") is None:  # as Cog's CLI says it (a warning, exit 0)
+        print("⚠ No output generated", file=sys.stderr)
+        return 0
     output, files = _save(body.get("output"), args.output)
     if files:
         return 0

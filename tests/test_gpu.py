@@ -245,23 +245,21 @@ def test_gpu_project_without_torch_builds_and_predicts_on_cpu(
     predicted = cog(root, env, "predict")
     assert predicted.returncode == 0, predicted.stderr[-2000:]
     assert predicted.stdout.strip() == "3.0 gpus=0"
+
+    def exec_on(host: Path, gpus: str, script: str) -> subprocess.CompletedProcess[str]:
+        """`cog exec --gpus GPUS sh -c SCRIPT` with `host` as the machine's GPU host."""
+        patched = (
+            "import functools, pathlib, sys, builders.nvidia as n; n.discover = "
+            f"functools.partial(n.discover, root=pathlib.Path({str(host)!r}), cache=''); "
+            "from cog.cli.main import main; sys.exit(main())"
+        )
+        argv = [sys.executable, "-c", patched, "exec", "--gpus", gpus, "sh", "-c", script]
+        return subprocess.run(argv, cwd=root, env=env, capture_output=True, text=True)
+
     # `cog exec --gpus all` natively, with discovery pointed at a fake host's tree: its nodes
     # and driver inside, the driver's folder on LD_LIBRARY_PATH after the wheels' ones.
-    fake = fake_host(tmp_path / "host")
-    patched = (
-        "import functools, pathlib, sys, builders.nvidia as n; "
-        f"n.discover = functools.partial(n.discover, root=pathlib.Path({str(fake)!r}), cache=''); "
-        "from cog.cli.main import main; sys.exit(main())"
-    )
     script = "ls /dev/nvidia1 /usr/local/nvidia/lib64 && echo $LD_LIBRARY_PATH && nvidia-smi"
-    ran = subprocess.run(
-        [sys.executable, "-c", patched, "exec", "--gpus", "all", "sh", "-c", script],
-        cwd=root,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    ran = exec_on(fake_host(tmp_path / "host"), "all", script)
     assert ran.returncode == 0, ran.stderr[-2000:]
     lines = ran.stdout.splitlines()
     assert lines[0] == "/dev/nvidia1" and "/usr/local/nvidia/lib64:" in lines
@@ -270,21 +268,8 @@ def test_gpu_project_without_torch_builds_and_predicts_on_cpu(
     assert library_path[0].endswith("site-packages/nvidia/cuda_runtime/lib")
     assert "/usr/local/nvidia/lib64" in library_path
     # With a CDI spec on that host: the devices it names, its variables, its driver.
-    cdi = cdi_host(tmp_path / "cdi-host")
     script = "ls -d /dev/nvidia[0-9]; echo $NVIDIA_VISIBLE_DEVICES; ls /usr/local/nvidia/lib64"
-    ran = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            patched.replace(repr(str(fake)), repr(str(cdi))),
-            *("exec", "--gpus", "device=1", "sh", "-c", script),
-        ],
-        cwd=root,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    ran = exec_on(cdi_host(tmp_path / "cdi-host"), "device=1", script)
     assert ran.returncode == 0, ran.stderr[-2000:]
     assert ran.stdout.splitlines() == [
         "/dev/nvidia1",

@@ -358,7 +358,8 @@ def check_inputs(
             raise UsageError(f'invalid input "{name}": {problem}')
 
 
-_JSON_TYPES = {bool: "boolean", int: "number", float: "number", str: "string"}
+# A value's JSON type by its Python type (exact: a bool is not an integer here).
+_JSON_TYPES = {bool: "boolean", int: "integer", float: "number", str: "string", list: "array"}
 
 
 def _resolved(prop: dict[str, Any], components: dict[str, Any]) -> dict[str, Any]:
@@ -394,8 +395,7 @@ def _problem(value: Any, prop: dict[str, Any], components: dict[str, Any]) -> st
     if value is None:
         return "must not be null (omit the input to use its default)"
     kind = prop.get("type")
-    got = "integer" if type(value) is int else _JSON_TYPES.get(type(value))
-    got = got or ("array" if isinstance(value, list) else "object")
+    got = _JSON_TYPES.get(type(value), "object")
     fits = {
         "integer": got == "integer",
         "number": got in ("integer", "number"),

@@ -40,7 +40,7 @@ from builders.rootview import merge_view
 from builders.sandbox import bwrap_path, run_logged, sandbox_works
 from derivations.config import CogConfig, ConfigError, RunItem
 from derivations.hashing import drv_path, output_path
-from derivations.lock import Step, StepPin, step_input
+from derivations.lock import Secret, Step, StepPin, step_input
 from derivations.model import Derivation, DrvInput, FixedOutput
 from derivations.store_io import write_drv
 from store.archive import is_store_reference, tree_sha256
@@ -212,14 +212,9 @@ def _pins(pin: Step, item: RunItem) -> bool:
 # --- the builder ---------------------------------------------------------------------------------
 
 
-class SecretMount(Args):
-    id: str
-    target: str
-
-
 class RunStepArgs(Args):
     command: str
-    secrets: tuple[SecretMount, ...] = ()
+    secrets: tuple[Secret, ...] = ()  # as cog.lock records them
     network: bool = False  # a fixed-output step: its result is pinned by sha256
 
 

@@ -82,18 +82,10 @@ def _absent() -> Any:
     return Field(default=None, exclude_if=lambda value: value is None)
 
 
-def _wheel_json(wheel: Wheel) -> dict[str, Any]:
-    return wheel.to_json()
-
-
-def _deb_json(pin: DebPin) -> dict[str, Any]:
-    return pin.to_json()
-
-
 # Wheels and .debs stay their resolvers' dataclasses (what the builders take): pydantic checks
 # their fields, and their own to_json writes them, so their entries keep their bytes.
-WheelPin = Annotated[Wheel, PlainSerializer(_wheel_json)]
-DebEntry = Annotated[DebPin, PlainSerializer(_deb_json)]
+WheelPin = Annotated[Wheel, PlainSerializer(Wheel.to_json)]
+DebEntry = Annotated[DebPin, PlainSerializer(DebPin.to_json)]
 
 
 class _Section(BaseModel):

@@ -13,13 +13,17 @@ import base64
 import os
 from dataclasses import dataclass
 from pathlib import Path
-
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from typing import TYPE_CHECKING
 
 from store.db import PathInfo
 from store.errors import StoreError
 from store.paths import check_name
+
+if TYPE_CHECKING:  # cryptography is imported where a key is used: most runs use none
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import (
+        Ed25519PrivateKey,
+        Ed25519PublicKey,
+    )
 
 
 class SigningError(StoreError):
@@ -62,6 +66,8 @@ class SigningKey:
 
     @classmethod
     def load(cls, path: Path) -> SigningKey:
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
         name, seed = _read_key(path, "secret")
         return cls(name, Ed25519PrivateKey.from_private_bytes(seed))
 
@@ -75,6 +81,8 @@ class TrustedKeys:
 
     @classmethod
     def load(cls, paths: list[Path]) -> TrustedKeys:
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
         keys = {}
         for path in paths:
             name, raw = _read_key(path, "public")
@@ -83,6 +91,8 @@ class TrustedKeys:
 
     def verify(self, info: PathInfo) -> bool:
         """Whether one of `info`'s signatures is a trusted key's, over this very info."""
+        from cryptography.exceptions import InvalidSignature
+
         message = fingerprint(info)
         for signature in info.signatures:
             name, _, encoded = signature.partition(":")
@@ -108,6 +118,8 @@ def generate_key(name: str, directory: Path) -> tuple[Path, Path]:
     for path in (secret, public):
         if path.exists():
             raise SigningError(f"{path} exists already; cog will not overwrite a key")
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
     key = Ed25519PrivateKey.generate()
     seed = key.private_bytes_raw()
     raw = key.public_key().public_bytes_raw()

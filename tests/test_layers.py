@@ -139,6 +139,9 @@ HEAVY = {"trio", "httpx", "pydantic", "docker", "rich", "cryptography", "builder
         ("from cog.cli.main import parser; parser(None)", HEAVY | {"cog.cli.build_cmd"}),
         # The realiser imports a builder when its kind is first built.
         ("import builders.realise", {"builders.image", "builders.run_step", "docker"}),
+        # Running or building an image without a signing key: no cryptography (the GPU device
+        # check carries the CLI without it).
+        ("import cog.cli.predict_cmd, cog.cli.build_cmd", {"cryptography", "uv"}),
     ],
 )
 def test_startup_loads_nothing_heavy(statement: str, heavy: set[str]) -> None:

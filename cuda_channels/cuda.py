@@ -30,6 +30,7 @@ _INDEX = ("--extra-index-url", "--index-url", "-i", "-f", "--find-links")
 _NAME = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)")
 # Requirements that bring NVIDIA's CUDA wheels themselves (torch; TensorFlow's and-cuda extra),
 # or that pick their own (any nvidia-* wheel named): no wheel set is added beside them.
+_RUNTIME = re.compile(r"^nvidia-cuda-runtime(-cu\d+)?$")
 _OWN_CUDA = re.compile(r"^(torch|tensorflow.*|tf-nightly.*|nvidia-.*)$")
 
 
@@ -162,6 +163,8 @@ def select(
         if chosen is None:
             chosen, reason = row[-1], f"torch=={torch}"
     if chosen is None:
+        chosen, reason = _runtime_pin(pinned) or (None, "")
+    if chosen is None:
         named = index_cuda(lines)
         chosen, reason = (named, "the PyTorch index") if named else (data.default_cuda, "default")
     known = data.cudnn.get(_minor(chosen))
@@ -176,6 +179,15 @@ def select(
             hint="change or remove build.cudnn",
         )
     return Choice(_minor(chosen), cudnn or tf_cudnn or known[-1], reason)
+
+
+def _runtime_pin(pinned: dict[str, str]) -> tuple[str, str] | None:
+    """The CUDA of a pinned NVIDIA runtime wheel (`nvidia-cuda-runtime-cu12==12.4.127` ->
+    12.4): the CUDA the model's code will load, where neither torch nor TensorFlow picks one."""
+    for name, version in sorted(pinned.items()):
+        if _RUNTIME.match(name):
+            return _minor(version), f"{name}=={version}"
+    return None
 
 
 def _names(lines: list[str]) -> set[str]:

@@ -116,6 +116,13 @@ def test_a_file_for_another_python_is_left_without_bytecode(
         (["tensorflow==2.16.1"], None, ("12.3", "8", "tensorflow==2.16.1")),
         (["torch==2.5.1"], "12.1", ("12.1", "8", "cog.yaml")),
         ([], "12.4", ("12.4", "9", "cog.yaml")),
+        # No torch or TensorFlow: a pinned NVIDIA runtime wheel says which CUDA the code loads.
+        (
+            ["nvidia-cuda-runtime-cu12==12.4.127"],
+            None,
+            ("12.4", "9", "nvidia-cuda-runtime-cu12==12.4.127"),
+        ),
+        (["nvidia-cuda-runtime-cu12==12.4.127"], "12.1", ("12.1", "8", "cog.yaml")),
     ],
 )
 def test_cuda_selection(lines: list[str], cuda: str | None, expect: tuple[str, str, str]) -> None:

@@ -28,10 +28,16 @@ def project(name: str, into: Path) -> Path:
     index = ["--no-index", f"--find-links {WHEELS}"]
     if requirements.exists():
         requirements.write_text("".join(f"{line}\n" for line in index) + requirements.read_text())
-    else:
+    else:  # the index options first in python_packages, a list of its own where there is none
         config = root / "cog.yaml"
-        packages = f"  python_packages: {json.dumps(index)}\n"
-        config.write_text(config.read_text().replace("build:\n", f"build:\n{packages}", 1))
+        text = config.read_text()
+        if "  python_packages:\n" in text:
+            items = "".join(f"    - {json.dumps(line)}\n" for line in index)
+            text = text.replace("  python_packages:\n", f"  python_packages:\n{items}", 1)
+        else:
+            packages = f"  python_packages: {json.dumps(index)}\n"
+            text = text.replace("build:\n", f"build:\n{packages}", 1)
+        config.write_text(text)
     return root
 
 

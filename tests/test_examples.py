@@ -199,3 +199,20 @@ def test_cog_serve_runs_the_built_project(offline: dict[str, str], tmp_path: Pat
         assert server.wait(timeout=30) is not None
     with pytest.raises(httpx.TransportError):  # the sandboxed server went with it
         httpx.get(f"http://127.0.0.1:{port}/health-check", timeout=2)
+
+
+def test_cuda_gpu_on_cpu(offline: dict[str, str], tmp_path: Path) -> None:
+    """examples/cuda-gpu (the device check's model) with no GPU: the CUDA runtime from NVIDIA's
+    wheel is found through the image's LD_LIBRARY_PATH, the driver is absent, and the CPU
+    computes the sum the GPU computes (bench/gpu/results/)."""
+    root = project("cuda-gpu", tmp_path)
+    result = cog(root, offline, "predict", "-i", "n=64")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip() == "cuda=False device=cpu cudart=12.4 sum=16773120"
+    lock = json.loads((root / "cog.lock").read_text())
+    assert lock["cuda"] == {
+        "version": "12.4",
+        "cudnn": "9",
+        "from": "nvidia-cuda-runtime-cu12==12.4.127",
+        "wheels": [],
+    }

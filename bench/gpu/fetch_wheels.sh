@@ -15,10 +15,12 @@ for side in ours coglet; do
         --platform manylinux_2_28_x86_64 --platform any \
         -r "bench/gpu/$side-requirements.txt"
 done
-# For torch_gpu_check.sh: our CLI's dependencies (pyproject.toml's, with theirs) for the device's
-# python3, and Debian's bubblewrap (the device has none).
+# For gpu_check.sh: our CLI's dependencies (pyproject.toml's, with theirs) for the device's
+# python3, and Debian's bubblewrap (the device has none). Running an image needs neither uv
+# (locking) nor cryptography (signing, imported only where a key is used): left out, the
+# wheels are 14 MB, which leaves room for a 43 MB layout in the device tool's 64 MiB.
 rm -rf .gpu-carry/cli && mkdir -p .gpu-carry/cli
-python3 -c 'import tomllib; print("\n".join(tomllib.load(open("pyproject.toml", "rb"))["project"]["dependencies"]))' \
+python3 -c 'import tomllib; print("\n".join(d for d in tomllib.load(open("pyproject.toml", "rb"))["project"]["dependencies"] if not d.startswith(("uv", "cryptography"))))' \
     >.gpu-carry/cli-requirements.txt
 env -u PIP_FIND_LINKS -u PIP_CONSTRAINT -u PIP_EXTRA_INDEX_URL PIP_CONFIG_FILE=/dev/null \
     python3 -m pip download --quiet --dest .gpu-carry/cli \

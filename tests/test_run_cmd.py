@@ -59,6 +59,20 @@ def test_run_takes_json_inputs_and_prints_the_prediction(
     )
     assert stdin.returncode == 0, stdin.stderr[-2000:]
     assert json.loads(stdin.stdout)["output"]["alpha"] == "stdin"
+    # -o: the prediction's JSON goes to the file (Cog warns where it is not named .json), and
+    # a value that is not a string is written there as JSON without --json.
+    for args, name in ((["--json", '{"flag": true}'], "out.json"), (["-i", "flag=true"], "v")):
+        written = cog(root, offline, "run", *args, "-o", name)
+        assert written.returncode == 0, written.stderr[-2000:]
+        assert written.stdout == "" and f"Written output to: {name}" in written.stderr
+        saved = json.loads((root / name).read_text())
+        assert (saved["output"] if name == "out.json" else saved)["zeta"] is False
+    (root / "outdir").mkdir()
+    unsuffixed = cog(root, offline, "run", "--json", '{"flag": true}', "-o", "outdir/p")
+    assert "--output value does not have a .json suffix: p" in unsuffixed.stderr
+    assert json.loads((root / "outdir/p").read_text())["status"] == "succeeded"
+    into_dir = cog(root, offline, "run", "-i", "flag=true", "-o", "outdir")
+    assert into_dir.returncode == 0 and "Written output to: outdir/output" in into_dir.stderr
 
 
 def test_predict_warns_and_env_reaches_the_model(offline: dict[str, str], tmp_path: Path) -> None:

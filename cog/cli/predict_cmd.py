@@ -645,26 +645,43 @@ def _predict(server: _Server, port: int, inputs: dict[str, Any], args: argparse.
     if body.get("logs"):
         sys.stderr.write(body["logs"])
     if args.json is not None:  # the prediction as Cog prints it: status, output, error, metrics
-        output, _ = _save(body.get("output"), args.output)
+        # With -o, the JSON goes to that file and file outputs beside it, named by its stem.
+        target = _output_path(args.output, "output.json")
+        if args.output is not None and target.suffix != ".json":
+            print(f"⚠ --output value does not have a .json suffix: {target.name}", file=sys.stderr)
+        output, _ = _save(body.get("output"), target.with_suffix(""))
         shown = {"status": body.get("status"), "output": output, "error": body.get("error") or ""}
         if body.get("metrics"):
             shown["metrics"] = body["metrics"]
-        print(go_json(shown, struct=True))
+        _show(go_json(shown, struct=True), target if args.output is not None else None)
         return 0 if body.get("status") == "succeeded" else 1
     if body.get("status") != "succeeded":
         raise UsageError(f"the prediction {body.get('status')}: {body.get('error')}")
     if body.get("output") is None:  # as Cog's CLI says it (a warning, exit 0)
         print("⚠ No output generated", file=sys.stderr)
         return 0
-    output, files = _save(body.get("output"), args.output)
-    if files:
-        return 0
-    if isinstance(output, str) and args.output is not None:  # -o: the value goes to the file
-        args.output.write_text(output)
-        print(f"Written output to: {args.output}", file=sys.stderr)
-        return 0
-    print(output if isinstance(output, str) else go_json(output))
+    target = _output_path(args.output, "output")
+    output, files = _save(body.get("output"), target)
+    if not files:  # a value: printed, or with -o written to that file
+        text = output if isinstance(output, str) else go_json(output)
+        _show(text, target if args.output is not None else None)
     return 0
+
+
+def _output_path(given: Path | None, fallback: str) -> Path:
+    """Where -o writes, as Cog resolves it: the path given, `fallback` inside it where it is a
+    directory, `fallback` here where none was given."""
+    if given is None:
+        return Path(fallback)
+    return given / fallback if given.is_dir() else given
+
+
+def _show(text: str, target: Path | None) -> None:
+    if target is None:
+        print(text)
+        return
+    target.write_text(text)
+    print(f"Written output to: {target}", file=sys.stderr)
 
 
 def go_json(value: Any, struct: bool = False) -> str:

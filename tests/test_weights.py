@@ -300,3 +300,57 @@ def test_predict_sees_the_weights_at_their_targets(
     again = cog(root, both, "predict", "-i", "s=again")
     assert again.returncode == 0, again.stderr
     assert again.stdout.strip() == "again alpha=config.json,model.safetensors,sub beta=1024"
+
+
+def test_push_in_model_mode_ties_image_and_weights_in_an_index(
+    offline: dict[str, str], env: dict[str, str], oci_registry: Registry, tmp_path: Path
+) -> None:
+    """`cog push` with a model ref (cog.yaml's model:, COG_MODEL*): the image at
+    cog-image.TAG and the imported weights, tied by an OCI index at TAG, as Cog pushes them."""
+    root = project("hello-world", tmp_path)
+    with (root / "cog.yaml").open("a") as f:
+        f.write(WEIGHTS_YAML.format(repo="bundle"))
+    write_sources(root)
+    both = (
+        offline | {k: v for k, v in env.items() if k != "COG_STORE_DIR"} | {"COG_MODEL_TAG": "v1"}
+    )
+
+    refused = cog(root, both, "push", f"{oci_registry.host}/test/other")
+    assert refused.returncode == 1
+    assert "positional image argument not supported with 'model' config" in refused.stderr
+    missing = cog(root, both, "push")  # the weights were never imported: fails before a build
+    assert missing.returncode == 1 and "weights.lock not found" in missing.stderr
+    assert "image-rootfs" not in missing.stderr
+
+    assert cog(root, both, "weights", "import").returncode == 0
+    pushed = cog(root, both, "push")
+    assert pushed.returncode == 0, pushed.stderr[-2000:]
+    repository = f"{oci_registry.host}/test/bundle"
+    assert f"Pushing to {repository}:v1..." in pushed.stderr
+    index = registry_get(
+        oci_registry, "/v2/test/bundle/manifests/v1", "application/vnd.oci.image.index.v1+json"
+    )
+    assert index.status_code == 200
+    digest = sha256(index.content)
+    assert pushed.stdout.splitlines()[-1] == f"pushed {repository}@{digest}"
+    assert f"  model   {repository}@{digest}" in pushed.stderr
+    document = index.json()
+    assert document["mediaType"] == "application/vnd.oci.image.index.v1+json"
+    image, *weights = document["manifests"]
+    assert image["platform"] == {"architecture": "amd64", "os": "linux"}
+    tagged = registry_get(
+        oci_registry, "/v2/test/bundle/manifests/cog-image.v1", image["mediaType"]
+    )
+    assert sha256(tagged.content) == image["digest"] and len(tagged.content) == image["size"]
+    lock = json.loads((root / "weights.lock").read_text())
+    assert [w["digest"] for w in weights] == [w["digest"] for w in lock["weights"]]
+    for weight, locked in zip(weights, lock["weights"], strict=True):
+        assert weight["artifactType"] == "application/vnd.cog.weight.v1"
+        assert weight["platform"] == {"architecture": "unknown", "os": "unknown"}
+        assert weight["annotations"] == {
+            "run.cog.weight.name": locked["name"],
+            "run.cog.weight.set-digest": locked["setDigest"],
+            "run.cog.weight.size.uncompressed": str(locked["size"]),
+        }
+        name = locked["name"].ljust(5)
+        assert f" weight  {name}  {repository}@{locked['digest']}" in pushed.stderr

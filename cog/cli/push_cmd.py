@@ -5,18 +5,28 @@ from __future__ import annotations
 import argparse
 import functools
 import getpass
+import json
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from cog.cli.build_cmd import add_image_flags, build_image
 from cog.cli.errors import UsageError
-from cog.cli.project import project_dir
-from derivations.config import load_config
+from cog.cli.project import has_project, project_dir
+from cog.cli.weights_store import (
+    ARTIFACT_TYPE,
+    LOCK_NAME,
+    SIZE_ANNOTATION,
+    LockEntry,
+    load_lock,
+    model_reference,
+)
+from derivations.config import CogConfig, load_config
 from store.cache import OciCache, Substituter, cached_layout
 from store.errors import StoreError
 from store.local import Store
-from store.oci import Layout
+from store.oci import INDEX, MANIFEST, Layout, digest_of
 from store.paths import StorePath
 from store.push import KnownBlobs, PushResult, push
 from store.reference import Reference
@@ -39,7 +49,24 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
 
 def cmd_push(args: argparse.Namespace, store: Store) -> int:
     project = project_dir()
-    target = args.image or load_config(project).image
+    # Without cog.yaml, an image named here is pushed as far as the registry's answer (the
+    # build then says there is no cog.yaml); a model ref comes from cog.yaml or COG_MODEL*.
+    config = load_config(project) if has_project() or not args.image else None
+    model = model_reference(config) if config is not None else None
+    if config is not None and model is not None:  # Cog's model mode: a bundle
+        if args.image:
+            raise UsageError(
+                "positional image argument not supported with 'model' config",
+                hint="use COG_MODEL to override the full reference, COG_MODEL_TAG just the tag",
+            )
+        if config.image:
+            raise UsageError(
+                "'image' in cog.yaml cannot be combined with COG_MODEL* env vars",
+                hint="remove 'image' from cog.yaml (use 'model' instead), or unset COG_MODEL, "
+                "COG_MODEL_REGISTRY, COG_MODEL_REPO, COG_MODEL_TAG",
+            )
+        return _push_bundle(store, project, config, model, args)
+    target = args.image or (config.image if config is not None else None)
     if not target:
         raise UsageError(
             "there is no image name to push to",
@@ -50,9 +77,18 @@ def cmd_push(args: argparse.Namespace, store: Store) -> int:
         raise UsageError(f"cannot push to a digest ({target})", hint="push to a tag instead")
     registry = Registry(ref.host, ref.insecure)
     registry.ping()  # a wrong host or missing credentials fail now, not after the build
+    print(f"pushing {ref.with_tag(ref.tag or 'latest')}", file=sys.stderr)
+    result = _push_image(store, project, args, ref, registry)
+    print(f"pushed {ref.with_tag(None)}@{result.digest}")
+    return 0
+
+
+def _push_image(
+    store: Store, project: Path, args: argparse.Namespace, ref: Reference, registry: Registry
+) -> PushResult:
+    """Builds the project's image and pushes it to `ref`, layers a cache holds mounted."""
     lazy = bool(args.cache or args.cache_from)
     _, path, caches = build_image(store, project, args, fetch=not lazy)
-    print(f"pushing {ref.with_tag(ref.tag or 'latest')}", file=sys.stderr)
     known = KnownBlobs(store.meta / "registries", ref.host)
     # Layers a binary cache on this registry holds are mounted from it, never uploaded.
     mount_from = next(
@@ -80,8 +116,78 @@ def cmd_push(args: argparse.Namespace, store: Store) -> int:
         f"{len(result.mounted)} mounted, {len(result.present)} already there",
         file=sys.stderr,
     )
-    print(f"pushed {ref.with_tag(None)}@{result.digest}")
+    return result
+
+
+def _push_bundle(
+    store: Store, project: Path, config: CogConfig, model: Reference, args: argparse.Namespace
+) -> int:
+    """Cog's model mode: the image at `cog-image.TAG` and the weights `cog weights import`
+    pushed, tied by an OCI index at the model's tag (`model` with its weights)."""
+    if model.digest or not model.tag:
+        raise UsageError(f"cannot push to a digest ({model})", hint="push to a tag instead")
+    registry = Registry(model.host, model.insecure)
+    registry.ping()
+    repository = model.with_tag(None)
+    weights = []  # checked before the build: a missing weight fails in seconds
+    if config.weights:
+        for entry in load_lock(project / LOCK_NAME).weights:
+            found = registry.find_manifest(model.repository, entry.digest)
+            if found is None or digest_of(found) != entry.digest:
+                raise UsageError(
+                    f"weight {entry.name!r} is not in the registry ({repository}@{entry.digest})",
+                    hint="run 'cog weights import' to push the weights first",
+                )
+            weights.append((entry, len(found)))
+    print(f"\nPushing to {model}...", file=sys.stderr)
+    image = _push_image(store, project, args, model.with_tag(f"cog-image.{model.tag}"), registry)
+    manifest = registry.find_manifest(model.repository, image.digest)
+    if manifest is None:
+        raise StoreError(f"the registry lost the image just pushed ({repository}@{image.digest})")
+    index = bundle_index(image.digest, manifest, weights)
+    digest = registry.put_manifest(model.repository, model.tag, index, INDEX)
+    rows = [("image", "", image.digest), *(("weight", e.name, e.digest) for e, _ in weights)]
+    width = max((len(e.name) for e, _ in weights), default=0)
+    print(f"\n  {'model':<6}  {repository}@{digest}", file=sys.stderr)
+    for i, (kind, name, child) in enumerate(rows):
+        branch = "└─" if i == len(rows) - 1 else "├─"
+        named = f"{name:<{width}}  " if kind == "weight" else ""
+        print(f"  {branch} {kind:<6}  {named}{repository}@{child}", file=sys.stderr)
+    print(f"pushed {repository}@{digest}")
     return 0
+
+
+def bundle_index(image: str, manifest: bytes, weights: list[tuple[LockEntry, int]]) -> bytes:
+    """The OCI index of a model: its image (linux/amd64), then each weight manifest as an
+    artifact (platform unknown/unknown) with its name, set digest and size annotated."""
+    document = json.loads(manifest)
+    entries: list[dict[str, Any]] = [
+        {
+            "mediaType": document.get("mediaType", MANIFEST),
+            "size": len(manifest),
+            "digest": image,
+            "platform": {"architecture": "amd64", "os": "linux"},
+        }
+    ]
+    for entry, size in weights:
+        annotations = {
+            "run.cog.weight.name": entry.name,
+            "run.cog.weight.set-digest": entry.set_digest,
+        }
+        if entry.size > 0:
+            annotations[SIZE_ANNOTATION] = str(entry.size)
+        entries.append(
+            {
+                "mediaType": MANIFEST,
+                "size": size,
+                "digest": entry.digest,
+                "annotations": annotations,
+                "platform": {"architecture": "unknown", "os": "unknown"},
+                "artifactType": ARTIFACT_TYPE,
+            }
+        )
+    index = {"schemaVersion": 2, "mediaType": INDEX, "manifests": entries}
+    return json.dumps(index, separators=(",", ":")).encode()
 
 
 def _push_from_cache(

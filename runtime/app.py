@@ -185,8 +185,10 @@ class App:
             )
         prediction, new = runtime.submit(body, prediction_id)
         if wants_sse:
-            sender, receiver = trio.open_memory_channel[tuple[str, Any]](1000)
-            prediction.subscribers.append(sender)  # now: the start event is on its way
+            # Room for the replayed history and what comes while the client reads it.
+            room = len(prediction.history) + 1000
+            sender, receiver = trio.open_memory_channel[tuple[str, Any]](room)
+            prediction.subscribe(sender)  # now: the start event is on its way
             stream = self._events(prediction, receiver)
             return Response(200, content_type="text/event-stream", stream=stream)
         if not new and prediction_id is not None:  # as Cog: a PUT of a running one answers now

@@ -111,6 +111,16 @@ class Rejected(Exception):
         self.body = body
 
 
+def _history_capacity() -> int:
+    """COG_STREAM_HISTORY_CAPACITY, as coglet reads it: a count of events, 1024 where it is
+    unset or not a whole number."""
+    value = os.environ.get("COG_STREAM_HISTORY_CAPACITY", "")
+    return int(value) if value.isdigit() else 1024
+
+
+STREAM_HISTORY_CAPACITY = _history_capacity()
+
+
 @dataclass
 class Prediction:
     """One prediction. Its JSON is coglet's: `snapshot()` (webhooks, SSE, a repeated PUT),
@@ -133,6 +143,11 @@ class Prediction:
     partial_deadline: float = 0.0  # when what partial_logs holds is sent, line or not
     done: trio.Event = field(default_factory=trio.Event)
     subscribers: list[trio.MemorySendChannel[tuple[str, Any]]] = field(default_factory=list)
+    # The latest events, replayed to an SSE client that joins late (coglet's stream history:
+    # COG_STREAM_HISTORY_CAPACITY of them, 0 for none), and how many fell out of it.
+    history: collections.deque[tuple[str, Any]] = field(default_factory=collections.deque)
+    history_capacity: int = field(default_factory=lambda: STREAM_HISTORY_CAPACITY)
+    history_dropped: int = 0
 
     def _metrics(self) -> dict[str, Any]:
         metrics = nest_metrics(self.metrics)
@@ -167,7 +182,27 @@ class Prediction:
     def accepted(self) -> dict[str, Any]:
         return {"id": self.id, "status": "starting"}
 
+    def subscribe(self, channel: trio.MemorySendChannel[tuple[str, Any]]) -> None:
+        """A new SSE client: the history first, then each event as it comes; where the
+        history has dropped events, one error event instead, then the end (as coglet)."""
+        if self.history_dropped:
+            error = "SSE stream replay truncated; events were dropped"
+            channel.send_nowait(("error", {"error": error, "skipped": self.history_dropped}))
+            channel.close()
+            return
+        for item in self.history:
+            channel.send_nowait(item)
+        if self.done.is_set():  # the history ended with the completed event, if it kept any
+            channel.close()
+        else:
+            self.subscribers.append(channel)
+
     def publish(self, event: str, data: Any) -> None:
+        if self.history_capacity > 0:
+            if len(self.history) == self.history_capacity:
+                self.history.popleft()
+                self.history_dropped += 1
+            self.history.append((event, data))
         for channel in list(self.subscribers):
             try:
                 channel.send_nowait((event, data))

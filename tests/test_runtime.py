@@ -173,6 +173,54 @@ def test_sse_streams_each_metric_as_it_is_recorded() -> None:
     assert metrics["timing"] == {"first": 1.5} and "predict_time" in metrics
 
 
+def _late_subscriber(capacity: str) -> list[tuple[str, dict[str, object]]]:
+    """The events an SSE client gets that joins a running prediction (iterate.py, 4 tokens
+    0.4 s apart) 1 s after it started, with that COG_STREAM_HISTORY_CAPACITY."""
+    env = {"COG_STREAM_HISTORY_CAPACITY": capacity}
+    with serve("iterate.py:Predictor", env=env) as server:
+        request = {"id": "late", "input": {"n": 4, "delay": 0.4}}
+        started = server.http.put(
+            "/predictions/late", json=request, headers={"Prefer": "respond-async"}
+        )
+        assert started.status_code == 202
+        time.sleep(1.0)
+        events: list[tuple[str, dict[str, object]]] = []
+        with server.http.stream(
+            "PUT", "/predictions/late", json=request, headers={"Accept": "text/event-stream"}
+        ) as stream:
+            name = ""
+            for line in stream.iter_lines():
+                if line.startswith("event: "):
+                    name = line[7:]
+                elif line.startswith("data: "):
+                    events.append((name, json.loads(line[6:])))
+        return events
+
+
+def test_a_late_sse_client_gets_the_history_first() -> None:
+    """As coglet: what was streamed before the client came is replayed, then the rest live;
+    where the history (COG_STREAM_HISTORY_CAPACITY) has dropped events, one error event."""
+    events = _late_subscriber("1024")
+    names = [name for name, _ in events]
+    assert names == ["start", *["log", "output"] * 4, "completed"]
+    assert [data["chunk"] for name, data in events if name == "output"] == [
+        "t0 ",
+        "t1 ",
+        "t2 ",
+        "t3 ",
+    ]
+    truncated = _late_subscriber("2")
+    assert len(truncated) == 1 and truncated[0][0] == "error"
+    error = truncated[0][1]
+    assert error["error"] == "SSE stream replay truncated; events were dropped"
+    assert isinstance(error["skipped"], int) and error["skipped"] >= 1
+    live_only = _late_subscriber("0")  # no history: only what comes after the client
+    assert (
+        live_only[-1][0] == "completed"
+        and ("start", {"id": "late", "status": "processing"}) not in live_only
+    )
+
+
 def test_sse_is_406_for_a_predictor_that_does_not_stream() -> None:
     with serve("hello.py:Predictor") as server:
         response = server.predict({"input": {}}, Accept="text/event-stream")

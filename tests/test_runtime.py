@@ -14,6 +14,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -143,23 +144,26 @@ def test_iterator_output_and_sse() -> None:
         assert "output" not in failed  # as Cog
 
 
+def sse_events(server: Server, id: str, request: dict[str, Any]) -> list[tuple[str, Any]]:
+    """(event, data) of each server-sent event of PUT /predictions/ID, until the stream ends."""
+    events: list[tuple[str, Any]] = []
+    with server.http.stream(
+        "PUT", f"/predictions/{id}", json=request, headers={"Accept": "text/event-stream"}
+    ) as stream:
+        name = ""
+        for line in stream.iter_lines():
+            if line.startswith("event: "):
+                name = line[7:]
+            elif line.startswith("data: "):
+                events.append((name, json.loads(line[6:])))
+    return events
+
+
 def test_sse_streams_each_metric_as_it_is_recorded() -> None:
     """As coglet: `event: metric` with the name, the value given and the mode, in order with
     the outputs; the completed payload carries the metrics as they ended up."""
     with serve("stream_metrics.py:Predictor") as server:
-        events: list[tuple[str, dict[str, object]]] = []
-        with server.http.stream(
-            "PUT",
-            "/predictions/sse-metrics",
-            json={"id": "sse-metrics", "input": {}},
-            headers={"Accept": "text/event-stream"},
-        ) as stream:
-            name = ""
-            for line in stream.iter_lines():
-                if line.startswith("event: "):
-                    name = line[7:]
-                elif line.startswith("data: "):
-                    events.append((name, json.loads(line[6:])))
+        events = sse_events(server, "sse-metrics", {"id": "sse-metrics", "input": {}})
     assert [e for e, _ in events] == ["start", "metric", "output", "metric", "metric", "completed"]
     assert events[1][1] == {"name": "temperature", "value": 0.7, "mode": "replace"}
     assert events[2][1] == {"chunk": "chunk-1", "index": 0}
@@ -173,7 +177,7 @@ def test_sse_streams_each_metric_as_it_is_recorded() -> None:
     assert metrics["timing"] == {"first": 1.5} and "predict_time" in metrics
 
 
-def _late_subscriber(capacity: str) -> list[tuple[str, dict[str, object]]]:
+def _late_subscriber(capacity: str) -> list[tuple[str, Any]]:
     """The events an SSE client gets that joins a running prediction (iterate.py, 4 tokens
     0.4 s apart) 1 s after it started, with that COG_STREAM_HISTORY_CAPACITY."""
     env = {"COG_STREAM_HISTORY_CAPACITY": capacity}
@@ -184,17 +188,7 @@ def _late_subscriber(capacity: str) -> list[tuple[str, dict[str, object]]]:
         )
         assert started.status_code == 202
         time.sleep(1.0)
-        events: list[tuple[str, dict[str, object]]] = []
-        with server.http.stream(
-            "PUT", "/predictions/late", json=request, headers={"Accept": "text/event-stream"}
-        ) as stream:
-            name = ""
-            for line in stream.iter_lines():
-                if line.startswith("event: "):
-                    name = line[7:]
-                elif line.startswith("data: "):
-                    events.append((name, json.loads(line[6:])))
-        return events
+        return sse_events(server, "late", request)
 
 
 def test_a_late_sse_client_gets_the_history_first() -> None:

@@ -70,6 +70,18 @@ RUNTIME_REQUIREMENTS = (
 INDEX_OPTIONS = ("-i", "--index-url", "--extra-index-url", "-f", "--find-links", "--no-index")
 
 
+def mirrored(lines: list[str]) -> list[str]:
+    """Requirement lines with COG_PYPI_MIRROR in front where they name no index of their
+    own: a PyPI mirror's simple index (an http(s) URL), or a folder of wheels (a path or a
+    file:// URL) instead of PyPI. The lock pins the same files by sha256 either way."""
+    mirror = os.environ.get("COG_PYPI_MIRROR", "")
+    if not mirror or any(line.startswith(INDEX_OPTIONS) for line in lines):
+        return lines
+    if mirror.startswith(("http://", "https://")):
+        return [f"--index-url {mirror}", *lines]
+    return ["--no-index", f"--find-links {mirror.removeprefix('file://')}", *lines]
+
+
 class LockError(DerivationError):
     pass
 
@@ -261,7 +273,7 @@ def create(
         # and pinned with the model's requirements.
         data = load_cuda()
         gpu = select(data, requirements, config.build.cuda, config.build.cudnn)
-    lines = resolver_lines(requirements, project)
+    lines = mirrored(resolver_lines(requirements, project))
     if gpu is not None:
         gpu, cuda_wheels = wheel_layer(data, gpu, lines, config.build.cudnn)
     python = config.build.python_version

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from cuda_channels.channel import BUILTIN_DIR
-from derivations.lock import Lock, LockError, dumps, loads
+from derivations.lock import Lock, LockError, dumps, loads, mirrored
 from derivations.pylock import ResolveError, Wheel, resolve
 from tests.conftest import REPO, TEST_CACHE
 from tests.wheels import make_wheel
@@ -340,3 +340,25 @@ def test_lock_check_names_each_drift(project: tuple[Path, dict[str, str]]) -> No
     channel_file.write_text(json.dumps(data))
     stale = cog(project, "lock", "--check")
     assert stale.returncode == 1 and "channel debian-bookworm changed" in stale.stderr
+
+
+@pytest.mark.parametrize(
+    ("mirror", "lines", "expect"),
+    [
+        ("", ["numpy==2.1.3"], ["numpy==2.1.3"]),
+        (
+            "/srv/wheels",
+            ["numpy==2.1.3"],
+            ["--no-index", "--find-links /srv/wheels", "numpy==2.1.3"],
+        ),
+        ("file:///srv/wheels", [], ["--no-index", "--find-links /srv/wheels"]),
+        ("https://pypi.corp/simple", ["x"], ["--index-url https://pypi.corp/simple", "x"]),
+        # The project names its own index: the mirror is not for it.
+        ("/srv/wheels", ["-i https://download.pytorch.org/whl/cu121", "torch"], None),
+    ],
+)
+def test_pypi_mirror_replaces_pypi_where_no_index_is_named(
+    monkeypatch: pytest.MonkeyPatch, mirror: str, lines: list[str], expect: list[str] | None
+) -> None:
+    monkeypatch.setenv("COG_PYPI_MIRROR", mirror)
+    assert mirrored(lines) == (lines if expect is None else expect)

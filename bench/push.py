@@ -272,6 +272,8 @@ def main() -> None:
             line + "\n" for line in bench.requirements.splitlines() if "==" not in line
         )
         (prep / "requirements.txt").write_text(header)
+        # Without gpu: true, or CUDA's wheel set would be added to its empty requirements.
+        (prep / "cog.yaml").write_text(bench.cog_yaml.replace("  gpu: true\n", ""))
         (prep / "predict.py").write_text(
             "from cog import BasePredictor\n\n\nclass Predictor(BasePredictor):\n"
             "    def predict(self) -> str:\n        return ''\n"

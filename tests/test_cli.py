@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from builders.command import command_derivation
+from cog.cli.main import persistent_flags
 from derivations import SrcInput, output_path, write_drv
 from store.local import Store
 from store.paths import StorePath
@@ -163,3 +164,22 @@ def test_cogs_dockerfile_flags_are_accepted_and_explained(
         notes = [line for line in result.stderr.splitlines() if line.startswith("note: --")]
         assert len(notes) == 6, result.stderr
         assert "note: --separate-weights: weights are always layers of their own" in notes
+
+
+def test_cogs_persistent_flags_are_accepted_anywhere(
+    cog: Callable[..., CogResult], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`--debug` and `--no-color` stand anywhere on the line, as Cog's persistent flags do,
+    but not inside the command `cog exec` runs."""
+    for argv in (["--debug", "build", "-t", "x"], ["build", "--debug", "-t", "x", "--no-color"]):
+        result = cog(*argv)
+        assert result.returncode == 1 and "there is no cog.yaml" in result.stderr, result.stderr
+        assert "usage:" not in result.stderr
+    monkeypatch.delenv("COG_DEBUG", raising=False)  # set below, in this process: undone after
+    assert persistent_flags(["exec", "--debug", "python", "x.py", "--debug"]) == [
+        "exec",
+        "python",
+        "x.py",
+        "--debug",
+    ]
+    assert persistent_flags(["run", "--", "--debug"]) == ["run", "--", "--debug"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from importlib import metadata
 
@@ -63,8 +64,30 @@ def parser(command: str | None = None) -> argparse.ArgumentParser:
     return p
 
 
+# Cog's persistent flags, accepted anywhere on the line, and the variables they stand for.
+PERSISTENT_FLAGS = {"--debug": "COG_DEBUG", "--no-color": "COG_NO_COLOR"}
+
+
+def persistent_flags(argv: list[str]) -> list[str]:
+    """`argv` without Cog's persistent flags, each set as its variable instead. Not past `--`,
+    nor inside the command line `cog exec` runs (`cog exec python x.py --debug`)."""
+    kept: list[str] = []
+    command, passthrough = None, False
+    for arg in argv:
+        if passthrough or arg == "--":
+            passthrough = True
+        elif arg in PERSISTENT_FLAGS:
+            os.environ[PERSISTENT_FLAGS[arg]] = "1"
+            continue
+        elif not arg.startswith("-"):
+            passthrough = command == "exec"
+            command = command or arg
+        kept.append(arg)
+    return kept
+
+
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
+    argv = persistent_flags(sys.argv[1:] if argv is None else argv)
     command = next((a for a in argv if not a.startswith("-")), None)
     args = parser(command).parse_args(argv)
     explain_compat_flags(args)

@@ -28,7 +28,7 @@ class Predictor(BasePredictor):
 """
 
 
-def doctor(cwd: Path, *args: str) -> CogResult:
+def doctor(cwd: Path, *args: str, env: dict[str, str] | None = None) -> CogResult:
     proc = subprocess.run(
         [sys.executable, "-m", "cog.cli.main", "doctor", *args],
         cwd=cwd,
@@ -37,6 +37,7 @@ def doctor(cwd: Path, *args: str) -> CogResult:
             "PYTHONPATH": str(REPO),
             "COG_STORE_DIR": str(cwd.parent / "store"),
             "NO_COLOR": "1",
+            **(env or {}),
         },
         capture_output=True,
         timeout=120,
@@ -163,6 +164,30 @@ def test_a_python_version_the_channel_lacks_is_an_error(tmp_path: Path) -> None:
     result = doctor(root)
     assert result.returncode == 1
     assert "has no Python 3.14 (it has 3.10, 3.11, 3.12, 3.13)" in result.stderr
+
+
+def test_a_torch_without_kernels_for_this_gpu_is_a_warning(tmp_path: Path) -> None:
+    """As Cog's doctor: each GPU's compute capability (nvidia-smi, here a fake one reporting
+    an H100 and an RTX 5090) against the floor of torch and CUDA with kernels for it."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "nvidia-smi").write_text("#!/bin/sh\nprintf '9.0\\n12.0\\n9.0\\n'\n")
+    (bin_dir / "nvidia-smi").chmod(0o755)
+    gpu = {"PATH": f"{bin_dir}:{os.environ['PATH']}"}
+    config = RUN_CONFIG.replace(
+        "build:\n", 'build:\n  gpu: true\n  python_packages: ["torch==2.5.1"]\n'
+    )
+    root = make_project(tmp_path, config, run_py=CLEAN_RUNNER)
+    result = doctor(root, env=gpu)
+    assert result.returncode == 0, result.stderr  # a warning: the image runs on other GPUs
+    assert "torch==2.5.1 (CUDA 12.4) ships no kernels for sm_120" in result.stderr
+    fixing = doctor(root, "--fix", env=gpu).stderr  # nothing to fix: the remediation is said
+    assert "Remediation: sm_120 requires torch>=2.7.0 built against CUDA>=12.8" in fixing
+    assert "sm_90" not in result.stderr  # 2.5.1 has Hopper's kernels
+    assert "sm_120" not in doctor(root, env=gpu | {"COG_SKIP_GPU_CHECK": "1"}).stderr
+    newer = root / "cog.yaml"
+    newer.write_text(config.replace("2.5.1", "2.7.1"))
+    assert "ships no kernels" not in doctor(root, env=gpu).stderr
 
 
 DEPRECATED_IMPORT = """\

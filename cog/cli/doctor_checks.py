@@ -810,6 +810,88 @@ class Sandbox(Check):
         ]
 
 
+# The oldest torch (and CUDA) with kernels for a compute capability, by the highest entry a
+# device meets: Cog's doctor table (pkg/doctor/gpu_compatibility.go), measured there from each
+# wheel's torch._C._cuda_getArchFlags(). Cubins cross no capability major without PTX.
+GPU_FLOORS: dict[tuple[int, int], tuple[str, str]] = {
+    (12, 0): ("2.7.0", "12.8"),  # Blackwell consumer, RTX 50xx
+    (10, 0): ("2.7.0", "12.8"),  # Blackwell datacenter, B100/B200
+    (9, 0): ("2.0.1", "11.8"),  # Hopper, H100
+}
+
+
+def compute_capabilities() -> list[tuple[int, int]]:
+    """This machine's GPUs' compute capabilities, distinct and ascending; none without
+    nvidia-smi or a driver."""
+    import shutil
+    import subprocess
+
+    smi = shutil.which("nvidia-smi")
+    if smi is None:
+        return []
+    query = [smi, "--query-gpu=compute_cap", "--format=csv,noheader"]
+    try:
+        out = subprocess.run(query, capture_output=True, text=True, timeout=10, check=True)
+    except (OSError, subprocess.SubprocessError):
+        return []
+    found = set()
+    for line in out.stdout.splitlines():
+        major, dot, minor = line.strip().partition(".")
+        if dot and major.isdigit() and minor.isdigit():
+            found.add((int(major), int(minor)))
+    return sorted(found)
+
+
+class GpuCompatibility(Check):
+    """As Cog's: the pinned torch and its CUDA against the compute capability of each GPU
+    here, since an image built for a wheel without kernels for it fails every CUDA call."""
+
+    name = "env-gpu-compat"
+    group = Group.ENVIRONMENT
+    description = "GPU compatibility"
+
+    def check(self, ctx: Context) -> list[Finding]:
+        from packaging.version import Version
+
+        from cuda_channels.cuda import CudaError, load_cuda, pins, select
+        from derivations.config import requirement_lines
+
+        config = ctx.config
+        if os.environ.get("COG_SKIP_GPU_CHECK") or config is None or not config.build.gpu:
+            return []
+        try:
+            lines = requirement_lines(config, ctx.project)
+            torch = pins(lines).get("torch")
+            cuda = select(load_cuda(), lines, config.build.cuda, config.build.cudnn).cuda
+        except (ConfigError, CudaError):  # other checks and `cog lock` say what is wrong
+            return []
+        if torch is None:
+            return []
+        findings = []
+        for capability in compute_capabilities():
+            floor = max((k for k in GPU_FLOORS if capability >= k), default=None)
+            if floor is None:
+                continue
+            min_torch, min_cuda = GPU_FLOORS[floor]
+            release = torch.partition("+")[0]
+            if Version(release) >= Version(min_torch) and Version(cuda) >= Version(min_cuda):
+                continue
+            sm = f"sm_{capability[0]}{capability[1]}"
+            findings.append(
+                Finding(
+                    Severity.WARNING,
+                    f"torch=={torch} (CUDA {cuda}) ships no kernels for {sm}, the compute "
+                    "capability of this machine's GPU. The image will build, but every CUDA "
+                    'operation in it will fail at runtime with "no kernel image is available '
+                    'for execution on the device".',
+                    f"{sm} requires torch>={min_torch} built against CUDA>={min_cuda}. Pin a "
+                    "newer torch, or set COG_SKIP_GPU_CHECK=1 if you are building for a "
+                    "different GPU than the one in this machine.",
+                )
+            )
+        return findings
+
+
 def all_checks() -> list[Check]:
     return [
         ConfigParse(),
@@ -821,6 +903,7 @@ def all_checks() -> list[Check]:
         DeprecatedImports(),
         MissingTypeAnnotations(),
         PythonVersion(),
+        GpuCompatibility(),
         Sandbox(),
     ]
 

@@ -10,6 +10,7 @@ recorded by hash, so editing one is drift that `--locked` names.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 import urllib.parse
@@ -17,11 +18,13 @@ import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 
 from derivations.errors import DerivationError
+from store.hashing import file_sha256
 
 # Options whose value is a file or folder (pip's spellings, short and long, `=` or a space).
 _PATH_OPTIONS = ("-r", "--requirement", "-c", "--constraint", "-f", "--find-links")
@@ -122,30 +125,69 @@ def folder_url(url: str) -> str:
     return url
 
 
+class FileHashes:
+    """sha256s of local files, remembered in the project's `.cog/file-hashes.json` by each
+    file's identity (device, inode, size, mtime and ctime in ns), as git's index does: a
+    find-links folder of torch wheels is gigabytes, hashed again only where a file changed.
+    Only drift is judged from these; what is built is checked against the lock's sha256s."""
+
+    def __init__(self, project: Path) -> None:
+        self.path = project / ".cog" / "file-hashes.json"
+        try:
+            self.known: dict[str, list[Any]] = json.loads(self.path.read_text())
+        except (OSError, ValueError):
+            self.known = {}
+        self.seen: dict[str, list[Any]] = {}
+
+    def sha256(self, file: Path) -> str:
+        st = file.stat()
+        identity = [st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns]
+        key = str(file.absolute())
+        entry = self.known.get(key)
+        if entry is None or entry[:-1] != identity:
+            entry = [*identity, file_sha256(file)]
+        self.seen[key] = entry
+        return str(entry[-1])
+
+    def save(self) -> None:
+        """What this run hashed (and only that), if the project's .cog can take it."""
+        if self.seen == self.known:
+            return
+        try:
+            self.path.parent.mkdir(exist_ok=True)
+            temp = self.path.with_suffix(f".{os.getpid()}.tmp")
+            temp.write_text(json.dumps(self.seen, sort_keys=True))
+            os.replace(temp, self.path)
+        except OSError:
+            pass
+
+
 def local_files(lines: Sequence[str], project: Path) -> dict[str, str]:
     """The sha256 of every local file the lines name (a folder: of its archives' names and
     bytes), keyed by the path as written. A missing one is an error naming it."""
     found = {}
+    hashes = FileHashes(project)
     for line in lines:
         path = _local_path(line)
         if path is None:
             continue
         where = project / Path(path).expanduser()
         if where.is_file():
-            found[path] = hashlib.sha256(where.read_bytes()).hexdigest()
+            found[path] = hashes.sha256(where)
         elif where.is_dir():
             digest = hashlib.sha256()
             for entry in sorted(where.rglob("*")):
                 parts = set(entry.relative_to(where).parts)
                 if entry.is_file() and not entry.is_symlink() and not _SKIPPED & parts:
                     digest.update(f"{entry.relative_to(where)}\0".encode())
-                    digest.update(hashlib.sha256(entry.read_bytes()).digest())
+                    digest.update(bytes.fromhex(hashes.sha256(entry)))
             found[path] = digest.hexdigest()
         else:
             raise RequirementsError(
                 f"the requirements name {path}, which does not exist in {project}",
                 hint="fix the path (relative paths are read from the project directory)",
             )
+    hashes.save()
     return found
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from derivations import requirements
 from derivations.requirements import (
     Pinned,
     RequirementsError,
@@ -178,6 +179,33 @@ def test_lines_as_pip_reads_them(tmp_path: Path) -> None:
         check_hashes(lines, [Pinned("A", "ee")])
     with pytest.raises(RequirementsError, match="are not sha256"):
         check_hashes(["a==1 --hash=md5:00"], [Pinned("a", "00")])
+
+
+def test_local_files_are_hashed_again_only_where_they_changed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A find-links folder's hash (drift) is its files' names and sha256s; each file's sha256
+    is remembered by its identity in .cog/file-hashes.json, so a rebuild reads no wheel again,
+    and a file rewritten since is read again."""
+    wheels = tmp_path / "wheels"
+    wheels.mkdir()
+    (wheels / "a-1-py3-none-any.whl").write_bytes(b"A" * 300_000)
+    (wheels / "b-1-py3-none-any.whl").write_bytes(b"B")
+    lines = [f"--find-links {wheels}", "a==1"]
+    expected = hashlib.sha256()
+    for name, data in (("a-1-py3-none-any.whl", b"A" * 300_000), ("b-1-py3-none-any.whl", b"B")):
+        expected.update(f"{name}\0".encode() + hashlib.sha256(data).digest())
+    first = local_files(lines, tmp_path)
+    assert first == {str(wheels): expected.hexdigest()}
+    assert (tmp_path / ".cog" / "file-hashes.json").is_file()
+
+    read: list[str] = []
+    real = requirements.file_sha256
+    monkeypatch.setattr(requirements, "file_sha256", lambda p: read.append(p.name) or real(p))
+    assert local_files(lines, tmp_path) == first and read == []  # nothing read again
+    (wheels / "b-1-py3-none-any.whl").write_bytes(b"C")
+    changed = local_files(lines, tmp_path)
+    assert read == ["b-1-py3-none-any.whl"] and changed != first
 
 
 LOCAL_SDIST_PREDICTOR = """

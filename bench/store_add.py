@@ -4,7 +4,8 @@ Datasets: one 1 GiB file, and a 1 GiB tree of 10,000 files. Every contender read
 page cache (the data is read once before timing) and adds into a fresh, empty store.
 Reports wall time, throughput (MiB/s) and peak RSS, and the ratios against nix-store.
 
-usage: python bench/store_add.py [WORKDIR]   (needs Debian's nix-bin; ~3 GiB of disk)
+usage: python bench/store_add.py [WORKDIR]   (needs Debian's nix-bin; ~10 GiB of disk, as the
+stores are kept until the end; see measure())
 """
 
 from __future__ import annotations
@@ -45,16 +46,22 @@ def warm(path: Path) -> None:
     )
 
 
-def measure(command: Callable[[Path], str], work: Path, env: dict[str, str]) -> tuple[float, float]:
+def measure(
+    command: Callable[[Path], str], work: Path, env: dict[str, str], used: list[Path]
+) -> tuple[float, float]:
     """Best wall seconds of two runs, each into a fresh empty store, and peak RSS (MiB).
 
     GNU time starts the command from a small process: a child forked from this (large) Python
     process would inherit its memory high-water mark. `sync` first, so that no contender pays
-    for another's writeback.
+    for another's writeback. The stores are deleted only at the end (`used`): ext4 without a
+    journal (this VM's disk) skips inodes freed in the last minute or more when it creates a
+    file, so creating 10,000 files right after deleting 10,000 took several times as long, and
+    whoever ran after a deletion paid for it.
     """
     best, rss = float("inf"), 0.0
     for _ in range(2):
         scratch = Path(tempfile.mkdtemp(dir=work))
+        used.append(scratch)
         report = scratch / "time"
         subprocess.run(["sync"], check=True)
         start = time.perf_counter()
@@ -74,9 +81,12 @@ def measure(command: Callable[[Path], str], work: Path, env: dict[str, str]) -> 
         )
         best = min(best, time.perf_counter() - start)
         rss = max(rss, int(report.read_text().split()[-1]) / 1024)
-        subprocess.run(["chmod", "-R", "u+w", str(scratch)], check=False)
-        shutil.rmtree(scratch, ignore_errors=True)
     return best, rss
+
+
+def remove(scratch: Path) -> None:
+    subprocess.run(["chmod", "-R", "u+w", str(scratch)], check=False)
+    shutil.rmtree(scratch, ignore_errors=True)
 
 
 def main() -> None:
@@ -85,7 +95,7 @@ def main() -> None:
     if shutil.which("nix-store") is None:
         raise SystemExit("nix-store is missing: apt-get install nix-bin")
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    rows = []
+    rows, used = [], []
     for label, data in make_data(work).items():
         warm(data)
         files = [p for p in data.rglob("*") if p.is_file()] if data.is_dir() else [data]
@@ -101,13 +111,15 @@ def main() -> None:
                 else (lambda s, d=data: f"sha256sum {d}")
             ),
         }
-        results = {name: measure(cmd, work, env) for name, cmd in contenders.items()}
+        results = {name: measure(cmd, work, env, used) for name, cmd in contenders.items()}
         for name, (wall, rss) in results.items():
             ratio = results["nix-store --add"][0] / wall
             speed = f"{size / wall / (1 << 20):.0f} MiB/s"
             rows.append(
                 f"| {label} | {name} | {wall:.2f} s | {speed} | {rss:.0f} MiB | {ratio:.2f}x |"
             )
+    for scratch in used:
+        remove(scratch)
     print("| data | tool | wall (best of 2) | throughput | peak RSS | speed vs nix-store |")
     print("|---|---|---|---|---|---|")
     print("\n".join(rows))

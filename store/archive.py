@@ -23,10 +23,12 @@ import hashlib
 import os
 import stat
 import tarfile
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Literal
+from typing import Literal
 
 from store.errors import ArchiveError, StoreError
 from store.hashing import Blake3Sink, ReferenceScanner, Sha256Sink, file_sha256
@@ -37,6 +39,9 @@ BLOCK = 512
 RECORD = 20 * BLOCK
 NAR_PREFIX = "."
 _MAX_LINK_FOLLOWS = 40
+_COPY_THREADS = 2
+_SMALL_FILE = CHUNK  # copied whole by a copying thread, held in memory until hashed
+_IN_FLIGHT = 16
 
 Kind = Literal["dir", "file", "symlink"]
 
@@ -50,6 +55,7 @@ class Entry:
     executable: bool = False
     target: str = ""
     sticky: bool = False  # directories only: world-writable with the sticky bit (`/tmp`)
+    mode: int = 0  # permission bits on disk now (st_mode & 0o7777), to skip needless chmods
 
 
 @dataclass(frozen=True)
@@ -128,7 +134,7 @@ def walk(root: Path | str) -> Iterator[Entry]:
 def _walk(root: str, path: str, rel: str, st: os.stat_result) -> Iterator[Entry]:
     mode = st.st_mode
     if stat.S_ISREG(mode):
-        yield Entry(rel, "file", path, st.st_size, bool(mode & 0o111))
+        yield Entry(rel, "file", path, st.st_size, bool(mode & 0o111), mode=mode & 0o7777)
     elif stat.S_ISLNK(mode):
         target = os.readlink(path)
         if "\0" in target or not symlink_stays_inside(root, rel, target):
@@ -139,7 +145,7 @@ def _walk(root: str, path: str, rel: str, st: os.stat_result) -> Iterator[Entry]
         _check_name(target, path)
         yield Entry(rel, "symlink", path, target=target)
     elif stat.S_ISDIR(mode):
-        yield Entry(rel, "dir", path, sticky=bool(mode & stat.S_ISVTX))
+        yield Entry(rel, "dir", path, sticky=bool(mode & stat.S_ISVTX), mode=mode & 0o7777)
         with os.scandir(path) as it:
             children = sorted(it, key=lambda d: os.fsencode(d.name))
         for child in children:
@@ -166,17 +172,67 @@ def describe_mode(mode: int) -> str:
 
 def tar_header(entry: Entry, prefix: str) -> bytes:
     """The entry's header; with an empty prefix, names are relative to the root (a root layer)."""
+    name = "/".join(p for p in (prefix, entry.rel) if p)
+    if entry.kind == "dir":
+        mode, kind = (0o1777 if entry.sticky else 0o755), tarfile.DIRTYPE
+        name += "" if name.endswith("/") else "/"  # as tarfile names a directory
+    elif entry.kind == "file":
+        mode, kind = (0o755 if entry.executable else 0o644), tarfile.REGTYPE
+    else:
+        mode, kind = 0o777, tarfile.SYMTYPE
+    plain = name.isascii() and len(name) <= 100 and entry.size < _USTAR_MAX_SIZE
+    if plain and entry.target.isascii() and len(entry.target) <= 100:
+        return _ustar_header(name.encode(), mode, entry.size, kind, entry.target.encode())
+    return _pax_header(entry, prefix, mode)
+
+
+_USTAR_MAX_SIZE = 8**11  # 11 octal digits; larger sizes need a PAX record
+
+# The fixed part of every ustar header we write: uid/gid 0, mtime 0, magic "ustar\0" "00", no
+# owner names or device numbers; the checksum field counts as spaces while it is summed.
+_USTAR_TEMPLATE = bytes(
+    bytearray(100)
+    + b"0000000\0" * 3  # mode (overwritten), uid, gid
+    + b"00000000000\0" * 2  # size (overwritten), mtime
+    + b" " * 8  # checksum
+    + bytearray(101)  # type, link name
+    + tarfile.POSIX_MAGIC
+    + bytearray(BLOCK - 265)
+)
+
+_TEMPLATE_SUM = sum(_USTAR_TEMPLATE)
+_ZEROS = sum(b"0" * (7 + 11))  # the template's mode and size digits, replaced
+
+
+def _ustar_header(name: bytes, mode: int, size: int, kind: bytes, link: bytes) -> bytes:
+    """What `tarfile` writes for a PAX_FORMAT entry that needs no PAX record (ASCII names and
+    link of at most 100 bytes, size below 8 GiB), built directly: tarfile costs ~20 µs a header,
+    which is a large part of adding a tree of small files."""
+    buf = bytearray(_USTAR_TEMPLATE)
+    buf[: len(name)] = name
+    buf[100:107] = octal_mode = b"%07o" % mode
+    buf[124:135] = octal_size = b"%011o" % size
+    buf[156:157] = kind
+    buf[157 : 157 + len(link)] = link
+    # The checksum is the sum of all bytes: the template's, plus what the fields above changed.
+    changed = sum(name) + sum(link) + sum(octal_mode) + sum(octal_size) + kind[0] - _ZEROS
+    buf[148:155] = b"%06o\0" % (_TEMPLATE_SUM + changed)
+    return bytes(buf)
+
+
+def _pax_header(entry: Entry, prefix: str, mode: int) -> bytes:
+    """The entry's header made by `tarfile` (long or non-ASCII names and links, huge files)."""
     info = tarfile.TarInfo("/".join(p for p in (prefix, entry.rel) if p))
     info.mtime = 0
     info.uid = info.gid = 0
     info.uname = info.gname = ""
+    info.mode = mode
     if entry.kind == "dir":
-        info.type, info.mode = tarfile.DIRTYPE, 0o1777 if entry.sticky else 0o755
+        info.type = tarfile.DIRTYPE
     elif entry.kind == "file":
         info.type, info.size = tarfile.REGTYPE, entry.size
-        info.mode = 0o755 if entry.executable else 0o644
     else:
-        info.type, info.mode, info.linkname = tarfile.SYMTYPE, 0o777, entry.target
+        info.type, info.linkname = tarfile.SYMTYPE, entry.target
     return info.tobuf(tarfile.PAX_FORMAT, "utf-8", "strict")
 
 
@@ -202,50 +258,61 @@ def trailer(size_so_far: int) -> bytes:
 def read_chunks(entry: Entry, expected: int) -> Iterator[bytes]:
     """The file's bytes; it must keep the size it had when walked (nothing may change under us)."""
     seen = 0
-    with open(entry.path, "rb", buffering=0) as f:
-        while chunk := f.read(CHUNK):
+    fd = os.open(entry.path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        # At most one byte more than is left: a small file's buffer is its size, not CHUNK's,
+        # and a file that grew is still seen.
+        while chunk := os.read(fd, min(CHUNK, expected - seen + 1)):
             seen += len(chunk)
             if seen > expected:
                 break
             yield chunk
+    finally:
+        os.close(fd)
     if seen != expected:
         raise ArchiveError(f"{entry.path!r} changed size while it was being read; try again")
 
 
 class _Hasher:
-    """Turns walk events into the nar form (BLAKE3) and optionally the layer form (SHA-256)."""
+    """Turns walk events into the nar form (BLAKE3, optional) and the layer form (SHA-256,
+    optional); references are scanned for in the nar form."""
 
-    def __init__(self, layer_prefix: str | None, scan: Iterable[str]) -> None:
+    def __init__(self, layer_prefix: str | None, scan: Iterable[str], nar: bool = True) -> None:
         hash_parts = list(scan)
+        if hash_parts and not nar:
+            raise ValueError("references are scanned for in the nar form, which is not hashed")
         self.scanner = ReferenceScanner(hash_parts) if hash_parts else None
-        self.nar = Blake3Sink(self.scanner)
+        self.nar = Blake3Sink(self.scanner) if nar else None
         self.layer = Sha256Sink() if layer_prefix is not None else None
         self.layer_prefix = layer_prefix
         if self.layer is not None:
             self.layer.write(layer_preamble())
 
     def entry(self, entry: Entry) -> None:
-        self.nar.write(tar_header(entry, NAR_PREFIX))
+        if self.nar is not None:
+            self.nar.write(tar_header(entry, NAR_PREFIX))
         if self.layer is not None and self.layer_prefix is not None:
             self.layer.write(tar_header(entry, self.layer_prefix))
 
     def data(self, chunk: bytes) -> None:
-        self.nar.write(chunk)
+        if self.nar is not None:
+            self.nar.write(chunk)
         if self.layer is not None:
             self.layer.write(chunk)
 
     def finish(self) -> ArchiveDigest:
-        self.nar.write(trailer(self.nar.size))
-        if self.layer is not None:
-            self.layer.write(trailer(self.layer.size))
+        for sink in (self.nar, self.layer):
+            if sink is not None:
+                sink.write(trailer(sink.size))
         try:
-            self.nar.close()
+            if self.nar is not None:
+                self.nar.close()
         finally:
             if self.layer is not None:
                 self.layer.close()
         return ArchiveDigest(
-            nar_hash=self.nar.hexdigest(),
-            nar_size=self.nar.size,
+            nar_hash=self.nar.hexdigest() if self.nar is not None else "",
+            nar_size=self.nar.size if self.nar is not None else 0,
             tar_sha256=self.layer.hexdigest() if self.layer is not None else "",
             tar_size=self.layer.size if self.layer is not None else 0,
             references=frozenset(self.scanner.found if self.scanner else ()),
@@ -262,18 +329,16 @@ def _hash_walk(
     entries: Iterable[Entry],
     layer_prefix: str | None,
     scan: Iterable[str],
-    on_file: Callable[[Entry, bytes], None] | None = None,
     after_entry: Callable[[Entry], None] | None = None,
+    nar: bool = True,
 ) -> ArchiveDigest:
-    hasher = _Hasher(layer_prefix, scan)
+    hasher = _Hasher(layer_prefix, scan, nar)
     try:
         for entry in entries:
             # A symlink's target is in its header, which the reference scanner reads too.
             hasher.entry(entry)
             if entry.kind == "file":
                 for chunk in read_chunks(entry, entry.size):
-                    if on_file is not None:
-                        on_file(entry, chunk)
                     hasher.data(chunk)
                 hasher.data(padding(entry.size))
             if after_entry is not None:
@@ -289,47 +354,86 @@ def hash_tree(
     layer_prefix: str | None = None,
     scan: Iterable[str] = (),
     after_entry: Callable[[Entry], None] | None = None,
+    nar: bool = True,
 ) -> ArchiveDigest:
-    """Hashes the tree in place: nar BLAKE3, layer SHA-256 (when a prefix is given), references."""
-    return _hash_walk(walk(root), layer_prefix, scan, after_entry=after_entry)
+    """Hashes the tree in place: nar BLAKE3 (unless `nar` is false: then nar_hash is "" and
+    nothing is scanned), layer SHA-256 (when a prefix is given), references."""
+    return _hash_walk(walk(root), layer_prefix, scan, after_entry, nar)
 
 
 def copy_tree(src: Path | str, dest: Path | str) -> ArchiveDigest:
     """Copies the tree at `src` to `dest` (which must not exist) canonically, hashing it on the way.
 
     Only the nar form is hashed: the layer form needs the final path, which this hash decides.
+    Files are created with their final read-only modes, so `make_read_only` has nothing left to
+    do for them; directories stay writable until then, for their children.
+
+    Most of the cost of a tree of small files is the kernel's (creating, reading and writing
+    each file), so small files are copied by a few threads at once, which release the GIL in
+    those calls; their bytes come back and are hashed here in walk order, at most _IN_FLIGHT
+    files ahead. Big files are copied here, in chunks.
     """
     src_s, dest_s = os.fspath(src), os.fspath(dest)
-    files: dict[str, BinaryIO] = {}
+    hasher = _Hasher(None, ())
+    pool = ThreadPoolExecutor(_COPY_THREADS)
+    pending: deque[tuple[Entry, Future[list[bytes]] | None]] = deque()
 
-    def target(entry: Entry) -> str:
-        return os.path.join(dest_s, entry.rel) if entry.rel else dest_s
-
-    def begin(entry: Entry) -> Entry:
-        if entry.kind == "dir":
-            os.mkdir(target(entry), 0o755)
-            if entry.sticky:
-                os.chmod(target(entry), 0o1755)
-        elif entry.kind == "symlink":
-            os.symlink(entry.target, target(entry))
-        else:
-            files[entry.rel] = open(target(entry), "xb")  # noqa: SIM115 (closed in end())
-        return entry
-
-    def write(entry: Entry, chunk: bytes) -> None:
-        files[entry.rel].write(chunk)
-
-    def end(entry: Entry) -> None:
-        f = files.pop(entry.rel, None)
-        if f is not None:
-            f.close()
-            os.chmod(target(entry), 0o755 if entry.executable else 0o644)
+    def settle(keep: int) -> None:
+        """Hashes the oldest entries, in walk order, until `keep` are left."""
+        while len(pending) > keep:
+            entry, copied = pending.popleft()
+            hasher.entry(entry)
+            if copied is not None:
+                for chunk in copied.result():
+                    hasher.data(chunk)
+                hasher.data(padding(entry.size))
 
     try:
-        return _hash_walk((begin(e) for e in walk(src_s)), None, (), on_file=write, after_entry=end)
+        for entry in walk(src_s):
+            target = os.path.join(dest_s, entry.rel) if entry.rel else dest_s
+            if entry.kind == "file" and entry.size > _SMALL_FILE:
+                settle(0)
+                hasher.entry(entry)
+                _copy_file(entry, target, hasher.data)
+                hasher.data(padding(entry.size))
+                continue
+            if entry.kind == "dir":
+                os.mkdir(target, 0o755)
+                if entry.sticky:
+                    os.chmod(target, 0o1755)
+            elif entry.kind == "symlink":
+                os.symlink(entry.target, target)
+            pending.append(
+                (entry, pool.submit(_copy_small, entry, target) if entry.kind == "file" else None)
+            )
+            settle(_IN_FLIGHT)
+        settle(0)
+    except BaseException:
+        pool.shutdown(cancel_futures=True)  # and wait: nothing may write once the caller cleans up
+        hasher.abort()
+        raise
+    pool.shutdown()
+    return hasher.finish()
+
+
+def _copy_small(entry: Entry, target: str) -> list[bytes]:
+    chunks: list[bytes] = []
+    _copy_file(entry, target, chunks.append)
+    return chunks
+
+
+def _copy_file(entry: Entry, target: str, out: Callable[[bytes], None]) -> None:
+    """Copies one file, passing its bytes to `out` as they are written."""
+    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    try:
+        os.fchmod(fd, _read_only_mode(entry))  # the open still may write; the umask plays no part
+        for chunk in read_chunks(entry, entry.size):
+            view = memoryview(chunk)
+            while view:
+                view = view[os.write(fd, view) :]
+            out(chunk)
     finally:
-        for f in files.values():
-            f.close()
+        os.close(fd)
 
 
 def archive_stream(root: Path | str, prefix: str) -> Iterator[bytes]:
@@ -369,15 +473,20 @@ def tree_parts(trees: Sequence[tuple[Path | str, str]]) -> Iterator[bytes | Entr
     yield trailer(size)
 
 
+def _read_only_mode(entry: Entry) -> int:
+    if entry.kind == "dir":
+        return 0o1555 if entry.sticky else 0o555
+    return 0o555 if entry.executable else 0o444
+
+
 def make_read_only(entry: Entry) -> None:
     """Store contents are immutable: files 0444/0555, directories 0555 (the root after rename);
     a sticky directory keeps its sticky bit, which the canonical form records."""
     if entry.kind == "symlink" or not entry.rel:
         return
-    if entry.kind == "dir":
-        os.chmod(entry.path, 0o1555 if entry.sticky else 0o555)
-    else:
-        os.chmod(entry.path, 0o555 if entry.executable else 0o444)
+    mode = _read_only_mode(entry)
+    if entry.mode != mode:  # `add` creates its files read-only already
+        os.chmod(entry.path, mode)
 
 
 def tree_sha256(tree: Path | str) -> str:

@@ -1,8 +1,10 @@
 """Hash sinks that run in their own threads, so BLAKE3 and SHA-256 of one stream overlap.
 
 Both `blake3` and `hashlib` release the GIL on large buffers, so feeding each hasher from its
-own thread lets one read pass hash two byte streams at once. Small pieces (tar headers, tiny
-files) are batched before they cross a thread boundary; memory stays bounded by the queue depth.
+own thread lets one read pass hash two byte streams at once. Pieces are batched (by reference,
+never copied: the bytes are immutable and both sinks of a stream share them) until a batch holds
+BATCH bytes, so a tree of small files crosses the thread boundary once per MiB, not once per
+header; memory stays bounded by the queue depth.
 """
 
 from __future__ import annotations
@@ -67,8 +69,9 @@ class ThreadedSink:
 
     def __init__(self, consume: Callable[[bytes], None]) -> None:
         self._consume = consume
-        self._queue: queue.Queue[bytes | None] = queue.Queue(_QUEUE_DEPTH)
-        self._batch = bytearray()
+        self._queue: queue.Queue[list[bytes] | None] = queue.Queue(_QUEUE_DEPTH)
+        self._batch: list[bytes] = []
+        self._batched = 0
         self.size = 0
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -76,29 +79,29 @@ class ThreadedSink:
 
     def _run(self) -> None:
         while True:
-            item = self._queue.get()
-            if item is None:
+            batch = self._queue.get()
+            if batch is None:
                 return
             if self._error is None:
                 try:
-                    self._consume(item)
+                    for piece in batch:
+                        self._consume(piece)
                 except BaseException as e:  # re-raised on the caller's thread by close()
                     self._error = e
 
     def write(self, data: bytes) -> None:
+        """Queues `data`, which must not change afterwards (bytes, not a reused buffer)."""
         self.size += len(data)
-        if len(data) >= BATCH:
-            self._flush()
-            self._queue.put(data)
-            return
-        self._batch += data
-        if len(self._batch) >= BATCH:
+        self._batch.append(data)
+        self._batched += len(data)
+        if self._batched >= BATCH:
             self._flush()
 
     def _flush(self) -> None:
         if self._batch:
-            self._queue.put(bytes(self._batch))
-            self._batch.clear()
+            self._queue.put(self._batch)
+            self._batch = []
+            self._batched = 0
 
     def close(self) -> None:
         self._flush()
@@ -133,12 +136,16 @@ class ReferenceScanner:
     def feed(self, data: bytes) -> None:
         if not self._remaining:
             return
+        if len(self._remaining) <= 16:  # a handful of needles: one fast search each
+            # A match either lies inside `data` or starts in the tail: searching the two apart
+            # finds the same hits as searching their concatenation, without copying `data`.
+            seam = self._tail + data[: self._OVERLAP]
+            for h in [h for h in self._remaining if h in seam or h in data]:
+                self._hit(h)
+            self._tail = (seam if len(data) < self._OVERLAP else data)[-self._OVERLAP :]
+            return
         window = self._tail + data
         self._tail = window[-self._OVERLAP :]
-        if len(self._remaining) <= 16:  # a handful of needles: one fast search each
-            for h in [h for h in self._remaining if h in window]:
-                self._hit(h)
-            return
         marked = window.translate(_MARK)
         start = marked.find(_RUN)
         while start != -1 and self._remaining:

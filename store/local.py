@@ -20,12 +20,13 @@ import hashlib
 import os
 from collections.abc import Iterable, Iterator
 from contextlib import AbstractContextManager, contextmanager
+from dataclasses import replace
 from pathlib import Path
 from urllib.parse import quote
 
 import blake3
 
-from store.archive import copy_tree, hash_tree, make_read_only
+from store.archive import ArchiveDigest, copy_tree, hash_tree, make_read_only
 from store.db import MetadataDB, PathInfo
 from store.errors import HashMismatch, PathNotValid, StoreError
 from store.failpoints import failpoint
@@ -108,12 +109,12 @@ class Store:
             raise StoreError(f"{src} does not exist")
         with self.writing(), self.temp_dir("add-") as tmp:
             tree = tmp / "out"
-            nar_hash = copy_tree(src, tree).nar_hash
-            path = StorePath.make("source", f"blake3:{nar_hash}", name)
+            nar = copy_tree(src, tree)
+            path = StorePath.make("source", f"blake3:{nar.nar_hash}", name)
             failpoint("add:copied")
             with self.output_lock(path):
                 if not self.is_valid(path):
-                    self.install(tree, path, ca=f"blake3:{nar_hash}", expect_nar=nar_hash)
+                    self.install(tree, path, ca=f"blake3:{nar.nar_hash}", nar=nar)
         return path
 
     def add_text(self, name: str, text: str, references: Iterable[StorePath] = ()) -> StorePath:
@@ -141,17 +142,29 @@ class Store:
         expect_tar: str | None = None,
         expect_references: Iterable[StorePath] | None = None,
         signatures: Iterable[str] = (),
+        nar: ArchiveDigest | None = None,
     ) -> PathInfo:
         """Moves a finished tree into place and registers it. The caller holds `path`'s lock.
 
         References are the paths of `scan` (and `path` itself) whose hash part occurs in the tree.
         What came from elsewhere is checked against what it claims first (`expect_*`).
+
+        `nar` is the nar form's digest when the caller hashed it from the very bytes it wrote
+        into `tree` (`add`, which copies into its private temp dir): only the layer form is then
+        hashed here, which saves a BLAKE3 pass. Such a path is named after its nar hash, so it
+        has no references: its contents cannot contain a hash part derived from themselves.
         """
         final = self.real_path(path)
         remove_tree(final)  # an unregistered leftover of a crash: never trusted, so replaced
         candidates = {p.hash: p for p in scan}
         candidates[path.hash] = path
-        digest = hash_tree(tree, path.layer_prefix, candidates, after_entry=make_read_only)
+        if nar is None:
+            digest = hash_tree(tree, path.layer_prefix, candidates, after_entry=make_read_only)
+        elif len(candidates) > 1:
+            raise ValueError("a tree hashed by its caller cannot be scanned for references")
+        else:
+            layer = hash_tree(tree, path.layer_prefix, after_entry=make_read_only, nar=False)
+            digest = replace(layer, nar_hash=nar.nar_hash, nar_size=nar.nar_size)
         if (expect_nar or digest.nar_hash, expect_tar or digest.tar_sha256) != (
             digest.nar_hash,
             digest.tar_sha256,

@@ -23,9 +23,7 @@ import hashlib
 import os
 import stat
 import tarfile
-from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -39,9 +37,6 @@ BLOCK = 512
 RECORD = 20 * BLOCK
 NAR_PREFIX = "."
 _MAX_LINK_FOLLOWS = 40
-_COPY_THREADS = 2
-_SMALL_FILE = CHUNK  # copied whole by a copying thread, held in memory until hashed
-_IN_FLIGHT = 16
 
 Kind = Literal["dir", "file", "symlink"]
 
@@ -367,59 +362,26 @@ def copy_tree(src: Path | str, dest: Path | str) -> ArchiveDigest:
     Only the nar form is hashed: the layer form needs the final path, which this hash decides.
     Files are created with their final read-only modes, so `make_read_only` has nothing left to
     do for them; directories stay writable until then, for their children.
-
-    Most of the cost of a tree of small files is the kernel's (creating, reading and writing
-    each file), so small files are copied by a few threads at once, which release the GIL in
-    those calls; their bytes come back and are hashed here in walk order, at most _IN_FLIGHT
-    files ahead. Big files are copied here, in chunks.
     """
     src_s, dest_s = os.fspath(src), os.fspath(dest)
     hasher = _Hasher(None, ())
-    pool = ThreadPoolExecutor(_COPY_THREADS)
-    pending: deque[tuple[Entry, Future[list[bytes]] | None]] = deque()
-
-    def settle(keep: int) -> None:
-        """Hashes the oldest entries, in walk order, until `keep` are left."""
-        while len(pending) > keep:
-            entry, copied = pending.popleft()
-            hasher.entry(entry)
-            if copied is not None:
-                for chunk in copied.result():
-                    hasher.data(chunk)
-                hasher.data(padding(entry.size))
-
     try:
         for entry in walk(src_s):
             target = os.path.join(dest_s, entry.rel) if entry.rel else dest_s
-            if entry.kind == "file" and entry.size > _SMALL_FILE:
-                settle(0)
-                hasher.entry(entry)
-                _copy_file(entry, target, hasher.data)
-                hasher.data(padding(entry.size))
-                continue
+            hasher.entry(entry)
             if entry.kind == "dir":
                 os.mkdir(target, 0o755)
                 if entry.sticky:
                     os.chmod(target, 0o1755)
             elif entry.kind == "symlink":
                 os.symlink(entry.target, target)
-            pending.append(
-                (entry, pool.submit(_copy_small, entry, target) if entry.kind == "file" else None)
-            )
-            settle(_IN_FLIGHT)
-        settle(0)
+            else:
+                _copy_file(entry, target, hasher.data)
+                hasher.data(padding(entry.size))
     except BaseException:
-        pool.shutdown(cancel_futures=True)  # and wait: nothing may write once the caller cleans up
         hasher.abort()
         raise
-    pool.shutdown()
     return hasher.finish()
-
-
-def _copy_small(entry: Entry, target: str) -> list[bytes]:
-    chunks: list[bytes] = []
-    _copy_file(entry, target, chunks.append)
-    return chunks
 
 
 def _copy_file(entry: Entry, target: str, out: Callable[[bytes], None]) -> None:

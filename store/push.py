@@ -20,7 +20,9 @@ from store.registry import Registry, backoff
 
 @dataclass
 class PushResult:
-    digest: str
+    digest: str  # the manifest's, with its size and media type: the image's descriptor
+    size: int
+    media_type: str
     uploaded: list[str] = field(default_factory=list)
     mounted: list[str] = field(default_factory=list)
     present: list[str] = field(default_factory=list)
@@ -64,7 +66,9 @@ def push(
     `mount_from` (a binary cache's repository on the same registry), else uploaded."""
     registry = registry or Registry(ref.host, ref.insecure)
     chunk = int(os.environ.get("COG_PUSH_CHUNK_SIZE", str(64 << 20)))
-    result = PushResult(layout.manifest_digest)
+    result = PushResult(
+        layout.manifest_digest, len(layout.manifest_bytes), layout.manifest_media_type
+    )
     lock = threading.Lock()
 
     def send(descriptor: dict[str, Any]) -> None:

@@ -17,6 +17,8 @@ from cog.cli.project import has_project, project_dir
 from cog.cli.weights_store import (
     ARTIFACT_TYPE,
     LOCK_NAME,
+    NAME_ANNOTATION,
+    SET_DIGEST_ANNOTATION,
     SIZE_ANNOTATION,
     LockEntry,
     load_lock,
@@ -141,10 +143,7 @@ def _push_bundle(
             weights.append((entry, len(found)))
     print(f"\nPushing to {model}...", file=sys.stderr)
     image = _push_image(store, project, args, model.with_tag(f"cog-image.{model.tag}"), registry)
-    manifest = registry.find_manifest(model.repository, image.digest)
-    if manifest is None:
-        raise StoreError(f"the registry lost the image just pushed ({repository}@{image.digest})")
-    index = bundle_index(image.digest, manifest, weights)
+    index = bundle_index(image, weights)
     digest = registry.put_manifest(model.repository, model.tag, index, INDEX)
     rows = [("image", "", image.digest), *(("weight", e.name, e.digest) for e, _ in weights)]
     width = max((len(e.name) for e, _ in weights), default=0)
@@ -157,23 +156,19 @@ def _push_bundle(
     return 0
 
 
-def bundle_index(image: str, manifest: bytes, weights: list[tuple[LockEntry, int]]) -> bytes:
+def bundle_index(image: PushResult, weights: list[tuple[LockEntry, int]]) -> bytes:
     """The OCI index of a model: its image (linux/amd64), then each weight manifest as an
     artifact (platform unknown/unknown) with its name, set digest and size annotated."""
-    document = json.loads(manifest)
     entries: list[dict[str, Any]] = [
         {
-            "mediaType": document.get("mediaType", MANIFEST),
-            "size": len(manifest),
-            "digest": image,
+            "mediaType": image.media_type,
+            "size": image.size,
+            "digest": image.digest,
             "platform": {"architecture": "amd64", "os": "linux"},
         }
     ]
     for entry, size in weights:
-        annotations = {
-            "run.cog.weight.name": entry.name,
-            "run.cog.weight.set-digest": entry.set_digest,
-        }
+        annotations = {NAME_ANNOTATION: entry.name, SET_DIGEST_ANNOTATION: entry.set_digest}
         if entry.size > 0:
             annotations[SIZE_ANNOTATION] = str(entry.size)
         entries.append(

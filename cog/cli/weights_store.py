@@ -50,6 +50,8 @@ CONFIG_TYPE = "application/vnd.cog.weight.config.v1+json"
 LAYER_TAR = "application/vnd.oci.image.layer.v1.tar"
 LAYER_TAR_GZIP = "application/vnd.oci.image.layer.v1.tar+gzip"
 SIZE_ANNOTATION = "run.cog.weight.size.uncompressed"
+NAME_ANNOTATION = "run.cog.weight.name"
+SET_DIGEST_ANNOTATION = "run.cog.weight.set-digest"
 BUNDLE_FILE_MAX = 64 * 1024 * 1024  # files this big get a layer of their own
 BUNDLE_SIZE_MAX = 256 * 1024 * 1024  # the most a bundle of smaller files holds
 # What the layer digests depend on: a new packing makes a new envelope, so an old lock's
@@ -676,8 +678,8 @@ def manifest_bytes(entry: LockEntry, config: bytes) -> bytes:
             for layer in sorted(entry.layers, key=lambda x: x.digest)
         ],
         "annotations": {
-            "run.cog.weight.name": entry.name,
-            "run.cog.weight.set-digest": entry.set_digest,
+            NAME_ANNOTATION: entry.name,
+            SET_DIGEST_ANNOTATION: entry.set_digest,
             "run.cog.weight.target": entry.target,
         },
     }

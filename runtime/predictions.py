@@ -144,9 +144,8 @@ class Prediction:
     done: trio.Event = field(default_factory=trio.Event)
     subscribers: list[trio.MemorySendChannel[tuple[str, Any]]] = field(default_factory=list)
     # The latest events, replayed to an SSE client that joins late (coglet's stream history:
-    # COG_STREAM_HISTORY_CAPACITY of them, 0 for none), and how many fell out of it.
+    # STREAM_HISTORY_CAPACITY of them, 0 for none), and how many fell out of it.
     history: collections.deque[tuple[str, Any]] = field(default_factory=collections.deque)
-    history_capacity: int = field(default_factory=lambda: STREAM_HISTORY_CAPACITY)
     history_dropped: int = 0
 
     def _metrics(self) -> dict[str, Any]:
@@ -198,8 +197,8 @@ class Prediction:
             self.subscribers.append(channel)
 
     def publish(self, event: str, data: Any) -> None:
-        if self.history_capacity > 0:
-            if len(self.history) == self.history_capacity:
+        if STREAM_HISTORY_CAPACITY > 0:
+            if len(self.history) == STREAM_HISTORY_CAPACITY:
                 self.history.popleft()
                 self.history_dropped += 1
             self.history.append((event, data))

@@ -867,14 +867,14 @@ class GpuCompatibility(Check):
             return []
         if torch is None:
             return []
+        release = Version(torch.partition("+")[0])  # 2.7.0+cu128 meets the 2.7.0 floor
         findings = []
         for capability in compute_capabilities():
             floor = max((k for k in GPU_FLOORS if capability >= k), default=None)
             if floor is None:
                 continue
             min_torch, min_cuda = GPU_FLOORS[floor]
-            release = torch.partition("+")[0]
-            if Version(release) >= Version(min_torch) and Version(cuda) >= Version(min_cuda):
+            if release >= Version(min_torch) and Version(cuda) >= Version(min_cuda):
                 continue
             sm = f"sm_{capability[0]}{capability[1]}"
             findings.append(

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from builders.base import Args, BuildContext
+from builders.ca_cert import ENV as CA_CERT_ENV
 from builders.errors import BuildError
 from builders.launch import model_environment, server_command
 from builders.project import Layers
@@ -66,6 +67,13 @@ def nvidia_env(store: Store, built: Layers, python: str, arch: str) -> dict[str,
         "NVIDIA_DRIVER_CAPABILITIES": "all",
         "NVIDIA_VISIBLE_DEVICES": "all",
     }
+
+
+def layers_env(store: Store, built: Layers, gpu: bool, python: str, arch: str) -> dict[str, str]:
+    """What the image's layers ask of its environment, in the image and in a native run:
+    NVIDIA's for a GPU image, the CA bundle's names for COG_CA_CERT's layer."""
+    env = nvidia_env(store, built, python, arch) if gpu else {}
+    return env | (CA_CERT_ENV if built.ca_cert is not None else {})
 
 
 def layer_derivation(

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from docker.utils.build import PatternMatcher
 
+from builders.ca_cert import ca_cert_derivation
 from builders.pyenv import env_derivation
 from builders.run_step import check_steps, step_derivations
 from builders.sdist import build_root, sdist_derivation
@@ -52,16 +53,19 @@ class Layers:
     code: StorePath
     weights: dict[str, StorePath] = field(default_factory=dict)  # /src-relative path -> store
     steps: tuple[Derivation, ...] = ()  # build.run, each a layer for `/` over the ones before
+    ca_cert: Derivation | None = None  # COG_CA_CERT's, between the system packages and steps
 
     @property
     def roots(self) -> tuple[Derivation, ...]:
-        """The layers at `/`, lowest first: base, Python, system packages, then the steps."""
-        return (self.base, self.python_layer, self.system, *self.steps)
+        """The layers at `/`, lowest first: base, Python, system packages, COG_CA_CERT's,
+        then the steps."""
+        extra = (self.ca_cert,) if self.ca_cert is not None else ()
+        return (self.base, self.python_layer, self.system, *extra, *self.steps)
 
     @property
     def derivations(self) -> list[Derivation]:
-        found = [self.base, self.python_layer, self.system, self.model_env, self.runtime_env]
-        return found + ([self.python] if self.python is not None else []) + list(self.steps)
+        found = [*self.roots, self.model_env, self.runtime_env]
+        return found + ([self.python] if self.python is not None else [])
 
     def paths(self) -> dict[str, StorePath]:
         named = {
@@ -76,8 +80,9 @@ class Layers:
             named["python"] = output_path(self.python)
         for rel, path in self.weights.items():
             named[f"weights:{rel}"] = path
-        for step in self.steps:
-            named[step.name] = output_path(step)
+        for layer in (self.ca_cert, *self.steps):
+            if layer is not None:
+                named[layer.name] = output_path(layer)
         return named
 
 
@@ -196,9 +201,10 @@ def layers(
     lock: Lock,
     channel: Channel,
     with_steps: bool = True,
+    ca_cert: str | None = None,
 ) -> Layers:
     """The project's layers; `with_steps=False` leaves out build.run (what `cog lock` builds
-    to learn how to pin the steps)."""
+    to learn how to pin the steps); `ca_cert`, the PEM of a CA for the image to trust."""
     check_buildable(config)
     arch = lock.platform.arch
     python = config.build.python_version
@@ -232,7 +238,8 @@ def layers(
     runtime = [*installs(lock.runtime_packages), runtime_install(store, python, interp)]
     code, weights = add_code(store, root, config)
     model_env = env_derivation("model-env", python, land.interpreter, model, interpreter_input)
-    roots = (land.base, land.python_layer, land.system)
+    trust = ca_cert_derivation(ca_cert, land.root_layers) if ca_cert is not None else None
+    roots = (*land.root_layers, *((trust,) if trust is not None else ()))
     steps = step_derivations(roots, model_env, config, lock.run or ()) if with_steps else []
     return Layers(
         base=land.base,
@@ -246,4 +253,5 @@ def layers(
         code=code,
         weights=weights,
         steps=tuple(steps),
+        ca_cert=trust,
     )

@@ -19,6 +19,7 @@ KNOWN: dict[str, str] = {
     "unpack": "builders.unpack:UnpackBuilder",
     "command": "builders.command:CommandBuilder",
     "rootfs": "builders.rootfs:RootfsBuilder",
+    "ca-cert": "builders.ca_cert:CaCertBuilder",
     "wheel": "builders.wheel:WheelBuilder",
     "pyenv": "builders.pyenv:EnvBuilder",
     "python-binary": "builders.pyenv:BinaryBuilder",

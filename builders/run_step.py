@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from builders.base import Args, BuildContext
+from builders.ca_cert import trusted_by
 from builders.errors import BuildError, SandboxUnavailable
 from builders.launch import BASE_PATH
 from builders.overlay import writable_root
@@ -239,7 +240,7 @@ class RunStepBuilder:
                 "or cannot create namespaces here"
             )
         layers = [ctx.inputs[r] for r in sorted(r for r in ctx.inputs if r.startswith("layer-"))]
-        binds = self._binds(args)
+        binds = self._binds(ctx, args, layers)
         ctx.say(f"$ {command}")
         scratch = ctx.scratch
         overlay = writable_root(layers, scratch)
@@ -265,9 +266,12 @@ class RunStepBuilder:
                 hint="if the change is expected, run `cog lock --upgrade` to pin it again",
             )
 
-    def _binds(self, args: RunStepArgs) -> list[tuple[str, str]]:
+    def _binds(
+        self, ctx: BuildContext, args: RunStepArgs, layers: Sequence[Path]
+    ) -> list[tuple[str, str]]:
         """Host files shown read-only in the step: its secrets, and for a network step the
-        CA bundle SSL_CERT_FILE names (a corporate proxy's), over the image's own."""
+        CA bundle SSL_CERT_FILE names (a corporate proxy's) joined to the image's own (which
+        holds COG_CA_CERT's), over the image's own."""
         binds = []
         for mount in args.secrets:
             source = self.secrets.get(mount.id)
@@ -280,7 +284,11 @@ class RunStepBuilder:
             binds.append((str(source), mount.target))
         bundle = os.environ.get("SSL_CERT_FILE")
         if args.network and bundle and os.path.isfile(bundle):
-            binds.append((bundle, CA_BUNDLE))
+            joined = ctx.scratch / "ca-certificates.crt"
+            host = Path(bundle).read_text()
+            newline = "\n" if host and not host.endswith("\n") else ""
+            joined.write_text(host + newline + trusted_by(layers))
+            binds.append((str(joined), CA_BUNDLE))
         return binds
 
     def _bwrap(

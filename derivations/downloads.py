@@ -15,17 +15,23 @@ from pathlib import Path
 
 import httpx
 
+from derivations import ca_cert
 from derivations.errors import DerivationError
 
 TIMEOUT = httpx.Timeout(60.0, connect=15.0)
 
 
 def ssl_context() -> ssl.SSLContext:
-    """Trusts the CA bundle named by SSL_CERT_FILE / SSL_CERT_DIR (e.g. a proxy's CA)."""
-    return ssl.create_default_context(
+    """Trusts the CA bundle named by SSL_CERT_FILE / SSL_CERT_DIR (e.g. a proxy's CA), and
+    the certificate COG_CA_CERT gives."""
+    context = ssl.create_default_context(
         cafile=os.environ.get("SSL_CERT_FILE") or None,
         capath=os.environ.get("SSL_CERT_DIR") or None,
     )
+    extra = ca_cert.from_environment()
+    if extra is not None:
+        context.load_verify_locations(cadata=extra)
+    return context
 
 
 def cache_dir() -> Path:

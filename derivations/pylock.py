@@ -35,6 +35,7 @@ from packaging.tags import Tag, compatible_tags, cpython_tags
 from packaging.utils import canonicalize_name, parse_wheel_filename
 from pydantic import ConfigDict, with_config
 
+from derivations import ca_cert
 from derivations.buildreqs import (
     backend_requires,
     build_system,
@@ -253,6 +254,9 @@ def _compile(
         argv += ["--upgrade-package", name]
     cache = Path(os.environ.get("UV_CACHE_DIR", str(tmp / "cache")))
     env = {**os.environ, "UV_NO_CONFIG": "1", "UV_CACHE_DIR": str(cache)}
+    extra = ca_cert.from_environment()
+    if extra is not None:  # uv reads one bundle: the host's trust and COG_CA_CERT's
+        env["SSL_CERT_FILE"] = str(ca_cert.host_bundle(extra, tmp))
     if not binary_only:
         cache.mkdir(parents=True, exist_ok=True)
         argv = sandboxed(argv, [tmp, cache], True, readable=local_paths(requirements))

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from builders.image import MAX_LAYERS, image_derivation, layer_blobs, nvidia_env
+from builders.image import MAX_LAYERS, image_derivation, layer_blobs, layers_env
 from builders.progress import default_reporter
 from builders.project import Layers, check_buildable, layers
 from builders.realise import realise
@@ -32,6 +32,7 @@ from cog.cli.errors import UsageError
 from cog.cli.images import local_name
 from cog.cli.project import project_dir
 from cuda_channels.channel import Channel, load
+from derivations import ca_cert
 from derivations import lock as locking
 from derivations.config import CogConfig, deprecations, load_config
 from derivations.model import Derivation
@@ -138,7 +139,8 @@ def pin_run_steps(
     the network (builders.run_step.pin_steps)."""
     if not config.build.steps:
         return lock
-    base = layers(store, project, config, lock, channel, with_steps=False)
+    trust = ca_cert.from_environment()
+    base = layers(store, project, config, lock, channel, with_steps=False, ca_cert=trust)
     old = (previous.run if previous else None) or ()
     options = {"jobs": jobs, "reporter": default_reporter()}
     pins = pin_steps(
@@ -176,8 +178,7 @@ def image_of(
     if config.train:
         env["COG_TRAIN_TYPE_STUB"] = config.train
     arch = lock.platform.arch
-    if config.build.gpu:
-        env |= nvidia_env(store, built, config.build.python_version, arch)
+    env |= layers_env(store, built, config.build.gpu, config.build.python_version, arch)
     return image_derivation(
         infos or store,
         "image",
@@ -203,10 +204,13 @@ def build(
     `fetch` false, layers a binary cache holds stay there."""
     check_project_state(project)
     secrets = parse_secrets(getattr(args, "secret", None) or [], Path.cwd())
+    trust = ca_cert.from_environment()  # a bad value fails before anything is locked
     config, lock, channel = locked_inputs(
         project, args.arch, args.locked, args.frozen, store, secrets, args.jobs
     )
-    result = layers(store, project, config, lock, channel)
+    if trust is not None:
+        print(f"Injecting CA certificate from {ca_cert.VARIABLE}", file=sys.stderr)
+    result = layers(store, project, config, lock, channel, ca_cert=trust)
     check_secrets(secrets_to_build(store, result.steps), secrets)
     realise(
         store,

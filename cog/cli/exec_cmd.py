@@ -59,7 +59,7 @@ def check_publish(value: str) -> int:
 def cmd_exec(args: argparse.Namespace, store: Store) -> int:
     from builders.native import project_argv
     from cog.cli.build_cmd import build
-    from cog.cli.predict_cmd import gpu_env, host_gpu
+    from cog.cli.predict_cmd import host_gpu, image_env
 
     if not args.command:
         raise UsageError("cog exec needs a command to run", hint="e.g. cog exec python")
@@ -79,7 +79,7 @@ def cmd_exec(args: argparse.Namespace, store: Store) -> int:
             store,
             built,
             scratch / "root",
-            gpu_env(store, config, built, args.arch) | config.env | env,
+            image_env(store, config, built, args.arch) | config.env | env,
             src=project,
             interactive=sys.stdin.isatty(),
             gpu=gpu,

@@ -521,7 +521,7 @@ def _native_argv(
     if not training and not config.predict:
         raise UsageError("cog.yaml has no predict:", hint="add predict: predict.py:Predictor")
     _, _, built = build(store, project, args)
-    env = gpu_env(store, config, built, args.arch)
+    env = image_env(store, config, built, args.arch)
     env |= config.env | model_env(getattr(args, "env", [])) | {"PORT": str(port)}
     if config.predict:
         env["COG_PREDICT_TYPE_STUB"] = config.predict
@@ -541,13 +541,11 @@ def host_gpu(gpus: str | None) -> HostGpu | None:
     return discover(gpus) if gpus else None
 
 
-def gpu_env(store: Store, config: CogConfig, built: Layers, arch: str) -> dict[str, str]:
-    """A `gpu: true` project's NVIDIA environment, as its image has it (builders.image)."""
-    from builders.image import nvidia_env
+def image_env(store: Store, config: CogConfig, built: Layers, arch: str) -> dict[str, str]:
+    """What a project's layers set in its image (builders.image.layers_env), for a native run."""
+    from builders.image import layers_env
 
-    if not config.build.gpu:
-        return {}
-    return nvidia_env(store, built, config.build.python_version, arch)
+    return layers_env(store, built, config.build.gpu, config.build.python_version, arch)
 
 
 def json_inputs(text: str) -> dict[str, Any]:

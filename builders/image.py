@@ -265,13 +265,21 @@ def _json_blob(blobs: Path, document: dict[str, Any]) -> tuple[str, int]:
     return digest, len(data)
 
 
+# The module reduced to what its signature reads first (no torch to import on every edit);
+# the module itself when it cannot be reduced, or when the reduced one fails in any way.
 _DESCRIBE = (
     "import json, sys\n"
     "from pathlib import Path\n"
     "from cog.server import signature as s\n"
     "try:\n"
-    "    target = s.load(sys.argv[1], Path(sys.argv[2]))\n"
-    "    found = s.describe(target, s.entry_point(target, 'predict'))\n"
+    "    target = s.load_reduced(sys.argv[1], Path(sys.argv[2]))\n"
+    "    found = None if target is None else s.describe(target, s.entry_point(target, 'predict'))\n"
+    "except Exception:\n"
+    "    found = None\n"
+    "try:\n"
+    "    if not found:\n"
+    "        target = s.load(sys.argv[1], Path(sys.argv[2]))\n"
+    "        found = s.describe(target, s.entry_point(target, 'predict'))\n"
     "except s.PredictorError as e:\n"
     "    Path('/build/refused.txt').write_text(str(e))\n"
     "    sys.exit(3)\n"

@@ -200,14 +200,31 @@ def test_failed_builder_shows_the_end_of_its_log(
     assert Path(log).is_file() and "line-0\n" in Path(log).read_text()
 
 
-def test_build_with_a_broken_predictor_shows_the_import_error(
-    offline: dict[str, str], tmp_path: Path
-) -> None:
-    """The image builder imports predict.py in the sandbox; its failure must say why."""
+def test_a_predictor_whose_import_fails_says_why(offline: dict[str, str], tmp_path: Path) -> None:
+    """As with Cog's static schema generator, the build reads the signature from the source
+    without importing what predict.py imports; the import fails at the model's setup, which
+    must say why. A predictor the source cannot describe is imported by the build, and its
+    failure says why there."""
     root = project("hello-world", tmp_path)
     predict = root / "predict.py"
-    predict.write_text("import no_such_module_for_cog_tests\n" + predict.read_text())
-    result = cog_in(root, offline, "build")
+    original = predict.read_text()
+    predict.write_text("import no_such_module_for_cog_tests\n" + original)
+    built = cog_in(root, offline, "build", "--no-docker-load")
+    assert built.returncode == 0, built.stderr[-3000:]
+    ran = cog_in(root, offline, "run", "-i", "text=x")
+    assert ran.returncode == 1 and "Traceback" not in ran.stderr.splitlines()[-1]
+    assert "No module named 'no_such_module_for_cog_tests'" in ran.stderr, ran.stderr[-3000:]
+
+    # A default computed by the module: the build imports it, and says why it failed.
+    predict.write_text(
+        "import no_such_module_for_cog_tests\n"
+        "from cog import BasePredictor, Input\n"
+        "DEFAULT = no_such_module_for_cog_tests.default()\n"
+        "class Predictor(BasePredictor):\n"
+        "    def predict(self, text: str = Input(default=DEFAULT)) -> str:\n"
+        "        return text\n"
+    )
+    result = cog_in(root, offline, "build", "--no-docker-load")
     assert result.returncode == 1, result.stderr[-3000:]
     error = result.stderr[result.stderr.index("\nerror: ") + 1 :]
     first, rest = error.split("\n", 1)

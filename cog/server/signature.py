@@ -74,6 +74,29 @@ def load(ref: str, root: pathlib.Path | None = None) -> Any:
     return target() if inspect.isclass(target) else target
 
 
+def load_reduced(ref: str, root: pathlib.Path | None = None) -> Any | None:
+    """As `load`, from the module reduced to what its signature reads (cog.server.skeleton),
+    without importing what the model imports; None when its source cannot be reduced. Its
+    methods have no bodies: it is only for describing, never for running."""
+    from cog.server.skeleton import reduce
+
+    file, _, attr = ref.partition(":")
+    path = (root or pathlib.Path.cwd()) / file
+    try:
+        source = path.read_text()
+    except (OSError, UnicodeDecodeError):
+        return None
+    reduced = reduce(source, str(path), attr)
+    if reduced is None:
+        return None
+    module = types.ModuleType(path.stem)
+    module.__file__ = str(path)
+    sys.modules[path.stem] = module  # where typing and pydantic look the module's names up
+    exec(compile(reduced, str(path), "exec"), module.__dict__)
+    target = getattr(module, attr)
+    return target() if inspect.isclass(target) else target
+
+
 def entry_point(target: Any, method: str) -> Callable[..., Any]:
     """The function to call: `predict`/`run`/`train`, or the target itself if a function."""
     if inspect.isfunction(target):

@@ -2,8 +2,8 @@
 
 One run on the same data for every contender: a layer tar of a real tree (default: this
 machine's /usr/lib/x86_64-linux-gnu, shared libraries as a CUDA layer has them), read into
-memory first so the disk is not measured. Contenders: Python's gzip (one stream, level 6:
-what images used before), the parallel deterministic gzip (store.compress.ParallelGzip,
+memory first so the disk is not measured. Contenders: Python's gzip (one stream, at the
+layers' level), the parallel deterministic gzip (store.compress.ParallelGzip,
 1 MiB blocks, a thread per core), zstd level 9 single-threaded and in libzstd's
 multi-threaded mode. For each: wall time, MiB/s of input, compressed size, and whether the
 bytes are the same with 1 thread as with all (what keeps digests independent of the machine).

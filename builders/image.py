@@ -201,14 +201,14 @@ class LayerBuilder:
             (ctx.out / "parts.json").write_text(json.dumps(parts, indent=1) + "\n")
             diff_id = digest
         else:
-            blob = CompressedBlob(ctx.out / "blob", compression)
             total = sum(ctx.store.info(ctx.input_paths[r]).tar_size for r in roles)
             done = 0
-            for chunk in trees_stream(trees):
-                blob.feed(chunk)
-                done += len(chunk)
-                ctx.progress(min(done, total), total)
-            digest, size, diff_id = blob.finish()
+            with CompressedBlob(ctx.out / "blob", compression) as blob:
+                for chunk in trees_stream(trees):
+                    blob.feed(chunk)
+                    done += len(chunk)
+                    ctx.progress(min(done, total), total)
+                digest, size, diff_id = blob.finish()
         if args.expect_store_form:
             expect = ctx.store.info(ctx.input_paths[roles[0]]).tar_sha256
             if diff_id != f"sha256:{expect}":

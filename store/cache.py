@@ -301,14 +301,10 @@ def entry_for(
             form = "layer" if found["diff_id"] == f"sha256:{info.tar_sha256}" else "tree"
             return Entry(info, form, blob, found["diff_id"]), made
     target = work / f"{path.hash}.blob"
-    writer = CompressedBlob(target, "gzip")
-    try:
+    with CompressedBlob(target, "gzip") as writer:
         for chunk in archive_stream(tree, path.layer_prefix):
             writer.feed(chunk)
-    except BaseException:
-        writer.abort()
-        raise
-    digest, size, diff_id = writer.finish()
+        digest, size, diff_id = writer.finish()
     if diff_id != f"sha256:{info.tar_sha256}":
         raise CacheError(
             f"{path} no longer matches its registered hash",

@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import hashlib
 import io
 import os
 import random
 import subprocess
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import zstandard
 
-from store.compress import BLOCK, ParallelGzip, zstd_writer
+from store.compress import BLOCK, CompressedBlob, ParallelGzip, zstd_writer
 
 
 def _data() -> bytes:
@@ -71,3 +73,32 @@ def test_zstd_is_the_same_for_any_thread_count() -> None:
         made.add(out.getvalue())
     assert len(made) == 1
     assert zstandard.ZstdDecompressor().decompressobj().decompress(made.pop()) == data
+
+
+def test_zstd_blobs_are_written_one_at_a_time_and_a_failed_one_lets_go(tmp_path: Path) -> None:
+    """Each libzstd multi-threaded context holds tens of MiB and already uses every core, so
+    a second zstd blob waits for the first; gzip blobs do not wait; and a blob left by an
+    error (the context manager aborts it) frees its turn, or every later build would hang."""
+    first = CompressedBlob(tmp_path / "first", "zstd")
+    first.feed(b"x" * 1000)
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        second = pool.submit(lambda: CompressedBlob(tmp_path / "second", "zstd"))
+        with CompressedBlob(tmp_path / "plain", "gzip") as plain:  # not held up
+            plain.feed(b"y")
+            plain.finish()
+        time.sleep(0.3)
+        assert not second.done()  # waiting for the first one's turn
+        digest, _, _ = first.finish()
+        waited = second.result(timeout=10)
+        waited.abort()
+    assert zstandard.ZstdDecompressor().decompressobj().decompress(
+        (tmp_path / "first").read_bytes()
+    ) == b"x" * 1000 and digest.startswith("sha256:")
+
+    with contextlib.suppress(RuntimeError), CompressedBlob(tmp_path / "failed", "zstd") as blob:
+        blob.feed(b"z")
+        raise RuntimeError("the tree could not be read")
+    assert not (tmp_path / "failed").exists()
+    with ThreadPoolExecutor(max_workers=1) as pool:  # its turn was given back
+        after = pool.submit(lambda: CompressedBlob(tmp_path / "after", "zstd")).result(timeout=10)
+    after.abort()

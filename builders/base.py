@@ -68,6 +68,10 @@ class BuildContext:
                 hint="regenerate the derivation with this version of cog",
             ) from None
 
+    def layers(self) -> list[Path]:
+        """The inputs named `layer-NN`, lowest first: root layers to stack."""
+        return [self.inputs[r] for r in sorted(r for r in self.inputs if r.startswith("layer-"))]
+
     def check_cancelled(self) -> None:
         if self.cancel.is_set():
             raise BuildCancelled(f"building {self.drv.name} was cancelled")

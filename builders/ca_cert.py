@@ -41,7 +41,7 @@ class CaCertBuilder:
 
     def build(self, ctx: BuildContext) -> None:
         pem = ctx.args(CaCertArgs).pem
-        layers = [ctx.inputs[r] for r in sorted(r for r in ctx.inputs if r.startswith("layer-"))]
+        layers = ctx.layers()
         for rel, text in ((CERT, pem), (BUNDLE, trusted_by(layers) + pem)):
             (ctx.out / rel).parent.mkdir(parents=True, exist_ok=True)
             (ctx.out / rel).write_text(text)

@@ -239,7 +239,7 @@ class RunStepBuilder:
                 f"the build.run step `{command}` must be sandboxed, but bubblewrap is missing "
                 "or cannot create namespaces here"
             )
-        layers = [ctx.inputs[r] for r in sorted(r for r in ctx.inputs if r.startswith("layer-"))]
+        layers = ctx.layers()
         binds = self._binds(ctx, args, layers)
         ctx.say(f"$ {command}")
         scratch = ctx.scratch

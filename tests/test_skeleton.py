@@ -328,6 +328,18 @@ NOT_REDUCED = {
             def predict(self, mode: str = Input(default=MODE)) -> str:
                 return mode
         """,
+    "a base class that changes its subclasses as they are made": """\
+        from cog import BasePredictor
+
+        class Base(BasePredictor):
+            def __init_subclass__(cls, **kwargs):
+                super().__init_subclass__(**kwargs)
+                cls.predict.__annotations__["return"] = int
+
+        class Predictor(Base):
+            def predict(self, x: int) -> str:
+                return str(x)
+        """,
     "a syntax error": """\
         from cog import BasePredictor
         class Predictor(BasePredictor:

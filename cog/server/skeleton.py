@@ -143,7 +143,7 @@ def _keep(node: ast.stmt, in_class: bool, target: str) -> _Kept | None:
         reads |= _reads(node.value)
         return _Kept(node, {node.target.id}, reads, calls=_calls(node.value))
     if isinstance(node, ast.ClassDef):
-        if _binds_more(node, body=False):
+        if _binds_more(node, body=False) or _hooks(node):
             return None
         inner = _Scope.of(node.body, in_class=True)
         try:
@@ -173,6 +173,21 @@ def _keep(node: ast.stmt, in_class: bool, target: str) -> _Kept | None:
     if isinstance(node, ast.Pass) or _is_docstring(node):
         return _Kept(node, set(), set())
     return None
+
+
+# Methods that act on a class or its subclasses as they are made, or on attribute lookups:
+# a class defining one is not kept, since its emptied form would not act the same.
+_HOOKS = frozenset(
+    {"__init_subclass__", "__class_getitem__", "__set_name__", "__new__", "__call__"}
+    | {"__getattr__", "__getattribute__", "__get__", "__set__", "__prepare__"}
+)
+
+
+def _hooks(node: ast.ClassDef) -> bool:
+    return any(
+        isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef) and n.name in _HOOKS
+        for n in node.body
+    )
 
 
 def _known(module: str | None) -> bool:

@@ -127,17 +127,21 @@ class CompressedBlob:
     def __init__(self, target: Path, compression: str) -> None:
         self.target = target
         self.tmp = target.with_name(f".incoming-{os.getpid()}-{target.name}")
-        self.slot = ZSTD_AT_ONCE if compression == "zstd" else None
-        if self.slot is not None:
-            self.slot.acquire()
+        self.slot: threading.BoundedSemaphore | None = None  # held while a zstd blob is open
         self.file: BinaryIO = open(self.tmp, "wb")  # noqa: SIM115 (closed in finish)
-        self.out = HashingWriter(self.file)  # the sink of the compressor
-        self.diff = hashlib.sha256()
-        self.compressor: Any
-        if compression == "gzip":
-            self.compressor = ParallelGzip(self.out.write)
-        else:
-            self.compressor = zstd_writer(self.out)
+        try:  # a failure here still closes the file and gives the zstd turn back
+            self.out = HashingWriter(self.file)  # the sink of the compressor
+            self.diff = hashlib.sha256()
+            self.compressor: Any
+            if compression == "gzip":
+                self.compressor = ParallelGzip(self.out.write)
+            else:
+                self.slot = ZSTD_AT_ONCE
+                self.slot.acquire()
+                self.compressor = zstd_writer(self.out)
+        except BaseException:
+            self.abort()
+            raise
 
     def __enter__(self) -> CompressedBlob:
         return self

@@ -13,9 +13,10 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import pytest
 import zstandard
 
-from store.compress import BLOCK, CompressedBlob, ParallelGzip, zstd_writer
+from store.compress import BLOCK, ZSTD_AT_ONCE, CompressedBlob, ParallelGzip, zstd_writer
 
 
 def _data() -> bytes:
@@ -102,3 +103,8 @@ def test_zstd_blobs_are_written_one_at_a_time_and_a_failed_one_lets_go(tmp_path:
     with ThreadPoolExecutor(max_workers=1) as pool:  # its turn was given back
         after = pool.submit(lambda: CompressedBlob(tmp_path / "after", "zstd")).result(timeout=10)
     after.abort()
+
+    with pytest.raises(FileNotFoundError):  # its file cannot be made: it takes no turn
+        CompressedBlob(tmp_path / "no-such-dir" / "blob", "zstd")
+    assert ZSTD_AT_ONCE.acquire(timeout=5)  # free (asked directly: a lost turn must not hang)
+    ZSTD_AT_ONCE.release()

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from builders.base import Args, BuildContext
+from derivations.ca_cert import joined
 from derivations.model import Derivation, DrvInput
 
 BUNDLE = "etc/ssl/certs/ca-certificates.crt"
@@ -42,7 +43,7 @@ class CaCertBuilder:
     def build(self, ctx: BuildContext) -> None:
         pem = ctx.args(CaCertArgs).pem
         layers = ctx.layers()
-        for rel, text in ((CERT, pem), (BUNDLE, trusted_by(layers) + pem)):
+        for rel, text in ((CERT, pem), (BUNDLE, joined(trusted_by(layers), pem))):
             (ctx.out / rel).parent.mkdir(parents=True, exist_ok=True)
             (ctx.out / rel).write_text(text)
         # update-ca-certificates' link for it, beside the ones rootfs made for Debian's.
@@ -51,11 +52,10 @@ class CaCertBuilder:
 
 
 def trusted_by(layers: Sequence[Path]) -> str:
-    """The system bundle of root layers stacked lowest first (the topmost one's), ending in a
-    newline; empty when none has one. A link is not followed: it would point outside."""
+    """The system bundle of root layers stacked lowest first (the topmost one's); empty when
+    none has one. A link is not followed: it would point outside."""
     for layer in reversed(layers):
         bundle = layer / BUNDLE
         if bundle.is_file() and not bundle.is_symlink():
-            text = bundle.read_text()
-            return text if text.endswith("\n") or not text else text + "\n"
+            return bundle.read_text()
     return ""

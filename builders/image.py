@@ -34,6 +34,7 @@ from builders.project import Layers
 from builders.rootview import view_derivation
 from builders.sandbox import read_result, run_command
 from builders.wheel import site_packages
+from derivations.config import CogConfig
 from derivations.hashing import output_path
 from derivations.model import Derivation, DrvInput, SrcInput
 from store.archive import read_chunks, tree_parts, trees_stream
@@ -69,10 +70,11 @@ def nvidia_env(store: Store, built: Layers, python: str, arch: str) -> dict[str,
     }
 
 
-def layers_env(store: Store, built: Layers, gpu: bool, python: str, arch: str) -> dict[str, str]:
-    """What the image's layers ask of its environment, in the image and in a native run:
+def layers_env(store: Store, config: CogConfig, built: Layers, arch: str) -> dict[str, str]:
+    """What the project's layers ask of its environment, in the image and in a native run:
     NVIDIA's for a GPU image, the CA bundle's names for COG_CA_CERT's layer."""
-    env = nvidia_env(store, built, python, arch) if gpu else {}
+    gpu = config.build.gpu
+    env = nvidia_env(store, built, config.build.python_version, arch) if gpu else {}
     return env | (CA_CERT_ENV if built.ca_cert is not None else {})
 
 
@@ -277,7 +279,7 @@ _DESCRIBE = (
     "except Exception:\n"
     "    found = None\n"
     "try:\n"
-    "    if not found:\n"
+    "    if found is None:\n"
     "        target = s.load(sys.argv[1], Path(sys.argv[2]))\n"
     "        found = s.describe(target, s.entry_point(target, 'predict'))\n"
     "except s.PredictorError as e:\n"

@@ -39,6 +39,7 @@ from builders.registry import Builders
 from builders.rootfs import relative_target
 from builders.rootview import merge_view
 from builders.sandbox import bwrap_path, run_logged, sandbox_works
+from derivations.ca_cert import joined
 from derivations.config import CogConfig, ConfigError, RunItem
 from derivations.hashing import drv_path, output_path
 from derivations.lock import Secret, Step, StepPin, step_input
@@ -284,11 +285,9 @@ class RunStepBuilder:
             binds.append((str(source), mount.target))
         bundle = os.environ.get("SSL_CERT_FILE")
         if args.network and bundle and os.path.isfile(bundle):
-            joined = ctx.scratch / "ca-certificates.crt"
-            host = Path(bundle).read_text()
-            newline = "\n" if host and not host.endswith("\n") else ""
-            joined.write_text(host + newline + trusted_by(layers))
-            binds.append((str(joined), CA_BUNDLE))
+            both = ctx.scratch / "ca-certificates.crt"
+            both.write_text(joined(Path(bundle).read_text(), trusted_by(layers)))
+            binds.append((str(both), CA_BUNDLE))
         return binds
 
     def _bwrap(

@@ -23,15 +23,15 @@ def from_environment() -> str | None:
     value = os.environ.get(VARIABLE, "").strip()
     if not value:
         return None
+    path = Path(value)
     try:
-        path = Path(value)
-        is_dir, is_file = path.is_dir(), path.exists() and not path.is_dir()
+        is_dir, exists = path.is_dir(), path.exists()
     except OSError:  # a PEM or base64 value too long to be a path
-        is_dir = is_file = False
+        is_dir = exists = False
     if is_dir:
-        return _from_folder(Path(value))
-    if is_file:
-        return _checked(_read(Path(value)), value)
+        return _from_folder(path)
+    if exists:
+        return _checked(_read(path), value)
     if value.startswith("-----BEGIN"):
         return _checked(value, VARIABLE)
     try:
@@ -82,11 +82,16 @@ def _checked(text: str, where: str) -> str:
     return content + "\n"
 
 
+def joined(*bundles: str) -> str:
+    """PEM bundles one after the other, each ending in a newline (an empty one is left out)."""
+    return "".join(b if not b or b.endswith("\n") else b + "\n" for b in bundles)
+
+
 def host_bundle(extra: str, folder: Path) -> Path:
     """A CA bundle file in `folder` for a subprocess that reads SSL_CERT_FILE (uv): what the
     host trusts (SSL_CERT_FILE's bundle, else OpenSSL's default one) and `extra`."""
     named = os.environ.get("SSL_CERT_FILE") or ssl.get_default_verify_paths().cafile
     trusted = Path(named).read_text() if named and os.path.isfile(named) else ""
     bundle = folder / "cog-ca-bundle.crt"
-    bundle.write_text(trusted + ("" if trusted.endswith("\n") or not trusted else "\n") + extra)
+    bundle.write_text(joined(trusted, extra))
     return bundle

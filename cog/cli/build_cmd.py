@@ -178,7 +178,7 @@ def image_of(
     if config.train:
         env["COG_TRAIN_TYPE_STUB"] = config.train
     arch = lock.platform.arch
-    env |= layers_env(store, built, config.build.gpu, config.build.python_version, arch)
+    env |= layers_env(store, config, built, arch)
     return image_derivation(
         infos or store,
         "image",

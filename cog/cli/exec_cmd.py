@@ -57,9 +57,10 @@ def check_publish(value: str) -> int:
 
 
 def cmd_exec(args: argparse.Namespace, store: Store) -> int:
+    from builders.image import layers_env
     from builders.native import project_argv
     from cog.cli.build_cmd import build
-    from cog.cli.predict_cmd import host_gpu, image_env
+    from cog.cli.predict_cmd import host_gpu
 
     if not args.command:
         raise UsageError("cog exec needs a command to run", hint="e.g. cog exec python")
@@ -79,7 +80,7 @@ def cmd_exec(args: argparse.Namespace, store: Store) -> int:
             store,
             built,
             scratch / "root",
-            image_env(store, config, built, args.arch) | config.env | env,
+            layers_env(store, config, built, args.arch) | config.env | env,
             src=project,
             interactive=sys.stdin.isatty(),
             gpu=gpu,

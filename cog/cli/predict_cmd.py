@@ -37,8 +37,6 @@ from store.oci import Layout
 
 if TYPE_CHECKING:  # imported where used: the CLI starts without them
     from builders.nvidia import HostGpu
-    from builders.project import Layers
-    from derivations.config import CogConfig
 
 
 def register(sub: argparse._SubParsersAction[Any]) -> None:
@@ -509,6 +507,7 @@ def _native_argv(
     mounts: list[tuple[Path, str]],
     gpu: HostGpu | None = None,
 ) -> list[str]:
+    from builders.image import layers_env
     from builders.native import server_argv
     from cog.cli.build_cmd import build
     from derivations.config import load_config
@@ -521,7 +520,7 @@ def _native_argv(
     if not training and not config.predict:
         raise UsageError("cog.yaml has no predict:", hint="add predict: predict.py:Predictor")
     _, _, built = build(store, project, args)
-    env = image_env(store, config, built, args.arch)
+    env = layers_env(store, config, built, args.arch)
     env |= config.env | model_env(getattr(args, "env", [])) | {"PORT": str(port)}
     if config.predict:
         env["COG_PREDICT_TYPE_STUB"] = config.predict
@@ -539,13 +538,6 @@ def host_gpu(gpus: str | None) -> HostGpu | None:
     from builders.nvidia import discover
 
     return discover(gpus) if gpus else None
-
-
-def image_env(store: Store, config: CogConfig, built: Layers, arch: str) -> dict[str, str]:
-    """What a project's layers set in its image (builders.image.layers_env), for a native run."""
-    from builders.image import layers_env
-
-    return layers_env(store, built, config.build.gpu, config.build.python_version, arch)
 
 
 def json_inputs(text: str) -> dict[str, Any]:

@@ -20,6 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 GIB = 1 << 30
+ROUNDS = 3
 REPO = Path(__file__).resolve().parent.parent
 
 
@@ -49,7 +50,7 @@ def warm(path: Path) -> None:
 def measure(
     command: Callable[[Path], str], work: Path, env: dict[str, str], used: list[Path]
 ) -> tuple[float, float]:
-    """Best wall seconds of two runs, each into a fresh empty store, and peak RSS (MiB).
+    """Wall seconds and peak RSS (MiB) of one run into a fresh empty store.
 
     GNU time starts the command from a small process: a child forked from this (large) Python
     process would inherit its memory high-water mark. `sync` first, so that no contender pays
@@ -58,30 +59,27 @@ def measure(
     file, so creating 10,000 files right after deleting 10,000 took several times as long, and
     whoever ran after a deletion paid for it.
     """
-    best, rss = float("inf"), 0.0
-    for _ in range(2):
-        scratch = Path(tempfile.mkdtemp(dir=work))
-        used.append(scratch)
-        report = scratch / "time"
-        subprocess.run(["sync"], check=True)
-        start = time.perf_counter()
-        subprocess.run(
-            [
-                "/usr/bin/time",
-                "-o",
-                str(report),
-                "-f",
-                "%M",
-                "sh",
-                "-c",
-                command(scratch) + " > /dev/null",
-            ],
-            env=env,
-            check=True,
-        )
-        best = min(best, time.perf_counter() - start)
-        rss = max(rss, int(report.read_text().split()[-1]) / 1024)
-    return best, rss
+    scratch = Path(tempfile.mkdtemp(dir=work))
+    used.append(scratch)
+    report = scratch / "time"
+    subprocess.run(["sync"], check=True)
+    start = time.perf_counter()
+    subprocess.run(
+        [
+            "/usr/bin/time",
+            "-o",
+            str(report),
+            "-f",
+            "%M",
+            "sh",
+            "-c",
+            command(scratch) + " > /dev/null",
+        ],
+        env=env,
+        check=True,
+    )
+    wall = time.perf_counter() - start
+    return wall, int(report.read_text().split()[-1]) / 1024
 
 
 def remove(scratch: Path) -> None:
@@ -111,7 +109,15 @@ def main() -> None:
                 else (lambda s, d=data: f"sha256sum {d}")
             ),
         }
-        results = {name: measure(cmd, work, env, used) for name, cmd in contenders.items()}
+        # Rounds interleave the contenders, so that a slow spell of this VM's disk (file
+        # creation here varies several-fold from minute to minute) falls on all of them.
+        runs: dict[str, list[tuple[float, float]]] = {name: [] for name in contenders}
+        for _ in range(ROUNDS):
+            for name, cmd in contenders.items():
+                runs[name].append(measure(cmd, work, env, used))
+        results = {
+            name: (min(w for w, _ in got), max(r for _, r in got)) for name, got in runs.items()
+        }
         for name, (wall, rss) in results.items():
             ratio = results["nix-store --add"][0] / wall
             speed = f"{size / wall / (1 << 20):.0f} MiB/s"
@@ -120,7 +126,7 @@ def main() -> None:
             )
     for scratch in used:
         remove(scratch)
-    print("| data | tool | wall (best of 2) | throughput | peak RSS | speed vs nix-store |")
+    print(f"| data | tool | wall (best of {ROUNDS}) | throughput | peak RSS | speed vs nix-store |")
     print("|---|---|---|---|---|---|")
     print("\n".join(rows))
 

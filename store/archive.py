@@ -13,16 +13,21 @@ A tree is serialised in two forms that share every data byte:
 - the *layer* form, entries named `cog/store/<hash>-<name>/…` after `cog/` and `cog/store/`:
   exactly the OCI layer that puts the path at `/cog/store`; its SHA-256 is the layer `diff_id`.
 
-One read pass feeds both forms to their hashers, each in its own thread.
+One read pass feeds both forms to their hashers, each in its own thread. The layer form's
+SHA-256 is optional: most paths get it later, from the pass that compresses their layer.
 """
 
 from __future__ import annotations
 
+import collections
 import contextlib
+import errno
 import hashlib
 import os
+import queue
 import stat
 import tarfile
+import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,9 +35,10 @@ from typing import Literal
 
 from store.errors import ArchiveError, StoreError
 from store.hashing import Blake3Sink, ReferenceScanner, Sha256Sink, file_sha256
-from store.paths import STORE_DIR, StorePath
+from store.paths import HASH_LEN, STORE_DIR, StorePath
 
 CHUNK = 1 << 20
+WINDOW = 16 << 20  # a large file is copied a window at a time, each hashed while the next copies
 BLOCK = 512
 RECORD = 20 * BLOCK
 NAR_PREFIX = "."
@@ -58,7 +64,7 @@ class ArchiveDigest:
     nar_hash: str  # BLAKE3 (hex) of the nar form
     nar_size: int
     tar_sha256: str  # SHA-256 (hex) of the layer form; "" when not computed
-    tar_size: int
+    tar_size: int  # the layer form's size, counted even when it is not hashed
     references: frozenset[str]  # hash parts found in the contents
 
 
@@ -268,20 +274,45 @@ def read_chunks(entry: Entry, expected: int) -> Iterator[bytes]:
         raise ArchiveError(f"{entry.path!r} changed size while it was being read; try again")
 
 
-class _Hasher:
-    """Turns walk events into the nar form (BLAKE3, optional) and the layer form (SHA-256,
-    optional); references are scanned for in the nar form."""
+class _Counter:
+    """Stands in for the layer form's hasher when only its size is wanted."""
 
-    def __init__(self, layer_prefix: str | None, scan: Iterable[str], nar: bool = True) -> None:
+    def __init__(self) -> None:
+        self.size = 0
+
+    def write(self, data: bytes) -> None:
+        self.size += len(data)
+
+    def close(self) -> None:
+        pass
+
+    def hexdigest(self) -> str:
+        return ""
+
+
+class _Hasher:
+    """Turns walk events into the nar form (BLAKE3, optional) and the layer form (SHA-256, or
+    only its size unless `layer_hash`); references are scanned for in the nar form."""
+
+    def __init__(
+        self,
+        layer_prefix: str | None,
+        scan: Iterable[str],
+        nar: bool = True,
+        layer_hash: bool = True,
+    ) -> None:
         hash_parts = list(scan)
         if hash_parts and not nar:
             raise ValueError("references are scanned for in the nar form, which is not hashed")
         self.scanner = ReferenceScanner(hash_parts) if hash_parts else None
         self.nar = Blake3Sink(self.scanner) if nar else None
-        self.layer = Sha256Sink() if layer_prefix is not None else None
-        self.layer_prefix = layer_prefix
-        if self.layer is not None:
+        self.layer: Sha256Sink | _Counter | None = None
+        if layer_prefix is not None:
+            self.layer = Sha256Sink() if layer_hash else _Counter()
             self.layer.write(layer_preamble())
+        self.layer_prefix = layer_prefix
+        # Whether file contents are needed at all: a size needs only the walk.
+        self.reads = nar or isinstance(self.layer, Sha256Sink)
 
     def entry(self, entry: Entry) -> None:
         if self.nar is not None:
@@ -294,6 +325,11 @@ class _Hasher:
             self.nar.write(chunk)
         if self.layer is not None:
             self.layer.write(chunk)
+
+    def skip(self, size: int) -> None:
+        """`size` bytes of contents that nothing hashes (only the layer's size counts them)."""
+        if self.layer is not None:
+            self.layer.size += size
 
     def finish(self) -> ArchiveDigest:
         for sink in (self.nar, self.layer):
@@ -322,19 +358,19 @@ class _Hasher:
 
 def _hash_walk(
     entries: Iterable[Entry],
-    layer_prefix: str | None,
-    scan: Iterable[str],
+    hasher: _Hasher,
     after_entry: Callable[[Entry], None] | None = None,
-    nar: bool = True,
 ) -> ArchiveDigest:
-    hasher = _Hasher(layer_prefix, scan, nar)
     try:
         for entry in entries:
             # A symlink's target is in its header, which the reference scanner reads too.
             hasher.entry(entry)
             if entry.kind == "file":
-                for chunk in read_chunks(entry, entry.size):
-                    hasher.data(chunk)
+                if hasher.reads:
+                    for chunk in read_chunks(entry, entry.size):
+                        hasher.data(chunk)
+                else:
+                    hasher.skip(entry.size)
                 hasher.data(padding(entry.size))
             if after_entry is not None:
                 after_entry(entry)
@@ -350,52 +386,238 @@ def hash_tree(
     scan: Iterable[str] = (),
     after_entry: Callable[[Entry], None] | None = None,
     nar: bool = True,
+    layer_hash: bool = True,
 ) -> ArchiveDigest:
     """Hashes the tree in place: nar BLAKE3 (unless `nar` is false: then nar_hash is "" and
-    nothing is scanned), layer SHA-256 (when a prefix is given), references."""
-    return _hash_walk(walk(root), layer_prefix, scan, after_entry, nar)
+    nothing is scanned), the layer form when a prefix is given (its SHA-256, or with
+    `layer_hash` false only its size), references."""
+    return _hash_walk(walk(root), _Hasher(layer_prefix, scan, nar, layer_hash), after_entry)
 
 
-def copy_tree(src: Path | str, dest: Path | str) -> ArchiveDigest:
-    """Copies the tree at `src` to `dest` (which must not exist) canonically, hashing it on the way.
+def copy_tree(src: Path | str, dest: Path | str, name: str) -> ArchiveDigest:
+    """Copies the tree at `src` to `dest` (which must not exist) canonically and read-only (but
+    for `dest` itself), hashing it on the way, for a store path called `name`.
 
     Only the nar form is hashed: the layer form needs the final path, which this hash decides.
-    Files are created with their final read-only modes, so `make_read_only` has nothing left to
-    do for them; directories stay writable until then, for their children.
+    Its size is counted, though: a header's size depends only on the lengths of the names in
+    it, so a placeholder hash of the same length stands in. What is hashed is read back from
+    the copy, so the hash is of what the store holds even if the source changes meanwhile.
+    Threads create the files (and have the kernel copy them) up to _AHEAD entries ahead of the
+    hashing, so that creating files, which costs the filesystem more than copying small ones,
+    overlaps with the rest.
     """
     src_s, dest_s = os.fspath(src), os.fspath(dest)
-    hasher = _Hasher(None, ())
+    hasher = _Hasher(StorePath("0" * HASH_LEN, name).layer_prefix, (), layer_hash=False)
+    directories: list[tuple[str, Entry]] = []
+    placer = _Placer()
+    placed: collections.deque[Entry] = collections.deque()  # in order, not yet hashed
+
+    def hash_next() -> None:
+        entry = placed.popleft()
+        hasher.entry(entry)
+        if entry.kind == "file":
+            _finish_copy(entry, *placer.result(), hasher.data)
+            hasher.data(padding(entry.size))
+
     try:
         for entry in walk(src_s):
             target = os.path.join(dest_s, entry.rel) if entry.rel else dest_s
-            hasher.entry(entry)
-            if entry.kind == "dir":
-                os.mkdir(target, 0o755)
+            if entry.kind == "file" and entry.size > WINDOW:
+                while placed:  # everything before it, first
+                    hash_next()
+                hasher.entry(entry)
+                _copy_file(entry, target, hasher.data)  # copied ahead by a thread of its own
+                hasher.data(padding(entry.size))
+                continue
+            if entry.kind == "file":
+                placer.place(entry, target)
+            elif entry.kind == "dir":
+                os.mkdir(target, 0o755)  # here: what comes after it may be inside it
                 if entry.sticky:
                     os.chmod(target, 0o1755)
-            elif entry.kind == "symlink":
-                os.symlink(entry.target, target)
+                if entry.rel:
+                    directories.append((target, entry))
             else:
-                _copy_file(entry, target, hasher.data)
-                hasher.data(padding(entry.size))
+                os.symlink(entry.target, target)
+            placed.append(entry)
+            if len(placed) > _AHEAD:
+                hash_next()
+        while placed:
+            hash_next()
+        for target, entry in directories:  # only now: they were being filled
+            os.chmod(target, _read_only_mode(entry))
     except BaseException:
         hasher.abort()
         raise
+    finally:
+        placer.close()
     return hasher.finish()
 
 
-def _copy_file(entry: Entry, target: str, out: Callable[[bytes], None]) -> None:
-    """Copies one file, passing its bytes to `out` as they are written."""
-    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+_AHEAD = 64
+
+
+class _Placer:
+    """Creates a copy's files on a thread of its own, in the order given, each copied by the
+    kernel and left open for reading back; `result` gives their outcomes in the same order."""
+
+    def __init__(self) -> None:
+        self._todo: queue.Queue[tuple[Entry, str] | None] = queue.Queue()
+        self._done: queue.Queue[tuple[int, int] | BaseException] = queue.Queue()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def place(self, entry: Entry, target: str) -> None:
+        self._todo.put((entry, target))
+
+    def result(self) -> tuple[int, int]:
+        """The next file's open copy and the bytes copied."""
+        done = self._done.get()
+        if isinstance(done, BaseException):
+            raise done
+        return done
+
+    def _run(self) -> None:
+        failed = False
+        while (item := self._todo.get()) is not None:
+            if failed:  # nothing after a failure is placed; the caller raises at the failure
+                continue
+            try:
+                self._done.put(_open_copy(*item))
+            except BaseException as e:
+                failed = True
+                self._done.put(e)
+
+    def close(self) -> None:
+        """Stops the thread and closes the copies nobody read back (the caller failed)."""
+        self._todo.put(None)
+        self._thread.join()
+        while not self._done.empty():
+            left = self._done.get()
+            if isinstance(left, tuple):
+                os.close(left[0])
+
+
+def _open_copy(entry: Entry, target: str) -> tuple[int, int]:
+    """Creates `target` with its read-only mode and has the kernel copy the file into it: the
+    copy's open descriptor, and the bytes copied (one more than the walk saw: the file grew)."""
+    src = os.open(entry.path, os.O_RDONLY | os.O_CLOEXEC)
     try:
-        os.fchmod(fd, _read_only_mode(entry))  # the open still may write; the umask plays no part
-        for chunk in read_chunks(entry, entry.size):
-            view = memoryview(chunk)
-            while view:
-                view = view[os.write(fd, view) :]
-            out(chunk)
+        dst = os.open(target, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        try:
+            os.fchmod(dst, _read_only_mode(entry))  # the open still may write; no umask applies
+            return dst, _copy_range(src, dst, entry.size + 1, 0)
+        except BaseException:
+            os.close(dst)
+            raise
     finally:
-        os.close(fd)
+        os.close(src)
+
+
+def _finish_copy(entry: Entry, dst: int, copied: int, out: Callable[[bytes], None]) -> None:
+    """Reads the copy back into `out` and closes it; a file that changed size is refused."""
+    try:
+        _read_back(dst, 0, min(copied, entry.size), out)
+    finally:
+        os.close(dst)
+    if copied != entry.size:
+        raise ArchiveError(f"{entry.path!r} changed size while it was being read; try again")
+
+
+def _copy_file(entry: Entry, target: str, out: Callable[[bytes], None]) -> None:
+    """Copies one file and passes its bytes, read back from the copy, to `out`.
+
+    The kernel copies (copy_file_range: no bytes pass through Python, and a filesystem that
+    can shares the blocks instead); a large file is copied by a second thread a window ahead
+    of the reading back, so copying and hashing overlap.
+    """
+    if entry.size <= WINDOW:
+        _finish_copy(entry, *_open_copy(entry, target), out)
+        return
+    src = os.open(entry.path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        dst = os.open(target, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        try:
+            os.fchmod(dst, _read_only_mode(entry))
+            copied = _copy_ahead(src, dst, entry.size, out)
+        finally:
+            os.close(dst)
+    finally:
+        os.close(src)
+    if copied != entry.size:
+        raise ArchiveError(f"{entry.path!r} changed size while it was being read; try again")
+
+
+def _copy_ahead(src: int, dst: int, size: int, out: Callable[[bytes], None]) -> int:
+    """Copies `size` bytes (and one more, if the file grew) a window at a time on a thread of
+    its own, reading each window back into `out` while the next one copies."""
+    ready: queue.Queue[int | BaseException | None] = queue.Queue()
+    stop = threading.Event()  # the reading side failed: copy no further
+
+    def copy() -> None:
+        try:
+            done = 0
+            while done <= size and not stop.is_set():
+                want = min(WINDOW, size + 1 - done)
+                n = _copy_range(src, dst, want, done)
+                done += n
+                ready.put(done)
+                if n < want:
+                    break
+            ready.put(None)
+        except BaseException as e:  # raised again on the reading side
+            ready.put(e)
+
+    copier = threading.Thread(target=copy, daemon=True)
+    copier.start()
+    read = 0
+    try:
+        while (done := ready.get()) is not None:
+            if isinstance(done, BaseException):
+                raise done
+            _read_back(dst, read, min(done, size) - read, out)
+            read = done
+    finally:
+        stop.set()
+        copier.join()  # the descriptors are closed only after the copier is done with them
+    return read
+
+
+def _copy_range(src: int, dst: int, count: int, offset: int) -> int:
+    """Copies up to `count` bytes at `offset` of `src` to the same offset of `dst`; the number
+    copied, fewer only at the end of `src`."""
+    done = 0
+    try:
+        while done < count:
+            want = count - done
+            n = os.copy_file_range(src, dst, want, offset + done, offset + done)
+            done += n
+            if n < want:  # the end of the file: no second call just to see nothing more
+                break
+        return done
+    except OSError as e:
+        if e.errno not in (errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP):
+            raise
+    # A filesystem (or kernel) that cannot copy in the kernel: through a buffer, then.
+    while done < count:
+        chunk = os.pread(src, min(CHUNK, count - done), offset + done)
+        if not chunk:
+            break
+        written = 0
+        while written < len(chunk):
+            written += os.pwrite(dst, memoryview(chunk)[written:], offset + done + written)
+        done += len(chunk)
+    return done
+
+
+def _read_back(fd: int, offset: int, count: int, out: Callable[[bytes], None]) -> None:
+    end = offset + count
+    while offset < end:
+        chunk = os.pread(fd, min(CHUNK, end - offset), offset)
+        if not chunk:
+            raise ArchiveError("a file being added shrank in the store's temp dir; try again")
+        out(chunk)
+        offset += len(chunk)
 
 
 def archive_stream(root: Path | str, prefix: str) -> Iterator[bytes]:

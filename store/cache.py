@@ -282,7 +282,7 @@ def entry_for(
 ) -> tuple[Entry, Path]:
     """The entry for a local path and the file holding its blob: `find_blob`'s (an image
     layer of that path alone, already compressed), else one made in `work`."""
-    info = replace(store.info(path), registered_at=0)
+    info = replace(store.layer_info(path), registered_at=0)
     if key is not None and info.ca is None:
         info = replace(info, signatures=tuple(sorted({*info.signatures, key.sign(info)})))
     tree = store.real_path(path)

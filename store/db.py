@@ -41,7 +41,7 @@ class PathInfo:
     path: StorePath
     nar_hash: str  # BLAKE3 hex of the nar form
     nar_size: int
-    tar_sha256: str  # SHA-256 hex of the layer form: the layer's diff_id
+    tar_sha256: str  # SHA-256 hex of the layer form, its diff_id; "" until first needed
     tar_size: int
     references: tuple[StorePath, ...] = ()
     deriver: str | None = None  # the .drv store path that built it
@@ -139,6 +139,14 @@ class MetadataDB:
                     raise ValueError(f"reference {ref} of {info.path} is not valid")
                 c.execute("INSERT INTO refs VALUES (?, ?)", [new_id, ref_row[0]])
         return PathInfo(**{**info.__dict__, "registered_at": now})
+
+    def set_layer_hash(self, path: StorePath, tar_sha256: str) -> None:
+        """Records the layer form's SHA-256 of a path registered without it."""
+        with self.transaction() as c:
+            c.execute(
+                "UPDATE paths SET tar_sha256 = ? WHERE path = ? AND tar_sha256 = ''",
+                [tar_sha256, str(path)],
+            )
 
     def info(self, path: StorePath) -> PathInfo | None:
         rows = self._query(

@@ -109,7 +109,7 @@ class Store:
             raise StoreError(f"{src} does not exist")
         with self.writing(), self.temp_dir("add-") as tmp:
             tree = tmp / "out"
-            nar = copy_tree(src, tree)
+            nar = copy_tree(src, tree, name)
             path = StorePath.make("source", f"blake3:{nar.nar_hash}", name)
             failpoint("add:copied")
             with self.output_lock(path):
@@ -149,22 +149,32 @@ class Store:
         References are the paths of `scan` (and `path` itself) whose hash part occurs in the tree.
         What came from elsewhere is checked against what it claims first (`expect_*`).
 
-        `nar` is the nar form's digest when the caller hashed it from the very bytes it wrote
-        into `tree` (`add`, which copies into its private temp dir): only the layer form is then
-        hashed here, which saves a BLAKE3 pass. Such a path is named after its nar hash, so it
-        has no references: its contents cannot contain a hash part derived from themselves.
+        The layer form's SHA-256 (its diff_id) is computed here only to check an `expect_tar`;
+        otherwise it is left to the pass that first needs it (`layer_info`): most paths become
+        part of an image layer, whose compression hashes the same bytes anyway, and many (a
+        downloaded wheel, a .drv) never become a layer of their own at all.
+
+        `nar` is the tree's digest when the caller hashed it from the very bytes it wrote into
+        `tree`, sized its layer form and made it read-only (`add`, through `copy_tree`): the
+        tree is then not read again. Such a path is named after its nar hash, so it has no
+        references: its contents cannot contain a hash part derived from themselves.
         """
         final = self.real_path(path)
         remove_tree(final)  # an unregistered leftover of a crash: never trusted, so replaced
         candidates = {p.hash: p for p in scan}
         candidates[path.hash] = path
-        if nar is None:
-            digest = hash_tree(tree, path.layer_prefix, candidates, after_entry=make_read_only)
-        elif len(candidates) > 1:
-            raise ValueError("a tree hashed by its caller cannot be scanned for references")
+        if nar is not None:
+            if len(candidates) > 1 or expect_tar:
+                raise ValueError("a tree hashed by its caller is neither scanned nor checked")
+            digest = nar
         else:
-            layer = hash_tree(tree, path.layer_prefix, after_entry=make_read_only, nar=False)
-            digest = replace(layer, nar_hash=nar.nar_hash, nar_size=nar.nar_size)
+            digest = hash_tree(
+                tree,
+                path.layer_prefix,
+                candidates,
+                after_entry=make_read_only,
+                layer_hash=bool(expect_tar),
+            )
         if (expect_nar or digest.nar_hash, expect_tar or digest.tar_sha256) != (
             digest.nar_hash,
             digest.tar_sha256,
@@ -197,6 +207,22 @@ class Store:
         )
         failpoint("install:after-register")
         return info
+
+    def layer_info(self, path: StorePath) -> PathInfo:
+        """The path's info with its layer form's SHA-256, computed now if it never was. The
+        same pass re-hashes the nar form, so contents that changed on disk are refused here
+        rather than hashed, signed and shipped."""
+        info = self.info(path)
+        if info.tar_sha256:
+            return info
+        digest = hash_tree(self.real_path(path), path.layer_prefix)
+        if (digest.nar_hash, digest.tar_size) != (info.nar_hash, info.tar_size):
+            raise StoreError(
+                f"{path} no longer matches its registered hash",
+                hint="run `cog store verify --repair`",
+            )
+        self.db.set_layer_hash(path, digest.tar_sha256)
+        return replace(info, tar_sha256=digest.tar_sha256)
 
     # --- roots --------------------------------------------------------------------------------
 

@@ -44,7 +44,7 @@ def export_paths(store: Store, paths: Iterable[StorePath], out: BinaryIO) -> lis
     closure = store.closure(paths)
     out.write(MAGIC)
     for path in closure:
-        info = store.info(path)
+        info = store.layer_info(path)
         out.write(json.dumps(info.to_json(), sort_keys=True).encode() + b"\n")
         written = 0
         for chunk in archive_stream(store.real_path(path), path.layer_prefix):

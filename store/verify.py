@@ -35,7 +35,8 @@ def _problem(store: Store, path: StorePath) -> str | None:
         digest = hash_tree(real, path.layer_prefix)
     except (StoreError, OSError) as e:
         return f"unreadable ({e})"
-    if digest.nar_hash != info.nar_hash or digest.tar_sha256 != info.tar_sha256:
+    layer_changed = info.tar_sha256 and digest.tar_sha256 != info.tar_sha256  # "": not yet hashed
+    if digest.nar_hash != info.nar_hash or layer_changed or digest.tar_size != info.tar_size:
         return f"contents changed (nar hash {digest.nar_hash}, registered {info.nar_hash})"
     return None
 

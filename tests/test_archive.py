@@ -5,16 +5,19 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import shutil
 import socket
 import stat
 import tarfile
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import blake3
 import pytest
 
-from store.archive import NAR_PREFIX, archive_stream
-from store.errors import ArchiveError
+from store.archive import NAR_PREFIX, WINDOW, Entry, _copy_file, archive_stream
+from store.errors import ArchiveError, StoreError
 from store.local import Store
 from store.transfer import export_paths, import_paths
 from tests.conftest import make_tree
@@ -55,7 +58,7 @@ def test_same_tree_gives_same_path_whatever_mtimes_owners_umask_and_order(tmp_pa
     s1, s2 = Store(tmp_path / "s1"), Store(tmp_path / "s2")
     p1, p2 = s1.add(a), s2.add(b)
     assert p1 == p2
-    assert s1.info(p1).tar_sha256 == s2.info(p2).tar_sha256
+    assert s1.layer_info(p1).tar_sha256 == s2.layer_info(p2).tar_sha256
     assert s1.info(p1).nar_hash == s2.info(p2).nar_hash
 
 
@@ -93,7 +96,10 @@ def test_layer_form_is_a_valid_tar_at_the_store_path_and_hashes_match(
 ) -> None:
     src = build_tree(tmp_path / "model", list(FILES), 0o022)
     path = store.add(src)
-    info = store.info(path)
+    # The layer's size is known at registration; its hash when it is first asked for.
+    assert store.info(path).tar_sha256 == ""
+    info = store.layer_info(path)
+    assert store.info(path) == info
     data = b"".join(archive_stream(store.real_path(path), path.layer_prefix))
     assert len(data) == info.tar_size
     assert hashlib.sha256(data).hexdigest() == info.tar_sha256
@@ -119,6 +125,8 @@ def test_store_contents_are_read_only(store: Store, tmp_path: Path) -> None:
     assert stat.S_IMODE(os.stat(real).st_mode) == 0o555
     assert stat.S_IMODE(os.stat(real / "predict.py").st_mode) == 0o444
     assert stat.S_IMODE(os.stat(real / "bin/run").st_mode) == 0o555
+    assert stat.S_IMODE(os.stat(real / "deep/er").st_mode) == 0o555
+    assert stat.S_IMODE(os.stat(real / "empty").st_mode) == 0o555
 
 
 def test_format_is_stable(store: Store, tmp_path: Path) -> None:
@@ -215,3 +223,65 @@ def test_sticky_directories_survive_add_export_and_import(store: Store, tmp_path
         assert stat.S_IMODE(os.stat(other.real_path(path) / "tmp").st_mode) == 0o1555
     finally:
         other.close()
+
+
+@pytest.fixture
+def other_filesystem() -> Iterator[Path]:
+    """A directory on tmpfs: the kernel cannot copy from it into the store's ext4 in one call
+    (copy_file_range fails with EXDEV), so `add` copies through a buffer instead."""
+    where = Path(tempfile.mkdtemp(dir="/dev/shm"))
+    yield where
+    shutil.rmtree(where)
+
+
+def test_files_of_every_size_copy_exactly_from_this_or_another_filesystem(
+    store: Store, tmp_path: Path, other_filesystem: Path
+) -> None:
+    # Below, at, and well over the window a second thread copies ahead in (and not a multiple).
+    files = {
+        "small": os.urandom(100_000),
+        "window": os.urandom(WINDOW),
+        "big": os.urandom(2 * WINDOW + 4321),
+        "empty": b"",
+    }
+    paths = []
+    for root in (tmp_path / "here", other_filesystem / "there"):
+        for name, data in files.items():
+            (root / "model" / name).parent.mkdir(parents=True, exist_ok=True)
+            (root / "model" / name).write_bytes(data)
+        paths.append(store.add(root / "model"))
+    assert paths[0] == paths[1]
+    real = store.real_path(paths[0])
+    assert {name: (real / name).read_bytes() for name in files} == files
+    nar = b"".join(archive_stream(real, NAR_PREFIX))
+    assert store.info(paths[0]).nar_hash == blake3.blake3(nar).hexdigest()
+
+
+@pytest.mark.parametrize("size", [1000, 2 * WINDOW + 1000])
+@pytest.mark.parametrize("change", ["grew", "shrank"])
+def test_a_file_that_changes_size_while_it_is_copied_is_refused(
+    tmp_path: Path, size: int, change: str
+) -> None:
+    """The walk saw one size; the copy finds another (the file changed in between)."""
+    src = tmp_path / "f"
+    src.write_bytes(os.urandom(size))
+    seen = size - 10 if change == "grew" else size + 10
+    entry = Entry("f", "file", str(src), seen)
+    hashed: list[bytes] = []
+    with pytest.raises(ArchiveError, match="changed size"):
+        _copy_file(entry, str(tmp_path / "copy"), hashed.append)
+    assert sum(map(len, hashed)) <= min(size, seen)
+
+
+def test_the_layer_hash_is_refused_for_contents_changed_on_disk(
+    store: Store, tmp_path: Path
+) -> None:
+    """Asked for the first time after the contents changed, the layer hash is not computed
+    over them (and then signed and pushed as if they were the path)."""
+    path = store.add(make_tree(tmp_path / "m", {"a.txt": "hello\n"}))
+    victim = store.real_path(path) / "a.txt"
+    os.chmod(victim, 0o644)
+    victim.write_text("HELLO\n")
+    with pytest.raises(StoreError, match="no longer matches"):
+        store.layer_info(path)
+    assert store.info(path).tar_sha256 == ""

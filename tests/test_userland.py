@@ -117,8 +117,8 @@ def test_two_empty_stores_give_identical_layers(builds: list[Build]) -> None:
     first, second = builds
     assert first.paths == second.paths
     for key in ("base", "python", "system"):
-        a = first.store.info(first.store.parse(str(first.paths[key])))
-        b = second.store.info(second.store.parse(str(second.paths[key])))
+        a = first.store.layer_info(first.store.parse(str(first.paths[key])))
+        b = second.store.layer_info(second.store.parse(str(second.paths[key])))
         assert (a.nar_hash, a.tar_sha256, a.nar_size) == (b.nar_hash, b.tar_sha256, b.nar_size)
 
 

@@ -96,7 +96,7 @@ def cmd_path_info(args: argparse.Namespace, store: Store) -> int:
     paths = [_path(store, p) for p in args.paths]
     if args.closure:
         paths = store.closure(paths)
-    infos = [store.info(p) for p in paths]
+    infos = [store.layer_info(p) for p in paths]
     if args.json:
         json.dump([i.to_json() for i in infos], sys.stdout, indent=2, sort_keys=True)
         print()

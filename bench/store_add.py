@@ -47,22 +47,32 @@ def warm(path: Path) -> None:
     )
 
 
+def settle(data: Path) -> None:
+    """The same memory state before every run: nothing dirty (`sync`, so that no contender
+    pays for another's writeback), and as root the page cache emptied and then only `data`
+    read back into it. On this VM, writing into memory that other runs' copies had filled
+    cost up to three times as much as writing into memory just freed, which made a run's
+    time depend on what ran before it."""
+    subprocess.run(["sync"], check=True)
+    if os.geteuid() == 0:
+        Path("/proc/sys/vm/drop_caches").write_text("3\n")
+    warm(data)
+
+
 def measure(
     command: Callable[[Path], str], work: Path, env: dict[str, str], used: list[Path]
 ) -> tuple[float, float]:
     """Wall seconds and peak RSS (MiB) of one run into a fresh empty store.
 
     GNU time starts the command from a small process: a child forked from this (large) Python
-    process would inherit its memory high-water mark. `sync` first, so that no contender pays
-    for another's writeback. The stores are deleted only at the end (`used`): ext4 without a
-    journal (this VM's disk) skips inodes freed in the last minute or more when it creates a
-    file, so creating 10,000 files right after deleting 10,000 took several times as long, and
-    whoever ran after a deletion paid for it.
+    process would inherit its memory high-water mark. The stores are deleted only at the end
+    (`used`): ext4 without a journal (this VM's disk) skips inodes freed in the last minute
+    or more when it creates a file, so creating 10,000 files right after deleting 10,000 took
+    several times as long, and whoever ran after a deletion paid for it.
     """
     scratch = Path(tempfile.mkdtemp(dir=work))
     used.append(scratch)
     report = scratch / "time"
-    subprocess.run(["sync"], check=True)
     start = time.perf_counter()
     subprocess.run(
         [
@@ -114,6 +124,7 @@ def main() -> None:
         runs: dict[str, list[tuple[float, float]]] = {name: [] for name in contenders}
         for _ in range(ROUNDS):
             for name, cmd in contenders.items():
+                settle(data)
                 runs[name].append(measure(cmd, work, env, used))
         results = {
             name: (min(w for w, _ in got), max(r for _, r in got)) for name, got in runs.items()

@@ -454,46 +454,66 @@ def copy_tree(src: Path | str, dest: Path | str, name: str) -> ArchiveDigest:
     return hasher.finish()
 
 
-_AHEAD = 64
+_AHEAD = 128
 
 
 class _Placer:
     """Creates a copy's files on a thread of its own, in the order given, each copied by the
-    kernel and left open for reading back; `result` gives their outcomes in the same order."""
+    kernel and left open for reading back; `result` gives their outcomes in the same order.
+    Files cross to the thread, and outcomes back, in batches: a hand-over per file cost about
+    as much as the thread saved."""
+
+    _BATCH = 32
 
     def __init__(self) -> None:
-        self._todo: queue.Queue[tuple[Entry, str] | None] = queue.Queue()
-        self._done: queue.Queue[tuple[int, int] | BaseException] = queue.Queue()
+        self._todo: queue.Queue[list[tuple[Entry, str]] | None] = queue.Queue()
+        self._done: queue.Queue[list[tuple[int, int] | BaseException]] = queue.Queue()
+        self._sending: list[tuple[Entry, str]] = []
+        self._received: collections.deque[tuple[int, int] | BaseException] = collections.deque()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
 
     def place(self, entry: Entry, target: str) -> None:
-        self._todo.put((entry, target))
+        self._sending.append((entry, target))
+        if len(self._sending) >= self._BATCH:
+            self._send()
+
+    def _send(self) -> None:
+        if self._sending:
+            self._todo.put(self._sending)
+            self._sending = []
 
     def result(self) -> tuple[int, int]:
         """The next file's open copy and the bytes copied."""
-        done = self._done.get()
+        if not self._received:
+            self._send()  # the file waited for may not have been sent yet
+            self._received.extend(self._done.get())
+        done = self._received.popleft()
         if isinstance(done, BaseException):
             raise done
         return done
 
     def _run(self) -> None:
         failed = False
-        while (item := self._todo.get()) is not None:
-            if failed:  # nothing after a failure is placed; the caller raises at the failure
-                continue
-            try:
-                self._done.put(_open_copy(*item))
-            except BaseException as e:
-                failed = True
-                self._done.put(e)
+        while (batch := self._todo.get()) is not None:
+            outcomes: list[tuple[int, int] | BaseException] = []
+            for item in batch:
+                if failed:  # nothing after a failure is placed; the caller raises at it
+                    break
+                try:
+                    outcomes.append(_open_copy(*item))
+                except BaseException as e:
+                    failed = True
+                    outcomes.append(e)
+            self._done.put(outcomes)
 
     def close(self) -> None:
         """Stops the thread and closes the copies nobody read back (the caller failed)."""
         self._todo.put(None)
         self._thread.join()
         while not self._done.empty():
-            left = self._done.get()
+            self._received.extend(self._done.get())
+        for left in self._received:
             if isinstance(left, tuple):
                 os.close(left[0])
 

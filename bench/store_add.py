@@ -132,13 +132,18 @@ def main() -> None:
         for name, (wall, rss) in results.items():
             ratio = results["nix-store --add"][0] / wall
             speed = f"{size / wall / (1 << 20):.0f} MiB/s"
+            each = " / ".join(f"{w:.2f}" for w, _ in runs[name])
             rows.append(
-                f"| {label} | {name} | {wall:.2f} s | {speed} | {rss:.0f} MiB | {ratio:.2f}x |"
+                f"| {label} | {name} | {wall:.2f} s | {each} | {speed} | {rss:.0f} MiB "
+                f"| {ratio:.2f}x |"
             )
     for scratch in used:
         remove(scratch)
-    print(f"| data | tool | wall (best of {ROUNDS}) | throughput | peak RSS | speed vs nix-store |")
-    print("|---|---|---|---|---|---|")
+    print(
+        f"| data | tool | wall (best of {ROUNDS}) | each run | throughput | peak RSS "
+        "| speed vs nix-store |"
+    )
+    print("|---|---|---|---|---|---|---|")
     print("\n".join(rows))
 
 

@@ -402,9 +402,9 @@ def copy_tree(src: Path | str, dest: Path | str, name: str) -> ArchiveDigest:
     Its size is counted, though: a header's size depends only on the lengths of the names in
     it, so a placeholder hash of the same length stands in. What is hashed is read back from
     the copy, so the hash is of what the store holds even if the source changes meanwhile.
-    Threads create the files (and have the kernel copy them) up to _AHEAD entries ahead of the
-    hashing, so that creating files, which costs the filesystem more than copying small ones,
-    overlaps with the rest.
+    A second thread creates the files (and has the kernel copy them) up to _AHEAD entries
+    ahead of the hashing, so that creating a file, which costs the filesystem more than
+    copying a small one, overlaps with the rest.
     """
     src_s, dest_s = os.fspath(src), os.fspath(dest)
     hasher = _Hasher(StorePath("0" * HASH_LEN, name).layer_prefix, (), layer_hash=False)
@@ -518,18 +518,33 @@ class _Placer:
                 os.close(left[0])
 
 
-def _open_copy(entry: Entry, target: str) -> tuple[int, int]:
-    """Creates `target` with its read-only mode and has the kernel copy the file into it: the
-    copy's open descriptor, and the bytes copied (one more than the walk saw: the file grew)."""
+def _open_pair(entry: Entry, target: str) -> tuple[int, int]:
+    """The file, open for reading, and `target`, created with the file's read-only mode (its
+    descriptor still may write, and no umask applies)."""
     src = os.open(entry.path, os.O_RDONLY | os.O_CLOEXEC)
     try:
         dst = os.open(target, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-        try:
-            os.fchmod(dst, _read_only_mode(entry))  # the open still may write; no umask applies
-            return dst, _copy_range(src, dst, entry.size + 1, 0)
-        except BaseException:
-            os.close(dst)
-            raise
+    except BaseException:
+        os.close(src)
+        raise
+    try:
+        os.fchmod(dst, _read_only_mode(entry))
+    except BaseException:
+        os.close(src)
+        os.close(dst)
+        raise
+    return src, dst
+
+
+def _open_copy(entry: Entry, target: str) -> tuple[int, int]:
+    """Has the kernel copy a small file into `target`: the copy's open descriptor, and the
+    bytes copied (one more than the walk saw: the file grew)."""
+    src, dst = _open_pair(entry, target)
+    try:
+        return dst, _copy_range(src, dst, entry.size + 1, 0)
+    except BaseException:
+        os.close(dst)
+        raise
     finally:
         os.close(src)
 
@@ -540,6 +555,10 @@ def _finish_copy(entry: Entry, dst: int, copied: int, out: Callable[[bytes], Non
         _read_back(dst, 0, min(copied, entry.size), out)
     finally:
         os.close(dst)
+    _check_copied(entry, copied)
+
+
+def _check_copied(entry: Entry, copied: int) -> None:
     if copied != entry.size:
         raise ArchiveError(f"{entry.path!r} changed size while it was being read; try again")
 
@@ -554,18 +573,13 @@ def _copy_file(entry: Entry, target: str, out: Callable[[bytes], None]) -> None:
     if entry.size <= WINDOW:
         _finish_copy(entry, *_open_copy(entry, target), out)
         return
-    src = os.open(entry.path, os.O_RDONLY | os.O_CLOEXEC)
+    src, dst = _open_pair(entry, target)
     try:
-        dst = os.open(target, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-        try:
-            os.fchmod(dst, _read_only_mode(entry))
-            copied = _copy_ahead(src, dst, entry.size, out)
-        finally:
-            os.close(dst)
+        copied = _copy_ahead(src, dst, entry.size, out)
     finally:
         os.close(src)
-    if copied != entry.size:
-        raise ArchiveError(f"{entry.path!r} changed size while it was being read; try again")
+        os.close(dst)
+    _check_copied(entry, copied)
 
 
 def _copy_ahead(src: int, dst: int, size: int, out: Callable[[bytes], None]) -> int:

@@ -291,59 +291,43 @@ class _Counter:
 
 
 class _Hasher:
-    """Turns walk events into the nar form (BLAKE3, optional) and the layer form (SHA-256, or
-    only its size unless `layer_hash`); references are scanned for in the nar form."""
+    """Turns walk events into the nar form (BLAKE3) and the layer form (SHA-256, or only its
+    size unless `layer_hash`); references are scanned for in the nar form."""
 
     def __init__(
-        self,
-        layer_prefix: str | None,
-        scan: Iterable[str],
-        nar: bool = True,
-        layer_hash: bool = True,
+        self, layer_prefix: str | None, scan: Iterable[str], layer_hash: bool = True
     ) -> None:
         hash_parts = list(scan)
-        if hash_parts and not nar:
-            raise ValueError("references are scanned for in the nar form, which is not hashed")
         self.scanner = ReferenceScanner(hash_parts) if hash_parts else None
-        self.nar = Blake3Sink(self.scanner) if nar else None
+        self.nar = Blake3Sink(self.scanner)
         self.layer: Sha256Sink | _Counter | None = None
         if layer_prefix is not None:
             self.layer = Sha256Sink() if layer_hash else _Counter()
             self.layer.write(layer_preamble())
         self.layer_prefix = layer_prefix
-        # Whether file contents are needed at all: a size needs only the walk.
-        self.reads = nar or isinstance(self.layer, Sha256Sink)
 
     def entry(self, entry: Entry) -> None:
-        if self.nar is not None:
-            self.nar.write(tar_header(entry, NAR_PREFIX))
+        self.nar.write(tar_header(entry, NAR_PREFIX))
         if self.layer is not None and self.layer_prefix is not None:
             self.layer.write(tar_header(entry, self.layer_prefix))
 
     def data(self, chunk: bytes) -> None:
-        if self.nar is not None:
-            self.nar.write(chunk)
+        self.nar.write(chunk)
         if self.layer is not None:
             self.layer.write(chunk)
-
-    def skip(self, size: int) -> None:
-        """`size` bytes of contents that nothing hashes (only the layer's size counts them)."""
-        if self.layer is not None:
-            self.layer.size += size
 
     def finish(self) -> ArchiveDigest:
         for sink in (self.nar, self.layer):
             if sink is not None:
                 sink.write(trailer(sink.size))
         try:
-            if self.nar is not None:
-                self.nar.close()
+            self.nar.close()
         finally:
             if self.layer is not None:
                 self.layer.close()
         return ArchiveDigest(
-            nar_hash=self.nar.hexdigest() if self.nar is not None else "",
-            nar_size=self.nar.size if self.nar is not None else 0,
+            nar_hash=self.nar.hexdigest(),
+            nar_size=self.nar.size,
             tar_sha256=self.layer.hexdigest() if self.layer is not None else "",
             tar_size=self.layer.size if self.layer is not None else 0,
             references=frozenset(self.scanner.found if self.scanner else ()),
@@ -366,11 +350,8 @@ def _hash_walk(
             # A symlink's target is in its header, which the reference scanner reads too.
             hasher.entry(entry)
             if entry.kind == "file":
-                if hasher.reads:
-                    for chunk in read_chunks(entry, entry.size):
-                        hasher.data(chunk)
-                else:
-                    hasher.skip(entry.size)
+                for chunk in read_chunks(entry, entry.size):
+                    hasher.data(chunk)
                 hasher.data(padding(entry.size))
             if after_entry is not None:
                 after_entry(entry)
@@ -385,13 +366,11 @@ def hash_tree(
     layer_prefix: str | None = None,
     scan: Iterable[str] = (),
     after_entry: Callable[[Entry], None] | None = None,
-    nar: bool = True,
     layer_hash: bool = True,
 ) -> ArchiveDigest:
-    """Hashes the tree in place: nar BLAKE3 (unless `nar` is false: then nar_hash is "" and
-    nothing is scanned), the layer form when a prefix is given (its SHA-256, or with
-    `layer_hash` false only its size), references."""
-    return _hash_walk(walk(root), _Hasher(layer_prefix, scan, nar, layer_hash), after_entry)
+    """Hashes the tree in place: nar BLAKE3, the layer form when a prefix is given (its
+    SHA-256, or with `layer_hash` false only its size), references."""
+    return _hash_walk(walk(root), _Hasher(layer_prefix, scan, layer_hash), after_entry)
 
 
 def copy_tree(src: Path | str, dest: Path | str, name: str) -> ArchiveDigest:
@@ -703,7 +682,7 @@ def make_read_only(entry: Entry) -> None:
     if entry.kind == "symlink" or not entry.rel:
         return
     mode = _read_only_mode(entry)
-    if entry.mode != mode:  # `add` creates its files read-only already
+    if entry.mode != mode:  # already so (a builder's output may be): no chmod
         os.chmod(entry.path, mode)
 
 

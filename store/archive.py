@@ -405,7 +405,7 @@ def copy_tree(src: Path | str, dest: Path | str, name: str) -> ArchiveDigest:
                 while placed:  # everything before it, first
                     hash_next()
                 hasher.entry(entry)
-                _copy_file(entry, target, hasher.data)  # copied ahead by a thread of its own
+                _copy_large(entry, target, hasher.data)
                 hasher.data(padding(entry.size))
                 continue
             if entry.kind == "file":
@@ -542,16 +542,11 @@ def _check_copied(entry: Entry, copied: int) -> None:
         raise ArchiveError(f"{entry.path!r} changed size while it was being read; try again")
 
 
-def _copy_file(entry: Entry, target: str, out: Callable[[bytes], None]) -> None:
-    """Copies one file and passes its bytes, read back from the copy, to `out`.
-
-    The kernel copies (copy_file_range: no bytes pass through Python, and a filesystem that
-    can shares the blocks instead); a large file is copied by a second thread a window ahead
-    of the reading back, so copying and hashing overlap.
-    """
-    if entry.size <= WINDOW:
-        _finish_copy(entry, *_open_copy(entry, target), out)
-        return
+def _copy_large(entry: Entry, target: str, out: Callable[[bytes], None]) -> None:
+    """Copies a file larger than a window and passes its bytes, read back from the copy, to
+    `out`. The kernel copies (copy_file_range: no bytes pass through Python, and a filesystem
+    that can shares the blocks instead), on a second thread a window ahead of the reading
+    back, so copying and hashing overlap."""
     src, dst = _open_pair(entry, target)
     try:
         copied = _copy_ahead(src, dst, entry.size, out)

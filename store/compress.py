@@ -151,6 +151,9 @@ class CompressedBlob:
             self.abort()
 
     def _release(self) -> None:
+        # The compressor goes first: a zstd context keeps its ~100 MiB of job buffers until it
+        # is freed, and the next blob must not allocate its own before then.
+        self.compressor = None
         if self.slot is not None:
             self.slot.release()
             self.slot = None

@@ -10,6 +10,7 @@ from importlib import metadata
 
 from cog.cli.compat import explain_compat_flags
 from cog.cli.errors import run_guarded
+from cog.cli.malloc import return_large_frees
 from store.local import Store
 
 # Each command: its module, and what `cog --help` says of it (in this order). Only the module of
@@ -91,6 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     command = next((a for a in argv if not a.startswith("-")), None)
     args = parser(command).parse_args(argv)
     explain_compat_flags(args)
+    return_large_frees()  # builds free buffers of tens of MiB: give them back
 
     def run() -> int:
         store = Store()

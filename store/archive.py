@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import collections
 import contextlib
-import errno
 import hashlib
 import os
 import queue
@@ -33,9 +32,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from store.copying import copy_range, open_pair
 from store.errors import ArchiveError, StoreError
 from store.hashing import Blake3Sink, ReferenceScanner, Sha256Sink, file_sha256
 from store.paths import HASH_LEN, STORE_DIR, StorePath
+from store.placing import Placer
 
 CHUNK = 1 << 20
 WINDOW = 16 << 20  # a large file is copied a window at a time, each hashed while the next copies
@@ -295,14 +296,18 @@ class _Hasher:
     size unless `layer_hash`); references are scanned for in the nar form."""
 
     def __init__(
-        self, layer_prefix: str | None, scan: Iterable[str], layer_hash: bool = True
+        self,
+        layer_prefix: str | None,
+        scan: Iterable[str],
+        layer_hash: bool = True,
+        on_threads: bool = True,
     ) -> None:
         hash_parts = list(scan)
         self.scanner = ReferenceScanner(hash_parts) if hash_parts else None
-        self.nar = Blake3Sink(self.scanner)
+        self.nar = Blake3Sink(self.scanner, on_threads)
         self.layer: Sha256Sink | _Counter | None = None
         if layer_prefix is not None:
-            self.layer = Sha256Sink() if layer_hash else _Counter()
+            self.layer = Sha256Sink(on_threads) if layer_hash else _Counter()
             self.layer.write(layer_preamble())
         self.layer_prefix = layer_prefix
 
@@ -381,21 +386,22 @@ def copy_tree(src: Path | str, dest: Path | str, name: str) -> ArchiveDigest:
     Its size is counted, though: a header's size depends only on the lengths of the names in
     it, so a placeholder hash of the same length stands in. What is hashed is read back from
     the copy, so the hash is of what the store holds even if the source changes meanwhile.
-    A second thread creates the files (and has the kernel copy them) up to _AHEAD entries
-    ahead of the hashing, so that creating a file, which costs the filesystem more than
-    copying a small one, overlaps with the rest.
+    A child process creates the small files (and has the kernel copy them) up to _AHEAD
+    entries ahead of the hashing (store/placing.py says why a process, not a thread); this
+    thread walks, reads back and hashes, with no thread of its own to share the GIL with.
     """
     src_s, dest_s = os.fspath(src), os.fspath(dest)
-    hasher = _Hasher(StorePath("0" * HASH_LEN, name).layer_prefix, (), layer_hash=False)
+    prefix = StorePath("0" * HASH_LEN, name).layer_prefix
+    hasher = _Hasher(prefix, (), layer_hash=False, on_threads=False)  # the placer is a process
     directories: list[tuple[str, Entry]] = []
-    placer = _Placer()
-    placed: collections.deque[Entry] = collections.deque()  # in order, not yet hashed
+    placer = Placer()
+    placed: collections.deque[tuple[Entry, str]] = collections.deque()  # in order, not hashed
 
     def hash_next() -> None:
-        entry = placed.popleft()
+        entry, target = placed.popleft()
         hasher.entry(entry)
         if entry.kind == "file":
-            _finish_copy(entry, *placer.result(), hasher.data)
+            _finish_copy(entry, target, placer.result(), hasher.data)
             hasher.data(padding(entry.size))
 
     try:
@@ -409,7 +415,7 @@ def copy_tree(src: Path | str, dest: Path | str, name: str) -> ArchiveDigest:
                 hasher.data(padding(entry.size))
                 continue
             if entry.kind == "file":
-                placer.place(entry, target)
+                placer.place(entry.path, target, _read_only_mode(entry), entry.size)
             elif entry.kind == "dir":
                 os.mkdir(target, 0o755)  # here: what comes after it may be inside it
                 if entry.sticky:
@@ -418,7 +424,7 @@ def copy_tree(src: Path | str, dest: Path | str, name: str) -> ArchiveDigest:
                     directories.append((target, entry))
             else:
                 os.symlink(entry.target, target)
-            placed.append(entry)
+            placed.append((entry, target))
             if len(placed) > _AHEAD:
                 hash_next()
         while placed:
@@ -436,100 +442,9 @@ def copy_tree(src: Path | str, dest: Path | str, name: str) -> ArchiveDigest:
 _AHEAD = 128
 
 
-class _Placer:
-    """Creates a copy's files on a thread of its own, in the order given, each copied by the
-    kernel and left open for reading back; `result` gives their outcomes in the same order.
-    Files cross to the thread, and outcomes back, in batches: a hand-over per file cost about
-    as much as the thread saved."""
-
-    _BATCH = 32
-
-    def __init__(self) -> None:
-        self._todo: queue.Queue[list[tuple[Entry, str]] | None] = queue.Queue()
-        self._done: queue.Queue[list[tuple[int, int] | BaseException]] = queue.Queue()
-        self._sending: list[tuple[Entry, str]] = []
-        self._received: collections.deque[tuple[int, int] | BaseException] = collections.deque()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def place(self, entry: Entry, target: str) -> None:
-        self._sending.append((entry, target))
-        if len(self._sending) >= self._BATCH:
-            self._send()
-
-    def _send(self) -> None:
-        if self._sending:
-            self._todo.put(self._sending)
-            self._sending = []
-
-    def result(self) -> tuple[int, int]:
-        """The next file's open copy and the bytes copied."""
-        if not self._received:
-            self._send()  # the file waited for may not have been sent yet
-            self._received.extend(self._done.get())
-        done = self._received.popleft()
-        if isinstance(done, BaseException):
-            raise done
-        return done
-
-    def _run(self) -> None:
-        failed = False
-        while (batch := self._todo.get()) is not None:
-            outcomes: list[tuple[int, int] | BaseException] = []
-            for item in batch:
-                if failed:  # nothing after a failure is placed; the caller raises at it
-                    break
-                try:
-                    outcomes.append(_open_copy(*item))
-                except BaseException as e:
-                    failed = True
-                    outcomes.append(e)
-            self._done.put(outcomes)
-
-    def close(self) -> None:
-        """Stops the thread and closes the copies nobody read back (the caller failed)."""
-        self._todo.put(None)
-        self._thread.join()
-        while not self._done.empty():
-            self._received.extend(self._done.get())
-        for left in self._received:
-            if isinstance(left, tuple):
-                os.close(left[0])
-
-
-def _open_pair(entry: Entry, target: str) -> tuple[int, int]:
-    """The file, open for reading, and `target`, created with the file's read-only mode (its
-    descriptor still may write, and no umask applies)."""
-    src = os.open(entry.path, os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        dst = os.open(target, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-    except BaseException:
-        os.close(src)
-        raise
-    try:
-        os.fchmod(dst, _read_only_mode(entry))
-    except BaseException:
-        os.close(src)
-        os.close(dst)
-        raise
-    return src, dst
-
-
-def _open_copy(entry: Entry, target: str) -> tuple[int, int]:
-    """Has the kernel copy a small file into `target`: the copy's open descriptor, and the
-    bytes copied (one more than the walk saw: the file grew)."""
-    src, dst = _open_pair(entry, target)
-    try:
-        return dst, _copy_range(src, dst, entry.size + 1, 0)
-    except BaseException:
-        os.close(dst)
-        raise
-    finally:
-        os.close(src)
-
-
-def _finish_copy(entry: Entry, dst: int, copied: int, out: Callable[[bytes], None]) -> None:
-    """Reads the copy back into `out` and closes it; a file that changed size is refused."""
+def _finish_copy(entry: Entry, target: str, copied: int, out: Callable[[bytes], None]) -> None:
+    """Reads the copy back into `out`; a file that changed size is refused."""
+    dst = os.open(target, os.O_RDONLY | os.O_CLOEXEC)
     try:
         _read_back(dst, 0, min(copied, entry.size), out)
     finally:
@@ -547,7 +462,7 @@ def _copy_large(entry: Entry, target: str, out: Callable[[bytes], None]) -> None
     `out`. The kernel copies (copy_file_range: no bytes pass through Python, and a filesystem
     that can shares the blocks instead), on a second thread a window ahead of the reading
     back, so copying and hashing overlap."""
-    src, dst = _open_pair(entry, target)
+    src, dst = open_pair(entry.path, target, _read_only_mode(entry))
     try:
         copied = _copy_ahead(src, dst, entry.size, out)
     finally:
@@ -567,7 +482,7 @@ def _copy_ahead(src: int, dst: int, size: int, out: Callable[[bytes], None]) -> 
             done = 0
             while done <= size and not stop.is_set():
                 want = min(WINDOW, size + 1 - done)
-                n = _copy_range(src, dst, want, done)
+                n = copy_range(src, dst, want, done)
                 done += n
                 ready.put(done)
                 if n < want:
@@ -589,33 +504,6 @@ def _copy_ahead(src: int, dst: int, size: int, out: Callable[[bytes], None]) -> 
         stop.set()
         copier.join()  # the descriptors are closed only after the copier is done with them
     return read
-
-
-def _copy_range(src: int, dst: int, count: int, offset: int) -> int:
-    """Copies up to `count` bytes at `offset` of `src` to the same offset of `dst`; the number
-    copied, fewer only at the end of `src`."""
-    done = 0
-    try:
-        while done < count:
-            want = count - done
-            n = os.copy_file_range(src, dst, want, offset + done, offset + done)
-            done += n
-            if n < want:  # the end of the file: no second call just to see nothing more
-                break
-        return done
-    except OSError as e:
-        if e.errno not in (errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP):
-            raise
-    # A filesystem (or kernel) that cannot copy in the kernel: through a buffer, then.
-    while done < count:
-        chunk = os.pread(src, min(CHUNK, count - done), offset + done)
-        if not chunk:
-            break
-        written = 0
-        while written < len(chunk):
-            written += os.pwrite(dst, memoryview(chunk)[written:], offset + done + written)
-        done += len(chunk)
-    return done
 
 
 def _read_back(fd: int, offset: int, count: int, out: Callable[[bytes], None]) -> None:

@@ -4,7 +4,8 @@ Both `blake3` and `hashlib` release the GIL on large buffers, so feeding each ha
 own thread lets one read pass hash two byte streams at once. Pieces are batched (by reference,
 never copied: the bytes are immutable and both sinks of a stream share them) until a batch holds
 BATCH bytes, so a tree of small files crosses the thread boundary once per MiB, not once per
-header; memory stays bounded by the queue depth.
+header; memory stays bounded by the queue depth. A caller whose other work already runs in
+another process hashes on its own thread instead (`on_thread=False`).
 """
 
 from __future__ import annotations
@@ -64,18 +65,22 @@ def file_sha256(path: str | os.PathLike[str]) -> str:
     return digest.hexdigest()
 
 
-class ThreadedSink:
-    """Accepts bytes on the caller's thread and feeds them to `consume` on a worker thread."""
+class HashSink:
+    """Accepts bytes on the caller's thread and feeds them to `consume`: on a worker thread,
+    or with `on_thread` false on the caller's own (for a caller whose other work is already
+    in another process, where a thread would only contend with it for the GIL)."""
 
-    def __init__(self, consume: Callable[[bytes], None]) -> None:
+    def __init__(self, consume: Callable[[bytes], None], on_thread: bool = True) -> None:
         self._consume = consume
         self._queue: queue.Queue[list[bytes] | None] = queue.Queue(_QUEUE_DEPTH)
         self._batch: list[bytes] = []
         self._batched = 0
         self.size = 0
         self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
+        self._thread: threading.Thread | None = None
+        if on_thread:
+            self._thread = threading.Thread(target=self._run, daemon=True)
+            self._thread.start()
 
     def _run(self) -> None:
         while True:
@@ -92,6 +97,9 @@ class ThreadedSink:
     def write(self, data: bytes) -> None:
         """Queues `data`, which must not change afterwards (bytes, not a reused buffer)."""
         self.size += len(data)
+        if self._thread is None:
+            self._consume(data)
+            return
         self._batch.append(data)
         self._batched += len(data)
         if self._batched >= BATCH:
@@ -104,6 +112,8 @@ class ThreadedSink:
             self._batched = 0
 
     def close(self) -> None:
+        if self._thread is None:
+            return
         self._flush()
         self._queue.put(None)
         self._thread.join()
@@ -162,11 +172,11 @@ class ReferenceScanner:
             start = marked.find(_RUN, end)
 
 
-class Blake3Sink(ThreadedSink):
-    def __init__(self, scanner: ReferenceScanner | None = None) -> None:
+class Blake3Sink(HashSink):
+    def __init__(self, scanner: ReferenceScanner | None = None, on_thread: bool = True) -> None:
         self._hasher = blake3.blake3()
         self._scanner = scanner
-        super().__init__(self._update)
+        super().__init__(self._update, on_thread)
 
     def _update(self, data: bytes) -> None:
         self._hasher.update(data)
@@ -177,10 +187,10 @@ class Blake3Sink(ThreadedSink):
         return self._hasher.hexdigest()
 
 
-class Sha256Sink(ThreadedSink):
-    def __init__(self) -> None:
+class Sha256Sink(HashSink):
+    def __init__(self, on_thread: bool = True) -> None:
         self._hasher = hashlib.sha256()
-        super().__init__(self._hasher.update)
+        super().__init__(self._hasher.update, on_thread)
 
     def hexdigest(self) -> str:
         return self._hasher.hexdigest()

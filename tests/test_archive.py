@@ -8,10 +8,12 @@ import os
 import shutil
 import socket
 import stat
+import subprocess
 import tarfile
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import blake3
 import pytest
@@ -22,11 +24,14 @@ from store.archive import (
     Entry,
     _copy_large,
     _finish_copy,
-    _open_copy,
     archive_stream,
+    hash_tree,
+    walk,
 )
+from store.copying import place
 from store.errors import ArchiveError, StoreError
 from store.local import Store
+from store.placing import Placer
 from store.transfer import export_paths, import_paths
 from tests.conftest import make_tree
 
@@ -279,8 +284,9 @@ def test_a_file_that_changes_size_while_it_is_copied_is_refused(
     with pytest.raises(ArchiveError, match="changed size"):
         if size > WINDOW:
             _copy_large(entry, str(tmp_path / "copy"), hashed.append)
-        else:  # as copy_tree does it: copied on the placing thread, read back on its own
-            _finish_copy(entry, *_open_copy(entry, str(tmp_path / "copy")), hashed.append)
+        else:  # as copy_tree does it: placed by the placer, read back by the hashing
+            copy = str(tmp_path / "copy")
+            _finish_copy(entry, copy, place(entry.path, copy, 0o444, entry.size), hashed.append)
     assert sum(map(len, hashed)) <= min(size, seen)
 
 
@@ -296,3 +302,98 @@ def test_the_layer_hash_is_refused_for_contents_changed_on_disk(
     with pytest.raises(StoreError, match="no longer matches"):
         store.layer_info(path)
     assert store.info(path).tar_sha256 == ""
+
+
+def many_files(root: Path) -> Path:
+    """More files than `Placer.INLINE`, so most are placed by the child process: sizes around
+    the block and batch edges, executables, nested directories, symlinks, an empty file."""
+    sizes = [0, 1, 511, 512, 513, 4096, 100_001]
+    files: dict[str, bytes | str] = {
+        f"d{i % 7}/sub{i % 3}/f{i:03d}": os.urandom(sizes[i % len(sizes)]) for i in range(300)
+    }
+    files["d0/link"] = "->sub0/f000"
+    make_tree(root, files, modes={f"d{i % 7}/sub{i % 3}/f{i:03d}": 0o755 for i in range(0, 300, 5)})
+    return root
+
+
+def test_a_tree_placed_by_the_child_process_is_the_tree_placed_inline(
+    store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The child places files exactly as this process would: same path, bytes and modes, and
+    the nar hash is of the tree (hashed in place, by the threaded hasher, as a cross-check)."""
+    tree = many_files(tmp_path / "model")
+    started: list[list[str]] = []
+    real_popen = subprocess.Popen
+
+    def spy(args: list[str], **kwargs: Any) -> subprocess.Popen[bytes]:
+        started.append(args)
+        return real_popen(args, **kwargs)
+
+    monkeypatch.setattr(subprocess, "Popen", spy)
+    by_child = store.add(tree)
+    assert [Path(a[-1]).name for a in started] == ["copying.py"]  # one child, for the tree
+
+    monkeypatch.setattr(Placer, "INLINE", 10**9)
+    other = Store(tmp_path / "other-store")
+    try:
+        assert other.add(tree) == by_child
+        assert len(started) == 1  # all inline this time
+    finally:
+        other.close()
+    assert store.info(by_child).nar_hash == hash_tree(tree).nar_hash
+    real = store.real_path(by_child)
+    for entry in walk(tree):
+        copy = real / entry.rel
+        if entry.kind == "file":
+            assert copy.read_bytes() == Path(entry.path).read_bytes()
+            assert stat.S_IMODE(copy.stat().st_mode) == (0o555 if entry.executable else 0o444)
+        elif entry.kind == "symlink":
+            assert os.readlink(copy) == entry.target
+
+
+def test_the_child_reports_a_failure_in_order_and_places_nothing_after_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(Placer, "INLINE", 0)
+    src = tmp_path / "src"
+    src.write_bytes(b"abc")
+    out = tmp_path / "out"
+    out.mkdir()
+    placer = Placer()
+    try:
+        placer.place(str(src), str(out / "1"), 0o444, 3)
+        placer.place(str(tmp_path / "missing"), str(out / "2"), 0o444, 3)
+        placer.place(str(src), str(out / "3"), 0o444, 3)
+        assert placer.result() == 3
+        with pytest.raises(FileNotFoundError) as failed:
+            placer.result()
+        assert failed.value.filename == str(out / "2")
+        with pytest.raises(OSError, match="not placed"):
+            placer.result()
+    finally:
+        placer.close()
+    assert sorted(os.listdir(out)) == ["1"]
+    assert (out / "1").read_bytes() == b"abc"
+
+
+def test_a_caller_that_fails_midway_leaves_no_child_behind(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Files placed but never asked for: closing kills the child at once and reaps it."""
+    monkeypatch.setattr(Placer, "INLINE", 0)
+    started: list[subprocess.Popen[bytes]] = []
+    real_popen = subprocess.Popen
+
+    def keep(args: list[str], **kwargs: Any) -> subprocess.Popen[bytes]:
+        started.append(real_popen(args, **kwargs))
+        return started[-1]
+
+    monkeypatch.setattr(subprocess, "Popen", keep)
+    src = tmp_path / "src"
+    src.write_bytes(os.urandom(1000))
+    placer = Placer()
+    for i in range(100):
+        placer.place(str(src), str(tmp_path / f"c{i}"), 0o444, 1000)
+    assert placer.result() == 1000  # the child runs, with 99 answers not asked for
+    placer.close()
+    assert len(started) == 1 and started[0].returncode is not None

@@ -157,6 +157,21 @@ def test_full_disk_while_adding_is_a_clear_error(tmp_path: Path) -> None:
         assert os.listdir(store_dir / ".cog" / "tmp") == []  # nothing partial was kept
 
 
+def test_full_disk_while_the_child_places_a_tree_is_a_clear_error(tmp_path: Path) -> None:
+    """A tree of many small files is placed by a child process (store/placing.py): its ENOSPC
+    reaches the user as the same one sentence, and nothing partial is kept."""
+    tree = tmp_path / "tree"
+    for i in range(400):  # 3.2 MiB: past the first files, placed inline, and past the disk
+        (tree / f"d{i % 4}").mkdir(parents=True, exist_ok=True)
+        (tree / f"d{i % 4}" / f"f{i:03d}").write_bytes(os.urandom(8192))
+    with tiny_disk(tmp_path / "disk", "2m") as disk:
+        store_dir = disk / "store"
+        result = run_cog(tmp_path, "store", "add", str(tree), env={"COG_STORE_DIR": str(store_dir)})
+        assert_clear(result, "no space left on device while writing", str(store_dir))
+        assert "/out/d0" not in result.stderr  # d0's 100 files include all those placed inline
+        assert os.listdir(store_dir / ".cog" / "tmp") == []
+
+
 def test_full_disk_in_a_builder_is_a_clear_error(tmp_path: Path) -> None:
     big = tmp_path / "big.bin"
     big.write_bytes(os.urandom(4 << 20))

@@ -22,6 +22,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import hashlib
+import mmap
 import os
 import queue
 import stat
@@ -34,7 +35,7 @@ from typing import Literal
 
 from store.copying import copy_range, open_pair
 from store.errors import ArchiveError, StoreError
-from store.hashing import Blake3Sink, ReferenceScanner, Sha256Sink, file_sha256
+from store.hashing import Blake3Sink, Piece, ReferenceScanner, Sha256Sink, file_sha256
 from store.paths import HASH_LEN, STORE_DIR, StorePath
 from store.placing import Placer
 
@@ -281,7 +282,7 @@ class _Counter:
     def __init__(self) -> None:
         self.size = 0
 
-    def write(self, data: bytes) -> None:
+    def write(self, data: Piece) -> None:
         self.size += len(data)
 
     def close(self) -> None:
@@ -316,7 +317,7 @@ class _Hasher:
         if self.layer is not None and self.layer_prefix is not None:
             self.layer.write(tar_header(entry, self.layer_prefix))
 
-    def data(self, chunk: bytes) -> None:
+    def data(self, chunk: Piece) -> None:
         self.nar.write(chunk)
         if self.layer is not None:
             self.layer.write(chunk)
@@ -457,11 +458,11 @@ def _check_copied(entry: Entry, copied: int) -> None:
         raise ArchiveError(f"{entry.path!r} changed size while it was being read; try again")
 
 
-def _copy_large(entry: Entry, target: str, out: Callable[[bytes], None]) -> None:
-    """Copies a file larger than a window and passes its bytes, read back from the copy, to
+def _copy_large(entry: Entry, target: str, out: Callable[[Piece], None]) -> None:
+    """Copies a file larger than a window and passes its bytes, mapped from the copy, to
     `out`. The kernel copies (copy_file_range: no bytes pass through Python, and a filesystem
-    that can shares the blocks instead), on a second thread a window ahead of the reading
-    back, so copying and hashing overlap."""
+    that can shares the blocks instead), on a second thread a window ahead of the hashing,
+    so copying and hashing overlap."""
     src, dst = open_pair(entry.path, target, _read_only_mode(entry))
     try:
         copied = _copy_ahead(src, dst, entry.size, out)
@@ -471,9 +472,9 @@ def _copy_large(entry: Entry, target: str, out: Callable[[bytes], None]) -> None
     _check_copied(entry, copied)
 
 
-def _copy_ahead(src: int, dst: int, size: int, out: Callable[[bytes], None]) -> int:
+def _copy_ahead(src: int, dst: int, size: int, out: Callable[[Piece], None]) -> int:
     """Copies `size` bytes (and one more, if the file grew) a window at a time on a thread of
-    its own, reading each window back into `out` while the next one copies."""
+    its own, passing each window to `out` while the next one copies."""
     ready: queue.Queue[int | BaseException | None] = queue.Queue()
     stop = threading.Event()  # the reading side failed: copy no further
 
@@ -498,12 +499,28 @@ def _copy_ahead(src: int, dst: int, size: int, out: Callable[[bytes], None]) -> 
         while (done := ready.get()) is not None:
             if isinstance(done, BaseException):
                 raise done
-            _read_back(dst, read, min(done, size) - read, out)
+            _map_back(dst, read, min(done, size) - read, out)
             read = done
     finally:
         stop.set()
         copier.join()  # the descriptors are closed only after the copier is done with them
     return read
+
+
+def _map_back(fd: int, offset: int, count: int, out: Callable[[Piece], None]) -> None:
+    """Passes `count` bytes of the copy at `offset` to `out` as a read-only map of the pages
+    the kernel just wrote: reading a 1 GiB file's copy back into memory cost 0.3 s of the
+    1.0 s its add took here, and mapping it costs next to nothing. The copy is in this
+    store's own temp dir, where nothing else writes, so it cannot shrink under the map."""
+    if count == 0:
+        return
+    try:
+        window = mmap.mmap(
+            fd, count, offset=offset, flags=mmap.MAP_SHARED | mmap.MAP_POPULATE, prot=mmap.PROT_READ
+        )
+    except ValueError:  # past the end of the file
+        raise ArchiveError("a file being added shrank in the store's temp dir; try again") from None
+    out(window)
 
 
 def _read_back(fd: int, offset: int, count: int, out: Callable[[bytes], None]) -> None:

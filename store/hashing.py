@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import mmap
 import os
 import queue
 import threading
@@ -24,6 +25,10 @@ from store.paths import ALPHABET, HASH_LEN
 
 BATCH = 1 << 20
 _QUEUE_DEPTH = 8
+
+# What a sink is fed: bytes, or a read-only map of a file only this process writes (a large
+# file's copy being added, hashed without reading it into memory).
+Piece = bytes | mmap.mmap
 
 
 def canonical_json(value: Any) -> str:
@@ -70,10 +75,10 @@ class HashSink:
     or with `on_thread` false on the caller's own (for a caller whose other work is already
     in another process, where a thread would only contend with it for the GIL)."""
 
-    def __init__(self, consume: Callable[[bytes], None], on_thread: bool = True) -> None:
+    def __init__(self, consume: Callable[[Piece], None], on_thread: bool = True) -> None:
         self._consume = consume
-        self._queue: queue.Queue[list[bytes] | None] = queue.Queue(_QUEUE_DEPTH)
-        self._batch: list[bytes] = []
+        self._queue: queue.Queue[list[Piece] | None] = queue.Queue(_QUEUE_DEPTH)
+        self._batch: list[Piece] = []
         self._batched = 0
         self.size = 0
         self._error: BaseException | None = None
@@ -94,7 +99,7 @@ class HashSink:
                 except BaseException as e:  # re-raised on the caller's thread by close()
                     self._error = e
 
-    def write(self, data: bytes) -> None:
+    def write(self, data: Piece) -> None:
         """Queues `data`, which must not change afterwards (bytes, not a reused buffer)."""
         self.size += len(data)
         if self._thread is None:
@@ -178,10 +183,10 @@ class Blake3Sink(HashSink):
         self._scanner = scanner
         super().__init__(self._update, on_thread)
 
-    def _update(self, data: bytes) -> None:
+    def _update(self, data: Piece) -> None:
         self._hasher.update(data)
-        if self._scanner is not None:
-            self._scanner.feed(data)
+        if self._scanner is not None:  # (`in` on a map looks for one byte, not a string)
+            self._scanner.feed(data if isinstance(data, bytes) else bytes(data))
 
     def hexdigest(self) -> str:
         return self._hasher.hexdigest()

@@ -239,13 +239,19 @@ class FileCache:
         target = self._blob(entry.blob["digest"])
         target.parent.mkdir(parents=True, exist_ok=True)
         if not target.exists():
-            partial = target.with_name(f".{target.name}.{os.getpid()}.partial")
+            partial = _partial(target)
             shutil.copyfile(blob, partial)
             partial.replace(target)
         text = json.dumps(entry.to_json(), sort_keys=True, indent=1) + "\n"
-        partial = self.root / f".{entry.path.hash}.{os.getpid()}.partial"
+        partial = _partial(self.root / f"{entry.path.hash}.json")
         partial.write_text(text)
         partial.replace(self.root / f"{entry.path.hash}.json")
+
+
+def _partial(target: Path) -> Path:
+    """Where one writer prepares `target`: its own name, per process and per thread (a
+    publish uploads on several threads, and two paths may share a blob)."""
+    return target.with_name(f".{target.name}.{os.getpid()}.{threading.get_ident()}.partial")
 
 
 def open_cache(url: str) -> OciCache | FileCache:

@@ -7,12 +7,14 @@ import json
 import os
 import shutil
 import subprocess
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
-from store.cache import CacheError, OciCache, Substituter, open_cache, publish
+from store.cache import CacheError, FileCache, OciCache, Substituter, entry_for, open_cache, publish
 from store.hashing import file_sha256
 from store.local import Store
 from store.oci import Layout
@@ -119,6 +121,7 @@ def test_untrusted_tampered_lying_and_unreachable_caches_are_refused(
     a = machine(offline, tmp_path, "a", COG_SIGNING_KEY=str(keys / "ci-1.sec"))
     built = cog(root, a, "build", "--no-docker-load", "--cache", f"file://{cache_dir}")
     assert built.returncode == 0, built.stderr[-3000:]
+    assert "nothing more was published" not in built.stderr, built.stderr[-3000:]
     image = (root / ".cog" / "image").resolve().name
     entries = sorted(cache_dir.glob("*.json"))
     assert len(entries) > 10
@@ -332,3 +335,30 @@ def test_fixed_output_paths_are_checked_by_their_hash(tmp_path: Path) -> None:
     c = Store(tmp_path / "c")
     assert not cheated.fetch(c, path) and not c.is_valid(path)
     assert any("is not what its fixed output hash says" in line for line in said), said
+
+
+def test_threads_uploading_the_same_blob_to_a_file_cache_all_succeed(
+    store: Store, tmp_path: Path
+) -> None:
+    """A publish uploads on several threads, and two paths may share a blob: each writer
+    prepares its own partial file (one name per process made the second rename fail)."""
+    path = store.add(make_tree(tmp_path / "m", {"w.bin": os.urandom(4 << 20)}))
+    entry, blob = entry_for(store, path, tmp_path, None)
+
+    def upload(cache: FileCache, start: threading.Barrier) -> None:
+        start.wait()
+        cache.upload(entry, blob)
+
+    for round_ in range(10):
+        cache = open_cache(f"file://{tmp_path / f'cache-{round_}'}")
+        assert isinstance(cache, FileCache)
+        start = threading.Barrier(8)
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            for done in [pool.submit(upload, cache, start) for _ in range(8)]:
+                done.result()
+        assert cache.lookup(path) == entry
+        assert (
+            file_sha256(cache.root / "blobs" / "sha256" / entry.blob["digest"][7:])
+            == (entry.blob["digest"][7:])
+        )
+        assert [p.name for p in cache.root.rglob("*.partial")] == []

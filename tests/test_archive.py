@@ -316,28 +316,37 @@ def many_files(root: Path) -> Path:
     return root
 
 
+@pytest.fixture
+def children(monkeypatch: pytest.MonkeyPatch) -> list[subprocess.Popen[bytes]]:
+    """The processes started through `subprocess.Popen` during the test (the placer's child)."""
+    started: list[subprocess.Popen[bytes]] = []
+    real_popen = subprocess.Popen
+
+    def keep(args: list[str], **kwargs: Any) -> subprocess.Popen[bytes]:
+        started.append(real_popen(args, **kwargs))
+        return started[-1]
+
+    monkeypatch.setattr(subprocess, "Popen", keep)
+    return started
+
+
 def test_a_tree_placed_by_the_child_process_is_the_tree_placed_inline(
-    store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    store: Store,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    children: list[subprocess.Popen[bytes]],
 ) -> None:
     """The child places files exactly as this process would: same path, bytes and modes, and
     the nar hash is of the tree (hashed in place, by the threaded hasher, as a cross-check)."""
     tree = many_files(tmp_path / "model")
-    started: list[list[str]] = []
-    real_popen = subprocess.Popen
-
-    def spy(args: list[str], **kwargs: Any) -> subprocess.Popen[bytes]:
-        started.append(args)
-        return real_popen(args, **kwargs)
-
-    monkeypatch.setattr(subprocess, "Popen", spy)
     by_child = store.add(tree)
-    assert [Path(a[-1]).name for a in started] == ["copying.py"]  # one child, for the tree
+    assert [Path(c.args[-1]).name for c in children] == ["copying.py"]  # one, for the tree
 
     monkeypatch.setattr(Placer, "INLINE", 10**9)
     other = Store(tmp_path / "other-store")
     try:
         assert other.add(tree) == by_child
-        assert len(started) == 1  # all inline this time
+        assert len(children) == 1  # all inline this time
     finally:
         other.close()
     assert store.info(by_child).nar_hash == hash_tree(tree).nar_hash
@@ -377,18 +386,10 @@ def test_the_child_reports_a_failure_in_order_and_places_nothing_after_it(
 
 
 def test_a_caller_that_fails_midway_leaves_no_child_behind(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, children: list[subprocess.Popen[bytes]]
 ) -> None:
     """Files placed but never asked for: closing kills the child at once and reaps it."""
     monkeypatch.setattr(Placer, "INLINE", 0)
-    started: list[subprocess.Popen[bytes]] = []
-    real_popen = subprocess.Popen
-
-    def keep(args: list[str], **kwargs: Any) -> subprocess.Popen[bytes]:
-        started.append(real_popen(args, **kwargs))
-        return started[-1]
-
-    monkeypatch.setattr(subprocess, "Popen", keep)
     src = tmp_path / "src"
     src.write_bytes(os.urandom(1000))
     placer = Placer()
@@ -396,4 +397,4 @@ def test_a_caller_that_fails_midway_leaves_no_child_behind(
         placer.place(str(src), str(tmp_path / f"c{i}"), 0o444, 1000)
     assert placer.result() == 1000  # the child runs, with 99 answers not asked for
     placer.close()
-    assert len(started) == 1 and started[0].returncode is not None
+    assert len(children) == 1 and children[0].returncode is not None

@@ -36,13 +36,18 @@ class Placer:
         self._targets: collections.deque[str] = collections.deque()  # sent, not yet answered
         self._received: collections.deque[int | OSError] = collections.deque()
         self._answers = b""
+        self._failed = False  # a file placed inline failed (the child keeps its own count)
 
     def place(self, src_path: str, target: str, mode: int, size: int) -> None:
+        if self._failed:  # nothing after a failure is placed (the child skips them alike)
+            self._received.append(_skipped(target))
+            return
         if self._inline < self.INLINE or not sys.executable:  # (no interpreter to run)
             self._inline += 1
             try:
                 self._received.append(copying.place(src_path, target, mode, size))
             except OSError as e:
+                self._failed = True
                 self._received.append(e)
             return
         self._sending.append(
@@ -92,7 +97,7 @@ class Placer:
                 code = int(line[1:])
                 self._received.append(OSError(code, os.strerror(code), target))
             elif line == b"S":
-                self._received.append(OSError(errno.ECANCELED, "not placed", target))
+                self._received.append(_skipped(target))
             else:
                 self._received.append(int(line))
 
@@ -109,6 +114,10 @@ class Placer:
             child.stdin.close()
         child.wait()
         child.stdout.close()
+
+
+def _skipped(target: str) -> OSError:
+    return OSError(errno.ECANCELED, "not placed", target)
 
 
 def _stopped() -> OSError:

@@ -12,7 +12,11 @@ here, deterministically:
 - `/usr/bin/python3` and `/usr/bin/python` links to a Debian interpreter;
 - `/var/lib/dpkg/status`, so tools that read it see every package of the stack;
 - `/etc/ld.so.cache`, by the layer's own `ldconfig` run in the sandbox over the merged view of
-  the layers below and this one (an upper layer's cache replaces the lower one's).
+  the layers below and this one (an upper layer's cache replaces the lower one's);
+- bytecode for the layer's Python modules (`/usr/lib/python3.X`, `/usr/lib/python3/
+  dist-packages`), as py3compile would make it, by the stack's own interpreter in the same
+  sandbox (builders/bytecode.py): the store is read-only when the image runs, so a module
+  without it would be compiled from source on every start.
 
 Layers stack: the base set has no lower layer; Debian's Python sits on the base; the model's
 system packages sit on both, so adding one system package never rebuilds the others.
@@ -42,6 +46,7 @@ from debian.debfile import DebError, DebFile
 
 from builders import alternatives
 from builders.base import Args, BuildContext
+from builders.bytecode import COMPILE_ENV, compile_argv
 from builders.errors import BuildError, SandboxUnavailable
 from builders.fetch import fetch_derivation
 from builders.rootview import merge_view, write_fresh
@@ -74,6 +79,7 @@ def root_layer_derivation(
         builder_version=RootfsBuilder.version,
         inputs=inputs,
         args={"packages": [p.name for p in ordered], "arch": arch},
+        env=COMPILE_ENV,
     )
 
 
@@ -84,7 +90,8 @@ class RootfsArgs(Args):
 
 class RootfsBuilder:
     kind = "rootfs"
-    version = "2"  # bump whenever the bytes of a layer change (2: merged-/usr alternatives)
+    # Bump whenever the bytes of a layer change (2: merged-/usr alternatives; 3: bytecode).
+    version = "3"
     runs_foreign_code = True  # ldconfig from the packages themselves
 
     def build(self, ctx: BuildContext) -> None:
@@ -96,8 +103,8 @@ class RootfsBuilder:
         arch = ctx.args(RootfsArgs).arch
         lowers = [ctx.inputs[r] for r in sorted(r for r in ctx.inputs if r.startswith("lower-"))]
         lower = lowers[-1] if lowers else None  # it carries the records of all below it
-        tree = ctx.scratch / "root"
-        tree.mkdir()
+        tree = ctx.scratch / "build" / "root"  # /build/root in the sandbox, to compile in
+        tree.mkdir(parents=True)
         if lower is None:
             for link in USR_LINKS.get(arch, ("bin", "sbin", "lib")):
                 (tree / "usr" / link).mkdir(parents=True, exist_ok=True)
@@ -121,11 +128,13 @@ class RootfsBuilder:
         write_ca_bundle(tree)
         link_python(tree, lowers)
         write_status(tree, lower, controls)
-        self._ldconfig(ctx, tree, lowers)
+        view = merge_view([*lowers, tree], ctx.scratch / "view")
+        self._ldconfig(ctx, tree, view)
+        self._compile(ctx, tree, view)
+        shutil.rmtree(view)
         os.rename(tree, ctx.out)
 
-    def _ldconfig(self, ctx: BuildContext, tree: Path, lowers: list[Path]) -> None:
-        view = merge_view([*lowers, tree], ctx.scratch / "view")
+    def _ldconfig(self, ctx: BuildContext, tree: Path, view: Path) -> None:
         if not (view / "sbin" / "ldconfig").exists():
             raise BuildError(f"{ctx.drv.name} has no /sbin/ldconfig (libc-bin) in its layers")
         started = time.monotonic()
@@ -134,7 +143,27 @@ class RootfsBuilder:
         ctx.say(f"ldconfig over the merged view in {time.monotonic() - started:.1f}s")
         # An empty layer (no system packages) has no /etc yet: write_fresh makes it.
         write_fresh(tree, "etc/ld.so.cache", read_result(ctx, "ld.so.cache"))
-        shutil.rmtree(view)
+
+    def _compile(self, ctx: BuildContext, tree: Path, view: Path) -> None:
+        """This layer's Python modules compiled by the interpreter of the stack that loads them:
+        `python3.X` for its own standard library, `python3` for dist-packages."""
+        started, compiled = time.monotonic(), 0
+        for lib in sorted((tree / "usr/lib").glob("python3*")):
+            interpreter = "/usr/bin/python3" if lib.name == "python3" else f"/usr/bin/{lib.name}"
+            if not lib.is_dir() or not os.path.lexists(view / interpreter.lstrip("/")):
+                continue  # no Debian interpreter of that version in the stack
+            rel = f"usr/lib/{lib.name}"
+            run_command(
+                ctx,
+                compile_argv(interpreter, f"/build/root/{rel}", f"/{rel}"),
+                rootfs=view,
+                output=False,
+            )
+            compiled += 1
+        if compiled:
+            ctx.say(
+                f"compiled the bytecode of {compiled} trees in {time.monotonic() - started:.1f}s"
+            )
 
 
 def _read_ahead(debs: list[Path], ctx: BuildContext) -> Iterator[DebContents]:

@@ -4,9 +4,8 @@ The wheel is a fixed-output fetch; the install derivation lays it out as
 `lib/pythonX.Y/site-packages`, `bin/` and data files. Console scripts get a placeholder
 interpreter (`#!/cog/env/bin/python`) because the environment that will run them does not
 exist yet; the environment builder rewrites it to its own interpreter. Bytecode is compiled
-with `--invalidation-mode unchecked-hash` (imports never look at mtimes, so they never try to
-write to the read-only store) by the target interpreter itself, run in the sandbox over the
-base and Python root layers, with a fixed hash seed so the .pyc bytes never vary.
+(builders/bytecode.py) by the target interpreter itself, run in the sandbox over the base and
+Python root layers.
 """
 
 from __future__ import annotations
@@ -21,6 +20,7 @@ from installer.sources import WheelFile
 from packaging.utils import canonicalize_name
 
 from builders.base import Args, BuildContext
+from builders.bytecode import COMPILE_ENV, compile_argv
 from builders.errors import BuildError
 from builders.fetch import fetch_derivation
 from builders.sandbox import run_command
@@ -61,32 +61,13 @@ def install_derivation(
         builder_version=WheelBuilder.version,
         inputs=inputs,
         args={"python": python, "filename": filename, "interpreter": interp.path},
-        env={"PYTHONHASHSEED": "0", "LC_ALL": "C.UTF-8"},
+        env=COMPILE_ENV,
     )
 
 
 def wheel_derivation(pin: Wheel, python: str, interp: Interpreter) -> Derivation:
     wheel = wheel_file_derivation(pin)
     return install_derivation(wheel, pin.name, pin.version, pin.filename, python, interp)
-
-
-# compileall's walk and bytes (same dfile, same mode), but a file that does not compile (one
-# meant for another Python, as torch ships) is left without bytecode, as pip and installer
-# leave it, rather than failing the wheel; an OSError still fails it.
-_COMPILE = (
-    "import os, py_compile, sys\n"
-    "root, ddir = sys.argv[1], sys.argv[2]\n"
-    "mode = py_compile.PycInvalidationMode.UNCHECKED_HASH\n"
-    "for top, dirs, files in os.walk(root):\n"
-    "    dirs.sort()\n"
-    "    for name in sorted(f for f in files if f.endswith('.py')):\n"
-    "        path = os.path.join(top, name)\n"
-    "        dfile = os.path.join(ddir, os.path.relpath(path, root))\n"
-    "        try:\n"
-    "            py_compile.compile(path, dfile=dfile, doraise=True, invalidation_mode=mode)\n"
-    "        except py_compile.PyCompileError as e:\n"
-    "            print(f'left without bytecode: {e.msg}', file=sys.stderr)\n"
-)
 
 
 class WheelArgs(Args):
@@ -126,9 +107,7 @@ class WheelBuilder:
             raise BuildError(f"installing {wheel.name} failed: {e}") from None
         if lib.is_dir():
             site = site_packages(python)
-            argv = [args.interpreter, "-c", _COMPILE, f"/build/tree/{site}"]
-            run_command(
-                ctx, [*argv, f"{ctx.out_path}/{site}"], rootfs=ctx.inputs["root"], output=False
-            )
+            argv = compile_argv(args.interpreter, f"/build/tree/{site}", f"{ctx.out_path}/{site}")
+            run_command(ctx, argv, rootfs=ctx.inputs["root"], output=False)
         os.rename(tree, ctx.out)
         ctx.say(f"installed {wheel.name}")

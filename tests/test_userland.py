@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import stat
 import subprocess
 import sys
@@ -111,6 +112,30 @@ def test_rootfs_runs_python_and_ffmpeg(builds: list[Build], tmp_path: Path) -> N
     assert os.stat(build.physical("base") / "tmp").st_mode & stat.S_ISVTX
     result = in_rootfs(view, "grep -c '^Package: ' /var/lib/dpkg/status")
     assert int(result.stdout) == len(build.paths["debs"])  # type: ignore[arg-type]
+
+
+def test_the_standard_library_is_loaded_from_its_bytecode(
+    builds: list[Build], tmp_path: Path
+) -> None:
+    """The root is read-only, as the store is when an image runs: every module the interpreter
+    imports comes from the .pyc the layer carries, none is compiled from source."""
+    layers = [builds[0].physical(k) for k in ("base", "python", "system")]
+    view = merge_view(layers, tmp_path / "root")
+    imports = "import json, email.message, asyncio, sqlite3, http.client, logging, sysconfig"
+    result = in_rootfs(view, f'python3 -v -c "{imports}" 2>&1')
+    assert result.returncode == 0, result.stdout[-2000:]
+    from_pyc = re.findall(
+        r"^# code object from '(/usr/lib/python3\.11/\S+\.pyc)'", result.stdout, re.M
+    )
+    from_source = re.findall(r"^# code object from '(\S+\.py)'", result.stdout, re.M)
+    assert from_source == []
+    assert len(from_pyc) > 50
+    # Its own name in tracebacks is where the source is at run time, not where it was compiled.
+    result = in_rootfs(
+        view,
+        "python3 -c 'import json.decoder as d; print(d.JSONDecoder.decode.__code__.co_filename)'",
+    )
+    assert result.stdout.strip() == "/usr/lib/python3.11/json/decoder.py", result.stderr
 
 
 def test_two_empty_stores_give_identical_layers(builds: list[Build]) -> None:

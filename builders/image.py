@@ -128,7 +128,7 @@ def image_derivation(
 ) -> Derivation:
     """The image of built (realised) layers; the closure of its environments is read from
     `store` to plan the layers. `static_schema`: the schema label as Cog's static generator
-    writes it (runtime.schema.static_rules)."""
+    writes it (runtime.openapi.static_rules)."""
     roots = list(built.roots)  # base, Python, system packages, then the build.run steps
     root_paths = {output_path(d) for d in roots}
     wanted = [output_path(built.model_env), output_path(built.runtime_env)]
@@ -322,7 +322,7 @@ class ImageBuilder:
         # model left in /build is on its import path).
         runtime = f"{ctx.input_paths['runtime-env']}/bin/python"
         static = ["--static"] if args.static_schema else []
-        argv = [runtime, "-I", "-m", "runtime.schema", *_RESULTS, *static]
+        argv = [runtime, "-I", "-m", "runtime.openapi", *_RESULTS, *static]
         run_command(ctx, argv, rootfs=ctx.inputs["root-view"], output=False)
         try:
             document = json.loads(read_result(ctx, "openapi.json"))

@@ -27,8 +27,9 @@ import trio
 
 from runtime.boot import Spawned
 from runtime.files import Client, InputError, UploadError, finish_outputs, prepare_inputs
+from runtime.openapi import openapi
 from runtime.pipe import FromWorker, HealthcheckResult, ToPrediction
-from runtime.schema import Inputs, openapi
+from runtime.schema import Inputs
 from runtime.webhooks import Webhook
 from runtime.worker import WorkerDied, WorkerProcess
 

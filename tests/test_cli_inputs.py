@@ -10,7 +10,7 @@ import pytest
 from cog.cli.errors import UsageError
 from cog.cli.predict_cmd import check_inputs, parse_inputs
 from cog.server import signature
-from runtime.schema import openapi
+from runtime.openapi import openapi
 
 PREDICTOR = """
 from typing import Optional

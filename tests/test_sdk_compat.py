@@ -27,7 +27,7 @@ from pydantic import BaseModel as PydanticBaseModel
 
 from cog import BaseModel, File, Input, Path, Secret
 from cog.server.signature import PredictorError, describe, describe_output, entry_point, load
-from runtime.schema import openapi
+from runtime.openapi import openapi
 from tests.conftest import REPO
 
 MODEL = """

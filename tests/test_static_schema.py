@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from cog.server import signature
-from runtime.schema import openapi, static_rules
+from runtime.openapi import openapi, static_rules
 
 PREDICTOR = """\
 from typing import Optional

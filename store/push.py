@@ -94,7 +94,8 @@ def push(
             getattr(result, outcome).append(digest)
             if outcome == "uploaded":
                 result.bytes_uploaded += size
-        say(f"{outcome:>8} {digest[:19]} {size / 2**20:9.1f} MiB")
+            # Under the lock: a print from two threads at once can interleave its line ends.
+            say(f"{outcome:>8} {digest[:19]} {size / 2**20:9.1f} MiB")
 
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
         for future in [pool.submit(send, d) for d in layout.descriptors()]:

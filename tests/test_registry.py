@@ -7,6 +7,7 @@ import base64
 import hashlib
 import json
 import os
+import re
 import shutil
 import stat
 import subprocess
@@ -55,6 +56,19 @@ def pushed_digest(stdout: str) -> str:
     return next(line.split("@")[1] for line in stdout.splitlines() if line.startswith("pushed "))
 
 
+def blob_lines(stderr: str) -> dict[str, str]:
+    """What a push said of each blob, from lines that must each be whole (the blobs go up on
+    several threads, and their lines must not run into each other)."""
+    said: dict[str, str] = {}
+    for line in stderr.splitlines():
+        if "sha256:" in line and not line.startswith("pushed"):
+            found = re.fullmatch(r" *(present|mounted|uploaded) (sha256:\w{12}) +[\d.]+ MiB", line)
+            assert found is not None, f"a garbled line: {line!r}"
+            assert found[2] not in said
+            said[found[2]] = found[1]
+    return said
+
+
 def built_layout(root: Path) -> Layout:
     return Layout.open((root / ".cog" / "image").resolve())
 
@@ -72,6 +86,7 @@ def test_push_uploads_only_what_changed_and_docker_runs_it(
         blobs = {d["digest"] for d in layout.descriptors()}
         assert set(px.blob_uploads()) == blobs  # every blob went up once
         assert len(px.blob_uploads()) == len(blobs)
+        assert blob_lines(first.stderr) == {d[:19]: "uploaded" for d in blobs}
 
         px.requests.clear()
         again = cog(root, env, "push", f"{px.host}/hello:v1")
@@ -79,6 +94,7 @@ def test_push_uploads_only_what_changed_and_docker_runs_it(
         assert px.blob_uploads() == [] and px.count("POST", "/blobs/uploads/") == 0
         assert px.count("HEAD", "/blobs/") == len(blobs)
         assert px.count("PUT", "/manifests/") == 1
+        assert blob_lines(again.stderr) == {d[:19]: "present" for d in blobs}
 
         # Another repository of the same registry: every blob is mounted, none uploaded.
         px.requests.clear()

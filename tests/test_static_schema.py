@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from pathlib import Path
 
 from cog.server import signature
 from runtime.openapi import openapi, static_rules
+from tests.conftest import REPO
 
 PREDICTOR = """\
 from typing import Optional
@@ -57,3 +61,27 @@ def test_without_static_rules_the_runtime_schema_is_unchanged(tmp_path: Path) ->
     assert isinstance(props, dict)
     assert schema["required"] == ["prompt", "api_key_required"]
     assert props["seed"]["default"] is None and "nullable" not in props["api_key"]
+
+
+def test_the_label_writer_needs_only_the_standard_library(tmp_path: Path) -> None:
+    """Every build runs `python -I -m runtime.openapi` in the image's runtime environment; the
+    server's validator (pydantic) is not needed there, and importing it cost most of the run."""
+    sig = tmp_path / "signature.json"
+    sig.write_text('{"inputs": [], "output": {"kind": "str"}}')
+    probe = (
+        "import runpy, sys; sys.argv = ['openapi', *sys.argv[1:]]\n"
+        "try:\n    runpy.run_module('runtime.openapi', run_name='__main__')\n"
+        "except SystemExit as e:\n    assert e.code == 0, e.code\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('pydantic', 'cog')))"
+    )
+    out = tmp_path / "openapi.json"
+    done = subprocess.run(
+        [sys.executable, "-c", probe, str(sig), str(out)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
+    assert json.loads(out.read_text())["components"]["schemas"]["Output"]["type"] == "string"

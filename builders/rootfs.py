@@ -92,7 +92,7 @@ class RootfsBuilder:
     kind = "rootfs"
     # Bump whenever the bytes of a layer change (2: merged-/usr alternatives; 3: bytecode).
     version = "3"
-    runs_foreign_code = True  # ldconfig from the packages themselves
+    runs_foreign_code = True  # ldconfig and Python, from the packages themselves
 
     def build(self, ctx: BuildContext) -> None:
         if not ctx.sandbox:

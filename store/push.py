@@ -17,6 +17,8 @@ from store.oci import BlobSource, Layout
 from store.reference import Reference
 from store.registry import Registry, backoff
 
+CHECKS = 16  # blob checks (HEAD, mount) in flight at once; uploads are `jobs` at most
+
 
 @dataclass
 class PushResult:
@@ -61,7 +63,8 @@ def push(
     registry: Registry | None = None,
     mount_from: str | None = None,
 ) -> PushResult:
-    """Pushes the layout's image as `ref`; every blob first, then the manifest's exact bytes.
+    """Pushes the layout's image as `ref`; every blob first (`jobs` uploads at once), then the
+    manifest's exact bytes.
     A blob the target lacks is mounted from where this machine saw it, else from
     `mount_from` (a binary cache's repository on the same registry), else uploaded."""
     registry = registry or Registry(ref.host, ref.insecure)
@@ -70,6 +73,7 @@ def push(
         layout.manifest_digest, len(layout.manifest_bytes), layout.manifest_media_type
     )
     lock = threading.Lock()
+    uploads = threading.BoundedSemaphore(max(1, jobs))
 
     def send(descriptor: dict[str, Any]) -> None:
         digest, size = descriptor["digest"], int(descriptor["size"])
@@ -87,7 +91,8 @@ def push(
             ):
                 outcome = "mounted"
             else:
-                upload_with_retries(registry, ref.repository, digest, layout, chunk)
+                with uploads:
+                    upload_with_retries(registry, ref.repository, digest, layout, chunk)
                 outcome = "uploaded"
         known.note(digest, ref.repository)
         with lock:
@@ -97,7 +102,9 @@ def push(
             # Under the lock: a print from two threads at once can interleave its line ends.
             say(f"{outcome:>8} {digest[:19]} {size / 2**20:9.1f} MiB")
 
-    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+    # The checks are small requests, so more of them are in flight than uploads: an edit's push
+    # is ~50 HEADs and one or two uploads.
+    with ThreadPoolExecutor(max_workers=max(CHECKS, jobs)) as pool:
         for future in [pool.submit(send, d) for d in layout.descriptors()]:
             future.result()
     known.save()

@@ -11,13 +11,16 @@ import re
 import shutil
 import stat
 import subprocess
+import threading
+import time
 from pathlib import Path
 
 import pytest
 
 from store.errors import RegistryError
-from store.oci import BlobReader, Layout
-from store.push import upload_with_retries
+from store.oci import BlobReader, BlobSource, Layout
+from store.push import KnownBlobs, push, upload_with_retries
+from store.reference import Reference
 from store.registry import Registry as Client
 from store.registry import login as registry_login
 from tests.projects import cog, project
@@ -315,3 +318,58 @@ def test_bearer_tokens_and_credential_helpers(
         (config / "config.json").write_text(json.dumps({"credsStore": "missing"}))
         with pytest.raises(RegistryError, match="asks for credentials and none are saved"):
             Client(px.host, insecure=True).ping()
+
+
+class _Counting(Client):
+    """The real client, counting how many checks and uploads are in flight at once."""
+
+    def __init__(self, host: str) -> None:
+        super().__init__(host, insecure=True)
+        self.lock = threading.Lock()
+        self.now = {"check": 0, "upload": 0}
+        self.most = {"check": 0, "upload": 0}
+
+    def _in_flight(self, kind: str, step: int) -> None:
+        with self.lock:
+            self.now[kind] += step
+            self.most[kind] = max(self.most[kind], self.now[kind])
+
+    def blob_exists(self, repository: str, digest: str) -> bool:
+        self._in_flight("check", 1)
+        try:
+            time.sleep(0.02)  # a registry farther away than loopback
+            return super().blob_exists(repository, digest)
+        finally:
+            self._in_flight("check", -1)
+
+    def upload(self, repository: str, digest: str, layout: BlobSource, chunk: int) -> None:
+        self._in_flight("upload", 1)
+        try:
+            time.sleep(0.02)
+            super().upload(repository, digest, layout, chunk)
+        finally:
+            self._in_flight("upload", -1)
+
+
+def test_blob_checks_run_wide_and_uploads_keep_to_their_limit(
+    env: dict[str, str], oci_registry: Registry, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An edit's push is mostly HEADs for blobs the registry has: they are small requests and
+    go many at once; uploads stay at `--uploads` (jobs), however many blobs are missing."""
+    root = project("hello-world", tmp_path)
+    built = cog(root, env, "build")
+    assert built.returncode == 0, built.stderr[-2000:]
+    layout = built_layout(root)
+    blobs = len(list(layout.descriptors()))
+    assert blobs >= 8
+    monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path / "docker-config"))
+    ref = Reference.parse(f"{oci_registry.host}/wide:v1")
+    for uploaded in (blobs, 0):  # the first push uploads every blob, the second none
+        registry = _Counting(oci_registry.host)
+        registry.credentials = _basic(oci_registry.user, oci_registry.password)
+        known = KnownBlobs(tmp_path / "known", oci_registry.host)
+        result = push(layout, ref, known, jobs=1, registry=registry)
+        assert len(result.uploaded) == uploaded
+        assert len(result.present) == blobs - uploaded
+        assert registry.most["upload"] <= 1
+        assert registry.most["check"] > 1

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import importlib
 import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from importlib import metadata
 
 from cog.cli.compat import explain_compat_flags
@@ -87,10 +90,27 @@ def persistent_flags(argv: list[str]) -> list[str]:
     return kept
 
 
+@contextmanager
+def uncollected() -> Iterator[None]:
+    """Imports make objects that live as long as the process (classes, functions, pydantic's
+    schemas), and the cyclic collector scanned all of them again each time enough new ones had
+    been made, then once more at exit. They are made with it off, then moved out of its sight
+    (gc.freeze); what the command makes is collected as usual. A no-op `cog push` of the torch
+    image: 1.48 s before, 1.25 s after (medians of 10, interleaved)."""
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.freeze()
+        gc.enable()
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = persistent_flags(sys.argv[1:] if argv is None else argv)
     command = next((a for a in argv if not a.startswith("-")), None)
-    args = parser(command).parse_args(argv)
+    with uncollected():
+        cli = parser(command)
+    args = cli.parse_args(argv)
     explain_compat_flags(args)
     return_large_frees()  # builds free buffers of tens of MiB: give them back
 

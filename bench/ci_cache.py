@@ -47,7 +47,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.push import CACHE, docker_context, offline_env, pip_wheel, run
+from bench.push import CACHE, byte_compile, docker_context, offline_env, pip_wheel, run
 from store.oci import Layout
 from tests.debian_mirror import serve
 from tests.projects import project
@@ -214,6 +214,7 @@ def main() -> None:
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--logs", type=Path, help="write each cog run's stamped stderr here")
     options = parser.parse_args()
+    byte_compile()
     logs: Path | None = options.logs
     if logs is not None:
         logs.mkdir(parents=True, exist_ok=True)

@@ -102,6 +102,10 @@ def main() -> None:
     work.mkdir(parents=True, exist_ok=True)
     if shutil.which("nix-store") is None:
         raise SystemExit("nix-store is missing: apt-get install nix-bin")
+    sys.path.insert(0, str(REPO))
+    from bench.push import byte_compile
+
+    byte_compile()
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     rows, used = [], []
     for label, data in make_data(work).items():

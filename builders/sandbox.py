@@ -151,13 +151,16 @@ def _wait(ctx: BuildContext, proc: subprocess.Popen[bytes]) -> int:
     except OSError:  # a kernel before 5.3
         pidfd = None
     try:
+        exited = select.poll()  # (not select.select: it refuses descriptors past 1023)
+        if pidfd is not None:
+            exited.register(pidfd, select.POLLIN)
         while True:
             if pidfd is None:
                 try:
                     return proc.wait(timeout=0.1)
                 except subprocess.TimeoutExpired:
                     pass
-            elif select.select([pidfd], [], [], 0.1)[0]:
+            elif exited.poll(100):
                 return proc.wait()
             ctx.check_cancelled()
     finally:

@@ -149,23 +149,19 @@ def _wait(ctx: BuildContext, proc: subprocess.Popen[bytes]) -> int:
     try:
         pidfd = os.pidfd_open(proc.pid)
     except OSError:  # a kernel before 5.3
-        pidfd = None
+        while True:
+            try:
+                return proc.wait(timeout=0.1)
+            except subprocess.TimeoutExpired:
+                ctx.check_cancelled()
     try:
         exited = select.poll()  # (not select.select: it refuses descriptors past 1023)
-        if pidfd is not None:
-            exited.register(pidfd, select.POLLIN)
-        while True:
-            if pidfd is None:
-                try:
-                    return proc.wait(timeout=0.1)
-                except subprocess.TimeoutExpired:
-                    pass
-            elif exited.poll(100):
-                return proc.wait()
+        exited.register(pidfd, select.POLLIN)
+        while not exited.poll(100):
             ctx.check_cancelled()
+        return proc.wait()
     finally:
-        if pidfd is not None:
-            os.close(pidfd)
+        os.close(pidfd)
 
 
 def read_result(ctx: BuildContext, name: str, limit: int = 64 << 20) -> bytes:

@@ -265,13 +265,32 @@ def _compile(
     except OSError as e:
         raise ResolveError(f"cannot run uv to resolve Python packages: {e}") from None
     if proc.returncode != 0:
-        detail = " ".join(proc.stderr.split())[-600:]
+        if "Failed to build" in proc.stderr:
+            hint = (
+                "a package published only as a source distribution is built to read its "
+                "metadata, and that build failed: pin a version that publishes a wheel for "
+                f"linux/{arch} and Python {python}"
+            )
+        else:
+            hint = "check the package names and versions in your requirements"
         raise ResolveError(
             f"the Python requirements cannot be resolved for linux/{arch}, Python "
-            f"{python}: {detail}",
-            hint="check the package names and versions in your requirements",
+            f"{python}: {_one_line(proc.stderr)}",
+            hint=hint,
         )
     return tomllib.loads(out.read_text())
+
+
+def _one_line(error: str, limit: int = 600) -> str:
+    """uv's error on one line. When it is long, its start (what failed) and its end (uv's
+    hints) are kept, and the cut falls between words."""
+    words = error.split()
+    text = " ".join(words[1:] if words[:1] == ["error:"] else words)
+    if len(text) <= limit:
+        return text
+    head = text[: limit // 2].rsplit(" ", 1)[0]
+    tail = text[-(limit // 2) :].split(" ", 1)[-1]
+    return f"{head} … {tail}"
 
 
 def _build_requires(

@@ -125,6 +125,35 @@ def test_failing_sdist_names_package_and_compiler_error(
     assert "Traceback" not in result.stderr
 
 
+def test_an_sdist_whose_metadata_cannot_be_built_is_named_first(
+    offline: dict[str, str], tmp_path: Path
+) -> None:
+    """uv builds a metadata-less sdist to read its requirements; when that fails loudly, the
+    one-line error keeps what failed (its start) and uv's hints (its end), cut between words."""
+    setup = 'print("checking for libfoo " * 200)\nraise SystemExit("libfoo.pc not found")\n'
+    links = tmp_path / "links"
+    links.mkdir()
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        info = tarfile.TarInfo("needsfoo-0.1/setup.py")
+        info.size = len(setup)
+        tar.addfile(info, io.BytesIO(setup.encode()))
+    (links / "needsfoo-0.1.tar.gz").write_bytes(buffer.getvalue())
+    root = sdist_project(tmp_path, "meta", [f"--find-links {links}", "needsfoo==0.1"])
+    result = cog(root, offline, "lock")
+    assert result.returncode == 1
+    error, hint = result.stderr.strip().splitlines()[-2:]
+    assert error.startswith("error: the Python requirements cannot be resolved")
+    assert "Python 3.11: Failed to build `needsfoo==0.1`" in error
+    assert " … " in error and len(error) < 800
+    head, tail = error.split(" … ")
+    assert head.split()[-1] in {"checking", "for", "libfoo"}  # whole words either side
+    assert tail.split()[0] in {"checking", "for", "libfoo", "[stderr]"}
+    assert "libfoo.pc not found" in tail
+    assert "hint: a package published only as a source distribution" in hint
+    assert "Traceback" not in result.stderr
+
+
 def test_normalised_wheel_depends_only_on_contents() -> None:
     def wheel(order: list[str], date: tuple[int, ...], mode: int) -> bytes:
         out = io.BytesIO()

@@ -246,6 +246,10 @@ def _compile(
         out.write_text(preferences)
     argv = [uv, "pip", "compile", str(req), "-o", str(out), "--quiet", "--no-header"]
     argv += ["--python-platform", uv_platform(arch, glibc), "--python-version", python]
+    # pip's rule, which Cog's builds follow: every index offers every version. uv's default
+    # takes a package only from the first index that has it, and PyTorch's index carries old
+    # numpy, pillow, jinja2…, so `--extra-index-url …/whl/cu121` would pin those or fail.
+    argv += ["--index-strategy", "unsafe-best-match"]
     if binary_only:
         argv += ["--only-binary", ":all:"]
     if isinstance(upgrade, bool) and upgrade:

@@ -224,6 +224,31 @@ def test_unresolvable_requirements_are_clear_errors(index: list[str]) -> None:
         resolve([*index, "muslonly"], "3.11", "amd64", "2.36")
 
 
+def simple_index(root: Path, wheels: dict[str, list[str]]) -> str:
+    """A PEP 503 index of made-up wheels at `root` (`name` -> its versions), as a URL."""
+    for name, versions in wheels.items():
+        project = root / name
+        project.mkdir(parents=True)
+        links = [make_wheel(project, name, v).name for v in versions]
+        page = "".join(f'<a href="{f}">{f}</a>\n' for f in links)
+        (project / "index.html").write_text(f"<html><body>\n{page}</body></html>\n")
+    return root.as_uri()
+
+
+def test_every_index_offers_every_version_as_with_pip(tmp_path: Path) -> None:
+    """An extra index (PyTorch's carries old numpy, pillow…) that has a package but not the
+    pinned version does not hide the version the main index has: pip's rule, which Cog's
+    builds follow."""
+    main = simple_index(tmp_path / "main", {"beta": ["1.0", "2.0"]})
+    extra = simple_index(tmp_path / "extra", {"beta": ["1.0"], "delta": ["3.0"]})
+    options = [f"--index-url {main}", f"--extra-index-url {extra}"]
+    pins = resolve([*options, "beta==2.0", "delta"], "3.11", "amd64", "2.36")
+    assert [(p.name, p.version, p.url.split("/")[-3]) for p in pins] == [
+        ("beta", "2.0", "main"),
+        ("delta", "3.0", "extra"),
+    ]
+
+
 @pytest.fixture
 def project(tmp_path: Path, debian_mirror: str) -> tuple[Path, dict[str, str]]:
     if not WHEELS.is_dir():

@@ -146,7 +146,10 @@ def select(
     elif torch is not None:
         version, _, local = torch.partition("+")
         named = _cu(local) or index_cuda(lines)
-        row = sorted({r["cuda"] for r in data.torch if _matches(version, r["torch"])}, key=_key)
+        row = sorted(
+            {r["cuda"] for r in data.torch if r["cuda"] and _matches(version, r["torch"])},
+            key=_key,
+        )
         if named is not None and (not row or named in row):
             row = [named]
         if cuda is not None and row and _minor(cuda) not in {_minor(c) for c in row}:
@@ -179,6 +182,38 @@ def select(
             hint="change or remove build.cudnn",
         )
     return Choice(_minor(chosen), cudnn or tf_cudnn or known[-1], reason)
+
+
+def pytorch_indexes(data: CudaData, lines: list[str], cuda: str | None) -> list[str]:
+    """PyTorch's indexes (`cu124`, `cpu`: `download.pytorch.org/whl/<name>/`) that Cog adds
+    beside the torch and torchvision pinned in `lines`, for a project on CUDA `cuda` (None: no
+    GPU). On a GPU, the index of the highest CUDA in the pin's rows that is no higher than the
+    project's; without one, the CPU build's. pip weighs every index and ranks `2.5.1+cpu`
+    above PyPI's `2.5.1`, so that build is the one pinned. A pin with a `+local` version of
+    its own, or `--no-index`, adds none."""
+    if any(line.split()[:1] == ["--no-index"] for line in lines):
+        return []
+    pinned = pins(lines)
+    found: list[str] = []
+    for package in ("torch", "torchvision"):
+        version = pinned.get(package)
+        if version is None or "+" in version:
+            continue
+        if cuda is None:
+            rows = [r for r in data.torch if r["cuda"] is None and r[package] == version]
+        else:  # Cog matches a torch pin as a prefix (torch==2.1), torchvision exactly
+            rows = [
+                r
+                for r in data.torch
+                if r["cuda"] is not None
+                and _key(r["cuda"]) <= _key(cuda)
+                and (_matches(version, r["torch"]) if package == "torch" else r[package] == version)
+            ]
+        if rows:
+            best = max(rows, key=lambda r: (_key(r["cuda"] or "0"), _key(r["torch"])))
+            if best["index"] and best["index"] not in found:
+                found.append(best["index"])
+    return found
 
 
 def _runtime_pin(pinned: dict[str, str]) -> tuple[str, str] | None:

@@ -14,11 +14,13 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Sequence
+import urllib.parse
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Any
 
+import httpx
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -28,9 +30,10 @@ from pydantic import (
 )
 
 from cuda_channels.channel import Channel, default_for
-from cuda_channels.cuda import Choice, load_cuda, select, wheel_layer
+from cuda_channels.cuda import Choice, load_cuda, pytorch_indexes, select, wheel_layer
 from derivations.apt import DebPin, resolve_root, resolve_toolchain
 from derivations.config import CogConfig, RunItem, requirement_lines
+from derivations.downloads import client
 from derivations.errors import DerivationError
 from derivations.pylock import Wheel, resolve
 from derivations.requirements import (
@@ -84,6 +87,56 @@ def mirrored(lines: list[str]) -> list[str]:
 
 class LockError(DerivationError):
     pass
+
+
+PYTORCH_INDEX = "https://download.pytorch.org/whl"
+
+
+def pytorch_index_lines(
+    lines: list[str], gpu: Choice | None, warn: Callable[[str], None]
+) -> list[str]:
+    """`--extra-index-url` lines for PyTorch's own builds of the torch and torchvision that
+    `lines` pin, as Cog adds them (`COG_PYTORCH_MIRROR` in place of download.pytorch.org).
+    An index that cannot be reached is left out, as pip leaves it out, and said; a mirror
+    that cannot be read is an error."""
+    names = pytorch_indexes(load_cuda(), lines, gpu.cuda if gpu is not None else None)
+    if not names:
+        return []
+    mirror = os.environ.get("COG_PYTORCH_MIRROR", "").rstrip("/")
+    found = []
+    with client() as http:
+        for name in names:
+            url = f"{mirror or PYTORCH_INDEX}/{name}/"
+            if any(url.rstrip("/") in line for line in lines):  # named already
+                continue
+            problem = _unreadable(http, f"{url}torch/")
+            if problem is None:
+                found.append(f"--extra-index-url {url}")
+            elif mirror:
+                raise LockError(
+                    f"the PyTorch mirror {url} cannot be read ({problem})",
+                    hint="check COG_PYTORCH_MIRROR, or unset it to use download.pytorch.org",
+                )
+            else:
+                warn(
+                    f"PyTorch's index {url} cannot be reached ({problem}), so torch comes "
+                    f"from PyPI, not from PyTorch's {name} build as in Cog; set "
+                    f"COG_PYTORCH_MIRROR to a mirror of {PYTORCH_INDEX}"
+                )
+    return found
+
+
+def _unreadable(http: httpx.Client, url: str) -> str | None:
+    """Why the index page at `url` (http(s) or file://) cannot be read; None when it can."""
+    if url.startswith("file://"):
+        page = Path(urllib.parse.unquote(urllib.parse.urlsplit(url).path))
+        return None if page.is_dir() else f"{page} is not a folder"
+    try:
+        with http.stream("GET", url) as response:
+            status = response.status_code
+    except httpx.HTTPError as e:
+        return f"{type(e).__name__}: {e}"
+    return None if status == 200 else f"HTTP {status}"
 
 
 # --- the schema ----------------------------------------------------------------------------------
@@ -261,8 +314,11 @@ def create(
     arch: str,
     previous: Lock | None = None,
     upgrade: Sequence[str] | bool = False,
+    *,
+    warn: Callable[[str], None],
 ) -> Lock:
-    """Resolves every input for the target; `previous` pins are kept where they still fit."""
+    """Resolves every input for the target; `previous` pins are kept where they still fit.
+    What the lock goes on without (PyTorch's index, unreachable) is said through `warn`."""
     recorded = inputs(config, project, channel, arch)
     requirements = list(recorded.requirements)
     gpu: Choice | None = None
@@ -276,6 +332,7 @@ def create(
     lines = mirrored(resolver_lines(requirements, project))
     if gpu is not None:
         gpu, cuda_wheels = wheel_layer(data, gpu, lines, config.build.cudnn)
+    pytorch = pytorch_index_lines(lines, gpu, warn)
     python = config.build.python_version
     source = channel.python_source(python)
     standalone = source.platforms[arch] if source.source == "python-build-standalone" else {}
@@ -291,7 +348,7 @@ def create(
         return [replace(w, url=absolute_url(w.url, project)) for w in found]
 
     model = resolve(
-        [*lines, *SDK_REQUIREMENTS, *cuda_wheels],
+        [*pytorch, *lines, *SDK_REQUIREMENTS, *cuda_wheels],
         python,
         arch,
         channel.glibc,

@@ -61,6 +61,7 @@ class LoopbackServer:
     """A real HTTP server on 127.0.0.1: serves `files`, counts requests, can fail on purpose."""
 
     files: dict[str, bytes] = field(default_factory=dict)
+    types: dict[str, str] = field(default_factory=dict)  # path -> its Content-Type, if any
     failures: dict[str, list[int]] = field(default_factory=dict)  # path -> statuses to return first
     hits: Counter[str] = field(default_factory=Counter)
     received: list[tuple[str, str, dict[str, str], bytes]] = field(default_factory=list)
@@ -75,7 +76,7 @@ def http_server() -> Iterator[LoopbackServer]:
     state = LoopbackServer()
 
     class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
+        def do_GET(self, body_too: bool = True) -> None:
             path = self.path.lstrip("/")
             state.hits[path] += 1
             pending = state.failures.get(path)
@@ -92,8 +93,14 @@ def http_server() -> Iterator[LoopbackServer]:
                 return
             self.send_response(200)
             self.send_header("Content-Length", str(len(body)))
+            if path in state.types:
+                self.send_header("Content-Type", state.types[path])
             self.end_headers()
-            self.wfile.write(body)
+            if body_too:
+                self.wfile.write(body)
+
+        def do_HEAD(self) -> None:
+            self.do_GET(body_too=False)
 
         def _receive(self) -> None:
             """POST and PUT (webhooks, uploads): recorded, then answered 200 or a failure."""

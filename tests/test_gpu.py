@@ -11,6 +11,7 @@ import json
 import shutil
 import subprocess
 import sys
+import urllib.parse
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -21,10 +22,19 @@ import yaml
 from builders.native import with_driver
 from builders.nvidia import GpuUnavailable, HostGpu, discover, gpu_binds
 from cuda_channels.channel import BUILTIN_DIR
-from cuda_channels.cuda import DEFAULT_CUDA_DATA, CudaError, load_cuda, select, wheel_layer
-from tests.conftest import require_tool
+from cuda_channels.cuda import (
+    DEFAULT_CUDA_DATA,
+    CudaError,
+    load_cuda,
+    pytorch_indexes,
+    select,
+    wheel_layer,
+)
+from derivations import lock
+from tests.conftest import LoopbackServer, require_tool
 from tests.projects import WHEELS, cog, project
-from tests.wheels import make_wheel
+from tests.services import free_port
+from tests.wheels import index_page, make_wheel, simple_index
 
 INDEX = ["--no-index", f"--find-links {WHEELS}"]
 NVIDIA = ["nvidia-cuda-runtime-cu12==12.4.127", "nvidia-nvtx-cu12==12.4.127"]
@@ -128,6 +138,94 @@ def test_a_file_for_another_python_is_left_without_bytecode(
 def test_cuda_selection(lines: list[str], cuda: str | None, expect: tuple[str, str, str]) -> None:
     choice = select(load_cuda(), lines, cuda)
     assert (choice.cuda, choice.cudnn, choice.reason) == expect
+
+
+# PyTorch's own builds, as Cog adds their index beside a pinned torch or torchvision.
+@pytest.mark.parametrize(
+    ("lines", "cuda", "expect"),
+    [
+        (["torch==2.5.1"], None, ["cpu"]),  # no GPU: the CPU build, not PyPI's CUDA one
+        (["torch==2.5.1", "torchvision==0.20.1"], "12.4", ["cu124"]),
+        (["torch==2.1.0"], "11.8", ["cu118"]),  # an older CUDA asked for: its build
+        (["torch==2.8.0"], "12.9", ["cu129"]),  # PyPI's 2.8.0 is cu128: Cog's is not
+        (["torch==2.5.1"], "12.2", ["cu121"]),  # the highest no higher than the CUDA
+        (["torch==2.0.1"], "11.7", []),  # Cog's row for it is PyPI's own build
+        (["torchvision==0.23.0"], None, ["cpu"]),
+        (["torch==2.5.1+cu121"], "12.1", []),  # a local version says where it comes from
+        (["--no-index", "torch==2.5.1"], None, []),
+        (["torch>=2"], None, []),
+    ],
+)
+def test_pytorch_index_as_cog_adds_it(
+    lines: list[str], cuda: str | None, expect: list[str]
+) -> None:
+    assert pytorch_indexes(load_cuda(), lines, cuda) == expect
+
+
+def pytorch_mirror(server: LoopbackServer, builds: dict[str, str], into: Path) -> str:
+    """A loopback stand-in for download.pytorch.org/whl serving made-up torch wheels, one per
+    index (`cpu` -> `2.5.1+cpu`), named as PyTorch names its builds."""
+    for name, version in builds.items():
+        (into / name).mkdir(parents=True)
+        wheel = make_wheel(into / name, "torch", version)
+        quoted = urllib.parse.quote(wheel.name)
+        server.files[f"whl/{name}/torch/"] = index_page([wheel.name]).encode()
+        server.types[f"whl/{name}/torch/"] = "text/html"
+        server.files[f"whl/{name}/torch/{quoted}"] = wheel.read_bytes()
+    return server.url("whl")
+
+
+def test_torch_is_locked_from_pytorchs_own_build_as_in_cog(
+    offline: dict[str, str], tmp_path: Path, http_server: LoopbackServer
+) -> None:
+    """A pinned torch gets the build Cog's pip would install: PyTorch's CPU build without a
+    GPU, the build for the chosen CUDA with one, though the main index (PyPI's stand-in) has
+    a plain 2.5.1 too. A mirror that does not answer is one sentence."""
+    main = simple_index(tmp_path / "pypi", {"torch": ["2.5.1"]})
+    mirror = pytorch_mirror(
+        http_server, {"cpu": "2.5.1+cpu", "cu124": "2.5.1+cu124"}, tmp_path / "wheels"
+    )
+    env = offline | {"COG_PYTORCH_MIRROR": mirror}
+    packages = json.dumps([f"--index-url {main}", f"--find-links {WHEELS}", "torch==2.5.1"])
+    for gpu, build in (("false", "cpu"), ("true", "cu124")):
+        root = project("hello-world", tmp_path / gpu)
+        (root / "cog.yaml").write_text(
+            f'build:\n  gpu: {gpu}\n  python_version: "3.11"\n'
+            f"  python_packages: {packages}\npredict: predict.py:Predictor\n"
+        )
+        result = cog(root, env, "lock")
+        assert result.returncode == 0, result.stderr[-2000:]
+        assert "warning" not in result.stderr
+        lock = json.loads((root / "cog.lock").read_text())
+        torch = next(p for p in lock["python_packages"] if p["name"] == "torch")
+        assert torch["version"] == f"2.5.1+{build}"
+        assert torch["url"].startswith(f"{mirror}/{build}/torch/")
+        runtime = {p["name"]: p["url"] for p in lock["runtime_packages"]}
+        assert not any(url.startswith(mirror) for url in runtime.values())
+    http_server.files.clear()
+    result = cog(root, env, "lock", "--upgrade")
+    assert result.returncode == 1
+    assert result.stderr.splitlines()[-2] == (
+        f"error: the PyTorch mirror {mirror}/cu124/ cannot be read (HTTP 404)"
+    )
+    assert "Traceback" not in result.stderr
+
+
+def test_pytorchs_index_out_of_reach_is_left_out_as_pip_does(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Where download.pytorch.org cannot be reached (no network but PyPI's mirror), the lock
+    goes on with PyPI's torch, as pip goes on without an index it cannot reach, and says so."""
+    monkeypatch.delenv("COG_PYTORCH_MIRROR", raising=False)
+    monkeypatch.setattr(lock, "PYTORCH_INDEX", f"http://127.0.0.1:{free_port()}/whl")
+    said: list[str] = []
+    assert lock.pytorch_index_lines(["torch==2.5.1"], None, said.append) == []
+    assert len(said) == 1 and said[0].startswith(f"PyTorch's index {lock.PYTORCH_INDEX}/cpu/ ")
+    assert "ConnectError" in said[0] and said[0].endswith(
+        f"set COG_PYTORCH_MIRROR to a mirror of {lock.PYTORCH_INDEX}"
+    )
+    assert lock.pytorch_index_lines(["numpy==2.1.3"], None, said.append) == []
+    assert len(said) == 1  # nothing pinned from it: nothing tried
 
 
 def test_cuda_contradicting_torch_is_one_sentence() -> None:

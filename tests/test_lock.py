@@ -15,7 +15,7 @@ from cuda_channels.channel import BUILTIN_DIR
 from derivations.lock import Lock, LockError, dumps, loads, mirrored
 from derivations.pylock import ResolveError, Wheel, resolve
 from tests.conftest import REPO, TEST_CACHE
-from tests.wheels import make_wheel
+from tests.wheels import make_wheel, simple_index
 
 WHEELS = TEST_CACHE / "wheels"
 SHA = "0" * 64
@@ -222,17 +222,6 @@ def test_unresolvable_requirements_are_clear_errors(index: list[str]) -> None:
     assert "nosuch" in str(e.value)
     with pytest.raises(ResolveError, match="muslonly"):
         resolve([*index, "muslonly"], "3.11", "amd64", "2.36")
-
-
-def simple_index(root: Path, wheels: dict[str, list[str]]) -> str:
-    """A PEP 503 index of made-up wheels at `root` (`name` -> its versions), as a URL."""
-    for name, versions in wheels.items():
-        project = root / name
-        project.mkdir(parents=True)
-        links = [make_wheel(project, name, v).name for v in versions]
-        page = "".join(f'<a href="{f}">{f}</a>\n' for f in links)
-        (project / "index.html").write_text(f"<html><body>\n{page}</body></html>\n")
-    return root.as_uri()
 
 
 def test_every_index_offers_every_version_as_with_pip(tmp_path: Path) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import urllib.parse
 import zipfile
 from pathlib import Path
 
@@ -41,3 +42,19 @@ def make_wheel(
             z.writestr(p, d)
         z.writestr(f"{info}/RECORD", record + f"{info}/RECORD,,\n")
     return path
+
+
+def index_page(files: list[str]) -> str:
+    """A PEP 503 project page linking `files` (names, quoted as URLs)."""
+    links = "".join(f'<a href="{urllib.parse.quote(f)}">{f}</a>\n' for f in files)
+    return f"<html><body>\n{links}</body></html>\n"
+
+
+def simple_index(root: Path, wheels: dict[str, list[str]]) -> str:
+    """A PEP 503 index of made-up wheels at `root` (`name` -> its versions), as a URL."""
+    for name, versions in wheels.items():
+        project = root / name
+        project.mkdir(parents=True)
+        files = [make_wheel(project, name, v).name for v in versions]
+        (project / "index.html").write_text(index_page(files))
+    return root.as_uri()

@@ -28,7 +28,7 @@ from cog.cli import docker_engine
 from cog.cli.cache_flags import add_cache_flags
 from cog.cli.caches import Caches
 from cog.cli.compat import add_compat_flags
-from cog.cli.errors import UsageError
+from cog.cli.errors import UsageError, warn
 from cog.cli.images import local_name
 from cog.cli.project import project_dir
 from cuda_channels.channel import Channel, load
@@ -118,7 +118,7 @@ def locked_inputs(
             raise UsageError("cog.lock is stale: " + "; ".join(drift), hint="run `cog lock`")
         print("cog.lock is stale (" + "; ".join(drift) + "): locking", file=sys.stderr)
     previous = lock
-    lock = locking.create(config, project, channel, arch, lock)
+    lock = locking.create(config, project, channel, arch, lock, warn=warn)
     lock = pin_run_steps(store or Store(), project, config, lock, channel, previous, secrets, jobs)
     locking.write(project, lock)
     return config, lock, channel

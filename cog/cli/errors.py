@@ -39,6 +39,11 @@ def run_guarded(fn: Callable[[], int]) -> int:
         return 70
 
 
+def warn(message: str) -> None:
+    """What a command goes on without, said once on stderr."""
+    print(f"warning: {message}", file=sys.stderr)
+
+
 def _report(message: str, hint: str | None) -> int:
     print(f"error: {message}", file=sys.stderr)
     if hint:

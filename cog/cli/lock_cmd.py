@@ -10,7 +10,7 @@ from typing import Any
 from builders.run_step import parse_secrets
 from cog.cli.build_cmd import pin_run_steps
 from cog.cli.compat import add_secret_flag
-from cog.cli.errors import UsageError
+from cog.cli.errors import UsageError, warn
 from cog.cli.project import project_dir
 from cuda_channels.channel import load
 from derivations import lock
@@ -60,7 +60,7 @@ def cmd_lock(args: argparse.Namespace, store: Store) -> int:
         print("cog.lock is up to date")
         return 0
     upgrade: list[str] | bool = True if args.upgrade else args.upgrade_package
-    result = lock.create(config, project, channel, args.arch, previous, upgrade)
+    result = lock.create(config, project, channel, args.arch, previous, upgrade, warn=warn)
     secrets = parse_secrets(args.secret, Path.cwd())
     result = pin_run_steps(
         store, project, config, result, channel, previous, secrets, upgrade=bool(args.upgrade)

@@ -21,6 +21,8 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import httpx
+from packaging.requirements import InvalidRequirement, Requirement
+from packaging.utils import canonicalize_name
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -60,6 +62,11 @@ SDK_REQUIREMENTS = (
     "structlog>=21.0.0",
     "typing_extensions>=4.0",
 )
+# What the Python of Cog's images brings on 3.11 and older (python:3.11-slim and
+# python-build-standalone ship setuptools; 3.12 stopped): models import pkg_resources without
+# naming setuptools (lightning 2.1 does), and setuptools 82 removed it. Resolved with the
+# model's requirements unless they name setuptools themselves.
+BUNDLED_REQUIREMENTS = ("setuptools<82",)
 # The runtime environment (the server), locked on its own: see DESIGN.md, "Images".
 RUNTIME_REQUIREMENTS = (
     "trio>=0.25",
@@ -90,6 +97,21 @@ class LockError(DerivationError):
 
 
 PYTORCH_INDEX = "https://download.pytorch.org/whl"
+
+
+def bundled(python: str, lines: Sequence[str]) -> list[str]:
+    """BUNDLED_REQUIREMENTS where Cog's image Python has them (3.11 and older), unless the
+    requirement `lines` name setuptools."""
+    if tuple(int(p) for p in python.split(".")[:2]) >= (3, 12):
+        return []
+    for line in lines:
+        try:
+            named = Requirement(line.split(" #")[0].split(" --")[0]).name
+        except InvalidRequirement:  # options, paths, URLs
+            continue
+        if canonicalize_name(named) == "setuptools":
+            return []
+    return list(BUNDLED_REQUIREMENTS)
 
 
 def pytorch_index_lines(
@@ -347,16 +369,16 @@ def create(
     def pins(found: Sequence[Wheel]) -> list[Wheel]:
         return [replace(w, url=absolute_url(w.url, project)) for w in found]
 
+    included = with_included(requirements, project)
     model = resolve(
-        [*pytorch, *lines, *SDK_REQUIREMENTS, *cuda_wheels],
+        [*pytorch, *lines, *SDK_REQUIREMENTS, *bundled(python, included), *cuda_wheels],
         python,
         arch,
         channel.glibc,
         pins(previous.python_packages if previous else ()),
         upgrade,
     )
-    hashed = with_included(requirements, project)
-    check_hashes(hashed, [Pinned(w.name, w.sha256) for w in model])
+    check_hashes(included, [Pinned(w.name, w.sha256) for w in model])
     model = [replace(w, url=folder_url(relative_url(w.url, project))) for w in model]
     # The runtime comes from the same indexes the project names (a company mirror, say), and
     # from nothing else the requirements say (constraints are the model's).

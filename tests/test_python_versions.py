@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import yaml
+
 from tests.projects import cog, project
 
 VERSION_PREDICTOR = """\
@@ -48,6 +50,8 @@ def test_python_313_on_trixie_locks_builds_and_predicts(
     assert lock["platform"]["glibc"] == "2.41"
     assert "python3.13" in {p["name"] for p in lock["system"]["python"]}
     assert any("cp313" in w["url"] for w in lock["runtime_packages"])  # pydantic-core's build
+    # 3.12 stopped shipping setuptools, in Cog's images too.
+    assert "setuptools" not in {p["name"] for p in lock["python_packages"]}
 
     ran = cog(root, offline, "run", "-i", "text=hi")
     assert ran.returncode == 0, ran.stderr[-2000:]
@@ -59,6 +63,39 @@ def test_python_313_on_trixie_locks_builds_and_predicts(
     again = cog(tmp_path, offline, "run", "py313", "-i", "text=image")
     assert again.returncode == 0, again.stderr[-2000:]
     assert again.stdout.startswith("image 3.13.")
+
+
+PKG_RESOURCES_PREDICTOR = """\
+import pkg_resources  # as lightning 2.1 does, without naming setuptools
+
+from cog import BasePredictor
+
+
+class Predictor(BasePredictor):
+    def predict(self) -> str:
+        return pkg_resources.get_distribution("setuptools").version
+"""
+
+
+def test_setuptools_is_there_on_311_as_in_cogs_images(
+    offline: dict[str, str], tmp_path: Path
+) -> None:
+    """Cog's Python 3.11 (python:3.11-slim, python-build-standalone) ships setuptools, so
+    models import pkg_resources unnamed: it is locked beside the model's packages, at the
+    last version that has pkg_resources, and a version the requirements name wins."""
+    root = project("hello-world", tmp_path)
+    (root / "predict.py").write_text(PKG_RESOURCES_PREDICTOR)
+    ran = cog(root, offline, "run")
+    assert ran.returncode == 0, ran.stderr[-2000:]
+    assert ran.stdout.strip() == "81.0.0"
+    config = yaml.safe_load((root / "cog.yaml").read_text())
+    config["build"]["python_packages"].append("setuptools==84.2.1")
+    (root / "cog.yaml").write_text(yaml.safe_dump(config))
+    assert cog(root, offline, "lock").returncode == 0
+    lock = json.loads((root / "cog.lock").read_text())
+    assert [p["version"] for p in lock["python_packages"] if p["name"] == "setuptools"] == [
+        "84.2.1"
+    ]
 
 
 def test_cog_words_for_python_versions(offline: dict[str, str], tmp_path: Path) -> None:

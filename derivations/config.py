@@ -87,8 +87,6 @@ class Build(_Strict):
     def _python(cls, value: Any) -> str:
         """Cog's rules and words (pkg/config/validate.go), worded by `_sentence` as
         `invalid build.python_version "3.8": …`."""
-        if isinstance(value, float):  # YAML reads 3.10 as the number 3.1
-            raise ValueError(f'must be a quoted string such as "3.11", not the number {value}')
         parts = str(value).strip().split(".", 2)
         if len(parts) < 2:
             raise ValueError("must include major and minor version (e.g., '3.11')")
@@ -385,6 +383,26 @@ def _mapping(text: str, where: str) -> dict[str, Any]:
             f"{where} must be a mapping of keys (build, predict, …)",
             hint="write it as top-level keys, such as `build:` and `predict:`",
         )
+    return _versions_as_written(text, data)
+
+
+_VERSION_KEYS = ("python_version", "cuda", "cudnn", "sdk_version")
+
+
+def _versions_as_written(text: str, data: dict[str, Any]) -> dict[str, Any]:
+    """The build's version keys as written. Cog's YAML reads a number into a string field as
+    its text (`python_version: 3.10` is "3.10"); PyYAML makes it the float 3.1."""
+    build = data.get("build")
+    if not isinstance(build, dict) or not any(
+        type(build.get(key)) in (int, float) for key in _VERSION_KEYS
+    ):
+        return data
+    root = yaml.compose(text)
+    for key, value in root.value if isinstance(root, yaml.MappingNode) else ():
+        if key.value == "build" and isinstance(value, yaml.MappingNode):
+            for name, scalar in value.value:
+                if type(build.get(name.value)) in (int, float) and name.value in _VERSION_KEYS:
+                    build[name.value] = scalar.value
     return data
 
 

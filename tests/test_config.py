@@ -65,7 +65,11 @@ def test_the_whole_schema_parses() -> None:
             "build.python_version",
         ),
         ("predicts: predict.py:P\n", "unknown key predicts", "predict"),
-        ("build:\n  python_version: 3.10\n", "must be a quoted string", None),
+        (
+            "build:\n  python_version: 3.8\n",  # unquoted, as Cog reads it: "3.8"
+            'invalid build.python_version "3.8": minimum supported Python version is 3.10',
+            None,
+        ),
         (
             "build:\n  python_version: '3.8'\n",
             'invalid build.python_version "3.8": minimum supported Python version is 3.10',
@@ -126,6 +130,14 @@ def test_requirements_and_missing_files(tmp_path: Path) -> None:
         "--extra-index-url https://x",
         "pillow",
     ]
+
+
+def test_unquoted_versions_are_read_as_written_as_cog_reads_them() -> None:
+    """Go's YAML gives a string field a number's text: 3.10 is "3.10", not 3.1."""
+    text = "build:\n  python_version: 3.10\n  gpu: true\n  cuda: 12.1\n  cudnn: 8\n"
+    build = parse_config(text).build
+    assert (build.python_version, build.cuda, build.cudnn) == ("3.10", "12.1", "8")
+    assert parse_config("build:\n  python_version: 3.12\n").build.python_version == "3.12"
 
 
 def test_run_is_cogs_newer_name_for_predict() -> None:

@@ -70,6 +70,33 @@ class RunItem(_Strict):
     mounts: tuple[Mount, ...] = ()
 
 
+def _run_line(line: str) -> dict[str, Any]:
+    """A `run:` string. Cog writes it after `RUN `, so BuildKit's `--mount=` flags may lead
+    it: a cache mount only speeds pip up and is dropped (a build reads no cache), a secret
+    mount is a `mounts` entry, and any other kind is refused."""
+    mounts = []
+    command = line.lstrip()
+    while command.startswith("--mount="):
+        flag, _, command = command.partition(" ")
+        command = command.lstrip()
+        fields = dict(f.partition("=")[::2] for f in flag.removeprefix("--mount=").split(","))
+        kind = fields.get("type", "bind")
+        if kind == "secret" and fields.get("id"):
+            target = fields.get("target") or fields.get("dst") or fields.get("destination")
+            mounts.append(
+                {
+                    "type": "secret",
+                    "id": fields["id"],
+                    "target": target or f"/run/secrets/{fields['id']}",
+                }
+            )
+        elif kind != "cache":
+            raise ValueError(
+                f"{flag} is not supported: a run step may mount a cache or a secret (with its id)"
+            )
+    return {"command": command, "mounts": mounts}
+
+
 class Build(_Strict):
     gpu: bool = False
     python_version: str = DEFAULT_PYTHON
@@ -102,7 +129,7 @@ class Build(_Strict):
     def _run(cls, value: Any) -> Any:
         if not isinstance(value, list):
             return value
-        return [{"command": v} if isinstance(v, str) else v for v in value]
+        return [_run_line(v) if isinstance(v, str) else v for v in value]
 
     @property
     def steps(self) -> tuple[RunItem, ...]:

@@ -140,6 +140,22 @@ def test_unquoted_versions_are_read_as_written_as_cog_reads_them() -> None:
     assert parse_config("build:\n  python_version: 3.12\n").build.python_version == "3.12"
 
 
+def test_buildkit_mount_flags_leading_a_run_line_are_read_as_cog_passes_them() -> None:
+    """Cog writes a run string after `RUN `: `--mount=type=cache,…` (pip's cache, a speed-up
+    only) is dropped, `--mount=type=secret,…` becomes the step's secret mount."""
+    text = (
+        "build:\n  python_version: '3.11'\n  run:\n"
+        "    - --mount=type=cache,target=/root/.cache/pip pip install cog==0.10.0a15\n"
+        "    - --mount=type=secret,id=token --mount=type=cache,target=/x  sh -c 'echo hi'\n"
+    )
+    first, second = parse_config(text).build.run
+    assert (first.command, first.mounts) == ("pip install cog==0.10.0a15", ())
+    assert second.command == "sh -c 'echo hi'"
+    assert [(m.id, m.target) for m in second.mounts] == [("token", "/run/secrets/token")]
+    with pytest.raises(ConfigError, match=r"--mount=type=bind,src=\. is not supported"):
+        parse_config("build:\n  run:\n    - --mount=type=bind,src=. make\n")
+
+
 def test_run_is_cogs_newer_name_for_predict() -> None:
     config = parse_config('build:\n  python_version: "3.11"\nrun: run.py:Runner\n', "cog.yaml")
     assert config.predict == "run.py:Runner"

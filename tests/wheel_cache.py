@@ -131,8 +131,8 @@ def check(target: Path) -> None:
     missing = [p.filename for p in pins if not (target / p.filename).is_file()]
     strays = [p.name for p in _strays(target, pins)]
     if missing or strays:
-        found = [f"{len(missing)} missing"] + [f"e.g. {missing[0]}"] * bool(missing)
-        found += [f"{len(strays)} not pinned"] + [f"e.g. {strays[0]}"] * bool(strays)
+        found = [f"{len(missing)} missing"] + [f"e.g. {m}" for m in missing[:1]]
+        found += [f"{len(strays)} not pinned"] + [f"e.g. {s}" for s in strays[:1]]
         raise PinError(
             f"the wheel cache {target} is not what {PIN_FILE.name} pins ({', '.join(found)}); "
             "run `make test-fixtures` to make it match"

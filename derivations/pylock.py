@@ -20,6 +20,7 @@ build requirements resolved for the target and pinned as wheels (`derivations.bu
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -285,15 +286,22 @@ def _compile(
     return tomllib.loads(out.read_text())
 
 
+_RAISED = re.compile(r"^\s*((?:[\w.]+\.)?[A-Z]\w*(?:Error|Exception): .{1,200})$", re.MULTILINE)
+
+
 def _one_line(error: str, limit: int = 600) -> str:
     """uv's error on one line. When it is long, its start (what failed) and its end (uv's
-    hints) are kept, and the cut falls between words."""
+    hints) are kept, cut between words, with the last exception a build raised between
+    them (`ModuleNotFoundError: No module named 'pkg_resources'`)."""
     words = error.split()
     text = " ".join(words[1:] if words[:1] == ["error:"] else words)
     if len(text) <= limit:
         return text
     head = text[: limit // 2].rsplit(" ", 1)[0]
     tail = text[-(limit // 2) :].split(" ", 1)[-1]
+    raised = [" ".join(r.split()) for r in _RAISED.findall(error)]
+    if raised and raised[-1] not in head and raised[-1] not in tail:
+        return f"{head} … {raised[-1]} … {tail}"
     return f"{head} … {tail}"
 
 

@@ -20,6 +20,7 @@ read-only at their target for their step only. They are this builder's own confi
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import stat
 import sys
@@ -506,6 +507,17 @@ def _probe(
     return StepPin(command=pin.command, secrets=pin.secrets, network=True, sha256=sha256)
 
 
+_NOT_FOUND = re.compile(
+    r"\b(?:sh: \d+|bash(?:: line \d+)?): ([\w.+-]+): (?:command )?not found$", re.MULTILINE
+)
+
+
+def _missing_command(output: str) -> str | None:
+    """The program a shell said it could not find (`sh: 1: curl: not found`), if any."""
+    found = _NOT_FOUND.findall(output)
+    return found[-1] if found else None
+
+
 def _build_online(
     store: Store, drv: Derivation, builder: RunStepBuilder, pinned: Callable[[str], Derivation]
 ) -> str:
@@ -538,10 +550,17 @@ def _build_online(
         except BuildError as e:
             log.flush()
             tail = Realiser._log_tail(log_path, began)
+            missing = _missing_command(tail)
             raise BuildError(
                 f"build.run step {drv.name.removeprefix('run-')} failed offline and with the "
                 f"network: {drv.args['command']}\n{tail}",
-                hint=f"see the full log: {log_path}",
+                hint=(
+                    f"{missing} is not in the image: add the Debian package that has it to "
+                    "build.system_packages (Cog's base images carry curl, wget and git; this "
+                    f"image holds only the packages cog.yaml names); see the full log: {log_path}"
+                    if missing
+                    else f"see the full log: {log_path}"
+                ),
             ) from e
         sha256 = tree_sha256(ctx.out)
         fixed = pinned(sha256)

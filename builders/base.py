@@ -4,10 +4,10 @@ where that output lives and when it becomes valid."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol, TextIO, TypeVar
+from typing import Protocol, TextIO, TypeVar, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
@@ -87,3 +87,12 @@ class Builder(Protocol):
     runs_foreign_code: bool  # True: must run under the sandbox
 
     def build(self, ctx: BuildContext) -> None: ...
+
+
+@runtime_checkable
+class ChecksAhead(Protocol):
+    """A builder that can tell, before anything is built, that some of its derivations cannot
+    succeed (a fetch whose every host does not exist): the error comes in a second, not after
+    the builds the plan puts before it."""
+
+    def check_ahead(self, drvs: Sequence[Derivation]) -> None: ...

@@ -8,9 +8,13 @@ The system CA bundle named by SSL_CERT_FILE / SSL_CERT_DIR is honoured (corporat
 from __future__ import annotations
 
 import os
+import socket
 import threading
 import time
 import urllib.parse
+import urllib.request
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -78,6 +82,23 @@ class FetchBuilder:
                     limits=httpx.Limits(max_connections=16, max_keepalive_connections=16),
                 )
             return self._http
+
+    def check_ahead(self, drvs: Sequence[Derivation]) -> None:
+        """Fails at once when every URL of a fetch is on a host that does not exist or refuses
+        connections (GitHub from a machine that reaches only PyPI): otherwise that error
+        comes after every build the plan runs first. A slow host is not judged."""
+        plans = [(drv, FetchArgs.model_validate(drv.args)) for drv in drvs]
+        hosts = {_host(u) for _, args in plans for u in args.urls} - {None}
+        with ThreadPoolExecutor(max_workers=16) as pool:
+            dead = dict(zip(hosts, pool.map(_unreachable, hosts), strict=True))
+        for drv, args in plans:
+            why = [(u, dead.get(_host(u))) for u in args.urls]
+            if all(reason for _, reason in why):
+                detail = "; ".join(f"{u}: {reason}" for u, reason in why)
+                raise BuildError(
+                    f"could not fetch {drv.name} from any of its URLs ({detail})",
+                    hint=args.hint or None,
+                )
 
     def build(self, ctx: BuildContext) -> None:
         assert ctx.drv.fixed_output is not None, "fetch derivations are fixed-output"
@@ -161,3 +182,32 @@ class FetchBuilder:
             except httpx.TransportError as e:
                 raise _Transient(f"{type(e).__name__}: {e}") from None
         return out.hash.hexdigest()
+
+
+def _host(url: str) -> tuple[str, int] | None:
+    """The host and port an http(s) URL connects to; None for other schemes."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return None
+    return parts.hostname, parts.port or (443 if parts.scheme == "https" else 80)
+
+
+def _unreachable(host: tuple[str, int] | None) -> str | None:
+    """Why nothing can connect to `host`: its name does not resolve, or it refuses; None when
+    it answers, is slow, or a proxy stands between (then only a real request can tell)."""
+    if host is None:
+        return None
+    name, port = host
+    if urllib.request.getproxies() and not urllib.request.proxy_bypass(name):
+        return None
+    try:
+        with socket.create_connection((name, port), timeout=5):
+            return None
+    except socket.gaierror as e:
+        if e.errno in (socket.EAI_NONAME, getattr(socket, "EAI_NODATA", socket.EAI_NONAME)):
+            return f"host {name} not found"
+        return None  # a resolver that is down for now
+    except ConnectionRefusedError:
+        return f"{name}:{port} refused the connection"
+    except OSError:
+        return None

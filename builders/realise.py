@@ -24,7 +24,7 @@ from typing import TypeVar
 
 import trio
 
-from builders.base import BuildContext, Builder
+from builders.base import BuildContext, Builder, ChecksAhead
 from builders.errors import BuildCancelled, BuildError, SandboxUnavailable
 from builders.progress import PlainReporter, Reporter
 from builders.registry import Builders
@@ -185,6 +185,16 @@ class Realiser:
                     "missing or cannot create namespaces here"
                 )
 
+    def _check_ahead(self, pending: Sequence[_Node]) -> None:
+        """Each builder that can see a failure coming looks over its share of the plan."""
+        shares: dict[str, list[Derivation]] = {}
+        for node in pending:
+            shares.setdefault(node.drv.builder, []).append(node.drv)
+        for kind, drvs in sorted(shares.items()):
+            builder = self.builders.get(kind)
+            if isinstance(builder, ChecksAhead):
+                builder.check_ahead(drvs)
+
     def _valid(self, node: _Node) -> bool:
         return all(self.store.is_valid(p) for p in node.outputs.values())
 
@@ -212,6 +222,7 @@ class Realiser:
             await trio.to_thread.run_sync(self._expand, roots)
             pending = [n for n in self.nodes.values() if n.state == "build"]
             self._preflight(pending)
+            await trio.to_thread.run_sync(self._check_ahead, pending)
             self.reporter.plan(len(pending), len(self.nodes))
             self._limiter = trio.CapacityLimiter(self.jobs)
             self._downloads = trio.CapacityLimiter(max(4, self.jobs))

@@ -25,6 +25,7 @@ from store.errors import HashMismatch
 from store.local import Store
 from store.paths import StorePath
 from tests.conftest import LoopbackServer
+from tests.services import free_port
 
 
 def tarball(files: dict[str, bytes]) -> bytes:
@@ -88,6 +89,28 @@ async def test_fetch_retries_transient_errors_and_falls_back_to_mirrors(
     assert store.real_path(outs["out"]).read_bytes() == data
     assert http_server.hits["missing/f"] == 1  # a 404 is not retried
     assert http_server.hits["good/f"] == 3
+
+
+async def test_a_fetch_no_host_can_serve_fails_before_anything_is_built(
+    store: Store, busybox: StorePath
+) -> None:
+    """Every URL on a host that refuses (or does not exist): one sentence at once, with the
+    fetch's hint, and the builds the plan has beside it never start."""
+    first, second = free_port(), free_port()
+    urls = [f"http://127.0.0.1:{first}/py.tar.gz", f"http://127.0.0.1:{second}/py.tar.gz"]
+    fetch = fetch_derivation("py.tar.gz", urls, sha(b"x"), hint="set a mirror")
+    quick = command_derivation("quick", sh(busybox, "echo hi > $out/hi"), bb_input(busybox))
+    with trio.fail_after(5), pytest.raises(BuildError) as e:
+        await Realiser(store, jobs=2).realise([quick, fetch])
+    assert str(e.value) == (
+        f"could not fetch py.tar.gz from any of its URLs ({urls[0]}: 127.0.0.1:{first} refused "
+        f"the connection; {urls[1]}: 127.0.0.1:{second} refused the connection)"
+    )
+    assert e.value.hint == "set a mirror"
+    assert not store.is_valid(output_path(quick))
+    # One host that answers is enough to try: the fetch itself then says what went wrong.
+    await Realiser(store).realise([quick])
+    assert store.is_valid(output_path(quick))
 
 
 async def test_fetch_from_file_url(store: Store, tmp_path: Path) -> None:

@@ -148,6 +148,15 @@ def pytorch_index_lines(
     return found
 
 
+def _kept(previous: Sequence[Wheel], pytorch: Sequence[str]) -> list[Wheel]:
+    """The previous pins uv may keep. With PyTorch's index at hand, a torch or torchvision
+    pinned from PyPI (locked while that index was out of reach) is not kept: it would be
+    preferred over PyTorch's own build, which Cog installs."""
+    if not pytorch:
+        return list(previous)
+    return [w for w in previous if w.name not in ("torch", "torchvision") or "+" in w.version]
+
+
 def _unreadable(http: httpx.Client, url: str) -> str | None:
     """Why the index page at `url` (http(s) or file://) cannot be read; None when it can."""
     if url.startswith("file://"):
@@ -375,7 +384,7 @@ def create(
         python,
         arch,
         channel.glibc,
-        pins(previous.python_packages if previous else ()),
+        pins(_kept(previous.python_packages if previous else (), pytorch)),
         upgrade,
     )
     check_hashes(included, [Pinned(w.name, w.sha256) for w in model])

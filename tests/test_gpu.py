@@ -202,11 +202,25 @@ def test_torch_is_locked_from_pytorchs_own_build_as_in_cog(
         assert torch["url"].startswith(f"{mirror}/{build}/torch/")
         runtime = {p["name"]: p["url"] for p in lock["runtime_packages"]}
         assert not any(url.startswith(mirror) for url in runtime.values())
+    # Locked while PyTorch's index had no build (here: an empty mirror), torch is PyPI's; once
+    # the index has one, the next lock moves to it rather than keeping the old pin.
+    empty = tmp_path / "empty" / "cpu" / "torch"
+    empty.mkdir(parents=True)
+    root = project("hello-world", tmp_path / "later")
+    (root / "cog.yaml").write_text(
+        f'build:\n  python_version: "3.11"\n  python_packages: {packages}\n'
+        "predict: predict.py:Predictor\n"
+    )
+    for where, version in ((empty.parents[1].as_uri(), "2.5.1"), (mirror, "2.5.1+cpu")):
+        result = cog(root, offline | {"COG_PYTORCH_MIRROR": where}, "lock")
+        assert result.returncode == 0, result.stderr[-2000:]
+        lock = json.loads((root / "cog.lock").read_text())
+        assert [p["version"] for p in lock["python_packages"] if p["name"] == "torch"] == [version]
     http_server.files.clear()
     result = cog(root, env, "lock", "--upgrade")
     assert result.returncode == 1
     assert result.stderr.splitlines()[-2] == (
-        f"error: the PyTorch mirror {mirror}/cu124/ cannot be read (HTTP 404)"
+        f"error: the PyTorch mirror {mirror}/cpu/ cannot be read (HTTP 404)"
     )
     assert "Traceback" not in result.stderr
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -129,7 +130,7 @@ def select(
 ) -> Choice:
     """The CUDA and cuDNN for a `gpu: true` project with requirement `lines`."""
     pinned = pins(lines)
-    if "torch" in _names(lines) and "torch" not in pinned:  # Cog's rule and words
+    if "torch" in requirement_names(lines) and "torch" not in pinned:  # Cog's rule and words
         raise CudaError(
             "torch version must be specified when using CUDA",
             hint="pin it in the requirements, e.g. torch==2.5.1",
@@ -225,7 +226,7 @@ def _runtime_pin(pinned: dict[str, str]) -> tuple[str, str] | None:
     return None
 
 
-def _names(lines: list[str]) -> set[str]:
+def requirement_names(lines: Sequence[str]) -> set[str]:
     """The normalised names of the packages requirement lines name (not their options)."""
     found = set()
     for line in lines:
@@ -244,7 +245,7 @@ def wheel_layer(
     carried it): a project that chose nothing gets the newest set instead (every CUDA 12 set
     runs on the same driver floor, 525, by CUDA's minor-version compatibility), with the
     cuDNN cog.yaml asks for."""
-    if any(_OWN_CUDA.match(name) for name in _names(lines)):
+    if any(_OWN_CUDA.match(name) for name in requirement_names(lines)):
         return choice, []
     found = data.wheel_set(choice.cuda, choice.cudnn)
     if found is not None:

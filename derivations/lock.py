@@ -21,8 +21,6 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import httpx
-from packaging.requirements import InvalidRequirement, Requirement
-from packaging.utils import canonicalize_name
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -32,7 +30,14 @@ from pydantic import (
 )
 
 from cuda_channels.channel import Channel, default_for
-from cuda_channels.cuda import Choice, load_cuda, pytorch_indexes, select, wheel_layer
+from cuda_channels.cuda import (
+    Choice,
+    load_cuda,
+    pytorch_indexes,
+    requirement_names,
+    select,
+    wheel_layer,
+)
 from derivations.apt import DebPin, resolve_root, resolve_toolchain
 from derivations.config import CogConfig, RunItem, requirement_lines
 from derivations.downloads import client
@@ -104,14 +109,7 @@ def bundled(python: str, lines: Sequence[str]) -> list[str]:
     requirement `lines` name setuptools."""
     if tuple(int(p) for p in python.split(".")[:2]) >= (3, 12):
         return []
-    for line in lines:
-        try:
-            named = Requirement(line.split(" #")[0].split(" --")[0]).name
-        except InvalidRequirement:  # options, paths, URLs
-            continue
-        if canonicalize_name(named) == "setuptools":
-            return []
-    return list(BUNDLED_REQUIREMENTS)
+    return [] if "setuptools" in requirement_names(lines) else list(BUNDLED_REQUIREMENTS)
 
 
 def pytorch_index_lines(

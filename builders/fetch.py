@@ -41,16 +41,27 @@ class _Permanent(Exception):
 
 
 def fetch_derivation(
-    name: str, urls: list[str] | str, sha256: str, executable: bool = False, hint: str = ""
+    name: str,
+    urls: list[str] | str,
+    sha256: str,
+    executable: bool = False,
+    hint: str = "",
+    size: int | None = None,
 ) -> Derivation:
     """A fixed-output derivation for one file; its path depends only on `name` and `sha256`.
-    `hint` says what to do when no URL answers (another mirror, say)."""
-    args = {"urls": [urls] if isinstance(urls, str) else list(urls), "executable": executable}
+    `hint` says what to do when no URL answers (another mirror, say); `size`, where the lock
+    pins it, is where a download is cut off (a server that sends more is refused)."""
+    args: dict[str, object] = {
+        "urls": [urls] if isinstance(urls, str) else list(urls),
+        "executable": executable,
+    }
+    args |= {"hint": hint} if hint else {}
+    args |= {"size": size} if size is not None else {}
     return Derivation(
         name=safe_name(name),
         builder=FetchBuilder.kind,
         builder_version=FetchBuilder.version,
-        args=args | ({"hint": hint} if hint else {}),
+        args=args,
         fixed_output=FixedOutput(sha256=sha256),
     )
 
@@ -59,6 +70,7 @@ class FetchArgs(Args):
     urls: tuple[str, ...]  # mirrors, tried in order
     executable: bool = False
     hint: str = ""  # what to do when no URL answers
+    size: int | None = None  # the pinned size: nothing past it is read
 
 
 class FetchBuilder:
@@ -115,7 +127,7 @@ class FetchBuilder:
                 ctx.check_cancelled()
                 ctx.say(f"fetching {url}")
                 try:
-                    actual = self._download(url, ctx)
+                    actual = self._download(url, ctx, args.size)
                 except _Transient as e:
                     failures[url] = str(e)
                     ctx.say(f"  failed ({e}); will retry")
@@ -150,10 +162,12 @@ class FetchBuilder:
             hint=args.hint or None,
         )
 
-    def _download(self, url: str, ctx: BuildContext) -> str:
+    def _download(self, url: str, ctx: BuildContext, size: int | None) -> str:
+        """The file at `url` into $out; its sha256. Where `size` is pinned, at most size+1
+        bytes are written: one more than pinned proves the source wrong, and is refused."""
         parsed = urllib.parse.urlsplit(url)
         with open(ctx.out, "wb") as f:
-            out = HashingWriter(f)
+            out = _Bounded(HashingWriter(f), size, url)
             if parsed.scheme == "file":
                 src = Path(urllib.parse.unquote(parsed.path))
                 try:
@@ -164,7 +178,7 @@ class FetchBuilder:
                     while chunk := source.read(CHUNK):
                         ctx.check_cancelled()
                         out.write(chunk)
-                return out.hash.hexdigest()
+                return out.hexdigest()
             if parsed.scheme not in ("http", "https"):
                 raise _Permanent(f"unsupported URL scheme {parsed.scheme!r}")
             try:
@@ -173,7 +187,7 @@ class FetchBuilder:
                         raise _Transient(f"HTTP {response.status_code}")
                     if response.status_code >= 400:
                         raise _Permanent(f"HTTP {response.status_code}")
-                    total = int(response.headers.get("content-length") or 0)
+                    total = size or int(response.headers.get("content-length") or 0)
                     for chunk in response.iter_bytes(CHUNK):
                         ctx.check_cancelled()
                         out.write(chunk)
@@ -181,7 +195,27 @@ class FetchBuilder:
                     ctx.say(f"  {out.size} bytes")
             except httpx.TransportError as e:
                 raise _Transient(f"{type(e).__name__}: {e}") from None
-        return out.hash.hexdigest()
+        return out.hexdigest()
+
+
+class _Bounded:
+    """A HashingWriter that takes at most `limit`+1 bytes, then refuses the source."""
+
+    def __init__(self, inner: HashingWriter, limit: int | None, url: str) -> None:
+        self.inner, self.limit, self.url = inner, limit, url
+
+    @property
+    def size(self) -> int:
+        return self.inner.size
+
+    def hexdigest(self) -> str:
+        return self.inner.hash.hexdigest()
+
+    def write(self, chunk: bytes) -> None:
+        if self.limit is not None and self.inner.size + len(chunk) > self.limit:
+            self.inner.write(chunk[: self.limit + 1 - self.inner.size])
+            raise _Permanent(f"it sent more than the {self.limit} bytes pinned; cut off")
+        self.inner.write(chunk)
 
 
 def _host(url: str) -> tuple[str, int] | None:

@@ -60,7 +60,7 @@ STATUS = "var/lib/dpkg/status"
 
 
 def deb_derivation(pin: DebPin) -> Derivation:
-    return fetch_derivation(pin.file_name, list(pin.urls), pin.sha256)
+    return fetch_derivation(pin.file_name, list(pin.urls), pin.sha256, size=pin.size)
 
 
 def root_layer_derivation(

@@ -71,7 +71,7 @@ def sdist_wheel_derivation(pin: Wheel, python: str, land: Userland, root: Deriva
         (land.python or land.python_layer).dep(),
     )
     inputs: dict[str, DrvInput | SrcInput] = {
-        "src": fetch_derivation(pin.filename, pin.url, pin.sha256).dep(),
+        "src": fetch_derivation(pin.filename, pin.url, pin.sha256, size=pin.size).dep(),
         "env": env.dep(),
         "root": root.dep(),
     }

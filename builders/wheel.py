@@ -35,7 +35,7 @@ def site_packages(python: str) -> str:
 
 
 def wheel_file_derivation(pin: Wheel) -> Derivation:
-    return fetch_derivation(pin.filename, pin.url, pin.sha256)
+    return fetch_derivation(pin.filename, pin.url, pin.sha256, size=pin.size)
 
 
 @dataclass(frozen=True)

@@ -328,17 +328,26 @@ def _known_keys(model: type[BaseModel], path: tuple[str | int, ...]) -> list[str
 _COG_WORDED = {"build.python_version"}
 
 
+def visible(text: str) -> str:
+    """`text` with every character a terminal would not show as itself (zero-width spaces,
+    right-to-left overrides, control characters) escaped, as `\\u200b`: a key that only
+    looks like `gpu` is shown as what it is."""
+    return "".join(c if c.isprintable() else ascii(c)[1:-1] for c in text)
+
+
 def _sentence(error: Any, where: str) -> ConfigError:
     loc = tuple(p for p in error["loc"] if p not in (_WEIGHT_PATH, _WEIGHT_URI))
-    path = ".".join(str(p) for p in loc if not str(p).startswith("function-after"))
+    path = ".".join(visible(str(p)) for p in loc if not str(p).startswith("function-after"))
     if path in _COG_WORDED and error["type"] == "value_error":
         message = error["msg"].removeprefix("Value error, ")
         return ConfigError(
-            f'{where}: invalid {path} "{error["input"]}": {message}', hint=f"fix {where} and retry"
+            f'{where}: invalid {path} "{visible(str(error["input"]))}": {message}', hint=f"fix {where} and retry"
         )
     if error["type"] == "extra_forbidden":
         close = difflib.get_close_matches(str(loc[-1]), _known_keys(CogConfig, loc[:-1]), n=1)
-        hint = f"did you mean {'.'.join([*map(str, loc[:-1]), close[0]])}?" if close else None
+        hint = (
+            f"did you mean {visible('.'.join([*map(str, loc[:-1]), close[0]]))}?" if close else None
+        )
         return ConfigError(f"{where}: unknown key {path}", hint=hint or "remove it")
     message = error["msg"].removeprefix("Value error, ")
     where_in = f"{where}: {path}" if path else where  # a whole-file rule names its fields
@@ -361,6 +370,12 @@ def parse_config(text: str, where: str = "cog.yaml", strict: bool = False) -> Co
         return CogConfig.model_validate(data)
     except ValidationError as e:
         raise _sentence(e.errors()[0], where) from None
+
+
+def _too_deep(where: str) -> ConfigError:
+    return ConfigError(
+        f"{where} is nested too deeply to be read", hint=f"fix {where}: no setting nests so far"
+    )
 
 
 def _unknown(data: dict[str, Any]) -> list[Any]:
@@ -396,6 +411,8 @@ def unknown_keys(text: str, where: str = "cog.yaml") -> list[str]:
 def _mapping(text: str, where: str) -> dict[str, Any]:
     try:
         data = yaml.safe_load(text)
+    except RecursionError:  # lists or mappings nested past Python's stack
+        raise _too_deep(where) from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""

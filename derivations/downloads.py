@@ -46,33 +46,58 @@ def client() -> httpx.Client:
     return httpx.Client(verify=ssl_context(), timeout=TIMEOUT, follow_redirects=True)
 
 
-def get(http: httpx.Client, url: str) -> bytes:
-    """A small file, in memory; any failure is one sentence naming the URL."""
+# What a file of unknown size (a Release file, an index page) may be: past it, the server is
+# refused rather than read into memory without end.
+SMALL_LIMIT = 256 << 20
+
+
+class TooLarge(DerivationError):
+    """A server sent more bytes than the file can have."""
+
+
+def get(http: httpx.Client, url: str, limit: int = SMALL_LIMIT) -> bytes:
+    """A small file, in memory; any failure is one sentence naming the URL. A server that
+    sends more than `limit` bytes is cut off there and refused."""
+    chunks: list[bytes] = []
+    got = 0
     try:
-        response = http.get(url)
+        with http.stream("GET", url) as response:
+            if response.status_code != 200:
+                raise DerivationError(
+                    f"cannot download {url}: HTTP {response.status_code}",
+                    hint="check the mirror URL; the archive may have moved",
+                )
+            for chunk in response.iter_bytes():
+                got += len(chunk)
+                if got > limit:
+                    raise TooLarge(
+                        f"cannot download {url}: it sent more than the {limit} bytes expected",
+                        hint="the mirror may be tampered with; use another",
+                    )
+                chunks.append(chunk)
     except httpx.HTTPError as e:
         raise DerivationError(
             f"cannot download {url}: {e}", hint="check the mirror URL and your network"
         ) from None
-    if response.status_code != 200:
-        raise DerivationError(
-            f"cannot download {url}: HTTP {response.status_code}",
-            hint="check the mirror URL; the archive may have moved",
-        )
-    return response.content
+    return b"".join(chunks)
 
 
 def get_verified(http: httpx.Client, url: str, sha256: str, size: int, what: str) -> Path:
-    """A file of known hash: from the cache, or downloaded, verified, then cached."""
+    """A file of known hash: from the cache, or downloaded (never past `size`+1 bytes),
+    verified, then cached."""
     cached = cache_dir() / "by-sha256" / sha256
     if cached.is_file():
         return cached
-    data = get(http, url)
+    try:
+        data, got = get(http, url, limit=size), ""
+    except TooLarge:  # refused below, as any other file that is not the one signed
+        data, got = b"", "more bytes than that"
     actual = hashlib.sha256(data).hexdigest()
-    if actual != sha256 or len(data) != size:
+    if got or actual != sha256 or len(data) != size:
+        got = got or f"{actual} ({len(data)} bytes)"
         raise DerivationError(
             f"{what} at {url} does not match its signed hash: expected sha256 {sha256} "
-            f"({size} bytes), got {actual} ({len(data)} bytes)",
+            f"({size} bytes), got {got}",
             hint="the mirror may be mid-update or tampered with; retry later or use another",
         )
     cached.parent.mkdir(parents=True, exist_ok=True)

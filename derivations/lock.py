@@ -12,12 +12,14 @@ written before a section existed keeps its bytes.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import re
 import urllib.parse
-from collections.abc import Callable, Sequence
-from dataclasses import replace
-from pathlib import Path
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path, PurePosixPath
 from typing import Annotated, Any
 
 import httpx
@@ -30,6 +32,7 @@ from pydantic import (
 )
 
 from cuda_channels.channel import Channel, default_for
+from cuda_channels.channel import load as load_channel
 from cuda_channels.cuda import (
     Choice,
     load_cuda,
@@ -53,10 +56,12 @@ from derivations.requirements import (
     resolver_lines,
     with_included,
 )
+from store.errors import CogError
 
 LOCK_FILE = "cog.lock"
 LOCK_VERSION = 1
 REWRITE_HINT = "run `cog lock` to rewrite it"
+NESTED = f"{LOCK_FILE} is nested too deeply to be a lock"
 # What Cog's own SDK package depends on (replicate/cog pyproject.toml): in a Cog image these are
 # in the model's environment, and models import them without naming them (cog-examples'
 # hello-train imports requests). They are resolved with the model's requirements, as pip
@@ -435,6 +440,8 @@ def loads(text: str | bytes) -> Lock:
         data = json.loads(text)
     except ValueError as e:  # not JSON, or not text at all
         raise LockError(f"{LOCK_FILE} is not valid JSON ({e})", hint=REWRITE_HINT) from None
+    except RecursionError:  # arrays nested past Python's stack: no lock is shaped so
+        raise LockError(NESTED, hint=REWRITE_HINT) from None
     if not isinstance(data, dict):
         raise LockError(f"{LOCK_FILE} does not hold a JSON object", hint=REWRITE_HINT)
     if data.get("version") != LOCK_VERSION:  # before the schema: a newer cog's lock
@@ -444,9 +451,14 @@ def loads(text: str | bytes) -> Lock:
             hint=REWRITE_HINT,
         )
     try:
-        return Lock.model_validate(data)
+        lock = Lock.model_validate(data)
     except ValidationError as e:
         raise LockError(f"{LOCK_FILE} is malformed: {_first_error(e)}", hint=REWRITE_HINT) from None
+    except RecursionError:
+        raise LockError(NESTED, hint=REWRITE_HINT) from None
+    for pin in pins(lock):
+        _check_pin(pin)
+    return lock
 
 
 def _first_error(error: ValidationError) -> str:
@@ -461,10 +473,140 @@ def _first_error(error: ValidationError) -> str:
 
 
 def read(project: Path) -> Lock | None:
+    """The project's lock, or None; a LockError where it is malformed or fetches a local
+    file from outside the places the project and the environment name (`check_sources`)."""
     path = project / LOCK_FILE
     if not path.is_file():
         return None
-    return loads(path.read_bytes())
+    lock = loads(path.read_bytes())
+    check_sources(lock, project)
+    return lock
+
+
+# --- what a lock may fetch -----------------------------------------------------------------------
+
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+# Environment variables that name a mirror, which may be a local folder (README: "mirrors").
+MIRROR_VARIABLES = ("COG_PYPI_MIRROR", "COG_PYTORCH_MIRROR", "COG_PYTHON_INSTALL_MIRROR")
+
+
+@dataclass(frozen=True)
+class Pin:
+    """One file a lock fetches (or a step's output): where in the lock, and what it pins."""
+
+    where: str  # the field path, `python_packages.3`
+    urls: tuple[str, ...]
+    sha256: str | None
+    size: int | None
+
+
+def pins(lock: Lock) -> Iterator[Pin]:
+    def wheels(where: str, found: Sequence[Wheel]) -> Iterator[Pin]:
+        for i, w in enumerate(found):
+            yield Pin(f"{where}.{i}", (w.url,), w.sha256, w.size)
+            yield from wheels(f"{where}.{i}.build_requires", w.build_requires)
+
+    yield from wheels("python_packages", lock.python_packages)
+    yield from wheels("runtime_packages", lock.runtime_packages)
+    for section in ("base", "python", "packages", "toolchain"):
+        for i, deb in enumerate(getattr(lock.system, section) or ()):
+            yield Pin(f"system.{section}.{i}", deb.urls, deb.sha256, deb.size)
+    python = lock.python
+    if python.url is not None or python.sha256 is not None:
+        yield Pin("python", (python.url,) if python.url else (), python.sha256, None)
+    for i, step in enumerate(lock.run or ()):
+        yield Pin(f"run.{i}", (), step.sha256, None)
+
+
+def _refuse(where: str, what: str) -> LockError:
+    return LockError(f"{LOCK_FILE} is malformed: {where}: {what}", hint=REWRITE_HINT)
+
+
+def _check_pin(pin: Pin) -> None:
+    """A pin's hash is 64 hex digits and its size a count of bytes (what a fetch stops at);
+    each URL is http(s), a file of the project (`file:REL`) or an absolute `file://` path."""
+    if pin.sha256 is not None and not _SHA256.fullmatch(pin.sha256):
+        raise _refuse(f"{pin.where}.sha256", f"{pin.sha256!r} is not 64 lowercase hex digits")
+    if pin.size is not None and pin.size < 0:
+        raise _refuse(f"{pin.where}.size", f"{pin.size} is not a size in bytes")
+    for i, url in enumerate(pin.urls):
+        field = f"{pin.where}.urls.{i}" if pin.where.startswith("system.") else f"{pin.where}.url"
+        problem = _url_problem(url)
+        if problem is not None:
+            raise _refuse(field, f"{_shown(url)} {problem}")
+
+
+def _shown(text: str) -> str:
+    """`text` quoted, with anything invisible escaped, and cut where it runs long."""
+    quoted = ascii(text)
+    return quoted if len(quoted) <= 120 else quoted[:117] + "..."
+
+
+def _url_problem(url: str) -> str | None:
+    """Why a lock may not fetch `url`; None when it may (so far as its text tells)."""
+    if any(ord(c) < 0x21 or c == "\x7f" for c in url):
+        return "holds spaces or control characters"
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme in ("http", "https"):
+        return None if parts.hostname else "names no host"
+    if parts.scheme != "file":
+        return f"is not an https, http or file URL (scheme {parts.scheme or 'none'!r})"
+    if url.startswith("file://"):
+        if parts.netloc not in ("", "localhost"):
+            return "names a host, which a file URL cannot be fetched from"
+        path = urllib.parse.unquote(parts.path)
+    else:  # `file:REL`: a file of the project
+        path = urllib.parse.unquote(url.removeprefix("file:"))
+        if path.startswith("/"):
+            return "is not relative to the project"
+    if ".." in PurePosixPath(path).parts or "\0" in path:
+        return "leaves its folder through `..`"
+    return None
+
+
+def check_sources(lock: Lock, project: Path) -> None:
+    """Every absolute `file://` URL is in a place the user named: the project, a local index
+    or find-links folder or file its requirements name, a local mirror in the environment
+    (MIRROR_VARIABLES) or the channel's. A lock that names `file:///etc/shadow` is refused,
+    never read."""
+    roots = _sources(lock, project)
+    for pin in pins(lock):
+        for url in pin.urls:
+            if not url.startswith("file://"):
+                continue
+            path = Path(os.path.normpath(urllib.parse.unquote(urllib.parse.urlsplit(url).path)))
+            if not any(path.is_relative_to(root) for root in roots):
+                field = f"{pin.where}.urls" if pin.where.startswith("system.") else pin.where
+                raise LockError(
+                    f"{LOCK_FILE}: {field} fetches {_shown(url)}, which is outside the project "
+                    "and every folder its requirements, the channel or "
+                    f"{', '.join(MIRROR_VARIABLES)} name",
+                    hint="set the mirror variable it was locked with, or run `cog lock`",
+                )
+
+
+def _sources(lock: Lock, project: Path) -> set[Path]:
+    """The local places a lock may fetch from, as written and as resolved."""
+    values: list[str] = []
+    try:
+        lines = with_included(lock.inputs.requirements, project)
+    except (DerivationError, OSError, UnicodeDecodeError):
+        lines = list(lock.inputs.requirements)
+    for line in lines:
+        values += re.findall(r"(?:^|(?<=[\s=]))(file://[^\s;]+|[~/][^\s;]*)", line)
+    for variable in MIRROR_VARIABLES:
+        values += os.environ.get(variable, "").split()
+    with contextlib.suppress(CogError):  # no such channel here: `cog build` says so itself
+        values += [a.mirror for a in load_channel(lock.inputs.channel.name).archives]
+    roots = {project.absolute(), project.resolve()}
+    for value in values:
+        if value.startswith("file://"):
+            value = urllib.parse.unquote(urllib.parse.urlsplit(value).path)
+        elif not value.startswith(("/", "~")):
+            continue  # an http(s) mirror
+        path = Path(os.path.normpath(Path(value).expanduser()))
+        roots |= {path, path.resolve()}
+    return roots
 
 
 def write(project: Path, lock: Lock) -> bool:

@@ -354,3 +354,41 @@ def test_push_in_model_mode_ties_image_and_weights_in_an_index(
         }
         name = locked["name"].ljust(5)
         assert f" weight  {name}  {repository}@{locked['digest']}" in pushed.stderr
+
+
+@pytest.fixture
+def offline_env(tmp_path: Path) -> dict[str, str]:
+    """The CLI's environment with a registry nothing answers at: a refusal comes before it."""
+    return dict(os.environ) | {
+        "PYTHONPATH": str(REPO),
+        "COG_CACHE_DIR": str(tmp_path / "cache"),
+        "COG_STORE_DIR": str(tmp_path / "store"),
+        "COG_MODEL_REGISTRY": "127.0.0.1:1",
+    }
+
+
+@pytest.mark.parametrize("form", ["parent", "absolute", "link"])
+def test_a_cog_yaml_source_outside_the_project_is_refused(
+    offline_env: dict[str, str], tmp_path: Path, form: str
+) -> None:
+    """cog.yaml travels with a project: its sources may not reach a host folder (one standing
+    for ~/.ssh) by `..`, an absolute path or a link; naming the folder on the command line is
+    the user's own choice, and the output says what is read and where it is pushed."""
+    root = weights_project(tmp_path, "outside")
+    secret = tmp_path / "ssh"
+    secret.mkdir()
+    (secret / "id_ed25519").write_bytes(b"-----BEGIN OPENSSH PRIVATE KEY-----\n")
+    (root / "linked").symlink_to(secret)
+    uri = {"parent": "file://../ssh", "absolute": f"file://{secret}", "link": "file://./linked"}
+    config = root / "cog.yaml"
+    config.write_text(config.read_text().replace("file://./src-beta", uri[form]))
+    refused = cog(root, offline_env, "weights", "import")
+    assert refused.returncode == 1, refused.stderr
+    assert f"the source {uri[form]} is {secret}, outside the project" in refused.stderr
+    assert f"--allow-source {secret}" in refused.stderr and "Traceback" not in refused.stderr
+    assert not (tmp_path / "cache" / "weights" / "files").exists()  # nothing was read in
+    allowed = cog(
+        root, offline_env, "weights", "import", "--dry-run", "--allow-source", str(secret)
+    )
+    assert allowed.returncode == 0, allowed.stderr
+    assert f"reads: {secret}\n  pushes to: 127.0.0.1:1/test/outside" in allowed.stderr

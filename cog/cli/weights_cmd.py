@@ -67,6 +67,15 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     q.add_argument("names", nargs="*", metavar="NAME", help="only these weights (default: all)")
     q.add_argument("--dry-run", action="store_true", help="show what would be imported, only")
     q.add_argument("-v", "--verbose", action="store_true", help="show per-file details")
+    q.add_argument(
+        "--allow-source",
+        action="append",
+        default=[],
+        type=Path,
+        metavar="DIR",
+        help="a folder outside the project that cog.yaml's sources may read and push "
+        "(sources stay inside the project otherwise; repeatable)",
+    )
     q.set_defaults(func=cmd_import)
     q = commands.add_parser(
         "pull",
@@ -115,7 +124,11 @@ def _status(plan: Plan, fingerprints: list[str], old: LockEntry | None) -> str:
     return "unchanged"
 
 
-def _print_plan(plan: Plan, fingerprints: list[str], old: LockEntry | None, verbose: bool) -> None:
+def _print_plan(
+    plan: Plan, fingerprints: list[str], old: LockEntry | None, repo: Reference, verbose: bool
+) -> None:
+    """What is read from where and pushed where: each source's folder as resolved (a link
+    shows where it leads) and the repository."""
     status = _status(plan, fingerprints, old)
     icon = {"new": "+", "unchanged": "="}.get(status, "~")
     if len(plan.sources) == 1:
@@ -124,6 +137,9 @@ def _print_plan(plan: Plan, fingerprints: list[str], old: LockEntry | None, verb
         say(f"{icon} {plan.name}  → {plan.target}")
         for i, source in enumerate(plan.sources):
             say(f"  source[{i}]: {source[0]}")
+    for _, root, _, _, _ in plan.sources:
+        say(f"  reads: {root}")
+    say(f"  pushes to: {repo}")
     say(f"  status: {status}")
     say(f"  files: {len(plan.files)}  size: {format_size(plan.size)}")
     if verbose:
@@ -200,10 +216,10 @@ def cmd_import(args: argparse.Namespace, store: Store) -> int:
     selected = _select(weights, args.names)
     lock_path = project / LOCK_NAME
     lock = load_lock(lock_path, required=False)
-    plans = [plan_weight(project, w) for w in selected]
+    plans = [plan_weight(project, w, args.allow_source) for w in selected]
     fingerprints = [_fingerprints(plan) for plan in plans]
     for plan, found in zip(plans, fingerprints, strict=True):
-        _print_plan(plan, found, lock.find(plan.name), args.verbose)
+        _print_plan(plan, found, lock.find(plan.name), repo, args.verbose)
     if args.dry_run:
         return 0
 

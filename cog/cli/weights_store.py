@@ -31,7 +31,7 @@ import stat
 import tarfile
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -475,7 +475,10 @@ class SourceFile:
     digest: str = ""  # sha256, once hashed
 
 
-def source_root(project: Path, uri: str, name: str) -> Path:
+def source_root(project: Path, uri: str, name: str, allowed: Sequence[Path] = ()) -> Path:
+    """The folder a cog.yaml source names. cog.yaml travels with the project, so its sources
+    stay inside it (links resolved: `file://../x`, `/home/me/.ssh` or a link out are refused);
+    a folder outside is read only where the user named it on the command line (`allowed`)."""
     if not uri.startswith("file://"):
         scheme = uri.partition("://")[0] if "://" in uri else uri
         raise WeightsError(
@@ -489,7 +492,16 @@ def source_root(project: Path, uri: str, name: str) -> Path:
             f"weight {name!r}: the source {uri} is not a folder",
             hint="a file:// source must name a folder of weight files",
         )
-    return root
+    real = root.resolve()
+    if not real.is_relative_to(project.resolve()) and not any(
+        real.is_relative_to(a.resolve()) for a in allowed
+    ):
+        raise WeightsError(
+            f"weight {name!r}: the source {uri} is {real}, outside the project, which cog.yaml "
+            "alone cannot have read and pushed",
+            hint=f"move it into the project, or run `cog weights import --allow-source {real}`",
+        )
+    return real
 
 
 def inventory(root: Path, name: str) -> list[SourceFile]:
@@ -537,13 +549,13 @@ class Plan:
         return sum(f.size for f in self.files)
 
 
-def plan_weight(project: Path, weight: Weight) -> Plan:
+def plan_weight(project: Path, weight: Weight, allowed: Sequence[Path] = ()) -> Plan:
     name = weight.name or ""
     sources = []
     files: dict[str, SourceFile] = {}
     excluded: list[SourceFile] = []
     for source in () if isinstance(weight.source, str) else weight.source:
-        root = source_root(project, source.uri, name)
+        root = source_root(project, source.uri, name, allowed)
         every = inventory(root, name)
         include = sorted(p.strip() for p in source.include)
         exclude = sorted(p.strip() for p in source.exclude)

@@ -35,6 +35,7 @@ class Spawned:
     work_fd: int  # predictions and shutdown: read by the worker's main thread
     control_fd: int  # cancel and healthcheck: read while a prediction runs
     receive_fd: int
+    ref: str = ""  # predict.py:Predictor, for what the server says about it
 
 
 def spawn_worker(spec: WorkerSpec) -> Spawned:
@@ -63,7 +64,7 @@ def spawn_worker(spec: WorkerSpec) -> Spawned:
     finally:
         for fd in theirs:
             os.close(fd)
-    return Spawned(process, work_w, control_w, from_child_r)
+    return Spawned(process, work_w, control_w, from_child_r, spec.ref)
 
 
 def predictor_ref(train: bool, cwd: Path) -> str | None:

@@ -12,12 +12,12 @@ import trio
 
 from runtime.app import TOO_LARGE, App
 from runtime.boot import Spawned
-from runtime.http import Server
+from runtime.http import Limits, Server
 from runtime.predictions import Runtime, env_float
 
 
 async def serve_runtime(runtime: Runtime, host: str, port: int, explicit_shutdown: bool) -> None:
-    server = Server(App(runtime), too_large=TOO_LARGE)
+    server = Server(App(runtime), too_large=TOO_LARGE, limits=Limits.from_env())
     async with trio.open_nursery() as nursery:
         await nursery.start(runtime.run)
 
@@ -47,6 +47,7 @@ def run_server(args: argparse.Namespace, port: int, spawned: Spawned | OSError) 
         train=args.mode == "train",
         upload_url=args.upload_url,
         setup_timeout=env_float("COG_SETUP_TIMEOUT"),
+        setup_log_interval=env_float("COG_SETUP_LOG_INTERVAL"),
         max_concurrency=int(concurrency) if concurrency and concurrency.isdigit() else None,
     )
     trio.run(serve_runtime, runtime, args.host, port, args.await_explicit_shutdown)

@@ -38,6 +38,7 @@ LOG_LINE_WAIT_S = 0.05  # how long a line without its newline waits for the rest
 TERMINAL = ("succeeded", "failed", "canceled")
 CANCELED_KEPT_S = 30.0  # how long a repeated cancel of a canceled prediction is still a 200
 CANCELED_KEPT = 1024  # and of how many at most
+SETUP_LOG_INTERVAL_S = 30.0  # how often a setup that has not finished is reported
 
 
 class Text:
@@ -227,8 +228,12 @@ class Runtime:
         upload_url: str | None = None,
         setup_timeout: float | None = None,
         max_concurrency: int | None = None,
+        setup_log_interval: float | None = None,
     ) -> None:
         self.training = train
+        self.setup_log_interval = setup_log_interval or SETUP_LOG_INTERVAL_S
+        self.ref = spawned.ref if isinstance(spawned, Spawned) else ""
+        self.started = time.monotonic()
         self.upload_url = upload_url
         self.setup_timeout = setup_timeout
         self.max_concurrency_override = max_concurrency
@@ -271,14 +276,27 @@ class Runtime:
             nursery.cancel_scope.cancel()
 
     async def _watch_setup(self) -> None:
-        if self.setup_timeout is None:
-            await self.setup.done.wait()
-            return
-        with trio.move_on_after(self.setup_timeout):
-            await self.setup.done.wait()
+        timeout = math.inf if self.setup_timeout is None else self.setup_timeout
+        with trio.move_on_after(timeout):
+            await self._wait_for_setup()
             return
         self._setup_failed(f"setup timed out after {self.setup_timeout:g} seconds")
         self.worker.kill()
+
+    async def _wait_for_setup(self) -> None:
+        """Waits for setup to end, saying now and then what it waits for: a predictor stuck
+        at import otherwise leaves the server silent."""
+        while True:
+            with trio.move_on_after(self.setup_log_interval):
+                await self.setup.done.wait()
+                return
+            predictor = self.ref or "the predictor"
+            # The signature comes once the module is imported, before setup() is called.
+            doing = f"still importing {predictor}"
+            if self.signature is not None:
+                doing = f"setup() of {predictor} is still running"
+            waited = time.monotonic() - self.started
+            print(f"cog: {doing} ({waited:.0f} s so far)", file=sys.stderr, flush=True)
 
     async def shutdown(self) -> None:
         for prediction in list(self.predictions.values()):

@@ -13,7 +13,6 @@ import os
 import shutil
 import stat
 import sys
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -131,7 +130,7 @@ def add_code(store: Store, root: Path, config: CogConfig) -> tuple[StorePath, di
     managed = managed_sources(root, config)  # imported with `cog weights import`, not code
     weights: dict[str, StorePath] = {}
     skipped: list[str] = []
-    with tempfile.TemporaryDirectory(dir=store.root / ".cog" / "tmp") as tmp:
+    with store.temp_dir("code-") as tmp:  # owned: a later run can tell a leftover
         tree = Path(tmp) / "src"
         tree.mkdir()
         for rel in sorted(matcher.walk(str(root))):

@@ -13,7 +13,6 @@ import hashlib
 import os
 import re
 import shutil
-import tempfile
 import zipfile
 from pathlib import Path
 
@@ -39,7 +38,7 @@ def _version() -> str:
 def add_sources(store: Store, package: str, dist: str, exclude: tuple[str, ...] = ()) -> StorePath:
     """The package's .py files (and data), minus `exclude` and caches, as a store path."""
     source = REPO / package
-    with tempfile.TemporaryDirectory(dir=store.root / ".cog" / "tmp") as tmp:
+    with store.temp_dir("sdk-") as tmp:  # owned: a later run can tell a leftover
         tree = Path(tmp) / package
         for dirpath, dirnames, filenames in os.walk(source):
             rel = os.path.relpath(dirpath, source)

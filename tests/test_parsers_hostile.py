@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import http.server
+import io
 import json
 import os
 import subprocess
@@ -21,6 +22,7 @@ import pytest
 from builders.fetch import fetch_derivation
 from builders.rootfs import deb_derivation
 from builders.wheel import wheel_file_derivation
+from cog.cli.weights_store import FileCache
 from cuda_channels.channel import load
 from derivations import write_drv
 from derivations.apt import DebPin
@@ -267,3 +269,56 @@ def test_invisible_characters_in_an_unknown_key_are_shown_escaped(tmp_path: Path
     assert "unknown key build.\\u202egpu is ignored" in result.stderr, result.stderr
     assert "unknown key build.a\\x1b[31mb is ignored" in result.stderr, result.stderr
     assert len(warnings) == 3 and all(line.isprintable() for line in warnings), warnings
+
+
+# --- crash leftovers -----------------------------------------------------------------------------
+
+HOLD = "import fcntl, os, sys, time; fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT); "
+HOLD += "fcntl.flock(fd, fcntl.LOCK_EX); print('held', flush=True); time.sleep(600)"
+
+
+def holder(path: Path) -> subprocess.Popen[str]:
+    """A live process holding the lock on `path`, as a running cog holds its temp dir's."""
+    proc = subprocess.Popen(
+        [sys.executable, "-c", HOLD, str(path)], stdout=subprocess.PIPE, text=True
+    )
+    assert proc.stdout is not None and proc.stdout.readline() == "held\n"
+    return proc
+
+
+def test_the_next_run_removes_what_a_killed_run_left_in_the_store_tmp(tmp_path: Path) -> None:
+    Store(tmp_path / "store").close()
+    tmp = tmp_path / "store" / ".cog" / "tmp"
+    (tmp / "build-1-dead" / "scratch").mkdir(parents=True)
+    (tmp / "build-1-dead" / "scratch" / "partial.bin").write_bytes(b"x" * 4096)
+    (tmp / "build-1-dead.lock").touch()  # its owner was killed: nobody holds it
+    (tmp / "add-1-gone.lock").touch()
+    (tmp / "build-2-live").mkdir()
+    live = holder(tmp / "build-2-live.lock")
+    try:
+        result = run_cog(tmp_path, "channel", "list")
+        assert result.returncode == 0, result.stderr
+        assert sorted(os.listdir(tmp)) == ["build-2-live", "build-2-live.lock"]
+    finally:
+        live.kill()
+        live.wait()
+
+
+def test_partial_weight_files_of_a_killed_import_are_removed(tmp_path: Path) -> None:
+    """The weight cache's spool: a partial file no live writer holds goes with the next write;
+    one that a writer holds stays."""
+
+    spool = tmp_path / "cache" / "files" / "tmp"
+    spool.mkdir(parents=True)
+    dead, busy = spool / "put-dead", spool / "put-busy"
+    dead.write_bytes(b"w" * 8192)
+    busy.write_bytes(b"w")
+    for file in (dead, busy):
+        os.utime(file, (1, 1))  # long ago: not one a writer has only just created
+    writer = holder(busy)
+    try:
+        FileCache(tmp_path / "cache").put_stream(io.BytesIO(b"data"), 4)
+        assert sorted(os.listdir(spool)) == ["put-busy"]
+    finally:
+        writer.kill()
+        writer.wait()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
 import importlib
 import os
@@ -15,6 +16,7 @@ from cog.cli.compat import explain_compat_flags
 from cog.cli.errors import run_guarded
 from cog.cli.malloc import return_large_frees
 from store.local import Store
+from store.locks import remove_tree, stale_temp_dirs
 
 # Each command: its module, and what `cog --help` says of it (in this order). Only the module of
 # the command being run is imported: most of the time cog takes to start is imports.
@@ -105,6 +107,14 @@ def uncollected() -> Iterator[None]:
         gc.enable()
 
 
+def clean_leftovers(store: Store) -> None:
+    """Temp dirs a killed run left in the store's `.cog/tmp`: those no live process holds
+    the lock of (each owner holds one while it works), as `cog store gc` removes them."""
+    with contextlib.suppress(OSError):  # a store this user cannot write: left to its owner
+        for leftover in stale_temp_dirs(store.tmp):
+            remove_tree(leftover)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = persistent_flags(sys.argv[1:] if argv is None else argv)
     command = next((a for a in argv if not a.startswith("-")), None)
@@ -116,6 +126,7 @@ def main(argv: list[str] | None = None) -> int:
 
     def run() -> int:
         store = Store()
+        clean_leftovers(store)
         try:
             return int(args.func(args, store))
         finally:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import hashlib
 import json
 import os
@@ -40,6 +41,7 @@ from typing import IO, Any
 from cog.cli.errors import UsageError
 from derivations.config import CogConfig, Weight
 from store.hashing import HashingWriter
+from store.locks import FileLock, remove_tree, stale_temp_dirs
 from store.oci import MANIFEST, digest_of
 from store.reference import Reference
 
@@ -136,7 +138,9 @@ class FileCache:
         `expect`, bytes that are not that digest are refused and nothing is kept."""
         spool = self.root / "files" / "tmp"
         self._writable(spool)
+        _clean_spool(spool)
         fd, name = tempfile.mkstemp(dir=spool, prefix="put-")
+        fcntl.flock(fd, fcntl.LOCK_EX)  # held while it is written: a live file, not a leftover
         temp = Path(name)
         try:
             with os.fdopen(fd, "wb") as f:
@@ -162,6 +166,21 @@ class FileCache:
             return digest
         finally:
             temp.unlink(missing_ok=True)
+
+
+def _clean_spool(spool: Path) -> None:
+    """Partial files a killed import or pull left (gigabytes, maybe): those no live writer
+    holds the lock of. One younger than a minute may be a writer's between create and lock."""
+    for entry in spool.iterdir():
+        with contextlib.suppress(OSError):
+            fd = os.open(entry, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+            try:
+                if time.time() - os.fstat(fd).st_mtime < 60:
+                    continue
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # BlockingIOError: a live one
+                entry.unlink()
+            finally:
+                os.close(fd)
 
 
 # --- model reference -----------------------------------------------------------------------
@@ -811,11 +830,17 @@ class Mounts:
     def __init__(self) -> None:
         self.binds: list[tuple[Path, str]] = []
         self.root: Path | None = None
+        self.lock: FileLock | None = None  # `<root>.lock`, held while the run lasts
 
     def release(self) -> None:
         root, self.root = self.root, None
+        lock, self.lock = self.lock, None
         if root is not None:
             shutil.rmtree(root, ignore_errors=True)
+        if lock is not None:
+            lock.path.unlink(missing_ok=True)
+            lock.release()
+        if root is not None:
             with contextlib.suppress(OSError):  # .cog/mounts, when no other run uses it
                 root.parent.rmdir()
 
@@ -854,8 +879,13 @@ def prepare_mounts(project: Path, config: CogConfig) -> Mounts:
     for folder in (dotcog, dotcog / "mounts"):
         if folder.is_symlink():
             raise WeightsError(f"{folder} is a link; cog will not write through it")
+    (dotcog / "mounts").mkdir(parents=True, exist_ok=True)
+    for leftover in stale_temp_dirs(dotcog / "mounts"):  # of runs that were killed
+        remove_tree(leftover)
     root = dotcog / "mounts" / secrets.token_hex(8)
-    root.mkdir(parents=True)
+    mounts.lock = FileLock(root.with_name(f"{root.name}.lock"))
+    mounts.lock.acquire()
+    root.mkdir()
     mounts.root = root
     try:
         for entry in entries:

@@ -142,7 +142,9 @@ def test_concurrent_large_bodies_keep_memory_bounded_and_give_it_back(tmp_path: 
         assert set(statuses) <= {200, 409, 413}, statuses
         time.sleep(0.5)
         after, peak = _rss_mb(server.process.pid)
-        assert peak < before + 450, f"peak {peak:.0f} MB from {before:.0f} MB"
+        # Two bodies buffered (the third would pass the 256 MiB total), one parsed at a time,
+        # one prediction's input sent to the worker: about 360 MB, at most some 470.
+        assert peak < before + 520, f"peak {peak:.0f} MB from {before:.0f} MB"
         assert after < before + 60, f"kept {after:.0f} MB from {before:.0f} MB"
         assert server.predict({"input": {"data": uri}}).json()["output"] == 3
 

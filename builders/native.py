@@ -24,7 +24,7 @@ from builders.nvidia import DRIVER_BIN, DRIVER_DIR, HostGpu, gpu_binds
 from builders.overlay import writable_root
 from builders.project import Layers
 from builders.rootview import add_mount_points, merge_view
-from builders.sandbox import bwrap_path
+from builders.sandbox import Jail
 from derivations.hashing import output_path
 from store.local import Store
 from store.paths import STORE_DIR
@@ -140,7 +140,7 @@ def with_driver(env: dict[str, str], gpu: HostGpu | None) -> dict[str, str]:
     return found
 
 
-def project_argv(
+def project_jail(
     store: Store,
     built: Layers,
     view: Path,
@@ -149,15 +149,12 @@ def project_argv(
     interactive: bool = False,
     mounts: Sequence[tuple[Path, str]] = (),
     gpu: HostGpu | None = None,
-) -> list[str]:
+) -> Jail:
     """bubblewrap over the project's root layers (a writable overlay over their view, `view`,
     whose upper directory is made next to it in `view.parent`), its closure at /cog/store,
     /src and a fresh $HOME, ready for the command to run. /src is the built code (read-only,
     taking new files) or, with `src`, that directory itself, writable, as `cog exec` mounts
     the project; with `gpu`, the host's GPU (builders.nvidia)."""
-    bwrap = bwrap_path()
-    if bwrap is None:
-        raise SandboxUnavailable("running a model natively needs bubblewrap (bwrap)")
     layers = built.roots  # the build.run steps' layers too, as in the image
     roots = [store.real_path(output_path(d)) for d in layers]
     merge_view(roots, view)
@@ -165,10 +162,7 @@ def project_argv(
     model_env = output_path(built.model_env)
     runtime_env = output_path(built.runtime_env)
     prefix, root, upper = _root(view, view.parent)
-    argv = [*prefix, bwrap, "--unshare-all", "--share-net", "--die-with-parent"]
-    # A new session keeps the command from the terminal; an interactive one needs it.
-    argv += [] if interactive else ["--new-session"]
-    argv += [*root, "--proc", "/proc", "--dev", "/dev"]
+    argv = [*root, "--proc", "/proc", "--dev", "/dev"]
     argv += writable_places(view)
     argv += _gpu_argv(gpu, view, upper) if gpu is not None else []
     argv += network_binds(view.parent)
@@ -190,10 +184,8 @@ def project_argv(
         if not target.startswith("/src/"):
             _mount_point(view, target)
         argv += ["--ro-bind", str(source), target]
-    argv += ["--chdir", "/src", "--clearenv"]
-    for key, value in sorted(with_driver(model_environment(model_env, env), gpu).items()):
-        argv += ["--setenv", key, value]
-    return [*argv, "--"]
+    environment = with_driver(model_environment(model_env, env), gpu)
+    return Jail(argv, environment, "/src", network=True, interactive=interactive, prefix=prefix)
 
 
 def server_argv(
@@ -207,9 +199,9 @@ def server_argv(
     gpu: HostGpu | None = None,
 ) -> list[str]:
     """The project's server, started as the image starts it (builders.launch)."""
-    argv = project_argv(store, built, view, env, src, mounts=mounts, gpu=gpu)
+    jail = project_jail(store, built, view, env, src, mounts=mounts, gpu=gpu)
     command = server_command(output_path(built.model_env), output_path(built.runtime_env))
-    return argv + command + server_args
+    return jail.argv(command + server_args)
 
 
 def image_argv(
@@ -224,16 +216,12 @@ def image_argv(
     system (a writable overlay over it, whose upper directory is made in `scratch`; its
     /cog/store read-only), with the image's environment and working directory (as `docker run`
     would); with `gpu`, the host's GPU (as `docker run --gpus` would)."""
-    bwrap = bwrap_path()
-    if bwrap is None:
-        raise SandboxUnavailable("running an image natively needs bubblewrap (bwrap)")
     settings = config.get("config") or {}
     command = [*(settings.get("Entrypoint") or []), *(settings.get("Cmd") or [])]
     if not command:
         raise SandboxUnavailable("the image has no Entrypoint or Cmd to run")
     prefix, root, upper = _root(rootfs, scratch)
-    argv = [*prefix, bwrap, "--unshare-all", "--share-net", "--die-with-parent", "--new-session"]
-    argv += [*root, "--proc", "/proc", "--dev", "/dev"]
+    argv = [*root, "--proc", "/proc", "--dev", "/dev"]
     argv += [*writable_places(rootfs), *network_binds(scratch)]
     argv += _gpu_argv(gpu, rootfs, upper) if gpu is not None else []
     store_dir = rootfs / STORE_DIR.lstrip("/")
@@ -244,9 +232,8 @@ def image_argv(
         # A container's /src takes new files (a model writing its output there); over a
         # writable root it does already.
         argv += _writable_over(src, "/src")
-    argv += ["--chdir", settings.get("WorkingDir") or "/"]
-    argv += ["--clearenv"]
     image_env = dict(item.split("=", 1) for item in settings.get("Env") or [] if "=" in item)
-    for key, value in sorted(with_driver(image_env | {"HOME": "/root"} | env, gpu).items()):
-        argv += ["--setenv", key, value]
-    return argv + command + server_args
+    environment = with_driver(image_env | {"HOME": "/root"} | env, gpu)
+    chdir = settings.get("WorkingDir") or "/"
+    jail = Jail(argv, environment, chdir, network=True, prefix=prefix)
+    return jail.argv(command + server_args)

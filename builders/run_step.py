@@ -39,7 +39,7 @@ from builders.progress import SilentReporter
 from builders.registry import Builders
 from builders.rootfs import relative_target
 from builders.rootview import merge_view
-from builders.sandbox import bwrap_path, run_logged, sandbox_works
+from builders.sandbox import Jail, run_logged, sandbox_works
 from derivations.ca_cert import joined
 from derivations.config import CogConfig, ConfigError, RunItem
 from derivations.hashing import drv_path, output_path
@@ -254,7 +254,8 @@ class RunStepBuilder:
             merged = scratch / "root"
             shutil.copytree(view, merged, symlinks=True)
             prefix, top, lowers = [], merged, [view]
-        argv = [*prefix, *self._bwrap(ctx, merged, args, binds)]
+        jail = self._jail(ctx, merged, args, binds, prefix)
+        argv = jail.argv(["/bin/sh", "-c", command])
         code = _run(ctx, argv)
         if code != 0:
             raise BuildError(f"the build.run step `{command}` failed with exit status {code}")
@@ -291,30 +292,26 @@ class RunStepBuilder:
             binds.append((str(both), CA_BUNDLE))
         return binds
 
-    def _bwrap(
-        self, ctx: BuildContext, root: Path, args: RunStepArgs, binds: Sequence[tuple[str, str]]
-    ) -> list[str]:
+    def _jail(
+        self,
+        ctx: BuildContext,
+        root: Path,
+        args: RunStepArgs,
+        binds: Sequence[tuple[str, str]],
+        prefix: Sequence[str],
+    ) -> Jail:
         from builders.native import network_binds  # native imports the project's layers
 
-        exe = bwrap_path()
-        assert exe is not None  # sandbox_works() said so
-        argv = [exe, "--unshare-all", "--die-with-parent", "--new-session"]
-        argv += ["--hostname", "localhost"]
-        if args.network:
-            argv += ["--share-net"]
-        argv += ["--bind", str(root), "/", "--proc", "/proc", "--dev", "/dev"]
-        argv += ["--perms", "1777", "--tmpfs", "/tmp", "--tmpfs", "/run", "--tmpfs", STORE_DIR]
+        mounts = ["--bind", str(root), "/", "--proc", "/proc", "--dev", "/dev"]
+        mounts += ["--perms", "1777", "--tmpfs", "/tmp", "--tmpfs", "/run", "--tmpfs", STORE_DIR]
         for path in ctx.closure:
-            argv += ["--ro-bind", str(ctx.store.real_path(path)), str(path)]
-        argv += ["--remount-ro", STORE_DIR]
+            mounts += ["--ro-bind", str(ctx.store.real_path(path)), str(path)]
+        mounts += ["--remount-ro", STORE_DIR]
         if args.network:
-            argv += network_binds(ctx.scratch)
+            mounts += network_binds(ctx.scratch)
         for source, target in binds:
-            argv += ["--ro-bind", source, target]
-        argv += ["--chdir", "/", "--clearenv"]
-        for key, value in sorted(ctx.drv.env.items()):
-            argv += ["--setenv", key, value]
-        return [*argv, "--", "/bin/sh", "-c", args.command]
+            mounts += ["--ro-bind", source, target]
+        return Jail(mounts, ctx.drv.env, network=args.network, prefix=prefix)
 
 
 def _run(ctx: BuildContext, argv: list[str]) -> int:

@@ -1,9 +1,10 @@
-"""Running foreign code (user `run:` commands, sdist builds, maintainer scripts) in bubblewrap.
+"""The sandbox: every process that runs foreign code (builders, `run:` steps, lock-time package
+hooks, native model runs) runs in a `Jail`, whose policy is in this one place.
 
-Inside: no network, the input closure read-only at /cog/store, the output writable at its own
-store path, a private /tmp, /proc and a minimal /dev, an optional root filesystem (a store path
-mounted read-only at /) and nothing else of the host. The environment is exactly what the
-derivation sets plus `out`, `TMPDIR` and `HOME`.
+A builder's sandbox (`build_jail`): no network, the input closure read-only at /cog/store, the
+output writable at its own store path, a private /tmp, /proc and a minimal /dev, an optional
+root filesystem (a store path mounted read-only at /) and nothing else of the host. The
+environment is exactly what the derivation sets plus `out`, `TMPDIR` and `HOME`.
 """
 
 from __future__ import annotations
@@ -13,32 +14,113 @@ import select
 import shutil
 import stat
 import subprocess
+import tempfile
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from builders.base import BuildContext
 from builders.errors import BuildError, SandboxUnavailable
+from builders.seccomp import program
 from store.paths import STORE_DIR
 
-_checked: dict[str, bool] = {}
+SAFE_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"
+
+# What root inside may do, as in Docker's default set (less NET_RAW): enough for apt, dpkg and
+# pip to own, chmod and write files, held over the sandbox's own user namespace alone. Never
+# SYS_ADMIN (mounts), SYS_PTRACE, SYS_MODULE or any other that reaches past the namespace.
+CAPABILITIES = [
+    "CHOWN",
+    "DAC_OVERRIDE",
+    "FOWNER",
+    "FSETID",
+    "KILL",
+    "SETGID",
+    "SETUID",
+    "SETPCAP",
+    "SETFCAP",
+    "MKNOD",
+    "NET_BIND_SERVICE",
+    "SYS_CHROOT",
+    "AUDIT_WRITE",
+]
+
+# Opens bubblewrap's options and the seccomp filter (files in a private folder, removed here
+# once open) as descriptors 3 and 4 and execs bubblewrap on them with an empty environment (a
+# shell exports PWD, the host's working directory), so that none of it is on any command line,
+# in any environment or left on disk: pid 1 of the sandbox is bubblewrap, and its
+# /proc/1/cmdline and /proc/1/environ are readable from inside. bubblewrap closes both once read.
+_EXEC = (
+    'b=$0 d=$1; shift; exec 3<"$d/args" 4<"$d/seccomp"; rm -r "$d"; '
+    'exec /usr/bin/env -i "$b" --args 3 --seccomp 4 "$@"'
+)
+
+
+@dataclass(frozen=True)
+class Jail:
+    """What one sandboxed command sees besides its command line: `mounts`, bubblewrap's mount
+    options in order (host paths among them); its whole environment, `env`; its working
+    directory; the host's network or none; whether it keeps the terminal (`interactive`: an
+    interactive `cog exec`); and `prefix`, a command that runs first, outside, and execs the
+    rest (builders.overlay mounts the root's overlay so).
+
+    The policy is here alone, for builds, `run:` steps, lock-time hooks and model runs: every
+    namespace unshared, the user namespace too (uid 0 inside holds its capabilities over that
+    namespace only, never over the host, even when cog runs as root), Docker's default
+    capabilities and no others (none that mounts), no further user namespaces, no_new_privs,
+    the seccomp filter of builders.seccomp, and nothing of cog's environment or command line
+    visible: bubblewrap starts with only PATH and reads its options from a file."""
+
+    mounts: Sequence[str]
+    env: Mapping[str, str]
+    chdir: str = "/"
+    network: bool = False
+    interactive: bool = False
+    prefix: Sequence[str] = ()
+
+    def options(self) -> list[str]:
+        opts = ["--unshare-all", "--unshare-user", "--disable-userns", "--uid", "0", "--gid", "0"]
+        opts += ["--cap-drop", "ALL"]
+        for cap in CAPABILITIES:
+            opts += ["--cap-add", f"CAP_{cap}"]
+        opts += ["--die-with-parent", "--hostname", "localhost"]
+        opts += ["--share-net"] if self.network else []
+        # A new session keeps the command from the terminal; an interactive one needs it, and
+        # the filter still refuses it TIOCSTI.
+        opts += [] if self.interactive else ["--new-session"]
+        opts += [*self.mounts, "--chdir", self.chdir, "--clearenv"]
+        for key, value in sorted(self.env.items()):
+            opts += ["--setenv", key, value]
+        return opts
+
+    def argv(self, command: Sequence[str]) -> list[str]:
+        """The command line that runs `command` in this sandbox. Its options wait in a private
+        folder of the host's temporary directory until it starts."""
+        exe = bwrap_path()
+        if exe is None:
+            raise SandboxUnavailable("bubblewrap (bwrap) is not installed")
+        folder = Path(tempfile.mkdtemp(prefix="cog-jail-"))
+        (folder / "args").write_bytes(b"".join(o.encode() + b"\0" for o in self.options()))
+        (folder / "seccomp").write_bytes(program())
+        clean = ["/usr/bin/env", "-i", f"PATH={SAFE_PATH}"]
+        return [*clean, *self.prefix, "/bin/sh", "-c", _EXEC, exe, str(folder), "--", *command]
 
 
 def bwrap_path() -> str | None:
     return shutil.which("bwrap")
 
 
+_checked: dict[str, bool] = {}
+
+
 def sandbox_works() -> bool:
-    """Whether bwrap exists and can create namespaces here (cached per process)."""
+    """Whether bwrap exists and can make the sandbox of `Jail` here (cached per process)."""
     exe = bwrap_path()
     if exe is None:
         return False
     if exe not in _checked:
-        probe = subprocess.run(
-            [exe, "--unshare-all", "--ro-bind", "/", "/", "true"],
-            capture_output=True,
-            timeout=30,
-            check=False,
-        )
+        argv = Jail(["--ro-bind", "/", "/"], {}).argv(["true"])
+        probe = subprocess.run(argv, capture_output=True, timeout=30, check=False)
         _checked[exe] = probe.returncode == 0
     return _checked[exe]
 
@@ -51,28 +133,24 @@ def build_env(ctx: BuildContext, out: str) -> dict[str, str]:
     return env
 
 
-def bwrap_argv(
-    ctx: BuildContext, argv: Sequence[str], rootfs: Path | None = None, output: bool = True
-) -> list[str]:
-    exe = bwrap_path()
-    if exe is None:
-        raise SandboxUnavailable("bubblewrap (bwrap) is not installed")
-    cmd = [exe, "--unshare-all", "--die-with-parent", "--new-session", "--hostname", "localhost"]
-    if rootfs is not None:
-        cmd += ["--ro-bind", str(rootfs), "/"]
-    cmd += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
+def build_jail(
+    ctx: BuildContext, env: Mapping[str, str], rootfs: Path | None = None, output: bool = True
+) -> Jail:
+    """A builder's sandbox: its input closure read-only at /cog/store, its output writable
+    at its store path, /build its working directory, over `rootfs` (read-only) if given."""
+    mounts = ["--ro-bind", str(rootfs), "/"] if rootfs is not None else []
+    mounts += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
     # Over a read-only root the store's mount points need a writable layer of their own.
-    cmd += ["--tmpfs" if rootfs is not None else "--dir", STORE_DIR]
+    mounts += ["--tmpfs" if rootfs is not None else "--dir", STORE_DIR]
     for path in ctx.closure:
-        cmd += ["--ro-bind", str(ctx.store.real_path(path)), str(path)]
+        mounts += ["--ro-bind", str(ctx.store.real_path(path)), str(path)]
     if output:
         ctx.out.mkdir()
-        cmd += ["--bind", str(ctx.out), str(ctx.out_path)]
+        mounts += ["--bind", str(ctx.out), str(ctx.out_path)]
     build_dir = ctx.scratch / "build"
     build_dir.mkdir(exist_ok=True)
-    cmd += ["--bind", str(build_dir), "/build"]
-    cmd += ["--chdir", "/build", "--", *argv]
-    return cmd
+    mounts += ["--bind", str(build_dir), "/build"]
+    return Jail(mounts, env, chdir="/build")
 
 
 def _unsandboxed(
@@ -106,7 +184,7 @@ def run_command(
                 f"{ctx.drv.name} runs foreign code and must be sandboxed, but bubblewrap is "
                 "missing or cannot create namespaces here"
             )
-        cmd, cwd = bwrap_argv(ctx, argv, rootfs, output), None
+        cmd, cwd = build_jail(ctx, env, rootfs, output).argv(argv), None
     else:
         ctx.say("warning: building without a sandbox; the output may depend on this host")
         cmd, env = _unsandboxed(ctx, argv, env, output)

@@ -58,7 +58,7 @@ def check_publish(value: str) -> int:
 
 def cmd_exec(args: argparse.Namespace, store: Store) -> int:
     from builders.image import layers_env
-    from builders.native import project_argv
+    from builders.native import project_jail
     from cog.cli.build_cmd import build
     from cog.cli.predict_cmd import host_gpu
 
@@ -76,7 +76,7 @@ def cmd_exec(args: argparse.Namespace, store: Store) -> int:
     print(f"Running {command} with the current directory at /src...", file=sys.stderr)
     sys.stderr.flush()
     with store.temp_dir("exec-") as scratch:
-        argv = project_argv(
+        jail = project_jail(
             store,
             built,
             scratch / "root",
@@ -85,4 +85,4 @@ def cmd_exec(args: argparse.Namespace, store: Store) -> int:
             interactive=sys.stdin.isatty(),
             gpu=gpu,
         )
-        return subprocess.run([*argv, *args.command], check=False).returncode
+        return subprocess.run(jail.argv(args.command), check=False).returncode

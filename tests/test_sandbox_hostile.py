@@ -1,0 +1,180 @@
+"""Hostile code in the sandbox: a `build.run` step and a predictor that try to change the store,
+gain the power to, leave their namespaces, and read cog's environment and command line.
+
+Everything is real: cog builds and runs the project under bubblewrap, the probe
+(tests/fixtures/hostile_probe.py) makes the system calls, and the store is checked after.
+These tests run as root and, in CI, again as an unprivileged user (.ci/run)."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from builders import seccomp
+from builders.sandbox import Jail
+from tests.conftest import REPO, LoopbackServer
+from tests.projects import cog, project
+
+PROBE = (REPO / "tests" / "fixtures" / "hostile_probe.py").read_text()
+SECRET = "r8_canary_" + "f00d" * 8  # in cog's environment only
+
+
+def _encoded(text: str) -> str:
+    return base64.b64encode(text.encode()).decode()
+
+
+def probe_step(canaries: list[str]) -> str:
+    """A build.run command that runs the probe and keeps its findings in the step's layer."""
+    args = " ".join(map(_encoded, canaries))
+    run = f"import base64; exec(base64.b64decode('{_encoded(PROBE)}'))"
+    return f'mkdir -p /opt && python3 -c "{run}" {args} > /opt/probe.json'
+
+
+PREDICTOR = """\
+import base64, json
+from cog import BasePredictor
+
+PROBE = base64.b64decode("{probe}").decode()
+CANARIES = json.loads(base64.b64decode("{canaries}"))
+
+
+class Predictor(BasePredictor):
+    def setup(self) -> None:
+        scope = {{"__name__": "probe"}}
+        exec(PROBE, scope)
+        self.found = scope["probe"](CANARIES, {port})
+
+    def predict(self, text: str) -> str:
+        return json.dumps(self.found, sort_keys=True)
+"""
+
+
+# The host's programs over bubblewrap's own (empty, in-memory) root.
+HOST_USR = ["--ro-bind", "/usr", "/usr", "--ro-bind", "/etc", "/etc"]
+HOST_USR += [a for d in ("bin", "lib", "lib64", "sbin") for a in ("--symlink", f"usr/{d}", f"/{d}")]
+
+
+def stopped(found: dict[str, str]) -> dict[str, str]:
+    """The attacks that got somewhere: none, when the sandbox holds."""
+    return {attack: what for attack, what in found.items() if what}
+
+
+def planted(store: Path) -> list[Path]:
+    return [p for p in store.rglob("PLANTED") if not p.is_symlink()]
+
+
+def test_a_hostile_step_and_predictor_change_nothing_and_see_nothing(
+    offline: dict[str, str], tmp_path: Path, http_server: LoopbackServer
+) -> None:
+    store = Path(offline["COG_STORE_DIR"]).resolve()
+    canaries = [SECRET, str(store), str(tmp_path)]
+    root = project("hello-world", tmp_path)
+    config = root / "cog.yaml"
+    step = json.dumps([probe_step(canaries)])
+    config.write_text(config.read_text().replace("build:\n", f"build:\n  run: {step}\n", 1))
+    port = int(http_server.url("x").split(":")[2].split("/")[0])
+    (root / "predict.py").write_text(
+        PREDICTOR.format(probe=_encoded(PROBE), canaries=_encoded(json.dumps(canaries)), port=port)
+    )
+    env = offline | {"REPLICATE_API_TOKEN": SECRET, "AWS_SECRET_ACCESS_KEY": SECRET}
+
+    result = cog(root, env, "predict", "-i", "text=x")
+    assert result.returncode == 0, result.stderr[-3000:]
+    from_predictor = json.loads(result.stdout)
+    step_output = (root / ".cog" / "roots" / "run-1").resolve() / "opt" / "probe.json"
+    from_step = json.loads(step_output.read_text())
+
+    # Both ran (the probe answered every question), and got nowhere.
+    assert {"remount", "mount", "userns", "caps", "leaks"} <= from_step.keys()
+    assert stopped(from_step) == {}
+    # The server listens on the host's network, so a model still reaches loopback (issue 31
+    # asks for its own namespace; not yet): every other attack is stopped.
+    from_predictor.pop("loopback")
+    assert stopped(from_predictor) == {}
+    assert planted(store) == []
+    verified = cog(root, env, "store", "verify")
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+
+
+def test_the_policy_holds_for_any_jail(tmp_path: Path) -> None:
+    """A Jail over the host's root, with a writable folder and a read-only one: the probe sees
+    no capability that mounts, cannot remount the read-only one, and finds none of the
+    canaries that cog's own environment and the jail's host paths hold."""
+    readonly, writable = tmp_path / "ro", tmp_path / "rw"
+    readonly.mkdir()
+    writable.mkdir()
+    (readonly / "file").write_text("kept")
+    mounts = [*HOST_USR, "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
+    mounts += ["--ro-bind", str(readonly), "/cog/store/x-ro"]
+    mounts += ["--bind", str(writable), "/work-out"]
+    jail = Jail(mounts, {"PATH": "/usr/bin:/bin"}, chdir="/work-out")
+    canaries = [SECRET, str(readonly), str(writable)]
+    argv = jail.argv(["python3", "-c", PROBE, *map(_encoded, canaries)])
+    run = subprocess.run(
+        argv,
+        env=os.environ | {"REPLICATE_API_TOKEN": SECRET},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert run.returncode == 0, run.stderr
+    found = json.loads(run.stdout)
+    assert {"remount", "mount", "userns", "caps", "leaks"} <= found.keys()
+    assert stopped(found) == {}
+    assert (readonly / "file").read_text() == "kept"
+    assert not (readonly / "PLANTED").exists()
+
+
+@pytest.mark.parametrize("machine", ["x86_64", "aarch64"])
+def test_every_architecture_refuses_the_same_calls(machine: str) -> None:
+    tables = {name: arch.numbers.keys() for name, arch in seccomp._ARCHES.items()}
+    assert set(tables[machine]) == set(tables["x86_64"])
+    assert len(seccomp.program(machine)) % 8 == 0
+
+
+FILTERED = """\
+import ctypes, fcntl, os, termios
+libc = ctypes.CDLL(None, use_errno=True)
+found = []
+if libc.syscall(250, 0, -3, 0) == -1:  # keyctl(KEYCTL_GET_KEYRING_ID, the session keyring)
+    found.append(f"keyctl:{ctypes.get_errno()}")
+pid = os.fork()
+if pid == 0:  # a terminal of its own, then type into it
+    os.setsid()
+    master, slave = os.openpty()
+    fcntl.ioctl(slave, termios.TIOCSCTTY, 0)
+    try:
+        fcntl.ioctl(slave, termios.TIOCSTI, b"x")
+        os._exit(0)
+    except OSError as e:
+        os._exit(e.errno)
+found.append(f"tiocsti:{os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])}")
+print(" ".join(found))
+"""
+
+
+def test_the_filter_refuses_the_keyring_and_typing_into_a_terminal(tmp_path: Path) -> None:
+    """keyctl and TIOCSTI answer EPERM inside, though the kernel alone would allow both (the
+    same script, unsandboxed, is the control)."""
+    outside = subprocess.run(
+        ["python3", "-c", FILTERED], capture_output=True, text=True, timeout=60, check=True
+    )
+    mounts = ["--ro-bind", "/", "/", "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
+    jail = Jail(mounts, {"PATH": "/usr/bin:/bin"})
+    inside = subprocess.run(
+        jail.argv(["python3", "-c", FILTERED]),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert inside.returncode == 0, inside.stderr
+    assert inside.stdout.split() == ["keyctl:1", "tiocsti:1"]
+    if Path("/proc/sys/dev/tty/legacy_tiocsti").read_text().strip() == "1":
+        assert outside.stdout.split() == ["tiocsti:0"]

@@ -370,7 +370,8 @@ class Server:
                 if size > reserved:  # a chunked body, or more than it declared
                     grown = size <= MAX_BODY and self.budget.take(size - reserved)
                     if not grown:
-                        refusal = self.too_large if size > MAX_BODY else self.no_room
+                        never = size > min(MAX_BODY, self.budget.limit)  # no use retrying
+                        refusal = self.too_large if never else self.no_room
                         buffer.close()
                         buffer = None
                         self.budget.give(reserved)

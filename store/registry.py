@@ -359,6 +359,8 @@ class Registry:
                     out = HashingWriter(f)
                     for data in response.iter_bytes(BODY_CHUNK):
                         out.write(data)
+                        if out.size > size:  # never more than the size it was asked for
+                            break
             except httpx.TransportError as e:
                 problem = _transport_problem(e)
                 continue

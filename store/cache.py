@@ -13,13 +13,19 @@ Backends, one interface (`Cache`):
   annotation of the manifest, so a lookup is one manifest GET and never a tag listing;
 - `file://DIR`: `DIR/<hash>.json` and `DIR/blobs/sha256/<hex>`.
 
-Nothing from a cache is trusted before it is checked: the entry by a trusted signature
-(input-addressed paths) or by the path's own name (content-addressed ones), its blob by its
-digest, and the unpacked tree by the entry's hashes and references before it is registered.
+Nothing from a cache is trusted before it is checked: the entry's form first (hashes that are
+not blank, a blob digest that is `sha256:` and 64 hex digits before it names a file or a URL),
+then the entry by a trusted signature over all of it (input-addressed paths) or by the path's
+own name (content-addressed ones), its blob by its digest and declared size as it arrives, its
+unpacking by the sizes the entry declares, and the unpacked tree by the entry's hashes and
+references, and a content-addressed one by its name, before it is registered. What is
+published is checked the other way round: the blob must come from the bytes the path
+registered.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -32,19 +38,28 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
 
-from store.archive import archive_stream, fixed_output_sha256, hash_tree
+from store.archive import archive_stream, hash_tree
 from store.compress import LAYER_GZIP, CompressedBlob
 from store.db import PathInfo
 from store.errors import RegistryError, StoreError
-from store.extract import extract_tar_stream
-from store.hashing import canonical_json, file_sha256
+from store.extract import Limits, extract_tar_stream
+from store.hashing import HashingWriter, canonical_json
 from store.local import Store
 from store.oci import MANIFEST, BlobReader, Layout, Part, digest_of
 from store.paths import StorePath, closure_order
 from store.push import upload_with_retries
 from store.reference import Reference
 from store.registry import Registry
-from store.signing import SigningKey, TrustedKeys
+from store.signing import (
+    DIGEST,
+    SigningKey,
+    TrustedKeys,
+    address_problem,
+    content_problem,
+    entry_fingerprint,
+    hashes_problem,
+    path_fingerprint,
+)
 
 ENTRY_ANNOTATION = "run.cog.store.entry"
 ARTIFACT_TYPE = "application/vnd.cog.store-path.v1"
@@ -77,7 +92,8 @@ class Entry:
 
     @classmethod
     def from_json(cls, document: Any, path: StorePath, where: str) -> Entry:
-        """An entry read from a cache, for `path`; CacheError when it is not one."""
+        """An entry read from a cache, for `path`; CacheError when it is not one, or when
+        anything in it that is used before the signature is checked is malformed."""
         try:
             info = PathInfo.from_json(document["info"])
             blob = {k: document["blob"][k] for k in ("mediaType", "digest", "size")}
@@ -88,11 +104,42 @@ class Entry:
                 diff_id=str(document["diff_id"]),
                 descriptor=document.get("descriptor"),
             )
-        except (KeyError, TypeError, ValueError, StoreError):
+        except (KeyError, TypeError, ValueError, AttributeError, StoreError):
             raise CacheError(f"{where} holds no readable entry for {path}") from None
         if entry.info.path != path or entry.form not in ("layer", "blob", "tree"):
             raise CacheError(f"{where}'s entry for {path} describes another path")
+        problem = entry.problem()
+        if problem is not None:
+            raise CacheError(f"{where}'s entry for {path} is refused: {problem}")
         return entry
+
+    def problem(self) -> str | None:
+        """What makes this entry unusable whoever signed it, or None."""
+        problem = hashes_problem(self.info)
+        if problem is not None:
+            return problem
+        digest, size, media_type = (self.blob[k] for k in ("digest", "size", "mediaType"))
+        if not isinstance(digest, str) or not DIGEST.fullmatch(digest):
+            return "its blob digest is not sha256: and 64 hex digits"
+        if type(size) is not int or size <= 0 or not isinstance(media_type, str):
+            return "its blob has no valid size or media type"
+        if not DIGEST.fullmatch(self.diff_id):
+            return "its diff_id is not sha256: and 64 hex digits"
+        if self.form == "layer" and self.diff_id != f"sha256:{self.info.tar_sha256}":
+            return "its diff_id is not its path's layer hash"
+        if (self.form == "blob") != isinstance(self.descriptor, str):
+            return "its blob descriptor does not match its form"
+        return None
+
+    def fingerprint(self) -> bytes:
+        """What a signature of this entry covers."""
+        return entry_fingerprint(self.info, self.blob, self.diff_id, self.form)
+
+    def limits(self) -> Limits:
+        """What unpacking its blob may write: its tar's declared size (a root layer's tar,
+        the same tree without the store's prefix, is never larger), and its files' bytes
+        (never more than the nar form that holds them)."""
+        return Limits(stream=self.info.tar_size, written=self.info.nar_size)
 
     @property
     def path(self) -> StorePath:
@@ -210,6 +257,8 @@ class FileCache:
         self.url, self.root = url, root
 
     def _blob(self, digest: str) -> Path:
+        if not DIGEST.fullmatch(digest):  # never a path of the attacker's choosing
+            raise CacheError(f"{self.url} names a blob {digest!r} that is not a sha256 digest")
         return self.root / "blobs" / "sha256" / digest.split(":", 1)[1]
 
     def lookup(self, path: StorePath) -> Entry | None:
@@ -226,14 +275,19 @@ class FileCache:
         return Entry.from_json(document, path, self.url)
 
     def download(self, entry: Entry, target: Path) -> None:
-        source = self._blob(entry.blob["digest"])
+        """Copies at most the declared size (and one byte more, to tell a larger file)."""
+        source, size = self._blob(entry.blob["digest"]), int(entry.blob["size"])
         try:
-            shutil.copyfile(source, target)
+            with open(source, "rb") as f, open(target, "wb") as out:
+                writer = HashingWriter(out)
+                while writer.size <= size and (chunk := f.read(min(1 << 20, size + 1))):
+                    writer.write(chunk)
         except OSError as e:
             raise CacheError(f"{self.url} lacks the blob of {entry.path} ({e.strerror})") from None
-        actual = f"sha256:{file_sha256(target)}"
-        if actual != entry.blob["digest"] or target.stat().st_size != int(entry.blob["size"]):
-            raise CacheError(f"{self.url} holds a corrupt blob for {entry.path} ({actual})")
+        if writer.size != size:
+            raise CacheError(f"{self.url} holds a blob for {entry.path} of another size")
+        if writer.digest != entry.blob["digest"]:
+            raise CacheError(f"{self.url} holds a corrupt blob for {entry.path}")
 
     def upload(self, entry: Entry, blob: Path) -> None:
         target = self._blob(entry.blob["digest"])
@@ -287,56 +341,109 @@ def entry_for(
     find_blob: BlobFinder = lambda _: None,
 ) -> tuple[Entry, Path]:
     """The entry for a local path and the file holding its blob: `find_blob`'s (an image
-    layer of that path alone, already compressed), else one made in `work`."""
+    layer of that path alone, already compressed), else one made in `work`. Whichever it is,
+    the blob is checked to come from the bytes the path registered before the entry is
+    signed: a path changed on disk since is refused, never signed or shipped."""
     info = replace(store.layer_info(path), registered_at=0)
+    entry, blob = _unsigned_entry(store, path, info, work, find_blob)
     if key is not None and info.ca is None:
-        info = replace(info, signatures=tuple(sorted({*info.signatures, key.sign(info)})))
+        made = {key.sign(path_fingerprint(info)), key.sign(entry.fingerprint())}
+        signed = replace(info, signatures=tuple(sorted({*info.signatures, *made})))
+        entry = replace(entry, info=signed)
+    return entry, blob
+
+
+def _unsigned_entry(
+    store: Store, path: StorePath, info: PathInfo, work: Path, find_blob: BlobFinder
+) -> tuple[Entry, Path]:
     tree = store.real_path(path)
     if path.name == LAYER_OUTPUT and (tree / "blob").is_file():
+        _check_registered(store, path, info)  # the blob is the path's own file
         descriptor = (tree / "descriptor.json").read_text()
         found = json.loads(descriptor)
         blob = {k: found[k] for k in ("mediaType", "digest", "size")}
         return Entry(info, "blob", blob, found["diff_id"], descriptor), tree / "blob"
-    made = find_blob(path)
+    made = _found_blob(store, find_blob(path))
     if made is not None:
         found = json.loads((made.parent / "descriptor.json").read_text())
         blob = {k: found[k] for k in ("mediaType", "digest", "size")}
         if found["mediaType"] == LAYER_GZIP:
-            # The path's own layer, or a root layer (the same tree at /): whichever the blob
-            # is, the receiving side checks the unpacked tree against the path's hashes.
-            form = "layer" if found["diff_id"] == f"sha256:{info.tar_sha256}" else "tree"
-            return Entry(info, form, blob, found["diff_id"]), made
+            # The path's own layer, or a root layer (the same tree at /): either way a layer
+            # path's blob as it registered it, whose diff_id must be of this path's bytes.
+            if found["diff_id"] == f"sha256:{info.tar_sha256}":
+                return Entry(info, "layer", blob, found["diff_id"]), made
+            _check_registered(store, path, info)
+            if _root_layer_digest(tree) == found["diff_id"]:
+                return Entry(info, "tree", blob, found["diff_id"]), made
     target = work / f"{path.hash}.blob"
     with CompressedBlob(target, "gzip") as writer:
         for chunk in archive_stream(tree, path.layer_prefix):
             writer.feed(chunk)
         digest, size, diff_id = writer.finish()
     if diff_id != f"sha256:{info.tar_sha256}":
-        raise CacheError(
-            f"{path} no longer matches its registered hash",
-            hint="run `cog store verify --repair`",
-        )
+        raise _changed(path)
     blob = {"mediaType": LAYER_GZIP, "digest": digest, "size": size}
     return Entry(info, "layer", blob, diff_id), target
+
+
+def _found_blob(store: Store, made: Path | None) -> Path | None:
+    """A blob `find_blob` found, if it is the blob of a layer path that still holds the bytes
+    it registered (its descriptor included); None otherwise."""
+    if made is None or made.name != "blob":
+        return None
+    try:
+        holder = store.parse(str(made.parent))
+    except StoreError:
+        return None
+    if store.real_path(holder) != made.parent or not store.is_valid(holder):
+        return None
+    _check_registered(store, holder, store.info(holder))
+    return made
+
+
+def _check_registered(store: Store, path: StorePath, info: PathInfo) -> None:
+    """Refuses a path whose bytes on disk are no longer what it registered."""
+    digest = hash_tree(store.real_path(path), path.layer_prefix)
+    layer_changed = info.tar_sha256 and digest.tar_sha256 != info.tar_sha256
+    if digest.nar_hash != info.nar_hash or layer_changed or digest.tar_size != info.tar_size:
+        raise _changed(path)
+
+
+def _root_layer_digest(tree: Path) -> str:
+    """The diff_id of the tree as a root layer (at `/`)."""
+    digest = hashlib.sha256()
+    for chunk in archive_stream(tree, ""):
+        digest.update(chunk)
+    return f"sha256:{digest.hexdigest()}"
+
+
+def _changed(path: StorePath) -> CacheError:
+    return CacheError(
+        f"{path} no longer matches its registered hash, so it is not published",
+        hint="run `cog store verify --repair`",
+    )
 
 
 # --- trust ---------------------------------------------------------------------------------------
 
 
 def trust_problem(entry: Entry, keys: TrustedKeys, expected_ca: str | None = None) -> str | None:
-    """Why `entry` cannot be trusted, or None. Content-addressed paths are checked by their
-    name (and later their bytes), fixed-output ones by the hash their derivation fixes; every
-    other path needs a signature by a trusted key over its path info."""
+    """Why `entry` cannot be trusted, or None. A content-addressed path (a source, a .drv, a
+    fixed output) is trusted by its name alone only because its bytes are checked against
+    that name before it is registered (`content_problem`); every other path needs a trusted
+    key's signature over the whole entry (its info, blob descriptor, diff_id and form)."""
     info = entry.info
-    if info.ca is not None and info.ca.startswith("blake3:"):
-        if StorePath.make("source", info.ca, info.path.name) == info.path:
-            return None
-        return "its name does not match its content address"
-    if expected_ca is not None and info.ca == expected_ca:
-        return None
+    problem = entry.problem()
+    if problem is not None:
+        return problem
+    if info.ca is not None:
+        problem = address_problem(info)
+        if problem is None and expected_ca is not None and info.ca != expected_ca:
+            problem = "its content address is not the one its derivation fixes"
+        return problem
     if not info.signatures:
         return "it is not signed"
-    if not keys.verify(info):
+    if not keys.verify(info.signatures, entry.fingerprint()):
         return "no trusted key signed it"
     return None
 
@@ -357,6 +464,8 @@ class Substituter:
     found: dict[StorePath, tuple[Any, Entry]] = field(default_factory=dict)
     missing: set[StorePath] = field(default_factory=set)
     expected_ca: dict[StorePath, str] = field(default_factory=dict)
+    # What a refusal line ends with: a build falls back to building; `cog store copy` does not.
+    fallback: str = "; building instead"
     downloaded: int = 0  # blob bytes fetched
     _said: set[str] = field(default_factory=set)
     _down: set[str] = field(default_factory=set)
@@ -386,16 +495,16 @@ class Substituter:
                 self._once(f"down {cache.url}", f"cache {cache.url} is left out: {e}")
                 continue
             except CacheError as e:
-                self._once(f"bad {cache.url}", f"cache {cache.url}: {e}; building instead")
+                self._once(f"bad {cache.url}", f"cache {cache.url}: {e}{self.fallback}")
                 continue
             if entry is None:
                 continue
             problem = trust_problem(entry, self.keys, self.expected_ca.get(path))
             if problem is not None:
+                hint = " (COG_TRUSTED_KEYS names the keys to trust)" if "sign" in problem else ""
                 self._once(
                     f"trust {cache.url} {problem}",
-                    f"cache {cache.url}: {path} is not used because {problem} "
-                    "(COG_TRUSTED_KEYS names the keys to trust); building instead",
+                    f"cache {cache.url}: {path} is not used because {problem}{hint}{self.fallback}",
                 )
                 continue
             return cache, entry
@@ -462,7 +571,7 @@ class Substituter:
             except (StoreError, OSError) as e:
                 self.found.pop(item, None)
                 self.missing.add(item)
-                self.say(f"cache {cache.url}: {item} is refused: {e}; building instead")
+                self.say(f"cache {cache.url}: {item} is refused: {e}{self.fallback}")
                 return False
         return True
 
@@ -485,9 +594,11 @@ class Substituter:
                         shutil.copyfile(blob, kept)
                         self._kept[digest] = kept
                 tree = unpack(entry, blob, tmp / "tree")
-                fixed = (entry.info.ca or "").removeprefix("fixed:sha256:")
-                if fixed != (entry.info.ca or "") and fixed_output_sha256(tree) != fixed:
-                    raise CacheError(f"{path} is not what its fixed output hash says")
+                # A content-addressed path's bytes must be what its name says, whatever else
+                # the entry claims (its nar hash, checked by install, is tied to the name here).
+                problem = content_problem(entry.info, tree, entry.info.nar_hash)
+                if problem is not None:
+                    raise CacheError(problem)
                 store.install(
                     tree,
                     path,
@@ -513,10 +624,11 @@ class Substituter:
 
 
 def unpack(entry: Entry, blob: Path, where: Path) -> Path:
-    """The tree an entry's blob holds, made under `where`."""
+    """The tree an entry's blob holds, made under `where`, never beyond the sizes it declares."""
+    archive = f"the blob of {entry.path}"
     if entry.form == "tree":  # the image's root layer: the tree itself at `/`
         with open(blob, "rb") as data:
-            extract_tar_stream(data, where, str(entry.path), allow_store_links=True)
+            extract_tar_stream(data, where, archive, allow_store_links=True, limits=entry.limits())
         return where
     if entry.form == "blob":
         where.mkdir()
@@ -524,7 +636,7 @@ def unpack(entry: Entry, blob: Path, where: Path) -> Path:
         (where / "descriptor.json").write_text(entry.descriptor or "")
         return where
     with open(blob, "rb") as data:
-        extract_tar_stream(data, where, str(entry.path), allow_store_links=True)
+        extract_tar_stream(data, where, archive, allow_store_links=True, limits=entry.limits())
     return where.joinpath(*entry.path.layer_prefix.split("/"))
 
 

@@ -1,4 +1,6 @@
-"""Verification: every valid path is present and hashes to what was registered."""
+"""Verification: every valid path is present and hashes to what was registered, and a
+content-addressed one still hashes to what its name says (what was registered may itself be
+a lie: a path installed from elsewhere with other bytes under a content-addressed name)."""
 
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ from store.gc import leftovers
 from store.local import Store
 from store.locks import FileLock, remove_tree
 from store.paths import StorePath
+from store.signing import address_problem, content_problem
 
 
 @dataclass
@@ -38,7 +41,11 @@ def _problem(store: Store, path: StorePath) -> str | None:
     layer_changed = info.tar_sha256 and digest.tar_sha256 != info.tar_sha256  # "": not yet hashed
     if digest.nar_hash != info.nar_hash or layer_changed or digest.tar_size != info.tar_size:
         return f"contents changed (nar hash {digest.nar_hash}, registered {info.nar_hash})"
-    return None
+    try:
+        problem = address_problem(info) or content_problem(info, real, digest.nar_hash)
+    except OSError as e:
+        return f"unreadable ({e.strerror})"
+    return None if problem is None else f"not what its name says: {problem}"
 
 
 def verify_store(store: Store, repair: bool = False) -> VerifyReport:

@@ -234,9 +234,9 @@ def test_oci_cache_checks_signatures_bytes_and_manifests(
     # A trusted signer that lies about the bytes: the hashes do not match, nothing registered.
     entry = cache.lookup(out)
     assert entry is not None
-    lie = replace(entry.info, nar_hash="0" * 64, signatures=())
-    lie = replace(lie, signatures=(key.sign(lie),))
-    cache.upload(replace(entry, info=lie), tmp_path / "unused")  # the blob is there already
+    lying = replace(entry, info=replace(entry.info, nar_hash="0" * 64, signatures=()))
+    lying = replace(lying, info=replace(lying.info, signatures=(key.sign(lying.fingerprint()),)))
+    cache.upload(lying, tmp_path / "unused")  # the blob is there already
     d = Store(tmp_path / "d")
     said.clear()
     assert not Substituter([cache], TrustedKeys.load([public]), said.append).fetch(d, out)
@@ -298,12 +298,13 @@ def test_concurrent_publishers_and_fetchers(
 
 def test_fixed_output_paths_are_checked_by_their_hash(tmp_path: Path) -> None:
     """An unsigned fixed-output path is used when its bytes hash to what the derivation
-    fixes, and refused when they do not, even if its path info says otherwise."""
+    fixes (which its name says), and refused when they do not, even if its path info says
+    otherwise."""
     a = Store(tmp_path / "a")
     data = tmp_path / "wheel.whl"
     data.write_bytes(b"pretend wheel bytes\n")
     sha256 = file_sha256(data)  # (install moves the file into the store)
-    path = StorePath.make("output", "fetch-derivation", "wheel.whl")
+    path = StorePath.make("fixed:out", f"sha256:{sha256}", "wheel.whl")
     with a.writing(), a.output_lock(path):
         a.install(data, path, ca=f"fixed:sha256:{sha256}")
     cache = open_cache(f"file://{tmp_path / 'cache'}")
@@ -311,9 +312,18 @@ def test_fixed_output_paths_are_checked_by_their_hash(tmp_path: Path) -> None:
     no_keys = TrustedKeys.load([])
 
     said: list[str] = []
-    unexpected = Substituter([cache], no_keys, said.append)
-    assert not unexpected.fetch(Store(tmp_path / "b"), path)  # nothing says what it must be
-    assert any("it is not signed" in line for line in said)
+    by_name = Substituter([cache], no_keys, said.append)
+    assert by_name.fetch(Store(tmp_path / "b0"), path)  # its name says what it must be
+
+    # Under another name, the same claim is no longer tied to the name: refused.
+    elsewhere = StorePath.make("output", "fetch-derivation", "wheel.whl")
+    copy = tmp_path / "copy.whl"
+    copy.write_bytes(b"pretend wheel bytes\n")
+    with a.writing(), a.output_lock(elsewhere):
+        a.install(copy, elsewhere, ca=f"fixed:sha256:{sha256}")
+    publish(a, cache, [elsewhere], key=None)
+    assert not Substituter([cache], no_keys, said.append).fetch(Store(tmp_path / "b1"), elsewhere)
+    assert any("its name does not match its content address" in line for line in said), said
 
     expecting = Substituter([cache], no_keys, said.append)
     expecting.expected_ca[path] = f"fixed:sha256:{sha256}"
@@ -334,7 +344,7 @@ def test_fixed_output_paths_are_checked_by_their_hash(tmp_path: Path) -> None:
     cheated.expected_ca[path] = f"fixed:sha256:{sha256}"
     c = Store(tmp_path / "c")
     assert not cheated.fetch(c, path) and not c.is_valid(path)
-    assert any("is not what its fixed output hash says" in line for line in said), said
+    assert any("its bytes do not match its content address" in line for line in said), said
 
 
 def test_threads_uploading_the_same_blob_to_a_file_cache_all_succeed(

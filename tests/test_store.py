@@ -15,6 +15,7 @@ from store.gc import collect_garbage
 from store.hashing import ReferenceScanner
 from store.local import Store
 from store.paths import StorePath, base32
+from store.signing import SigningKey, TrustedKeys, generate_key
 from store.transfer import export_paths, import_paths
 from store.verify import verify_store
 from tests.conftest import make_tree
@@ -103,15 +104,21 @@ def test_verify_reports_a_missing_path(store: Store, chain: dict[str, StorePath]
     assert verify_store(store).corrupt == {chain["lonely"]: "missing from disk"}
 
 
+def signer(tmp_path: Path) -> tuple[SigningKey, TrustedKeys]:
+    secret, public = generate_key("exporter", tmp_path / "keys")
+    return SigningKey.load(secret), TrustedKeys.load([public])
+
+
 def test_export_import_round_trip_into_another_store(
     store: Store, chain: dict[str, StorePath], tmp_path: Path
 ) -> None:
+    key, trusted = signer(tmp_path)
     stream = io.BytesIO()
-    exported = export_paths(store, [chain["image"]], stream)
+    exported = export_paths(store, [chain["image"]], stream, key)
     assert exported == [chain["lib"], chain["app"], chain["image"]]
     other = Store(tmp_path / "other")
     stream.seek(0)
-    assert import_paths(other, stream) == exported
+    assert import_paths(other, stream, trusted) == exported
     for p in exported:
         a, b = store.info(p), other.info(p)
         assert (a.nar_hash, a.tar_sha256, a.references) == (b.nar_hash, b.tar_sha256, b.references)
@@ -120,22 +127,23 @@ def test_export_import_round_trip_into_another_store(
     ).read_text() == f"#!{chain['lib']}/libfoo.so\n"
     assert verify_store(other).clean
     stream.seek(0)
-    assert import_paths(other, stream) == exported  # idempotent
+    assert import_paths(other, stream, trusted) == exported  # idempotent
 
 
 def test_import_refuses_a_tampered_stream(
     store: Store, chain: dict[str, StorePath], tmp_path: Path
 ) -> None:
+    key, trusted = signer(tmp_path)
     stream = io.BytesIO()
-    export_paths(store, [chain["app"]], stream)
+    export_paths(store, [chain["app"]], stream, key)
     data = stream.getvalue().replace(b"#!/cog/store", b"#!/cog/st0re")
     other = Store(tmp_path / "other")
     with pytest.raises(CorruptImport, match="corrupt"):
-        import_paths(other, io.BytesIO(data))
+        import_paths(other, io.BytesIO(data), trusted)
     assert not other.is_valid(chain["app"])
     assert other.is_valid(chain["lib"])  # what arrived intact before it is kept
     with pytest.raises(CorruptImport, match="ended"):
-        import_paths(Store(tmp_path / "third"), io.BytesIO(stream.getvalue()[:-5000]))
+        import_paths(Store(tmp_path / "third"), io.BytesIO(stream.getvalue()[:-5000]), trusted)
 
 
 def test_add_text_and_unknown_paths(store: Store, chain: dict[str, StorePath]) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -57,9 +58,24 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
 
     p = cmds.add_parser("export", help="write the closure of paths to stdout as one stream")
     p.add_argument("paths", nargs="+")
+    p.add_argument(
+        "--signing-key",
+        type=Path,
+        metavar="FILE",
+        help="sign the input-addressed paths with this key (default: $COG_SIGNING_KEY)",
+    )
     p.set_defaults(func=cmd_export)
 
     p = cmds.add_parser("import", help="read an export stream from stdin into the store")
+    p.add_argument(
+        "--trusted-key",
+        action="append",
+        default=[],
+        type=Path,
+        metavar="FILE",
+        help="accept input-addressed paths this public key signed (repeatable; "
+        "default: $COG_TRUSTED_KEYS)",
+    )
     p.set_defaults(func=cmd_import)
 
     p = cmds.add_parser("copy", help="copy paths (with their closure) to or from a binary cache")
@@ -194,13 +210,21 @@ def cmd_export(args: argparse.Namespace, store: Store) -> int:
         raise UsageError(
             "refusing to write a binary stream to a terminal", hint="redirect it: > FILE"
         )
-    export_paths(store, [_path(store, p) for p in args.paths], sys.stdout.buffer)
+    from store.signing import SigningKey
+
+    key_file = args.signing_key or os.environ.get("COG_SIGNING_KEY")
+    key = SigningKey.load(Path(key_file)) if key_file else None
+    export_paths(store, [_path(store, p) for p in args.paths], sys.stdout.buffer, key)
     sys.stdout.buffer.flush()
     return 0
 
 
 def cmd_import(args: argparse.Namespace, store: Store) -> int:
-    for path in import_paths(store, sys.stdin.buffer):
+    from store.signing import TrustedKeys
+
+    trusted = list(args.trusted_key)
+    trusted += [Path(p) for p in os.environ.get("COG_TRUSTED_KEYS", "").split(":") if p]
+    for path in import_paths(store, sys.stdin.buffer, TrustedKeys.load(trusted)):
         print(path)
     return 0
 
@@ -209,16 +233,27 @@ def cmd_copy(args: argparse.Namespace, store: Store) -> int:
     from cog.cli.caches import Caches
 
     if args.to:
+        from store.cache import publish
+
         args.cache, args.cache_from = [args.to], []
         caches = Caches.from_args(args)
         paths = [_path(store, p) for p in args.paths]
         for path in paths:
             store.info(path)  # a path that is not here fails before anything is sent
-        caches.publish(store, paths, jobs=args.jobs)
+        [cache] = caches.writable
+        # Not Caches.publish, which reports a failure and goes on (a build's cache is an
+        # extra): here the copy is the command, so a refused path fails it.
+        result = publish(store, cache, paths, caches.key, jobs=args.jobs)
+        print(
+            f"cache {cache.url}: {len(result.uploaded)} paths published, "
+            f"{len(result.present)} already there",
+            file=sys.stderr,
+        )
         return 0
     args.cache, args.cache_from = [], [args.source]
     substituter = Caches.from_args(args).substituter
     assert substituter is not None
+    substituter.fallback = ""  # nothing is built here: a refusal is only a refusal
     failed = 0
     for text in args.paths:
         path = store.parse(text)

@@ -110,7 +110,7 @@ class Entry:
             raise CacheError(f"{where}'s entry for {path} describes another path")
         problem = entry.problem()
         if problem is not None:
-            raise CacheError(f"{where}'s entry for {path} is refused: {problem}")
+            raise CacheError(f"the entry for {path} is refused: {problem}")
         return entry
 
     def problem(self) -> str | None:

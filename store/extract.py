@@ -259,7 +259,7 @@ def _check_canonical(member: tarfile.TarInfo, archive: str) -> None:
     unpack to gigabytes), a hardlink, a device, or PAX records beyond names and sizes."""
     odd = sorted(set(member.pax_headers) - _CANONICAL_PAX)
     if member.type not in _CANONICAL_TYPES or member.issparse() or odd:
-        what = f"PAX records {', '.join(odd)}" if odd else f"type {member.type!r}"
+        what = f"PAX records {', '.join(odd)}" if odd else f"type {member.type.decode()!r}"
         raise ArchiveError(
             f"{archive} has {member.name!r} with {what}, which a store path's archive never has"
         )

@@ -254,14 +254,25 @@ def cmd_copy(args: argparse.Namespace, store: Store) -> int:
     substituter = Caches.from_args(args).substituter
     assert substituter is not None
     substituter.fallback = ""  # nothing is built here: a refusal is only a refusal
+    said: list[str] = []
+    tell = substituter.say
+
+    def say(line: str) -> None:
+        said.append(line)
+        tell(line)
+
+    substituter.say = say
     failed = 0
     for text in args.paths:
         path = store.parse(text)
+        before = len(said)
         if store.is_valid(path) or substituter.fetch(store, path):
             print(path)
-        else:
-            print(f"{path} is not in {args.source} (or not trusted)", file=sys.stderr)
-            failed += 1
+            continue
+        if len(said) == before:  # (a refusal has said why already, in one line)
+            line = f"{path} was not copied: {args.source} holds no trusted entry for it"
+            print(line, file=sys.stderr)
+        failed += 1
     return 1 if failed else 0
 
 

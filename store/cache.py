@@ -280,7 +280,9 @@ class FileCache:
         try:
             with open(source, "rb") as f, open(target, "wb") as out:
                 writer = HashingWriter(out)
-                while writer.size <= size and (chunk := f.read(min(1 << 20, size + 1))):
+                while writer.size <= size and (
+                    chunk := f.read(min(1 << 20, size + 1 - writer.size))
+                ):
                     writer.write(chunk)
         except OSError as e:
             raise CacheError(f"{self.url} lacks the blob of {entry.path} ({e.strerror})") from None

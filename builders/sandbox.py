@@ -14,6 +14,7 @@ import select
 import shutil
 import stat
 import subprocess
+import sys
 import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -104,6 +105,47 @@ class Jail:
         (folder / "seccomp").write_bytes(program())
         clean = ["/usr/bin/env", "-i", f"PATH={SAFE_PATH}"]
         return [*clean, *self.prefix, "/bin/sh", "-c", _EXEC, exe, str(folder), "--", *command]
+
+
+# What host tools need of the host's /etc: names, users, TLS trust; never the rest of it
+# (shadow, ssh keys, cog's own configuration).
+_HOST_ETC = ("resolv.conf", "hosts", "nsswitch.conf", "passwd", "group", "ssl", "ca-certificates")
+
+
+def host_tool_argv(
+    argv: Sequence[str],
+    env: Mapping[str, str],
+    writable: Sequence[Path],
+    network: bool,
+    cwd: Path | None = None,
+    readable: Sequence[Path] = (),
+) -> list[str]:
+    """A host tool (uv, this interpreter) over foreign code at lock time, sandboxed: the host's
+    /usr and the parts of /etc that name resolution and TLS need, read-only; a private /tmp;
+    the tool itself, the working directory and `readable` read-only; only `writable` bound
+    read-write; no network unless asked; its environment is `env` and nothing else."""
+    mounts = ["--ro-bind", "/usr", "/usr"]
+    for name in ("bin", "sbin", "lib", "lib32", "lib64"):
+        where = Path("/") / name
+        if where.is_symlink():
+            mounts += ["--symlink", os.readlink(where), str(where)]
+        elif where.is_dir():
+            mounts += ["--ro-bind", str(where), str(where)]
+    for name in _HOST_ETC:
+        mounts += ["--ro-bind-try", f"/etc/{name}", f"/etc/{name}"]
+    mounts += ["--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp"]
+    # The interpreter and the program run (uv, in cog's own environment) stay visible,
+    # read-only, wherever they live (pyenv, a checkout's .venv), and so does a CA bundle
+    # SSL_CERT_FILE names outside /etc.
+    tools = {sys.base_prefix, sys.prefix, os.path.dirname(os.path.realpath(argv[0]))}
+    tools |= {os.path.dirname(env[k]) for k in ("SSL_CERT_FILE",) if env.get(k)}
+    where = cwd or Path.cwd()
+    for path in (*sorted(tools), where, *readable):
+        mounts += ["--ro-bind-try", str(path), str(path)]
+    for path in writable:
+        mounts += ["--bind", str(path), str(path)]
+    jail = Jail(mounts, {"PATH": SAFE_PATH, "HOME": "/tmp"} | dict(env), str(where), network)
+    return jail.argv(argv)
 
 
 def bwrap_path() -> str | None:

@@ -16,9 +16,10 @@ import shutil
 import subprocess
 import sys
 import urllib.parse
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 from derivations.downloads import client, get
 from derivations.errors import DerivationError
@@ -118,38 +119,32 @@ def local_paths(requirements: Sequence[str]) -> list[Path]:
     return found
 
 
-def sandboxed(
-    argv: Sequence[str],
-    writable: Sequence[Path],
-    network: bool,
-    cwd: Path | None = None,
-    readable: Sequence[Path] = (),
-) -> list[str]:
-    """`argv` under bubblewrap: the host read-only, private /tmp and $HOME, only `writable`
-    bound read-write, and no network unless asked. The working directory and `readable`
-    stay visible (read-only) even inside /tmp or $HOME."""
-    bwrap = shutil.which("bwrap")
-    if bwrap is None:
+class HostSandbox(Protocol):
+    """Runs a host tool over a package's code, sandboxed: `argv` seeing the host's programs
+    read-only, `writable` alone writable, `readable` and the working directory `cwd`
+    read-only, the network only if asked, and `env` as its whole environment. Returns
+    the command line. builders.sandbox.host_tool_argv is the one; derivations, below the
+    builders, is handed it by whoever locks."""
+
+    def __call__(
+        self,
+        argv: Sequence[str],
+        env: Mapping[str, str],
+        writable: Sequence[Path],
+        network: bool,
+        cwd: Path | None = None,
+        readable: Sequence[Path] = (),
+    ) -> list[str]: ...
+
+
+def needs_sandbox(sandbox: HostSandbox | None, what: str) -> HostSandbox:
+    """`sandbox`, or one sentence saying that `what` runs a package's code and needs one."""
+    if sandbox is None or shutil.which("bwrap") is None:
         raise SdistError(
-            "locking an sdist runs its code, which needs bubblewrap (bwrap), missing here",
+            f"{what} runs a package's code, which needs bubblewrap (bwrap), missing here",
             hint="install bubblewrap, or pin a version that publishes a wheel",
         )
-    cmd = [bwrap, "--unshare-all", "--die-with-parent", "--new-session"]
-    cmd += ["--share-net"] if network else []
-    cmd += ["--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp"]
-    home = os.environ.get("HOME", "")
-    if home not in ("", "/") and os.path.isdir(home):
-        cmd += ["--tmpfs", home]
-    # The interpreter and the program run (uv, in cog's own environment) stay visible,
-    # read-only, even when they live under /tmp or $HOME (pyenv, a checkout's .venv).
-    tools = {sys.base_prefix, sys.prefix, os.path.dirname(os.path.realpath(argv[0]))}
-    where = cwd or Path.cwd()
-    for path in (*sorted(tools), where, *readable):
-        cmd += ["--ro-bind", str(path), str(path)]
-    for path in writable:
-        cmd += ["--bind", str(path), str(path)]
-    cmd += ["--chdir", str(where), "--", *argv]
-    return cmd
+    return sandbox
 
 
 # The PEP 517 backend a spec names, and its get_requires hook: the lock-time hook run and the
@@ -179,7 +174,11 @@ with open(answer, "w") as f:
 
 
 def backend_requires(
-    name: str, src: Path, system: BuildSystem, wheels: Sequence[Path]
+    name: str,
+    src: Path,
+    system: BuildSystem,
+    wheels: Sequence[Path],
+    sandbox: HostSandbox | None,
 ) -> list[str]:
     """What the backend's get_requires_for_build_wheel asks for, beyond `system.requires`:
     the hook runs sandboxed, without network, over the installed build requirements."""
@@ -201,9 +200,9 @@ def backend_requires(
     # -S: the hook sees the build requirements, never the packages of cog's own environment.
     argv = [sys.executable, "-S", "-c", _HOOK, str(site), spec, str(answer)]
     env = {"PATH": "/usr/bin:/bin", "LC_ALL": "C.UTF-8", "PYTHONHASHSEED": "0", "HOME": "/tmp"}
+    jailed = needs_sandbox(sandbox, f"reading what {name} needs to build")
     proc = subprocess.run(
-        sandboxed(argv, [work], network=False, cwd=src),
-        env=env,
+        jailed(argv, env, [work], network=False, cwd=src),
         capture_output=True,
         text=True,
         timeout=600,

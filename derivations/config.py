@@ -341,7 +341,8 @@ def _sentence(error: Any, where: str) -> ConfigError:
     if path in _COG_WORDED and error["type"] == "value_error":
         message = error["msg"].removeprefix("Value error, ")
         return ConfigError(
-            f'{where}: invalid {path} "{visible(str(error["input"]))}": {message}', hint=f"fix {where} and retry"
+            f'{where}: invalid {path} "{visible(str(error["input"]))}": {message}',
+            hint=f"fix {where} and retry",
         )
     if error["type"] == "extra_forbidden":
         close = difflib.get_close_matches(str(loc[-1]), _known_keys(CogConfig, loc[:-1]), n=1)

@@ -42,6 +42,7 @@ from cuda_channels.cuda import (
     wheel_layer,
 )
 from derivations.apt import DebPin, resolve_root, resolve_toolchain
+from derivations.buildreqs import HostSandbox
 from derivations.config import CogConfig, RunItem, requirement_lines
 from derivations.downloads import client
 from derivations.errors import DerivationError
@@ -350,9 +351,11 @@ def create(
     upgrade: Sequence[str] | bool = False,
     *,
     warn: Callable[[str], None],
+    sandbox: HostSandbox | None = None,
 ) -> Lock:
     """Resolves every input for the target; `previous` pins are kept where they still fit.
-    What the lock goes on without (PyTorch's index, unreachable) is said through `warn`."""
+    What the lock goes on without (PyTorch's index, unreachable) is said through `warn`; a
+    package's code that resolving runs (an sdist's metadata) runs in `sandbox`."""
     recorded = inputs(config, project, channel, arch)
     requirements = list(recorded.requirements)
     gpu: Choice | None = None
@@ -389,6 +392,7 @@ def create(
         channel.glibc,
         pins(_kept(previous.python_packages if previous else (), pytorch)),
         upgrade,
+        sandbox=sandbox,
     )
     check_hashes(included, [Pinned(w.name, w.sha256) for w in model])
     model = [replace(w, url=folder_url(relative_url(w.url, project))) for w in model]
@@ -402,6 +406,7 @@ def create(
         channel.glibc,
         pins(previous.runtime_packages if previous else ()),
         upgrade,
+        sandbox=sandbox,
     )
     toolchain = None
     sdists = [w.name for w in (*model, *runtime) if w.is_sdist]

@@ -38,11 +38,12 @@ from pydantic import ConfigDict, with_config
 
 from derivations import ca_cert
 from derivations.buildreqs import (
+    HostSandbox,
     backend_requires,
     build_system,
     fetch,
     local_paths,
-    sandboxed,
+    needs_sandbox,
     unpack_sdist,
 )
 from derivations.downloads import client
@@ -173,19 +174,22 @@ def resolve(
     previous: Sequence[Wheel] = (),
     upgrade: Sequence[str] | bool = False,
     sdists: bool = True,
+    sandbox: HostSandbox | None = None,
 ) -> list[Wheel]:
     """Pins the closure of `requirements` for the target; sorted by name. With `sdists`, a
-    package that has no wheel for the target is pinned as its sdist (wheels are preferred)."""
+    package that has no wheel for the target is pinned as its sdist (wheels are preferred);
+    its code runs (its metadata and build requirements are read) in `sandbox`."""
     if not any(line and not line.startswith("-") for line in requirements):
         return []
     with tempfile.TemporaryDirectory(prefix="cog-lock-") as tmp:
         work = Path(tmp)
         try:
-            lock = _compile(requirements, python, arch, glibc, previous, upgrade, work, True)
+            lock = _compile(requirements, python, arch, glibc, previous, upgrade, work, None)
         except ResolveError:
             if not sdists:
                 raise
-            lock = _compile(requirements, python, arch, glibc, previous, upgrade, work, False)
+            jail = needs_sandbox(sandbox, "resolving packages published only as sources")
+            lock = _compile(requirements, python, arch, glibc, previous, upgrade, work, jail)
         ranks = {tag: i for i, tag in enumerate(target_tags(python, arch, glibc))}
         index_options = [line for line in requirements if line.startswith("-")]
         pins = []
@@ -205,7 +209,7 @@ def resolve(
                         sdist["hashes"]["sha256"],
                         sdist.get("size") or _size(http, sdist["url"]),
                     )
-                    needs = _build_requires(pin, index_options, python, arch, glibc, work)
+                    needs = _build_requires(pin, index_options, python, arch, glibc, work, sandbox)
                     pins.append(replace(pin, build_requires=tuple(needs)))
                     continue
                 size = wheel.get("size") or _size(http, wheel["url"])
@@ -225,6 +229,12 @@ def _archive_as_file(package: dict[str, Any]) -> dict[str, Any]:
     return {**package, kind: [entry] if kind == "wheels" else entry}
 
 
+_TOOL_VARS = ("UV_", "SSL_CERT_", "LANG", "LC_")
+_PROXIES = {
+    p for name in ("http", "https", "no", "all") for p in (f"{name}_proxy", f"{name.upper()}_PROXY")
+}
+
+
 def _compile(
     requirements: Sequence[str],
     python: str,
@@ -233,10 +243,11 @@ def _compile(
     previous: Sequence[Wheel],
     upgrade: Sequence[str] | bool,
     tmp: Path,
-    binary_only: bool,
+    sandbox: HostSandbox | None,
 ) -> dict[str, Any]:
-    """uv's PEP 751 lock of `requirements`. Allowing sdists lets uv build their metadata
-    (their setup.py runs), so then uv runs sandboxed, with the network for the index only."""
+    """uv's PEP 751 lock of `requirements`, of wheels only without `sandbox`. Allowing sdists
+    lets uv build their metadata (their setup.py runs), so then uv runs in `sandbox`, with
+    the network for the index only."""
     uv = shutil.which("uv") or str(Path(sys.executable).parent / "uv")
     req = tmp / "requirements.txt"
     req.write_text("\n".join(requirements) + "\n")
@@ -251,20 +262,23 @@ def _compile(
     # takes a package only from the first index that has it, and PyTorch's index carries old
     # numpy, pillow, jinja2…, so `--extra-index-url …/whl/cu121` would pin those or fail.
     argv += ["--index-strategy", "unsafe-best-match"]
-    if binary_only:
+    if sandbox is None:
         argv += ["--only-binary", ":all:"]
     if isinstance(upgrade, bool) and upgrade:
         argv.append("--upgrade")
     for name in upgrade if not isinstance(upgrade, bool) else ():
         argv += ["--upgrade-package", name]
     cache = Path(os.environ.get("UV_CACHE_DIR", str(tmp / "cache")))
-    env = {**os.environ, "UV_NO_CONFIG": "1", "UV_CACHE_DIR": str(cache)}
+    # uv's own settings, TLS trust, proxies and the locale: never the rest of cog's
+    # environment (tokens, keys), which a package's setup.py would otherwise read.
+    env = {k: v for k, v in os.environ.items() if k.startswith(_TOOL_VARS) or k in _PROXIES}
+    env |= {"UV_NO_CONFIG": "1", "UV_CACHE_DIR": str(cache), "PATH": os.environ.get("PATH", "")}
     extra = ca_cert.from_environment()
     if extra is not None:  # uv reads one bundle: the host's trust and COG_CA_CERT's
         env["SSL_CERT_FILE"] = str(ca_cert.host_bundle(extra, tmp))
-    if not binary_only:
+    if sandbox is not None:
         cache.mkdir(parents=True, exist_ok=True)
-        argv = sandboxed(argv, [tmp, cache], True, readable=local_paths(requirements))
+        argv = sandbox(argv, env, [tmp, cache], True, readable=local_paths(requirements))
     try:
         proc = subprocess.run(argv, capture_output=True, text=True, env=env, check=False)
     except OSError as e:
@@ -306,7 +320,13 @@ def _one_line(error: str, limit: int = 600) -> str:
 
 
 def _build_requires(
-    sdist: Wheel, index_options: list[str], python: str, arch: str, glibc: str, tmp: Path
+    sdist: Wheel,
+    index_options: list[str],
+    python: str,
+    arch: str,
+    glibc: str,
+    tmp: Path,
+    sandbox: HostSandbox | None,
 ) -> list[Wheel]:
     """The sdist's build requirements, pinned as wheels for the target: `[build-system]
     requires`, then whatever the backend's get_requires_for_build_wheel adds (run sandboxed)."""
@@ -328,5 +348,5 @@ def _build_requires(
 
     found = pinned(system.requires)
     files = [fetch(w.url, w.sha256, work / w.filename) for w in found]
-    more = backend_requires(sdist.name, src, system, files)
+    more = backend_requires(sdist.name, src, system, files, sandbox)
     return pinned([*system.requires, *more]) if more else found

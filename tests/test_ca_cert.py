@@ -26,14 +26,18 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from derivations import ca_cert
+from builders.sandbox import host_tool_argv
+from derivations import ca_cert, pylock
 from derivations.config import ConfigError
 from derivations.downloads import client
-from derivations.pylock import ResolveError, resolve
+from derivations.pylock import ResolveError
 from store.oci import Layout
 from tests.projects import cog, project
 from tests.test_run_steps import image_layers, with_steps
 from tests.wheels import make_wheel
+
+# The resolver as cog locks with it: an sdist's code runs in the sandbox.
+resolve = partial(pylock.resolve, sandbox=host_tool_argv)
 
 
 @dataclass

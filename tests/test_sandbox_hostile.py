@@ -16,12 +16,13 @@ from pathlib import Path
 import pytest
 
 from builders import seccomp
-from builders.sandbox import Jail
+from builders.sandbox import Jail, host_tool_argv
 from tests.conftest import REPO, LoopbackServer
 from tests.projects import cog, project
 
 PROBE = (REPO / "tests" / "fixtures" / "hostile_probe.py").read_text()
 SECRET = "r8_canary_" + "f00d" * 8  # in cog's environment only
+BWRAP_OPTION = "--ro-bind"  # on bubblewrap's command line, if its options were there
 
 
 def _encoded(text: str) -> str:
@@ -72,7 +73,7 @@ def test_a_hostile_step_and_predictor_change_nothing_and_see_nothing(
     offline: dict[str, str], tmp_path: Path, http_server: LoopbackServer
 ) -> None:
     store = Path(offline["COG_STORE_DIR"]).resolve()
-    canaries = [SECRET, str(store), str(tmp_path)]
+    canaries = [SECRET, str(store), str(tmp_path), BWRAP_OPTION]
     root = project("hello-world", tmp_path)
     config = root / "cog.yaml"
     step = json.dumps([probe_step(canaries)])
@@ -113,7 +114,7 @@ def test_the_policy_holds_for_any_jail(tmp_path: Path) -> None:
     mounts += ["--ro-bind", str(readonly), "/cog/store/x-ro"]
     mounts += ["--bind", str(writable), "/work-out"]
     jail = Jail(mounts, {"PATH": "/usr/bin:/bin"}, chdir="/work-out")
-    canaries = [SECRET, str(readonly), str(writable)]
+    canaries = [SECRET, str(readonly), str(writable), BWRAP_OPTION]
     argv = jail.argv(["python3", "-c", PROBE, *map(_encoded, canaries)])
     run = subprocess.run(
         argv,
@@ -178,3 +179,58 @@ def test_the_filter_refuses_the_keyring_and_typing_into_a_terminal(tmp_path: Pat
     assert inside.stdout.split() == ["keyctl:1", "tiocsti:1"]
     if Path("/proc/sys/dev/tty/legacy_tiocsti").read_text().strip() == "1":
         assert outside.stdout.split() == ["tiocsti:0"]
+
+
+HOSTILE_BACKEND = """\
+import base64, json, os
+
+def get_requires_for_build_wheel(config_settings=None):
+    scope = {{"__name__": "probe"}}
+    exec(base64.b64decode("{probe}").decode(), scope)
+    found = scope["probe"](json.loads(base64.b64decode("{canaries}")))
+    for target in ("/etc/shadow", os.path.expanduser("~/.ssh/id_rsa"), "{host_file}"):
+        try:
+            with open(target) as f:
+                found["read " + target] = f.read(20)
+        except OSError:
+            pass
+    try:  # where /tmp is the sandbox's own, this makes a file there, never the host's
+        with open("{host_file}", "a") as f:
+            f.write("planted")
+    except OSError:
+        pass
+    given = ("PATH", "HOME", "LC_ALL", "PYTHONHASHSEED", "PWD")
+    found["env"] = " ".join(k for k in os.environ if k not in given)
+    return [json.dumps(found)]
+"""
+
+
+def test_a_hostile_sdist_hook_at_lock_time_sees_none_of_the_host(tmp_path: Path) -> None:
+    """An sdist's backend hook (its own code, run by `cog lock`) tries the same attacks, and to
+    read and write host files: the lock-time sandbox shows it the host's programs only."""
+    from derivations.buildreqs import backend_requires, build_system
+
+    host_file = tmp_path / "host-file"
+    host_file.write_text("host secret")
+    src = tmp_path / "work" / "src"
+    src.mkdir(parents=True)
+    # The hook's own command line names its work folder (bound where it is on the host), so
+    # the canaries here are the secret and bubblewrap's options.
+    canaries = [SECRET, BWRAP_OPTION]
+    (src / "pyproject.toml").write_text(
+        '[build-system]\nrequires = []\nbuild-backend = "hostile"\nbackend-path = ["."]\n'
+    )
+    (src / "hostile.py").write_text(
+        HOSTILE_BACKEND.format(
+            probe=_encoded(PROBE), canaries=_encoded(json.dumps(canaries)), host_file=host_file
+        )
+    )
+    os.environ["REPLICATE_API_TOKEN"] = SECRET
+    try:
+        [answer] = backend_requires("hostile", src, build_system(src), [], host_tool_argv)
+    finally:
+        del os.environ["REPLICATE_API_TOKEN"]
+    found = json.loads(answer)
+    assert {"remount", "mount", "userns", "caps", "leaks", "env"} <= found.keys()
+    assert stopped(found) == {}
+    assert host_file.read_text() == "host secret"

@@ -24,6 +24,7 @@ from builders.run_step import (
     secrets_to_build,
     with_secrets,
 )
+from builders.sandbox import host_tool_argv
 from cog.cli import docker_engine
 from cog.cli.cache_flags import add_cache_flags
 from cog.cli.caches import Caches
@@ -118,7 +119,7 @@ def locked_inputs(
             raise UsageError("cog.lock is stale: " + "; ".join(drift), hint="run `cog lock`")
         print("cog.lock is stale (" + "; ".join(drift) + "): locking", file=sys.stderr)
     previous = lock
-    lock = locking.create(config, project, channel, arch, lock, warn=warn)
+    lock = locking.create(config, project, channel, arch, lock, warn=warn, sandbox=host_tool_argv)
     lock = pin_run_steps(store or Store(), project, config, lock, channel, previous, secrets, jobs)
     locking.write(project, lock)
     return config, lock, channel

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from builders.run_step import parse_secrets
+from builders.sandbox import host_tool_argv
 from cog.cli.build_cmd import pin_run_steps
 from cog.cli.compat import add_secret_flag
 from cog.cli.errors import UsageError, warn
@@ -60,7 +61,9 @@ def cmd_lock(args: argparse.Namespace, store: Store) -> int:
         print("cog.lock is up to date")
         return 0
     upgrade: list[str] | bool = True if args.upgrade else args.upgrade_package
-    result = lock.create(config, project, channel, args.arch, previous, upgrade, warn=warn)
+    result = lock.create(
+        config, project, channel, args.arch, previous, upgrade, warn=warn, sandbox=host_tool_argv
+    )
     secrets = parse_secrets(args.secret, Path.cwd())
     result = pin_run_steps(
         store, project, config, result, channel, previous, secrets, upgrade=bool(args.upgrade)

@@ -8,7 +8,7 @@ COG_REF := $(CACHE)/cog-0.23.1-venv
 COG_REF_PINS := .ci/cog-0.23.1-constraints.txt
 COG_REF_STAMP := $(COG_REF)/.installed-$(firstword $(shell sha256sum $(COG_REF_PINS)))
 
-.PHONY: demo test lint system-deps test-fixtures pins
+.PHONY: demo test lint system-deps test-fixtures pins test-unprivileged
 
 # pip for the venv at $(1): PyPI only and nothing of this machine's pip setup (its config files,
 # and PIP_* variables such as extra indexes, find-links or constraints, are shut out; those that
@@ -84,3 +84,25 @@ lint: $(VENV)/.installed
 
 test: system-deps $(VENV)/.installed lint test-fixtures
 	COG_TEST_CACHE=$(CACHE) $(PY) -m pytest -q
+	$(MAKE) test-unprivileged
+
+# The sandbox's tests again as an unprivileged user, when we are root (as CI is): the policy
+# must hold whether cog runs as root or not. That user reads a copy of the checkout and a venv
+# over Debian's python3 (the checkout and this venv's interpreter may sit in root's home).
+UNPRIV_USER := cogtest
+UNPRIV := $(CACHE)/unprivileged
+UNPRIV_TESTS := tests/test_sandbox_hostile.py tests/test_realise.py
+test-unprivileged: system-deps test-fixtures
+	@if [ "$$(id -u)" != 0 ]; then echo "not root: the sandbox's tests ran unprivileged above"; exit 0; fi
+	id -u $(UNPRIV_USER) >/dev/null 2>&1 || useradd --system --no-create-home --shell /usr/sbin/nologin $(UNPRIV_USER)
+	rm -rf $(UNPRIV)/src && mkdir -p $(UNPRIV)/src
+	tar --exclude=./.venv --exclude=./.git --exclude='*.egg-info' -cf - . | tar -xf - -C $(UNPRIV)/src
+	[ -x $(UNPRIV)/venv/bin/python ] || /usr/bin/python3 -m venv $(UNPRIV)/venv
+	$(call pip,$(UNPRIV)/venv) install -q --upgrade -c $(PINS) pip
+	$(call pip,$(UNPRIV)/venv) install -q -c $(PINS) --build-constraint $(PINS) -e '$(UNPRIV)/src[dev]'
+	chmod -R a+rX $(UNPRIV)
+	cd $(UNPRIV)/src && home=$$(mktemp -d) && chown $(UNPRIV_USER) $$home && \
+	  setpriv --reuid=$(UNPRIV_USER) --regid=$(UNPRIV_USER) --clear-groups \
+	  env -i PATH=/usr/local/bin:/usr/bin:/bin HOME=$$home COG_TEST_CACHE=$(CACHE) \
+	  $(UNPRIV)/venv/bin/python -m pytest -q -p no:cacheprovider --basetemp=$$home/pytest \
+	  $(UNPRIV_TESTS); status=$$?; rm -rf $$home; exit $$status

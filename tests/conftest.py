@@ -203,10 +203,15 @@ def offline(debian_mirror: str, tmp_path_factory: pytest.TempPathFactory) -> dic
         for archive in data["archives"]:
             archive["mirror"] = f"{debian_mirror}/{archive['name']}"
         (channels / builtin.name).write_text(json.dumps(data))
+    # uv's cache is shared by the runs of one machine; a user who cannot write there (the
+    # unprivileged run of `make test-unprivileged`) gets one of its own.
+    uv_cache = TEST_CACHE / "uv"
+    if uv_cache.exists() and not os.access(uv_cache, os.W_OK):
+        uv_cache = Path(os.environ["HOME"]) / "uv-cache"
     return dict(os.environ) | {
         "COG_CHANNEL_PATH": str(channels),
         "PYTHONPATH": str(REPO),
-        "UV_CACHE_DIR": str(TEST_CACHE / "uv"),
+        "UV_CACHE_DIR": str(uv_cache),
         "COG_STORE_DIR": str(tmp_path_factory.mktemp("store")),
     }
 

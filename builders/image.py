@@ -37,7 +37,7 @@ from builders.wheel import site_packages
 from derivations.config import CogConfig
 from derivations.hashing import output_path
 from derivations.model import Derivation, DrvInput, SrcInput
-from store.archive import read_chunks, tree_parts, trees_stream
+from store.archive import hash_tree, read_chunks, tree_parts, trees_stream
 from store.cache import PathInfos
 from store.compress import COMPRESSORS, LAYER_GZIP, LAYER_TAR, LAYER_ZSTD, CompressedBlob
 from store.local import Store
@@ -196,6 +196,9 @@ class LayerBuilder:
         roles = sorted(r for r in ctx.inputs if r.startswith("tree-"))
         trees = [(ctx.inputs[r], prefix) for r, prefix in zip(roles, args.prefixes, strict=True)]
         ctx.out.mkdir()
+        store_form = args.expect_store_form and ctx.store.info(ctx.input_paths[roles[0]]).tar_sha256
+        if not store_form:  # (a path in its store form is checked by its diff_id, below)
+            _check_registered(ctx, roles)
         compression = args.compression
         if compression == "none":  # a weight: its parts, not a copy of its bytes
             [(tree, prefix)] = trees
@@ -211,15 +214,30 @@ class LayerBuilder:
                     done += len(chunk)
                     ctx.progress(min(done, total), total)
                 digest, size, diff_id = blob.finish()
-        if args.expect_store_form:
-            # The path's own layer form: its diff_id is the store's layer hash, where the store
-            # has one (a path fetched from a cache, checked against it when installed).
-            expect = ctx.store.info(ctx.input_paths[roles[0]]).tar_sha256
-            if expect and diff_id != f"sha256:{expect}":
-                raise BuildError(f"a layer's diff_id {diff_id} does not match the store's {expect}")
+        if store_form and diff_id != f"sha256:{store_form}":
+            # The path's own layer form: its diff_id is the store's layer hash.
+            raise BuildError(
+                f"{ctx.input_paths[roles[0]]} changed after it was registered (its layer's "
+                f"diff_id is {diff_id}, the store registered sha256:{store_form}): it is not "
+                "layered",
+                hint="run `cog store verify --repair`, then build again",
+            )
         media_type = {"gzip": LAYER_GZIP, "zstd": LAYER_ZSTD, "none": LAYER_TAR}[compression]
         descriptor = {"mediaType": media_type, "digest": digest, "size": size, "diff_id": diff_id}
         (ctx.out / "descriptor.json").write_text(json.dumps(descriptor, sort_keys=True) + "\n")
+
+
+def _check_registered(ctx: BuildContext, roles: Sequence[str]) -> None:
+    """Each input tree still holds the bytes the store registered for it: what a layer ships
+    is never other bytes (a path changed on disk after it was registered is refused)."""
+    for role in roles:
+        path = ctx.input_paths[role]
+        found = hash_tree(ctx.inputs[role], layer_hash=False).nar_hash
+        if found != ctx.store.info(path).nar_hash:
+            raise BuildError(
+                f"{path} changed after it was registered: it is not layered",
+                hint="run `cog store verify --repair`, then build again",
+            )
 
 
 def _described_blob(tree: Path, prefix: str, store_dir: Path) -> tuple[str, int, list[Any]]:

@@ -16,7 +16,12 @@ from pathlib import Path
 import pytest
 
 from builders import seccomp
+from builders.errors import BuildError
+from builders.image import layer_derivation
+from builders.realise import Realiser
 from builders.sandbox import Jail, host_tool_argv
+from derivations import SrcInput
+from store.local import Store
 from tests.conftest import REPO, LoopbackServer
 from tests.projects import cog, project
 
@@ -234,3 +239,24 @@ def test_a_hostile_sdist_hook_at_lock_time_sees_none_of_the_host(tmp_path: Path)
     assert {"remount", "mount", "userns", "caps", "leaks", "env"} <= found.keys()
     assert stopped(found) == {}
     assert host_file.read_text() == "host secret"
+
+
+@pytest.mark.parametrize("store_form", [True, False])
+async def test_a_path_changed_after_registration_is_never_layered(
+    store: Store, tmp_path: Path, store_form: bool
+) -> None:
+    """Defence in depth behind the sandbox: a registered path whose bytes changed on disk (by
+    whatever means) is refused when a layer would ship it, in its store form (at its own
+    /cog/store prefix, checked by its diff_id) or at another prefix (re-hashed)."""
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    (tree / "model.py").write_text("print('registered')\n")
+    path = store.add(tree, "planted-target")
+    real = store.real_path(path)
+    os.chmod(real, 0o755)
+    os.chmod(real / "model.py", 0o644)
+    (real / "model.py").write_text("print('planted')\n")
+    prefix = path.layer_prefix if store_form else "src"
+    drv = layer_derivation([(SrcInput(path=str(path)), prefix)], "gzip", store_form)
+    with pytest.raises(BuildError, match="changed after it was registered"):
+        await Realiser(store).realise([drv])

@@ -24,31 +24,10 @@ from builders.nvidia import DRIVER_BIN, DRIVER_DIR, HostGpu, gpu_binds
 from builders.overlay import writable_root
 from builders.project import Layers
 from builders.rootview import add_mount_points, merge_view
-from builders.sandbox import Jail
+from builders.sandbox import Jail, network_binds
 from derivations.hashing import output_path
 from store.local import Store
 from store.paths import STORE_DIR
-
-# What Docker writes into every container's /etc, so names resolve as they do there:
-# `localhost`, and `host.docker.internal` for the host (the network is the host's).
-HOSTS = (
-    "127.0.0.1\tlocalhost\n"
-    "::1\tlocalhost ip6-localhost ip6-loopback\n"
-    "127.0.0.1\thost.docker.internal\n"
-)
-
-
-def network_binds(scratch: Path) -> list[str]:
-    """bwrap arguments that bind /etc/hosts and the host's /etc/resolv.conf into the run;
-    the root must have both as mount points (image_rootfs and merged views make them)."""
-    hosts, resolv = scratch / "hosts", scratch / "resolv.conf"
-    hosts.write_text(HOSTS)
-    try:
-        resolv.write_bytes(Path("/etc/resolv.conf").read_bytes())
-    except OSError:  # no resolver configured here: names beyond /etc/hosts do not resolve
-        resolv.write_text("")
-    return ["--ro-bind", str(hosts), "/etc/hosts", "--ro-bind", str(resolv), "/etc/resolv.conf"]
-
 
 # Where a model writes at run time, fresh and empty in every native run: $HOME (/root, with
 # ~/.cache for downloaded models), the temporary directories, and /home. The rest of / is the

@@ -39,7 +39,7 @@ from builders.progress import SilentReporter
 from builders.registry import Builders
 from builders.rootfs import relative_target
 from builders.rootview import merge_view
-from builders.sandbox import Jail, run_logged, sandbox_works
+from builders.sandbox import Jail, OwnNetwork, network_binds, run_logged, sandbox_works
 from derivations.ca_cert import joined
 from derivations.config import CogConfig, ConfigError, RunItem
 from derivations.hashing import drv_path, output_path
@@ -256,7 +256,7 @@ class RunStepBuilder:
             prefix, top, lowers = [], merged, [view]
         jail = self._jail(ctx, merged, args, binds, prefix)
         argv = jail.argv(["/bin/sh", "-c", command])
-        code = _run(ctx, argv)
+        code = _run(ctx, argv, jail.network)
         if code != 0:
             raise BuildError(f"the build.run step `{command}` failed with exit status {code}")
         skip = {t.lstrip("/") for _, t in binds}
@@ -300,23 +300,24 @@ class RunStepBuilder:
         binds: Sequence[tuple[str, str]],
         prefix: Sequence[str],
     ) -> Jail:
-        from builders.native import network_binds  # native imports the project's layers
-
         mounts = ["--bind", str(root), "/", "--proc", "/proc", "--dev", "/dev"]
         mounts += ["--perms", "1777", "--tmpfs", "/tmp", "--tmpfs", "/run", "--tmpfs", STORE_DIR]
         for path in ctx.closure:
             mounts += ["--ro-bind", str(ctx.store.real_path(path)), str(path)]
         mounts += ["--remount-ro", STORE_DIR]
-        if args.network:
-            mounts += network_binds(ctx.scratch)
+        network = OwnNetwork() if args.network else False
+        if network:
+            mounts += network_binds(ctx.scratch, OwnNetwork.NAMESERVER)
         for source, target in binds:
             mounts += ["--ro-bind", source, target]
-        return Jail(mounts, ctx.drv.env, network=args.network, prefix=prefix)
+        return Jail(mounts, ctx.drv.env, network=network, prefix=prefix)
 
 
-def _run(ctx: BuildContext, argv: list[str]) -> int:
-    """Runs `argv` (unshare, then bwrap) with only PATH from the host."""
-    return run_logged(ctx, argv, {"PATH": os.environ.get("PATH", BASE_PATH)})
+def _run(ctx: BuildContext, argv: list[str], network: bool | OwnNetwork) -> int:
+    """Runs `argv` (unshare, then bwrap) with only PATH from the host, its own network
+    attached once it has started."""
+    own = network if isinstance(network, OwnNetwork) else None
+    return run_logged(ctx, argv, {"PATH": os.environ.get("PATH", BASE_PATH)}, network=own)
 
 
 # --- the step's result ---------------------------------------------------------------------------

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import select
 import shutil
+import signal
 import stat
 import subprocess
 import sys
@@ -57,11 +58,107 @@ _EXEC = (
 )
 
 
+# What Docker writes into every container's /etc, so names resolve as they do there:
+# `localhost`, and `host.docker.internal` for the host.
+HOSTS = (
+    "127.0.0.1\tlocalhost\n"
+    "::1\tlocalhost ip6-localhost ip6-loopback\n"
+    "127.0.0.1\thost.docker.internal\n"
+)
+
+
+def network_binds(scratch: Path, nameserver: str | None = None) -> list[str]:
+    """bwrap arguments that bind /etc/hosts and a resolv.conf into the run: `nameserver`'s, or
+    the host's; the root must have both as mount points (image_rootfs and merged views make
+    them)."""
+    hosts, resolv = scratch / "hosts", scratch / "resolv.conf"
+    hosts.write_text(HOSTS)
+    if nameserver is not None:
+        resolv.write_text(f"nameserver {nameserver}\n")
+    else:
+        try:
+            resolv.write_bytes(Path("/etc/resolv.conf").read_bytes())
+        except OSError:  # no resolver configured here: names beyond /etc/hosts do not resolve
+            resolv.write_text("")
+    return ["--ro-bind", str(hosts), "/etc/hosts", "--ro-bind", str(resolv), "/etc/resolv.conf"]
+
+
+class OwnNetwork:
+    """Outbound network for one sandbox, as Docker's RUN has it: a network namespace of its own,
+    joined to the world by slirp4netns (a user-mode TCP/IP stack, itself sandboxed), that
+    cannot reach this host's loopback services (slirp4netns --disable-host-loopback refuses
+    127.0.0.1 and the gateway address it would map to them).
+
+    The command's prefix makes the namespace and stops itself (SIGSTOP); `attach`, once the
+    command has started, waits for that stop, connects slirp4netns to the namespace and lets
+    the command go on (SIGCONT); `close`, after it ended, stops slirp4netns. Inside, names
+    resolve through slirp4netns's forwarder, NAMESERVER."""
+
+    NAMESERVER = "10.0.2.3"
+
+    def __init__(self) -> None:
+        self._slirp: subprocess.Popen[bytes] | None = None
+        self._stop: int | None = None  # closing it ends slirp4netns
+
+    @staticmethod
+    def prefix() -> list[str]:
+        user = [] if os.geteuid() == 0 else ["--user", "--map-root-user"]
+        return ["unshare", *user, "--net", "/bin/sh", "-c", 'kill -STOP $$; exec "$@"', "sh"]
+
+    def attach(self, pid: int) -> None:
+        """Connects the namespace of the started command `pid` (a child of this process);
+        SandboxUnavailable, in one sentence, when it cannot be."""
+        _, status = os.waitpid(pid, os.WUNTRACED)
+        if not os.WIFSTOPPED(status):
+            raise SandboxUnavailable("the sandbox's network namespace could not be made")
+        exe = shutil.which("slirp4netns")
+        if exe is None:
+            raise SandboxUnavailable(
+                "a build step with the network needs slirp4netns, which is not installed"
+            )
+        stop_r, self._stop = os.pipe()
+        ready_r, ready_w = os.pipe()
+        user = [] if os.geteuid() == 0 else [f"--userns-path=/proc/{pid}/ns/user"]
+        argv = [exe, "--configure", "--mtu=65520", "--disable-host-loopback", *user]
+        argv += ["--enable-sandbox", "--enable-seccomp", "--netns-type=path"]
+        argv += [f"--ready-fd={ready_w}", f"--exit-fd={stop_r}", f"/proc/{pid}/ns/net", "tap0"]
+        try:
+            self._slirp = subprocess.Popen(
+                argv,
+                pass_fds=(ready_w, stop_r),
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+        finally:
+            os.close(ready_w)
+            os.close(stop_r)
+        with os.fdopen(ready_r, "rb") as ready:
+            if ready.read(1) != b"1":
+                raise SandboxUnavailable(
+                    "slirp4netns could not give the build step its network (it needs "
+                    "/dev/net/tun usable by this user)"
+                )
+        os.kill(pid, signal.SIGCONT)
+
+    def close(self) -> None:
+        if self._stop is not None:
+            os.close(self._stop)
+            self._stop = None
+        if self._slirp is not None:
+            try:
+                self._slirp.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self._slirp.kill()
+                self._slirp.wait()
+
+
 @dataclass(frozen=True)
 class Jail:
     """What one sandboxed command sees besides its command line: `mounts`, bubblewrap's mount
     options in order (host paths among them); its whole environment, `env`; its working
-    directory; the host's network or none; whether it keeps the terminal (`interactive`: an
+    directory; its network (`False`: none; `True`: the host's, where a model's server listens;
+    an OwnNetwork: a namespace of its own); whether it keeps the terminal (`interactive`: an
     interactive `cog exec`); and `prefix`, a command that runs first, outside, and execs the
     rest (builders.overlay mounts the root's overlay so).
 
@@ -75,7 +172,7 @@ class Jail:
     mounts: Sequence[str]
     env: Mapping[str, str]
     chdir: str = "/"
-    network: bool = False
+    network: bool | OwnNetwork = False
     interactive: bool = False
     prefix: Sequence[str] = ()
 
@@ -85,7 +182,8 @@ class Jail:
         for cap in CAPABILITIES:
             opts += ["--cap-add", f"CAP_{cap}"]
         opts += ["--die-with-parent", "--hostname", "localhost"]
-        opts += ["--share-net"] if self.network else []
+        # With its own network the namespace is the prefix's (OwnNetwork), shared here.
+        opts += ["--share-net"] if self.network is not False else []
         # A new session keeps the command from the terminal; an interactive one needs it, and
         # the filter still refuses it TIOCSTI.
         opts += [] if self.interactive else ["--new-session"]
@@ -104,7 +202,9 @@ class Jail:
         (folder / "args").write_bytes(b"".join(o.encode() + b"\0" for o in self.options()))
         (folder / "seccomp").write_bytes(program())
         clean = ["/usr/bin/env", "-i", f"PATH={SAFE_PATH}"]
-        return [*clean, *self.prefix, "/bin/sh", "-c", _EXEC, exe, str(folder), "--", *command]
+        own = self.network.prefix() if isinstance(self.network, OwnNetwork) else []
+        start = [*clean, *own, *self.prefix]
+        return [*start, "/bin/sh", "-c", _EXEC, exe, str(folder), "--", *command]
 
 
 # What host tools need of the host's /etc: names, users, TLS trust; never the rest of it
@@ -237,9 +337,14 @@ def run_command(
 
 
 def run_logged(
-    ctx: BuildContext, cmd: Sequence[str], env: Mapping[str, str], cwd: Path | None = None
+    ctx: BuildContext,
+    cmd: Sequence[str],
+    env: Mapping[str, str],
+    cwd: Path | None = None,
+    network: OwnNetwork | None = None,
 ) -> int:
     """Runs `cmd` with its output in the build's log; kills its process group on cancel.
+    With `network` (the OwnNetwork of the jail `cmd` runs), attaches it once started.
     Returns its exit status."""
     ctx.log.flush()
     try:
@@ -255,11 +360,15 @@ def run_logged(
     except OSError as e:
         raise BuildError(f"cannot start the builder of {ctx.drv.name}: {e.strerror}") from None
     try:
+        if network is not None:
+            network.attach(proc.pid)
         return _wait(ctx, proc)
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, 9)
             proc.wait()
+        if network is not None:
+            network.close()
 
 
 def _wait(ctx: BuildContext, proc: subprocess.Popen[bytes]) -> int:

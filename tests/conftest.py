@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import http.server
 import os
 import shutil
@@ -66,15 +67,73 @@ class LoopbackServer:
     hits: Counter[str] = field(default_factory=Counter)
     received: list[tuple[str, str, dict[str, str], bytes]] = field(default_factory=list)
     port: int = 0
+    host: str = "127.0.0.1"
 
     def url(self, path: str) -> str:
-        return f"http://127.0.0.1:{self.port}/{path.lstrip('/')}"
+        return f"http://{self.host}:{self.port}/{path.lstrip('/')}"
 
 
 @pytest.fixture
 def http_server() -> Iterator[LoopbackServer]:
     state = LoopbackServer()
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _handler(state))
+    yield from _serving(state, server)
 
+
+def _serving(
+    state: LoopbackServer, server: http.server.ThreadingHTTPServer
+) -> Iterator[LoopbackServer]:
+    state.port = server.server_address[1]
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield state
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture
+def outside_server() -> Iterator[LoopbackServer]:
+    """The same server on a host of the test's own: a network namespace joined to this one by
+    a veth pair, at an address of 198.18.0.0/15 (set aside for tests). A sandbox that may
+    reach the world but not this machine's loopback reaches it. Needs root."""
+    if os.geteuid() != 0:
+        pytest.fail("the outside server makes a network namespace, which needs root")
+    name, tag = f"cogtest{os.getpid()}", os.getpid() % 250
+    near, far = f"198.18.{tag}.1", f"198.18.{tag}.2"
+    ip = ["ip", "netns", "exec", name, "ip"]
+    setup = [
+        ["ip", "netns", "add", name],
+        ["ip", "link", "add", f"vh{tag}", "type", "veth", "peer", "name", f"vn{tag}"],
+        ["ip", "link", "set", f"vn{tag}", "netns", name],
+        ["ip", "addr", "add", f"{near}/30", "dev", f"vh{tag}"],
+        ["ip", "link", "set", f"vh{tag}", "up"],
+        [*ip, "addr", "add", f"{far}/30", "dev", f"vn{tag}"],
+        [*ip, "link", "set", f"vn{tag}", "up"],
+        [*ip, "link", "set", "lo", "up"],
+    ]
+    try:
+        for command in setup:
+            subprocess.run(command, check=True, capture_output=True, timeout=30)
+        state = LoopbackServer(host=far)
+        made: list[http.server.ThreadingHTTPServer] = []
+
+        def listen() -> None:  # in a thread that joined the namespace: its socket lives there
+            libc = ctypes.CDLL(None, use_errno=True)
+            with open(f"/run/netns/{name}") as namespace:
+                if libc.setns(namespace.fileno(), 0x40000000) != 0:  # CLONE_NEWNET
+                    raise OSError(ctypes.get_errno(), "setns")
+            made.append(http.server.ThreadingHTTPServer((far, 0), _handler(state)))
+
+        joiner = threading.Thread(target=listen)
+        joiner.start()
+        joiner.join()
+        yield from _serving(state, made[0])
+    finally:
+        subprocess.run(["ip", "netns", "del", name], capture_output=True, timeout=30)
+        subprocess.run(["ip", "link", "del", f"vh{tag}"], capture_output=True, timeout=30)
+
+
+def _handler(state: LoopbackServer) -> type[http.server.BaseHTTPRequestHandler]:
     class Handler(http.server.BaseHTTPRequestHandler):
         def do_GET(self, body_too: bool = True) -> None:
             path = self.path.lstrip("/")
@@ -123,13 +182,7 @@ def http_server() -> Iterator[LoopbackServer]:
         def log_message(self, *args: object) -> None:
             pass
 
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    state.port = server.server_address[1]
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield state
-    server.shutdown()
-    server.server_close()
+    return Handler
 
 
 def require_tool(name: str) -> str:

@@ -1,12 +1,14 @@
 """cog.yaml `build.run`: steps as layers, network steps as fixed-output, secrets as mounts.
 
 Real processes, offline: the example project on the frozen Debian mirror and the wheel
-cache; a network step fetches from a loopback server, which a sandbox with the host's
-network reaches and an offline one does not.
+cache; a network step fetches from a server on a test host of its own (a network namespace),
+which a step with the network reaches and an offline one does not; neither reaches this
+machine's loopback services.
 """
 
 from __future__ import annotations
 
+import base64
 import gzip
 import hashlib
 import io
@@ -114,10 +116,10 @@ def test_a_step_is_a_layer_that_runs_and_images_see(
 
 
 def test_a_network_step_is_fixed_output_and_its_drift_is_named(
-    offline: dict[str, str], tmp_path: Path, http_server: LoopbackServer
+    offline: dict[str, str], tmp_path: Path, outside_server: LoopbackServer
 ) -> None:
-    http_server.files["tool"] = b"tool v1"
-    url = http_server.url("tool")
+    outside_server.files["tool"] = b"tool v1"
+    url = outside_server.url("tool")
     get = f"import urllib.request as u; u.urlretrieve('{url}', '/opt/tool')"
     fetch = f'mkdir -p /opt && python3 -c "{get}"'
     root = with_steps(project("hello-world", tmp_path), [fetch])
@@ -133,10 +135,10 @@ def test_a_network_step_is_fixed_output_and_its_drift_is_named(
     built = cog(root, offline, "build", "--no-docker-load")
     assert built.returncode == 0, built.stderr[-3000:]
     assert {"opt/tool": b"tool v1"} in image_layers(root)
-    assert http_server.hits["tool"] == 1  # the lock's run was kept, not fetched again
+    assert outside_server.hits["tool"] == 1  # the lock's run was kept, not fetched again
 
     # Another machine (an empty store), after the server's file changed: the pin holds.
-    http_server.files["tool"] = b"tool v2"
+    outside_server.files["tool"] = b"tool v2"
     other = offline | {"COG_STORE_DIR": str(tmp_path / "store-2")}
     drifted = cog(root, other, "build", "--locked", "--no-docker-load")
     assert drifted.returncode == 1
@@ -145,7 +147,7 @@ def test_a_network_step_is_fixed_output_and_its_drift_is_named(
     )
     assert "Traceback" not in drifted.stderr
 
-    http_server.files["tool"] = b"tool v1"
+    outside_server.files["tool"] = b"tool v1"
     again = cog(root, other, "build", "--locked", "--no-docker-load")
     assert again.returncode == 0, again.stderr[-3000:]
     assert store_path(root, "run-1").name.endswith("-run-1")
@@ -232,3 +234,37 @@ def test_a_step_whose_program_is_missing_says_which_package_list_to_add_it_to(
     hint = result.stderr.strip().splitlines()[-1]
     assert hint.startswith("hint: curl is not in the image: add the Debian package that has it")
     assert "build.system_packages" in hint and "see the full log: " in hint
+
+
+def test_a_network_step_reaches_the_world_but_not_this_machine(
+    offline: dict[str, str],
+    tmp_path: Path,
+    outside_server: LoopbackServer,
+    http_server: LoopbackServer,
+) -> None:
+    """As Docker's RUN: a step with the network gets a namespace of its own with outbound
+    access; this machine's loopback services (127.0.0.1, and the gateway address slirp would
+    map to them) stay out of reach, and the step is never retried with the host's network."""
+    outside_server.files["tool"] = b"from outside"
+    http_server.files["secret"] = b"a loopback service"
+    gateway = http_server.url("secret").replace("127.0.0.1", "10.0.2.2")
+    probe = (
+        "import urllib.request as u\n"
+        f"open('/opt/outside', 'wb').write(u.urlopen('{outside_server.url('tool')}').read())\n"
+        f"for url in ('{http_server.url('secret')}', '{gateway}'):\n"
+        "    try:\n"
+        "        u.urlopen(url, timeout=3).read()\n"
+        "        open('/opt/reached', 'a').write(url)\n"
+        "    except OSError:\n"
+        "        pass\n"
+    )
+    encoded = base64.b64encode(probe.encode()).decode()  # a run: command is one line
+    step = f"mkdir -p /opt && python3 -c \"import base64; exec(base64.b64decode('{encoded}'))\""
+    root = with_steps(project("hello-world", tmp_path), [step])
+    locked = cog(root, offline, "lock")
+    assert locked.returncode == 0, locked.stderr[-3000:]
+    built = cog(root, offline, "build", "--no-docker-load")
+    assert built.returncode == 0, built.stderr[-3000:]
+    [step] = [files for files in image_layers(root) if "opt/outside" in files]
+    assert step == {"opt/outside": b"from outside"}  # nothing under /opt/reached
+    assert http_server.hits["secret"] == 0

@@ -6,7 +6,8 @@ and what it writes lands in a throwaway upper directory in the run's scratch dir
 with it; the view and the store are never written (builders.overlay). Where overlays cannot be
 mounted, `/` is the view itself, read-only. Either way `$HOME`, `/tmp`, `/var/tmp` and `/home`
 are fresh and empty. The model's closure (and nothing else of the store) is mounted read-only
-at `/cog/store`, the code at `/src`; the network is the host's (the server listens on it).
+at `/cog/store`, the code at `/src`; the network is one of its own (builders.sandbox's
+OwnNetwork), its server's port published on this host as `docker run -p` publishes it.
 An image runs the same way over its unpacked file system.
 The runtime's environment runs the server, which starts the predictor's worker with the
 model's environment: two environments over one interpreter, as in the image.
@@ -24,7 +25,7 @@ from builders.nvidia import DRIVER_BIN, DRIVER_DIR, HostGpu, gpu_binds
 from builders.overlay import writable_root
 from builders.project import Layers
 from builders.rootview import add_mount_points, merge_view
-from builders.sandbox import Jail, network_binds
+from builders.sandbox import Jail, Launch, OwnNetwork, network_binds
 from derivations.hashing import output_path
 from store.local import Store
 from store.paths import STORE_DIR
@@ -128,12 +129,14 @@ def project_jail(
     interactive: bool = False,
     mounts: Sequence[tuple[Path, str]] = (),
     gpu: HostGpu | None = None,
+    publish: Sequence[tuple[str, int]] = (),
 ) -> Jail:
     """bubblewrap over the project's root layers (a writable overlay over their view, `view`,
     whose upper directory is made next to it in `view.parent`), its closure at /cog/store,
     /src and a fresh $HOME, ready for the command to run. /src is the built code (read-only,
     taking new files) or, with `src`, that directory itself, writable, as `cog exec` mounts
-    the project; with `gpu`, the host's GPU (builders.nvidia)."""
+    the project; with `gpu`, the host's GPU (builders.nvidia). Its network is its own, each
+    (host address, port) of `publish` published on this host."""
     layers = built.roots  # the build.run steps' layers too, as in the image
     roots = [store.real_path(output_path(d)) for d in layers]
     merge_view(roots, view)
@@ -144,7 +147,7 @@ def project_jail(
     argv = [*root, "--proc", "/proc", "--dev", "/dev"]
     argv += writable_places(view)
     argv += _gpu_argv(gpu, view, upper) if gpu is not None else []
-    argv += network_binds(view.parent)
+    argv += network_binds(view.parent, OwnNetwork.NAMESERVER)
     # Only the model's closure is in its /cog/store: never other projects' paths, the store's
     # database or its build logs.
     argv += ["--tmpfs", STORE_DIR]
@@ -164,7 +167,22 @@ def project_jail(
             _mount_point(view, target)
         argv += ["--ro-bind", str(source), target]
     environment = with_driver(model_environment(model_env, env), gpu)
-    return Jail(argv, environment, "/src", network=True, interactive=interactive, prefix=prefix)
+    network = OwnNetwork(publish)
+    return Jail(argv, environment, "/src", network, interactive=interactive, prefix=prefix)
+
+
+def _listening(server_args: list[str], env: dict[str, str]) -> tuple[list[str], tuple[str, int]]:
+    """The server's arguments inside its own network namespace, where it listens on every
+    address, and where on this host its port is published: the address its `--host` named
+    and the port `PORT` names."""
+    args = list(server_args)
+    at = args.index("--host") + 1 if "--host" in args else None
+    host = args[at] if at is not None else "127.0.0.1"
+    if at is not None:
+        args[at] = "0.0.0.0"
+    else:
+        args += ["--host", "0.0.0.0"]
+    return args, (host, int(env.get("PORT", "5000")))
 
 
 def server_argv(
@@ -176,11 +194,13 @@ def server_argv(
     src: Path | None = None,
     mounts: Sequence[tuple[Path, str]] = (),
     gpu: HostGpu | None = None,
-) -> list[str]:
-    """The project's server, started as the image starts it (builders.launch)."""
-    jail = project_jail(store, built, view, env, src, mounts=mounts, gpu=gpu)
+) -> Launch:
+    """The project's server, started as the image starts it (builders.launch), its port
+    published where its `--host` and `PORT` say."""
+    server_args, published = _listening(server_args, env)
+    jail = project_jail(store, built, view, env, src, mounts=mounts, gpu=gpu, publish=[published])
     command = server_command(output_path(built.model_env), output_path(built.runtime_env))
-    return jail.argv(command + server_args)
+    return jail.launch(command + server_args)
 
 
 def image_argv(
@@ -190,7 +210,7 @@ def image_argv(
     server_args: list[str],
     scratch: Path,
     gpu: HostGpu | None = None,
-) -> list[str]:
+) -> Launch:
     """The command that runs an image's own `CMD` under bubblewrap, over its unpacked file
     system (a writable overlay over it, whose upper directory is made in `scratch`; its
     /cog/store read-only), with the image's environment and working directory (as `docker run`
@@ -201,7 +221,7 @@ def image_argv(
         raise SandboxUnavailable("the image has no Entrypoint or Cmd to run")
     prefix, root, upper = _root(rootfs, scratch)
     argv = [*root, "--proc", "/proc", "--dev", "/dev"]
-    argv += [*writable_places(rootfs), *network_binds(scratch)]
+    argv += [*writable_places(rootfs), *network_binds(scratch, OwnNetwork.NAMESERVER)]
     argv += _gpu_argv(gpu, rootfs, upper) if gpu is not None else []
     store_dir = rootfs / STORE_DIR.lstrip("/")
     if upper is not None and store_dir.is_dir() and not store_dir.is_symlink():
@@ -214,5 +234,6 @@ def image_argv(
     image_env = dict(item.split("=", 1) for item in settings.get("Env") or [] if "=" in item)
     environment = with_driver(image_env | {"HOME": "/root"} | env, gpu)
     chdir = settings.get("WorkingDir") or "/"
-    jail = Jail(argv, environment, chdir, network=True, prefix=prefix)
-    return jail.argv(command + server_args)
+    server_args, published = _listening(server_args, env)
+    jail = Jail(argv, environment, chdir, OwnNetwork([published]), prefix=prefix)
+    return jail.launch(command + server_args)

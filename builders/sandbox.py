@@ -9,17 +9,22 @@ environment is exactly what the derivation sets plus `out`, `TMPDIR` and `HOME`.
 
 from __future__ import annotations
 
+import fcntl
+import json
 import os
 import select
 import shutil
 import signal
+import socket
 import stat
+import struct
 import subprocess
 import sys
 import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from builders.base import BuildContext
 from builders.errors import BuildError, SandboxUnavailable
@@ -58,21 +63,36 @@ _EXEC = (
 )
 
 
-# What Docker writes into every container's /etc, so names resolve as they do there:
-# `localhost`, and `host.docker.internal` for the host.
-HOSTS = (
-    "127.0.0.1\tlocalhost\n"
-    "::1\tlocalhost ip6-localhost ip6-loopback\n"
-    "127.0.0.1\thost.docker.internal\n"
-)
+# What Docker writes into every container's /etc, so that `localhost` resolves as it does
+# there (the sandbox's own loopback).
+HOSTS = "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
+
+
+def host_address() -> str | None:
+    """This host's IPv4 address on its default route (found in /proc/net/route and asked of
+    the kernel, no packet sent), or None: what `host.docker.internal` names in a sandbox with
+    a network of its own, as Docker's host-gateway does. Services the host serves on every
+    address (webhook and upload receivers) are reached there; those on loopback alone are not."""
+    try:
+        with open("/proc/net/route") as routes:
+            default = [r.split() for r in routes if r.split()[1:2] == ["00000000"]]
+        if not default:
+            return None
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+            request = struct.pack("256s", default[0][0].encode()[:15])
+            answer = fcntl.ioctl(probe.fileno(), 0x8915, request)  # SIOCGIFADDR
+        return socket.inet_ntoa(answer[20:24])
+    except (OSError, IndexError):
+        return None
 
 
 def network_binds(scratch: Path, nameserver: str | None = None) -> list[str]:
-    """bwrap arguments that bind /etc/hosts and a resolv.conf into the run: `nameserver`'s, or
-    the host's; the root must have both as mount points (image_rootfs and merged views make
-    them)."""
+    """bwrap arguments that bind /etc/hosts and a resolv.conf into the run: `nameserver`'s (a
+    network of its own, where `host.docker.internal` names this host), or the host's; the root
+    must have both as mount points (image_rootfs and merged views make them)."""
     hosts, resolv = scratch / "hosts", scratch / "resolv.conf"
-    hosts.write_text(HOSTS)
+    host = host_address() if nameserver is not None else None
+    hosts.write_text(HOSTS + (f"{host}\thost.docker.internal\n" if host else ""))
     if nameserver is not None:
         resolv.write_text(f"nameserver {nameserver}\n")
     else:
@@ -92,13 +112,17 @@ class OwnNetwork:
     The command's prefix makes the namespace and stops itself (SIGSTOP); `attach`, once the
     command has started, waits for that stop, connects slirp4netns to the namespace and lets
     the command go on (SIGCONT); `close`, after it ended, stops slirp4netns. Inside, names
-    resolve through slirp4netns's forwarder, NAMESERVER."""
+    resolve through slirp4netns's forwarder, NAMESERVER. Each of `forwards`, (host address,
+    port), is published as `docker run -p` publishes a port: connections to it on the host
+    reach the same port in the namespace, where the server must listen on every address."""
 
     NAMESERVER = "10.0.2.3"
 
-    def __init__(self) -> None:
+    def __init__(self, forwards: Sequence[tuple[str, int]] = ()) -> None:
+        self.forwards = list(forwards)
         self._slirp: subprocess.Popen[bytes] | None = None
         self._stop: int | None = None  # closing it ends slirp4netns
+        self._api: Path | None = None  # a private folder for slirp4netns's API socket
 
     @staticmethod
     def prefix() -> list[str]:
@@ -114,13 +138,16 @@ class OwnNetwork:
         exe = shutil.which("slirp4netns")
         if exe is None:
             raise SandboxUnavailable(
-                "a build step with the network needs slirp4netns, which is not installed"
+                "the sandbox's network needs slirp4netns, which is not installed"
             )
         stop_r, self._stop = os.pipe()
         ready_r, ready_w = os.pipe()
         user = [] if os.geteuid() == 0 else [f"--userns-path=/proc/{pid}/ns/user"]
         argv = [exe, "--configure", "--mtu=65520", "--disable-host-loopback", *user]
         argv += ["--enable-sandbox", "--enable-seccomp", "--netns-type=path"]
+        if self.forwards:
+            self._api = Path(tempfile.mkdtemp(prefix="cog-net-"))
+            argv.append(f"--api-socket={self._api / 'api.sock'}")
         argv += [f"--ready-fd={ready_w}", f"--exit-fd={stop_r}", f"/proc/{pid}/ns/net", "tap0"]
         try:
             self._slirp = subprocess.Popen(
@@ -136,10 +163,31 @@ class OwnNetwork:
         with os.fdopen(ready_r, "rb") as ready:
             if ready.read(1) != b"1":
                 raise SandboxUnavailable(
-                    "slirp4netns could not give the build step its network (it needs "
+                    "slirp4netns could not give the sandbox its network (it needs "
                     "/dev/net/tun usable by this user)"
                 )
+        for address, port in self.forwards:
+            self._publish(address, port)
         os.kill(pid, signal.SIGCONT)
+
+    def _publish(self, host: str, port: int) -> None:
+        assert self._api is not None
+        try:  # slirp4netns takes an IPv4 address
+            address = str(socket.getaddrinfo(host, None, socket.AF_INET)[0][4][0])
+        except (OSError, IndexError):
+            raise SandboxUnavailable(
+                f"cannot publish port {port} on {host}: no IPv4 address"
+            ) from None
+        request = {"proto": "tcp", "host_addr": address, "host_port": port, "guest_port": port}
+        with socket.socket(socket.AF_UNIX) as api:
+            api.settimeout(10)
+            api.connect(str(self._api / "api.sock"))
+            api.sendall(json.dumps({"execute": "add_hostfwd", "arguments": request}).encode())
+            api.shutdown(socket.SHUT_WR)
+            answer = json.loads(api.recv(65536) or b"{}")
+        if "error" in answer or "return" not in answer:
+            why = answer.get("error", {}).get("desc", "no answer")
+            raise SandboxUnavailable(f"cannot publish port {port} on {host} ({why})")
 
     def close(self) -> None:
         if self._stop is not None:
@@ -151,6 +199,37 @@ class OwnNetwork:
             except subprocess.TimeoutExpired:
                 self._slirp.kill()
                 self._slirp.wait()
+        if self._api is not None:
+            shutil.rmtree(self._api, ignore_errors=True)
+            self._api = None
+
+
+@dataclass(frozen=True)
+class Launch:
+    """A sandboxed command ready to start: its command line, and the network of its own to
+    attach once it has started (None: it has none, or the host's)."""
+
+    argv: list[str]
+    network: OwnNetwork | None
+
+    def start(self, **popen: Any) -> subprocess.Popen[bytes]:
+        """Starts it (subprocess.Popen's keywords) and attaches its network; whoever waits for
+        it then calls `stop`."""
+        proc: subprocess.Popen[bytes] = subprocess.Popen(self.argv, **popen)
+        if self.network is not None:
+            try:
+                self.network.attach(proc.pid)
+            except BaseException:
+                proc.kill()
+                proc.wait()
+                self.network.close()
+                raise
+        return proc
+
+    def stop(self) -> None:
+        """Ends its network, once the command has ended."""
+        if self.network is not None:
+            self.network.close()
 
 
 @dataclass(frozen=True)
@@ -191,6 +270,10 @@ class Jail:
         for key, value in sorted(self.env.items()):
             opts += ["--setenv", key, value]
         return opts
+
+    def launch(self, command: Sequence[str]) -> Launch:
+        own = self.network if isinstance(self.network, OwnNetwork) else None
+        return Launch(self.argv(command), own)
 
     def argv(self, command: Sequence[str]) -> list[str]:
         """The command line that runs `command` in this sandbox. Its options wait in a private

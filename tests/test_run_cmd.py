@@ -6,9 +6,13 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
+import urllib.request
 from pathlib import Path
 
+from builders.sandbox import host_address
 from tests.projects import cog, project
+from tests.services import free_port
 
 PREDICTOR = """
 import os
@@ -103,7 +107,10 @@ def test_runs_resolve_localhost_and_the_host_as_docker_does(
     offline: dict[str, str], tmp_path: Path
 ) -> None:
     """Webhook and upload URLs name `host.docker.internal`, as in Cog's container; a native
-    run (the project, or an image by name) resolves it, and `localhost`, to this host."""
+    run (the project, or an image by name) resolves it to this host's address (its network is
+    its own, as a container's, so not to loopback) and `localhost` to its own loopback."""
+    host = host_address()
+    assert host is not None, "this test needs a default route"
     root = project("hello-world", tmp_path)
     (root / "predict.py").write_text(
         "import socket\nfrom cog import BasePredictor\n\n"
@@ -114,11 +121,11 @@ def test_runs_resolve_localhost_and_the_host_as_docker_does(
     )
     native = cog(root, offline, "run")
     assert native.returncode == 0, native.stderr[-2000:]
-    assert native.stdout.strip() == "127.0.0.1 127.0.0.1"
+    assert native.stdout.strip() == f"127.0.0.1 {host}"
     assert cog(root, offline, "build", "-t", "resolver").returncode == 0
     image = cog(tmp_path, offline, "run", "resolver")
     assert image.returncode == 0, image.stderr[-2000:]
-    assert image.stdout.strip() == "127.0.0.1 127.0.0.1"
+    assert image.stdout.strip() == f"127.0.0.1 {host}"
 
 
 def test_exec_runs_a_command_in_the_environment(offline: dict[str, str], tmp_path: Path) -> None:
@@ -338,3 +345,34 @@ def test_a_model_writes_where_a_container_lets_it(offline: dict[str, str], tmp_p
     image = cog(tmp_path, offline, "run", "writer")
     assert image.returncode == 0, image.stderr[-2000:]
     assert image.stdout.strip() == expected
+
+
+def test_exec_publishes_a_port_as_docker_run_p(offline: dict[str, str], tmp_path: Path) -> None:
+    """`cog exec -p HOST:PORT`: the command's network is its own, and what it serves on that
+    port (on every address of its namespace) is reached at HOST:PORT on this host."""
+    root = project("hello-world", tmp_path)
+    port = free_port()
+    serve = (
+        "import http.server as h\n"
+        "class H(h.BaseHTTPRequestHandler):\n"
+        "    def do_GET(self):\n"
+        "        self.send_response(200); self.end_headers(); self.wfile.write(b'from inside')\n"
+        f"h.HTTPServer(('0.0.0.0', {port}), H).handle_request()\n"
+    )
+    argv = [sys.executable, "-m", "cog.cli.main", "exec", "-p", f"127.0.0.1:{port}"]
+    proc = subprocess.Popen(
+        [*argv, "python", "-c", serve], cwd=root, env=offline, stderr=subprocess.PIPE
+    )
+    try:
+        deadline = time.monotonic() + 600  # the environment is built first
+        answer = None
+        while answer is None and time.monotonic() < deadline and proc.poll() is None:
+            try:
+                answer = urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5).read()
+            except OSError:
+                time.sleep(0.5)
+        assert answer == b"from inside", proc.stderr.read().decode()[-2000:] if proc.stderr else ""
+        assert proc.wait(timeout=60) == 0
+    finally:
+        proc.kill()
+        proc.wait()

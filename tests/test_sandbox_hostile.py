@@ -98,9 +98,9 @@ def test_a_hostile_step_and_predictor_change_nothing_and_see_nothing(
     # Both ran (the probe answered every question), and got nowhere.
     assert {"remount", "mount", "userns", "caps", "leaks"} <= from_step.keys()
     assert stopped(from_step) == {}
-    # The server listens on the host's network, so a model still reaches loopback (issue 31
-    # asks for its own namespace; not yet): every other attack is stopped.
-    from_predictor.pop("loopback")
+    # The model's network is its own: the host's loopback service is out of its reach, while
+    # its own server's port is published (the prediction above came through it).
+    assert "loopback" in from_predictor
     assert stopped(from_predictor) == {}
     assert planted(store) == []
     verified = cog(root, env, "store", "verify")

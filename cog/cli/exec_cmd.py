@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import argparse
 import shlex
-import subprocess
 import sys
 from typing import Any
 
@@ -30,7 +29,8 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
         action="append",
         default=[],
         metavar="[HOST:]PORT",
-        help="a port the command listens on (the network is the host's: nothing to map)",
+        help="a port the command listens on, published on this host as docker run -p does "
+        "(on every address unless HOST is given)",
     )
     p.add_argument(
         "--gpus",
@@ -46,14 +46,14 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     p.set_defaults(func=cmd_exec)
 
 
-def check_publish(value: str) -> int:
-    """Cog's `-p [HOST:]PORT`, checked; the port."""
-    _, _, port = value.rpartition(":")
+def check_publish(value: str) -> tuple[str, int]:
+    """Cog's `-p [HOST:]PORT`, checked: the host address (every one, unless given) and port."""
+    host, _, port = value.rpartition(":")
     if not port.isdigit() or not 1 <= int(port) <= 65535:
         raise UsageError(
             f"invalid port {value!r}: port must be between 1 and 65535", hint="e.g. -p 8888"
         )
-    return int(port)
+    return host or "0.0.0.0", int(port)
 
 
 def cmd_exec(args: argparse.Namespace, store: Store) -> int:
@@ -66,8 +66,7 @@ def cmd_exec(args: argparse.Namespace, store: Store) -> int:
         raise UsageError("cog exec needs a command to run", hint="e.g. cog exec python")
     gpu = host_gpu(args.gpus)  # before anything is built
     env = model_env(args.env)
-    for value in args.publish:
-        check_publish(value)
+    publish = [check_publish(value) for value in args.publish]
     project = project_dir()
     if not (project / "cog.yaml").is_file():
         raise UsageError("there is no cog.yaml here", hint="run cog exec in your project")
@@ -84,5 +83,10 @@ def cmd_exec(args: argparse.Namespace, store: Store) -> int:
             src=project,
             interactive=sys.stdin.isatty(),
             gpu=gpu,
+            publish=publish,
         )
-        return subprocess.run(jail.argv(args.command), check=False).returncode
+        launch = jail.launch(args.command)
+        try:
+            return launch.start().wait()
+        finally:
+            launch.stop()

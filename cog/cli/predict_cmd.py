@@ -37,6 +37,7 @@ from store.oci import Layout
 
 if TYPE_CHECKING:  # imported where used: the CLI starts without them
     from builders.nvidia import HostGpu
+    from builders.sandbox import Launch
 
 
 def register(sub: argparse._SubParsersAction[Any]) -> None:
@@ -179,15 +180,15 @@ class _Server(Protocol):
 class _Process:
     def __init__(
         self,
-        argv: list[str],
+        launch: Launch,
         env: dict[str, str],
         quiet: bool,
         cleanup: Callable[[], None] | None = None,
     ) -> None:
+        self.launch = launch
         self.cleanup = cleanup  # run once the process is stopped (weight mounts)
         try:
-            self.process = subprocess.Popen(
-                argv,
+            self.process = launch.start(
                 env=env,
                 stdout=subprocess.DEVNULL if quiet else None,
                 stderr=subprocess.PIPE if quiet else None,
@@ -215,6 +216,7 @@ class _Process:
             except subprocess.TimeoutExpired:
                 os.killpg(self.process.pid, signal.SIGKILL)
                 self.process.wait()
+        self.launch.stop()
         if self.cleanup is not None:
             self.cleanup()
 
@@ -255,10 +257,13 @@ def _start(
     if args.image or args.docker:
         return _start_image(store, args, port, scratch, server_args, quiet, gpu)
     if _native_mode(args):
-        argv, release = _native(store, args, port, scratch, server_args, gpu)
-        return _Process(argv, dict(os.environ), quiet, cleanup=release)
+        launch, release = _native(store, args, port, scratch, server_args, gpu)
+        return _Process(launch, dict(os.environ), quiet, cleanup=release)
+    from builders.sandbox import Launch
+
     env = _env(args.ref) | {"PORT": str(port)}
-    return _Process([sys.executable, "-m", "cog.server.http", *server_args], env, quiet)
+    here = Launch([sys.executable, "-m", "cog.server.http", *server_args], None)
+    return _Process(here, env, quiet)
 
 
 def _start_image(
@@ -293,8 +298,8 @@ def _start_image(
         docker_engine.load(layout, tag, scratch)
         return _Container(docker_engine.run(tag, env, args.gpus))
     rootfs = unpacked(store, path)
-    argv = image_argv(rootfs, layout.config(), env, server_args, scratch, gpu)
-    return _Process(argv, dict(os.environ), quiet)
+    launch = image_argv(rootfs, layout.config(), env, server_args, scratch, gpu)
+    return _Process(launch, dict(os.environ), quiet)
 
 
 def _name_value(item: str, flag: str, example: str) -> tuple[str, str]:
@@ -482,7 +487,7 @@ def _native(
     scratch: Path,
     server_args: list[str],
     gpu: HostGpu | None = None,
-) -> tuple[list[str], Callable[[], None]]:
+) -> tuple[Launch, Callable[[], None]]:
     """Builds the project here and returns the command that serves it under bubblewrap, with
     what releases its managed weights' mounts once it has stopped."""
     from cog.cli.weights_store import prepare_mounts
@@ -491,8 +496,8 @@ def _native(
     project = project_dir()
     mounts = prepare_mounts(project, load_config(project))
     try:
-        argv = _native_argv(store, args, port, scratch, server_args, mounts.binds, gpu)
-        return argv, mounts.release
+        launch = _native_argv(store, args, port, scratch, server_args, mounts.binds, gpu)
+        return launch, mounts.release
     except BaseException:
         mounts.release()
         raise
@@ -506,7 +511,7 @@ def _native_argv(
     server_args: list[str],
     mounts: list[tuple[Path, str]],
     gpu: HostGpu | None = None,
-) -> list[str]:
+) -> Launch:
     from builders.image import layers_env
     from builders.native import server_argv
     from cog.cli.build_cmd import build

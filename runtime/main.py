@@ -11,9 +11,9 @@ import signal
 import trio
 
 from runtime.app import TOO_LARGE, App
-from runtime.boot import Spawned
 from runtime.http import Limits, Server
 from runtime.predictions import Runtime, env_float
+from runtime.spawn import Spawned
 
 
 async def serve_runtime(runtime: Runtime, host: str, port: int, explicit_shutdown: bool) -> None:

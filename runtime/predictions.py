@@ -25,11 +25,11 @@ from typing import Any
 
 import trio
 
-from runtime.boot import Spawned
 from runtime.files import Client, InputError, UploadError, finish_outputs, prepare_inputs
 from runtime.openapi import openapi
 from runtime.pipe import FromWorker, HealthcheckResult, ToPrediction
 from runtime.schema import Inputs
+from runtime.spawn import Spawned
 from runtime.webhooks import Webhook
 from runtime.worker import WorkerDied, WorkerProcess
 

@@ -18,7 +18,6 @@ from collections.abc import Callable
 
 import trio
 
-from runtime.boot import Spawned
 from runtime.pipe import (
     FROM_WORKER,
     WORK_PIPE,
@@ -29,6 +28,7 @@ from runtime.pipe import (
     WorkerDiedMessage,
     frame,
 )
+from runtime.spawn import Spawned
 
 
 class WorkerDied(Exception):

@@ -17,7 +17,7 @@ import cog.server.pipe as sdk_pipe
 import runtime.pipe as pipe
 from builders.sdk import add_sources
 from cog.server.worker import Channel
-from runtime.boot import Spawned
+from runtime.spawn import Spawned
 from runtime.worker import WorkerProcess
 from store.local import Store
 

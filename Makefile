@@ -8,7 +8,7 @@ COG_REF := $(CACHE)/cog-0.23.1-venv
 COG_REF_PINS := .ci/cog-0.23.1-constraints.txt
 COG_REF_STAMP := $(COG_REF)/.installed-$(firstword $(shell sha256sum $(COG_REF_PINS)))
 
-.PHONY: demo test lint system-deps test-fixtures pins test-unprivileged
+.PHONY: demo test check lint system-deps test-fixtures pins test-unprivileged
 
 # pip for the venv at $(1): PyPI only and nothing of this machine's pip setup (its config files,
 # and PIP_* variables such as extra indexes, find-links or constraints, are shut out; those that
@@ -81,6 +81,11 @@ lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
+
+# The fast tier: lint and the tests that build no project and start no engine (conftest.py
+# marks the others `slow`), in a few minutes.
+check: system-deps $(VENV)/.installed lint test-fixtures
+	COG_TEST_CACHE=$(CACHE) $(PY) -m pytest -q -m "not network and not slow"
 
 test: system-deps $(VENV)/.installed lint test-fixtures
 	COG_TEST_CACHE=$(CACHE) $(PY) -m pytest -q

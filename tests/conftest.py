@@ -24,6 +24,20 @@ REPO = Path(__file__).resolve().parent.parent
 BUSYBOX = Path("/bin/busybox")
 
 
+# What makes a test slow: building example projects (the Debian mirror and the wheel cache),
+# a Docker engine, a registry; and the modules that drive Cog's own server beside ours or
+# generate hundreds of inputs. `make check` leaves those tests out; `make test` runs them all.
+SLOW_FIXTURES = {"offline", "debian_mirror", "docker_host", "oci_registry"}
+SLOW_MODULES = {"test_fuzz", "test_differential", "test_sdk_types_differential", "test_memory"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        module = getattr(getattr(item, "module", None), "__name__", "").rsplit(".", 1)[-1]
+        if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())) or module in SLOW_MODULES:
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.fixture
 def store(tmp_path: Path) -> Iterator[Store]:
     s = Store(tmp_path / "store")

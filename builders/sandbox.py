@@ -134,17 +134,25 @@ class OwnNetwork:
         SandboxUnavailable, in one sentence, when it cannot be."""
         _, status = os.waitpid(pid, os.WUNTRACED)
         if not os.WIFSTOPPED(status):
-            raise SandboxUnavailable("the sandbox's network namespace could not be made")
+            raise SandboxUnavailable(
+                "the sandbox's network namespace could not be made",
+                hint="check that `unshare --net true` works here (user namespaces allowed)",
+            )
         exe = shutil.which("slirp4netns")
         if exe is None:
             raise SandboxUnavailable(
-                "the sandbox's network needs slirp4netns, which is not installed"
+                "the sandbox's network needs slirp4netns, which is not installed",
+                hint="install it (`apt-get install slirp4netns`)",
             )
         stop_r, self._stop = os.pipe()
         ready_r, ready_w = os.pipe()
+        # As root, slirp4netns confines itself too (a mount namespace of its own, no
+        # capability but binding ports); as a user it is one already, and its sandbox would
+        # need setgroups, which the user namespace denies.
+        confine = ["--enable-sandbox"] if os.geteuid() == 0 else []
         user = [] if os.geteuid() == 0 else [f"--userns-path=/proc/{pid}/ns/user"]
         argv = [exe, "--configure", "--mtu=65520", "--disable-host-loopback", *user]
-        argv += ["--enable-sandbox", "--enable-seccomp", "--netns-type=path"]
+        argv += [*confine, "--enable-seccomp", "--netns-type=path"]
         if self.forwards:
             self._api = Path(tempfile.mkdtemp(prefix="cog-net-"))
             argv.append(f"--api-socket={self._api / 'api.sock'}")
@@ -163,8 +171,9 @@ class OwnNetwork:
         with os.fdopen(ready_r, "rb") as ready:
             if ready.read(1) != b"1":
                 raise SandboxUnavailable(
-                    "slirp4netns could not give the sandbox its network (it needs "
-                    "/dev/net/tun usable by this user)"
+                    "slirp4netns could not give the sandbox its network: it needs "
+                    "/dev/net/tun usable by this user",
+                    hint="make it so, as udev's default rule does (`chmod 0666 /dev/net/tun`)",
                 )
         for address, port in self.forwards:
             self._publish(address, port)

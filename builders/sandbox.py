@@ -103,6 +103,19 @@ def network_binds(scratch: Path, nameserver: str | None = None) -> list[str]:
     return ["--ro-bind", str(hosts), "/etc/hosts", "--ro-bind", str(resolv), "/etc/resolv.conf"]
 
 
+def network_problem() -> tuple[str, str] | None:
+    """Why a sandbox could not have a network of its own here (OwnNetwork), and what to do;
+    None when it can."""
+    if shutil.which("slirp4netns") is None:
+        return "slirp4netns is not installed", "install it (`apt-get install slirp4netns`)"
+    if os.geteuid() != 0 and not os.access("/dev/net/tun", os.R_OK | os.W_OK):
+        return (
+            "/dev/net/tun is not usable by this user",
+            "make it so, as udev's default rule does (`chmod 0666 /dev/net/tun`)",
+        )
+    return None
+
+
 class OwnNetwork:
     """Outbound network for one sandbox, as Docker's RUN has it: a network namespace of its own,
     joined to the world by slirp4netns (a user-mode TCP/IP stack, itself sandboxed), that

@@ -320,3 +320,19 @@ def test_migration_refuses_to_overwrite_run_py(tmp_path: Path) -> None:
     )
     assert (root / "predict.py").read_text() == STARTER_PREDICTOR
     assert (root / "cog.yaml").read_text() == PREDICT_CONFIG
+
+
+def test_a_sandbox_without_its_network_is_a_warning(tmp_path: Path) -> None:
+    """Native runs and network steps get a network of their own through slirp4netns: without
+    it, doctor says so and how to fix it (bubblewrap itself is there)."""
+    root = make_project(tmp_path, RUN_CONFIG, run_py=CLEAN_RUNNER)
+    tools = tmp_path / "bin"
+    tools.mkdir()
+    for name in ("bwrap", "unshare", "mount", "sh", "env"):
+        found = subprocess.run(["which", name], capture_output=True, text=True).stdout.strip()
+        (tools / name).symlink_to(found)
+    result = doctor(root, env={"PATH": str(tools)})
+    assert result.returncode == 0, result.stderr  # a warning
+    assert "slirp4netns is not installed, so models run natively and build steps" in (result.stderr)
+    fixing = doctor(root, "--fix", env={"PATH": str(tools)})
+    assert "apt-get install slirp4netns" in fixing.stderr + fixing.stdout

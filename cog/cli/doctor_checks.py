@@ -792,10 +792,21 @@ class Sandbox(Check):
     description = "Sandbox"
 
     def check(self, ctx: Context) -> list[Finding]:
-        from builders.sandbox import bwrap_path, sandbox_works
+        from builders.sandbox import bwrap_path, network_problem, sandbox_works
 
         if sandbox_works():
-            return []
+            problem = network_problem()
+            if problem is None:
+                return []
+            why, fix = problem
+            return [
+                Finding(
+                    Severity.WARNING,
+                    f"{why}, so models run natively and build steps that need the network "
+                    "cannot have a network of their own",
+                    fix[0].upper() + fix[1:],
+                )
+            ]
         if bwrap_path() is None:
             message = "bubblewrap (bwrap) is not installed"
         else:

@@ -13,6 +13,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 
@@ -71,6 +72,9 @@ def cog(store: Store) -> Callable[..., CogResult]:
     return run
 
 
+T = TypeVar("T")
+
+
 @dataclass
 class LoopbackServer:
     """A real HTTP server on 127.0.0.1: serves `files`, counts requests, can fail on purpose."""
@@ -105,13 +109,38 @@ def _serving(
     server.server_close()
 
 
+@dataclass(frozen=True)
+class OutsideHost:
+    """A host of the test's own: a network namespace joined to this one by a veth pair, at an
+    address of 198.18.0.0/15 (set aside for tests). A sandbox that may reach the world but not
+    this machine's loopback reaches it."""
+
+    namespace: str
+    address: str
+
+    def listening(self, make: Callable[[], T]) -> T:
+        """What `make` returns, made in a thread that joined the namespace: a server socket
+        made there lives there, whichever thread serves it."""
+        made: list[T] = []
+
+        def join_and_make() -> None:
+            libc = ctypes.CDLL(None, use_errno=True)
+            with open(f"/run/netns/{self.namespace}") as namespace:
+                if libc.setns(namespace.fileno(), 0x40000000) != 0:  # CLONE_NEWNET
+                    raise OSError(ctypes.get_errno(), "setns")
+            made.append(make())
+
+        joiner = threading.Thread(target=join_and_make)
+        joiner.start()
+        joiner.join()
+        return made[0]
+
+
 @pytest.fixture
-def outside_server() -> Iterator[LoopbackServer]:
-    """The same server on a host of the test's own: a network namespace joined to this one by
-    a veth pair, at an address of 198.18.0.0/15 (set aside for tests). A sandbox that may
-    reach the world but not this machine's loopback reaches it. Needs root."""
+def outside_host() -> Iterator[OutsideHost]:
+    """An OutsideHost for the test; needs root."""
     if os.geteuid() != 0:
-        pytest.fail("the outside server makes a network namespace, which needs root")
+        pytest.fail("the outside host is a network namespace, which needs root")
     name, tag = f"cogtest{os.getpid()}", os.getpid() % 250
     near, far = f"198.18.{tag}.1", f"198.18.{tag}.2"
     ip = ["ip", "netns", "exec", name, "ip"]
@@ -128,23 +157,20 @@ def outside_server() -> Iterator[LoopbackServer]:
     try:
         for command in setup:
             subprocess.run(command, check=True, capture_output=True, timeout=30)
-        state = LoopbackServer(host=far)
-        made: list[http.server.ThreadingHTTPServer] = []
-
-        def listen() -> None:  # in a thread that joined the namespace: its socket lives there
-            libc = ctypes.CDLL(None, use_errno=True)
-            with open(f"/run/netns/{name}") as namespace:
-                if libc.setns(namespace.fileno(), 0x40000000) != 0:  # CLONE_NEWNET
-                    raise OSError(ctypes.get_errno(), "setns")
-            made.append(http.server.ThreadingHTTPServer((far, 0), _handler(state)))
-
-        joiner = threading.Thread(target=listen)
-        joiner.start()
-        joiner.join()
-        yield from _serving(state, made[0])
+        yield OutsideHost(name, far)
     finally:
         subprocess.run(["ip", "netns", "del", name], capture_output=True, timeout=30)
         subprocess.run(["ip", "link", "del", f"vh{tag}"], capture_output=True, timeout=30)
+
+
+@pytest.fixture
+def outside_server(outside_host: OutsideHost) -> Iterator[LoopbackServer]:
+    """The loopback server's twin on the outside host."""
+    state = LoopbackServer(host=outside_host.address)
+    server = outside_host.listening(
+        lambda: http.server.ThreadingHTTPServer((outside_host.address, 0), _handler(state))
+    )
+    yield from _serving(state, server)
 
 
 def _handler(state: LoopbackServer) -> type[http.server.BaseHTTPRequestHandler]:

@@ -32,6 +32,7 @@ from derivations.config import ConfigError
 from derivations.downloads import client
 from derivations.pylock import ResolveError
 from store.oci import Layout
+from tests.conftest import OutsideHost
 from tests.projects import cog, project
 from tests.test_run_steps import image_layers, with_steps
 from tests.wheels import make_wheel
@@ -48,7 +49,12 @@ class Tls:
 
 
 def _certificate(
-    subject: str, key: ec.EllipticCurvePrivateKey, issuer: x509.Name, signer: object, ca: bool
+    subject: str,
+    key: ec.EllipticCurvePrivateKey,
+    issuer: x509.Name,
+    signer: object,
+    ca: bool,
+    address: str = "127.0.0.1",
 ) -> x509.Certificate:
     now = datetime.datetime.now(datetime.timezone.utc)
     builder = (
@@ -62,7 +68,7 @@ def _certificate(
         .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
     )
     if not ca:
-        names = [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+        names = [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address(address))]
         builder = builder.add_extension(x509.SubjectAlternativeName(names), critical=False)
     else:
         ski = x509.SubjectKeyIdentifier.from_public_key(key.public_key())
@@ -72,12 +78,15 @@ def _certificate(
 
 
 @pytest.fixture
-def tls(tmp_path: Path) -> Iterator[Tls]:
+def tls(tmp_path: Path, outside_host: OutsideHost) -> Iterator[Tls]:
+    """An HTTPS server with a certificate of its own CA, on a host of the test's own (a model
+    and a network step, whose networks are their own, reach it; this machine too)."""
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Cog Test CA")])
     ca = _certificate("Cog Test CA", ca_key, ca_name, ca_key, ca=True)
     server_key = ec.generate_private_key(ec.SECP256R1())
-    server = _certificate("localhost", server_key, ca_name, ca_key, ca=False)
+    address = outside_host.address
+    server = _certificate("localhost", server_key, ca_name, ca_key, ca=False, address=address)
     keys = tmp_path / "tls"
     keys.mkdir()
     (keys / "server.crt").write_bytes(server.public_bytes(serialization.Encoding.PEM))
@@ -93,7 +102,7 @@ def tls(tmp_path: Path) -> Iterator[Tls]:
     (root / "hello.txt").write_text("OK from the company proxy\n")
     handler = partial(http.server.SimpleHTTPRequestHandler, directory=str(root))
     handler.log_message = lambda *args: None  # type: ignore[attr-defined]
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    httpd = outside_host.listening(lambda: http.server.ThreadingHTTPServer((address, 0), handler))
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(keys / "server.crt", keys / "server.key")
     httpd.socket = context.wrap_socket(httpd.socket, server_side=True)
@@ -101,7 +110,7 @@ def tls(tmp_path: Path) -> Iterator[Tls]:
     thread.start()
     try:
         pem = ca.public_bytes(serialization.Encoding.PEM).decode()
-        yield Tls(pem, f"https://localhost:{httpd.server_address[1]}", root)
+        yield Tls(pem, f"https://{address}:{httpd.server_address[1]}", root)
     finally:
         httpd.shutdown()
         httpd.server_close()

@@ -116,6 +116,19 @@ def network_problem() -> tuple[str, str] | None:
     return None
 
 
+def _slirp_failed(said: str) -> SandboxUnavailable:
+    """slirp4netns's failure in one sentence, from the last line it wrote."""
+    lines = [line for line in said.splitlines() if line.strip()]
+    why = lines[-1].strip() if lines else "it exited"
+    if "/dev/net/tun" in said:
+        return SandboxUnavailable(
+            f"slirp4netns could not give the sandbox its network ({why}): it needs "
+            "/dev/net/tun usable by this user",
+            hint="make it so, as udev's default rule does (`chmod 0666 /dev/net/tun`)",
+        )
+    return SandboxUnavailable(f"slirp4netns could not give the sandbox its network ({why})")
+
+
 class OwnNetwork:
     """Outbound network for one sandbox, as Docker's RUN has it: a network namespace of its own,
     joined to the world by slirp4netns (a user-mode TCP/IP stack, itself sandboxed), that
@@ -167,27 +180,28 @@ class OwnNetwork:
         argv = [exe, "--configure", "--mtu=65520", "--disable-host-loopback", *user]
         argv += [*confine, "--enable-seccomp", "--netns-type=path"]
         if self.forwards:
-            self._api = Path(tempfile.mkdtemp(prefix="cog-net-"))
+            # A socket's path holds at most 107 bytes: a short folder, not $TMPDIR (which
+            # can be deep, as under a test harness's work folder).
+            short = "/tmp" if os.access("/tmp", os.W_OK | os.X_OK) else None
+            self._api = Path(tempfile.mkdtemp(prefix="cog-net-", dir=short))
             argv.append(f"--api-socket={self._api / 'api.sock'}")
         argv += [f"--ready-fd={ready_w}", f"--exit-fd={stop_r}", f"/proc/{pid}/ns/net", "tap0"]
-        try:
-            self._slirp = subprocess.Popen(
-                argv,
-                pass_fds=(ready_w, stop_r),
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )
-        finally:
-            os.close(ready_w)
-            os.close(stop_r)
-        with os.fdopen(ready_r, "rb") as ready:
-            if ready.read(1) != b"1":
-                raise SandboxUnavailable(
-                    "slirp4netns could not give the sandbox its network: it needs "
-                    "/dev/net/tun usable by this user",
-                    hint="make it so, as udev's default rule does (`chmod 0666 /dev/net/tun`)",
+        with tempfile.TemporaryFile() as said:
+            try:
+                self._slirp = subprocess.Popen(
+                    argv,
+                    pass_fds=(ready_w, stop_r),
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.DEVNULL,
+                    stderr=said,
                 )
+            finally:
+                os.close(ready_w)
+                os.close(stop_r)
+            with os.fdopen(ready_r, "rb") as ready:
+                if ready.read(1) != b"1":
+                    said.seek(0)
+                    raise _slirp_failed(said.read().decode(errors="replace"))
         for address, port in self.forwards:
             self._publish(address, port)
         os.kill(pid, signal.SIGCONT)

@@ -11,6 +11,7 @@ import base64
 import json
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -24,6 +25,7 @@ from derivations import SrcInput
 from store.local import Store
 from tests.conftest import REPO, LoopbackServer
 from tests.projects import cog, project
+from tests.services import free_port
 
 PROBE = (REPO / "tests" / "fixtures" / "hostile_probe.py").read_text()
 SECRET = "r8_canary_" + "f00d" * 8  # in cog's environment only
@@ -260,3 +262,32 @@ async def test_a_path_changed_after_registration_is_never_layered(
     drv = layer_derivation([(SrcInput(path=str(path)), prefix)], "gzip", store_form)
     with pytest.raises(BuildError, match="changed after it was registered"):
         await Realiser(store).realise([drv])
+
+
+PUBLISH_UNDER_DEEP_TMPDIR = """\
+from builders.sandbox import Jail, OwnNetwork
+from tests.test_sandbox_hostile import HOST_USR
+launch = Jail([*HOST_USR, "--proc", "/proc", "--dev", "/dev"], {{}}, network=OwnNetwork(
+    [("127.0.0.1", {port})])).launch(["true"])
+try:
+    print(launch.start().wait())
+finally:
+    launch.stop()
+"""
+
+
+def test_a_published_port_works_under_a_deep_tmpdir(tmp_path: Path) -> None:
+    """slirp4netns's API socket (how a port is published) must not live under $TMPDIR, which a
+    harness may make deeper than a socket's path can be (Cog's suite runs cog so)."""
+    deep = tmp_path / ("d" * 60) / ("e" * 60)
+    deep.mkdir(parents=True)
+    port = free_port()
+    run = subprocess.run(
+        [sys.executable, "-c", PUBLISH_UNDER_DEEP_TMPDIR.format(port=port)],
+        env=os.environ | {"TMPDIR": str(deep), "PYTHONPATH": str(REPO)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert run.returncode == 0 and run.stdout.strip() == "0", run.stderr

@@ -2,7 +2,7 @@
 VENV    := .venv
 PY      := $(VENV)/bin/python
 CACHE   ?= /var/cache/cog-tests
-APT_PKGS := bubblewrap slirp4netns busybox-static gpgv debian-archive-keyring skopeo umoci procps docker.io docker-registry apache2-utils
+APT_PKGS := bubblewrap slirp4netns iproute2 busybox-static gpgv debian-archive-keyring skopeo umoci procps docker.io docker-registry apache2-utils
 PINS    := .ci/constraints.txt
 COG_REF := $(CACHE)/cog-0.23.1-venv
 COG_REF_PINS := .ci/cog-0.23.1-constraints.txt

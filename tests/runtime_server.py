@@ -35,6 +35,17 @@ class Server:
         self.url = f"http://127.0.0.1:{port}"
         self.http = httpx.Client(base_url=self.url, timeout=30)
 
+    def stop(self) -> None:
+        """Its client closed, and the process group ended: SIGTERM, then SIGKILL after 10 s."""
+        self.http.close()
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+
     def health(self) -> dict[str, Any]:
         return dict(self.http.get("/health-check").json())
 
@@ -98,11 +109,4 @@ def serve(
             server.wait_for(*ready)
         yield server
     finally:
-        server.http.close()
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGTERM)
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
+        server.stop()

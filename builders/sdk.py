@@ -3,7 +3,8 @@
 Their sources are added to the store as content-addressed paths (editing the SDK gives a new
 path, and so a new SDK layer); the `pywheel` builder zips one into a wheel deterministically:
 sorted entries, fixed timestamps and modes, one compression level. The SDK is the `cog`
-package without `cog/cli`; the runtime wheel holds `runtime/`.
+package without the command and its services (`cog/cli`, `cog/project`, `cog/doctor`); the
+runtime wheel holds `runtime/`.
 """
 
 from __future__ import annotations
@@ -68,7 +69,7 @@ def wheel_of_sources(src: StorePath, dist: str, version: str) -> Derivation:
 
 def sdk_install(store: Store, python: str, interp: Interpreter) -> Derivation:
     """The `cog` SDK installed for `python` (it goes into the model's environment)."""
-    src = add_sources(store, "cog", "cog", exclude=("cli",))
+    src = add_sources(store, "cog", "cog", exclude=("cli", "project", "doctor"))
     wheel = wheel_of_sources(src, "cog", _version())
     return install_derivation(wheel, "cog", _version(), wheel.name, python, interp)
 

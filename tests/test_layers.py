@@ -23,6 +23,9 @@ from cog.cli.main import COMMANDS
 
 REPO = Path(__file__).resolve().parent.parent
 PACKAGES = ("cog", "builders", "derivations", "store", "runtime", "cuda_channels")
+# The parts of `cog/` that are layers of their own: the worker (`server`), and the command, its
+# services and its doctor (the model's environment holds none of these three).
+SUBLAYERS = ("cli", "server", "project", "doctor")
 
 # Which layers each layer may import (besides itself and third-party libraries).
 ALLOWED: dict[str, set[str]] = {
@@ -30,7 +33,20 @@ ALLOWED: dict[str, set[str]] = {
     "cuda_channels": {"store"},  # the error root only
     "derivations": {"store", "cuda_channels"},
     "builders": {"derivations", "store", "cuda_channels"},
-    "cog.cli": {"builders", "derivations", "store", "cuda_channels", "cog", "cog.server"},
+    # The application: the project's services (lock, one plan, build, run, weights), and the
+    # doctor beside them; the command line parses, calls one of them and prints.
+    "cog.project": {"builders", "derivations", "store", "cuda_channels", "cog"},
+    "cog.doctor": {"cog.project", "builders", "derivations", "store", "cuda_channels", "cog"},
+    "cog.cli": {
+        "cog.project",
+        "cog.doctor",
+        "builders",
+        "derivations",
+        "store",
+        "cuda_channels",
+        "cog",
+        "cog.server",
+    },
     "cog": set(),  # the SDK
     # The worker imports the SDK; `python -m cog.server.http` (Cog's entry point) hands over to
     # the runtime installed beside it.
@@ -46,7 +62,7 @@ def _layer(module: str) -> str | None:
     parts = module.split(".")
     if parts[0] not in PACKAGES:
         return None
-    if parts[0] == "cog" and len(parts) > 1 and parts[1] in ("cli", "server"):
+    if parts[0] == "cog" and len(parts) > 1 and parts[1] in SUBLAYERS:
         return f"cog.{parts[1]}"
     return parts[0]
 

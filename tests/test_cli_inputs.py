@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from cog.cli.errors import UsageError
 from cog.cli.predict_cmd import check_inputs, parse_inputs
+from cog.project.errors import UsageError
 from cog.server import signature
 from runtime.openapi import openapi
 

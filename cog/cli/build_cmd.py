@@ -29,9 +29,9 @@ from cog.cli import docker_engine
 from cog.cli.cache_flags import add_cache_flags
 from cog.cli.caches import Caches
 from cog.cli.compat import add_compat_flags
-from cog.cli.errors import UsageError, warn
 from cog.cli.images import local_name
 from cog.cli.project import project_dir
+from cog.project.errors import UsageError, warn
 from cuda_channels.channel import Channel, load
 from derivations import ca_cert
 from derivations import lock as locking

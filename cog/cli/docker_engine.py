@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from cog.cli.errors import UsageError
+from cog.project.errors import UsageError
 from store.oci import Layout, write_docker_archive
 
 if TYPE_CHECKING:

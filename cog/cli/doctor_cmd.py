@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from cog.cli.doctor_checks import CheckResult, Severity, run_checks
-from cog.cli.errors import UsageError
+from cog.project.errors import UsageError
 from store.local import Store
 
 NOTE = "NOTE: cog doctor is experimental. Behavior and checks may change in future versions."

@@ -11,10 +11,6 @@ from store.errors import CogError, leaves, no_space
 from store.paths import default_store_dir
 
 
-class UsageError(CogError):
-    """What the user asked for cannot be done as asked (a flag, a name, a file)."""
-
-
 def run_guarded(fn: Callable[[], int]) -> int:
     try:
         return fn()
@@ -37,11 +33,6 @@ def run_guarded(fn: Callable[[], int]) -> int:
         print(f"error: internal error ({type(e).__name__}: {e})", file=sys.stderr)
         print("hint: rerun with COG_DEBUG=1 for the traceback and report it", file=sys.stderr)
         return 70
-
-
-def warn(message: str) -> None:
-    """What a command goes on without, said once on stderr."""
-    print(f"warning: {message}", file=sys.stderr)
 
 
 def _report(message: str, hint: str | None) -> int:

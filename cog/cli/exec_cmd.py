@@ -10,9 +10,9 @@ import sys
 from typing import Any
 
 from cog.cli.compat import add_compat_flags
-from cog.cli.errors import UsageError
 from cog.cli.predict_cmd import model_env
 from cog.cli.project import project_dir
+from cog.project.errors import UsageError
 from store.local import Store
 
 

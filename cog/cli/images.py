@@ -14,7 +14,7 @@ from builders.image_rootfs import rootfs_derivation
 from builders.oci_pull import blob_derivation, layout_derivation
 from builders.progress import default_reporter
 from builders.realise import realise
-from cog.cli.errors import UsageError
+from cog.project.errors import UsageError
 from derivations.model import Derivation
 from store.errors import StoreError
 from store.local import Store

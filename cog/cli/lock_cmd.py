@@ -11,8 +11,8 @@ from builders.run_step import parse_secrets
 from builders.sandbox import host_tool_argv
 from cog.cli.build_cmd import pin_run_steps
 from cog.cli.compat import add_secret_flag
-from cog.cli.errors import UsageError, warn
 from cog.cli.project import project_dir
+from cog.project.errors import UsageError, warn
 from cuda_channels.channel import load
 from derivations import lock
 from derivations.config import load_config

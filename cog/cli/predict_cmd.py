@@ -30,8 +30,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 import httpx
 
 from cog.cli.compat import add_compat_flags
-from cog.cli.errors import UsageError
 from cog.cli.project import has_project, project_dir
+from cog.project.errors import UsageError
 from store.local import Store
 from store.oci import Layout
 

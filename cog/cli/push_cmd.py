@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 from cog.cli.build_cmd import add_image_flags, build_image
-from cog.cli.errors import UsageError
 from cog.cli.project import has_project, project_dir
 from cog.cli.weights_store import (
     ARTIFACT_TYPE,
@@ -24,6 +23,7 @@ from cog.cli.weights_store import (
     load_lock,
     model_reference,
 )
+from cog.project.errors import UsageError
 from derivations.config import CogConfig, load_config
 from store.cache import OciCache, Substituter, cached_layout
 from store.errors import StoreError

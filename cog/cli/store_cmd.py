@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from cog.cli.cache_flags import add_key_flags
-from cog.cli.errors import UsageError
+from cog.project.errors import UsageError
 from store.db import PathInfo
 from store.gc import collect_garbage
 from store.local import Store

@@ -38,7 +38,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO, Any
 
-from cog.cli.errors import UsageError
+from cog.project.errors import UsageError
 from derivations.config import CogConfig, Weight
 from store.hashing import HashingWriter
 from store.locks import FileLock, remove_tree, stale_temp_dirs

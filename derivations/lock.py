@@ -491,7 +491,7 @@ def read(project: Path) -> Lock | None:
 # --- what a lock may fetch -----------------------------------------------------------------------
 
 _SHA256 = re.compile(r"[0-9a-f]{64}")
-# Environment variables that name a mirror, which may be a local folder (README: "mirrors").
+# Environment variables that name a mirror, which may be a local folder (docs/cog-yaml.md, Mirrors).
 MIRROR_VARIABLES = ("COG_PYPI_MIRROR", "COG_PYTORCH_MIRROR", "COG_PYTHON_INSTALL_MIRROR")
 
 

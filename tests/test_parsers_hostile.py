@@ -137,7 +137,7 @@ def test_a_lock_url_of_another_form_is_one_sentence(tmp_path: Path, url: str, pr
 def test_local_sources_the_project_names_are_accepted(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """What README names: a find-links folder of the requirements, COG_PYPI_MIRROR's folder
+    """What docs/store.md names: a find-links folder of the requirements, COG_PYPI_MIRROR's folder
     and a project's own file; a file outside them is refused, naming the field."""
     links, mirror = tmp_path / "links", tmp_path / "mirror"
     root = project(tmp_path / "proj")

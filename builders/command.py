@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from builders.base import Args, BuildContext
 from builders.errors import BuildError
-from builders.sandbox import run_command
+from builders.sandbox.jail import run_command
 from derivations.model import Derivation, DrvInput, SrcInput
 
 

@@ -32,7 +32,7 @@ from builders.errors import BuildError
 from builders.launch import model_environment, server_command
 from builders.project import Layers
 from builders.rootview import view_derivation
-from builders.sandbox import read_result, run_command
+from builders.sandbox.jail import read_result, run_command
 from builders.wheel import site_packages
 from derivations.config import CogConfig
 from derivations.hashing import output_path

@@ -1,5 +1,5 @@
 """How a built model is started: one description, used by the image's config (`Cmd`, `Env`)
-and by native runs (builders.native), so that a native run is the image's run.
+and by native runs (builders.sandbox.model), so that a native run is the image's run.
 
 The runtime's environment runs the server (`python -m runtime`), which starts the
 predictor's worker with the model's environment: two environments over one interpreter.

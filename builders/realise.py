@@ -28,7 +28,7 @@ from builders.base import BuildContext, Builder, ChecksAhead
 from builders.errors import BuildCancelled, BuildError, SandboxUnavailable
 from builders.progress import PlainReporter, Reporter
 from builders.registry import Builders
-from builders.sandbox import sandbox_works
+from builders.sandbox.jail import sandbox_works
 from derivations.errors import DerivationError
 from derivations.hashing import drv_path, output_path, output_paths
 from derivations.model import Derivation, DrvInput, SrcInput

@@ -50,7 +50,7 @@ from builders.bytecode import COMPILE_ENV, compile_argv
 from builders.errors import BuildError, SandboxUnavailable
 from builders.fetch import fetch_derivation
 from builders.rootview import merge_view, write_fresh
-from builders.sandbox import read_result, run_command
+from builders.sandbox.jail import read_result, run_command
 from derivations.apt.pins import DebPin
 from derivations.model import Derivation, DrvInput, SrcInput
 

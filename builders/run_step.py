@@ -34,12 +34,13 @@ from builders.base import Args, BuildContext
 from builders.ca_cert import trusted_by
 from builders.errors import BuildError, SandboxUnavailable
 from builders.launch import BASE_PATH
-from builders.overlay import writable_root
 from builders.progress import SilentReporter
 from builders.registry import Builders
 from builders.rootfs import relative_target
 from builders.rootview import merge_view
-from builders.sandbox import Jail, OwnNetwork, network_binds, run_logged, sandbox_works
+from builders.sandbox.jail import Jail, run_logged, sandbox_works
+from builders.sandbox.network import OwnNetwork, network_binds
+from builders.sandbox.overlay import writable_root
 from derivations.ca_cert import joined
 from derivations.config import CogConfig, ConfigError, RunItem
 from derivations.hashing import drv_path, output_path

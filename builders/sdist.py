@@ -33,7 +33,7 @@ from builders.fetch import fetch_derivation
 from builders.pyenv import env_derivation
 from builders.rootfs import root_layer_derivation
 from builders.rootview import view_derivation
-from builders.sandbox import read_result, run_command
+from builders.sandbox.jail import read_result, run_command
 from builders.userland import Userland
 from builders.wheel import Interpreter, install_derivation, wheel_derivation
 from derivations.apt import DebPin

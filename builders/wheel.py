@@ -23,7 +23,7 @@ from builders.base import Args, BuildContext
 from builders.bytecode import COMPILE_ENV, compile_argv
 from builders.errors import BuildError
 from builders.fetch import fetch_derivation
-from builders.sandbox import run_command
+from builders.sandbox.jail import run_command
 from derivations.model import Derivation, DrvInput, SrcInput
 from derivations.pylock import Wheel
 

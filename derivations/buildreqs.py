@@ -123,7 +123,7 @@ class HostSandbox(Protocol):
     """Runs a host tool over a package's code, sandboxed: `argv` seeing the host's programs
     read-only, `writable` alone writable, `readable` and the working directory `cwd`
     read-only, the network only if asked, and `env` as its whole environment. Returns
-    the command line. builders.sandbox.host_tool_argv is the one; derivations, below the
+    the command line. builders.sandbox.jail.host_tool_argv is the one; derivations, below the
     builders, is handed it by whoever locks."""
 
     def __call__(

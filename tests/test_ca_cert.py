@@ -26,7 +26,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from builders.sandbox import host_tool_argv
+from builders.sandbox.jail import host_tool_argv
 from derivations import ca_cert, pylock
 from derivations.config import ConfigError
 from derivations.downloads import client

@@ -19,8 +19,8 @@ from typing import Any
 import pytest
 import yaml
 
-from builders.native import with_driver
-from builders.nvidia import GpuUnavailable, HostGpu, discover, gpu_binds
+from builders.sandbox.gpu import GpuUnavailable, HostGpu, discover, gpu_binds
+from builders.sandbox.model import with_driver
 from cuda_channels.channel import BUILTIN_DIR
 from cuda_channels.cuda import (
     DEFAULT_CUDA_DATA,
@@ -368,7 +368,7 @@ def test_gpu_project_without_torch_builds_and_predicts_on_cpu(
     def exec_on(host: Path, gpus: str, script: str) -> subprocess.CompletedProcess[str]:
         """`cog exec --gpus GPUS sh -c SCRIPT` with `host` as the machine's GPU host."""
         patched = (
-            "import functools, pathlib, sys, builders.nvidia as n; n.discover = "
+            "import functools, pathlib, sys, builders.sandbox.gpu as n; n.discover = "
             f"functools.partial(n.discover, root=pathlib.Path({str(host)!r}), cache=''); "
             "from cog.cli.main import main; sys.exit(main())"
         )

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from builders.sandbox import host_tool_argv
+from builders.sandbox.jail import host_tool_argv
 from cuda_channels.channel import BUILTIN_DIR
 from derivations import pylock
 from derivations.lock import Lock, LockError, dumps, loads, mirrored

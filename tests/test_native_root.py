@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from builders.overlay import overlay_works
+from builders.sandbox.overlay import overlay_works
 from store.local import Store
 from tests.conftest import BUSYBOX, make_tree, require_tool
 from tests.projects import cog, project
@@ -152,7 +152,7 @@ def test_with_a_gpu_only_the_drivers_folder_is_read_only(
 
     fake = fake_host(tmp_path / "host")
     patched = (
-        "import functools, pathlib, sys, builders.nvidia as n; "
+        "import functools, pathlib, sys, builders.sandbox.gpu as n; "
         f"n.discover = functools.partial(n.discover, root=pathlib.Path({str(fake)!r}), cache=''); "
         "from cog.cli.main import main; sys.exit(main())"
     )
@@ -190,7 +190,7 @@ def _busybox_root(at: Path) -> Path:
 
 
 def _sandbox(root: Path, scratch: Path, script: str) -> tuple[list[str], Path | None]:
-    from builders.native import _root, writable_places
+    from builders.sandbox.model import _root, writable_places
 
     prefix, binds, upper = _root(root, scratch)
     argv = [*prefix, require_tool("bwrap"), "--unshare-all", "--die-with-parent"]

@@ -204,10 +204,10 @@ async def test_sandbox_cannot_read_host_files(
 async def test_missing_bwrap_is_refused_clearly(
     store: Store, busybox: StorePath, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import builders.sandbox
+    import builders.sandbox.jail
 
-    monkeypatch.setattr(builders.sandbox, "bwrap_path", lambda: None)
-    monkeypatch.setattr(builders.sandbox, "_checked", {})
+    monkeypatch.setattr(builders.sandbox.jail, "bwrap_path", lambda: None)
+    monkeypatch.setattr(builders.sandbox.jail, "_checked", {})
     drv = command_derivation(
         "x", sh(busybox, "$busybox/bin/busybox touch $out/ok"), bb_input(busybox)
     )

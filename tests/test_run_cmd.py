@@ -10,7 +10,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from builders.sandbox import host_address
+from builders.sandbox.network import host_address
 from tests.projects import cog, project
 from tests.services import free_port
 

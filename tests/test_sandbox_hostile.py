@@ -16,11 +16,11 @@ from pathlib import Path
 
 import pytest
 
-from builders import seccomp
 from builders.errors import BuildError
 from builders.image import layer_derivation
 from builders.realise import Realiser
-from builders.sandbox import Jail, host_tool_argv
+from builders.sandbox import seccomp
+from builders.sandbox.jail import Jail, host_tool_argv
 from derivations import SrcInput
 from store.local import Store
 from tests.conftest import REPO, LoopbackServer
@@ -265,7 +265,8 @@ async def test_a_path_changed_after_registration_is_never_layered(
 
 
 PUBLISH_UNDER_DEEP_TMPDIR = """\
-from builders.sandbox import Jail, OwnNetwork
+from builders.sandbox.jail import Jail
+from builders.sandbox.network import OwnNetwork
 from tests.test_sandbox_hostile import HOST_USR
 launch = Jail([*HOST_USR, "--proc", "/proc", "--dev", "/dev"], {{}}, network=OwnNetwork(
     [("127.0.0.1", {port})])).launch(["true"])

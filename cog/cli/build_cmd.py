@@ -24,7 +24,7 @@ from builders.run_step import (
     secrets_to_build,
     with_secrets,
 )
-from builders.sandbox import host_tool_argv
+from builders.sandbox.jail import host_tool_argv
 from cog.cli import docker_engine
 from cog.cli.cache_flags import add_cache_flags
 from cog.cli.caches import Caches

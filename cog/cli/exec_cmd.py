@@ -58,7 +58,7 @@ def check_publish(value: str) -> tuple[str, int]:
 
 def cmd_exec(args: argparse.Namespace, store: Store) -> int:
     from builders.image import layers_env
-    from builders.native import project_jail
+    from builders.sandbox.model import project_jail
     from cog.cli.build_cmd import build
     from cog.cli.predict_cmd import host_gpu
 

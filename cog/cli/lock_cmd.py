@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from builders.run_step import parse_secrets
-from builders.sandbox import host_tool_argv
+from builders.sandbox.jail import host_tool_argv
 from cog.cli.build_cmd import pin_run_steps
 from cog.cli.compat import add_secret_flag
 from cog.cli.project import project_dir

@@ -36,8 +36,8 @@ from store.local import Store
 from store.oci import Layout
 
 if TYPE_CHECKING:  # imported where used: the CLI starts without them
-    from builders.nvidia import HostGpu
-    from builders.sandbox import Launch
+    from builders.sandbox.gpu import HostGpu
+    from builders.sandbox.jail import Launch
 
 
 def register(sub: argparse._SubParsersAction[Any]) -> None:
@@ -259,7 +259,7 @@ def _start(
     if _native_mode(args):
         launch, release = _native(store, args, port, scratch, server_args, gpu)
         return _Process(launch, dict(os.environ), quiet, cleanup=release)
-    from builders.sandbox import Launch
+    from builders.sandbox.jail import Launch
 
     env = _env(args.ref) | {"PORT": str(port)}
     here = Launch([sys.executable, "-m", "cog.server.http", *server_args], None)
@@ -275,7 +275,7 @@ def _start_image(
     quiet: bool,
     gpu: HostGpu | None = None,
 ) -> _Server:
-    from builders.native import image_argv
+    from builders.sandbox.model import image_argv
     from cog.cli import docker_engine
     from cog.cli.build_cmd import build_image
     from cog.cli.images import image_path, unpacked
@@ -490,7 +490,7 @@ def _native(
 ) -> tuple[Launch, Callable[[], None]]:
     """Builds the project here and returns the command that serves it under bubblewrap, with
     what releases its managed weights' mounts once it has stopped."""
-    from cog.cli.weights_store import prepare_mounts
+    from cog.project.weights_mounts import prepare_mounts
     from derivations.config import load_config
 
     project = project_dir()
@@ -513,7 +513,7 @@ def _native_argv(
     gpu: HostGpu | None = None,
 ) -> Launch:
     from builders.image import layers_env
-    from builders.native import server_argv
+    from builders.sandbox.model import server_argv
     from cog.cli.build_cmd import build
     from derivations.config import load_config
 
@@ -540,7 +540,7 @@ def _native_argv(
 def host_gpu(gpus: str | None) -> HostGpu | None:
     """`--gpus` for a native run: the host's GPU, or one sentence saying why not, before
     anything is built or started."""
-    from builders.nvidia import discover
+    from builders.sandbox.gpu import discover
 
     return discover(gpus) if gpus else None
 

@@ -1,7 +1,7 @@
 """The seccomp filter every sandboxed process runs under: a classic BPF program for bubblewrap's
 `--seccomp FD`.
 
-Capabilities are dropped already (builders.sandbox), so most of what is refused here would fail
+Capabilities are dropped already (builders.sandbox.jail), so most of what is refused here would fail
 anyway; the filter is the second wall, as Docker's default profile is: the calls that change
 mounts or namespaces, load kernel code, reach the kernel keyring or pin kernel objects are
 refused with EPERM whatever the caller holds, and so are TIOCSTI/TIOCLINUX (typing into the

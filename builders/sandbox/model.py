@@ -3,11 +3,12 @@
 The root layers are stacked into one view, and `/` is a writable overlay over it, as a
 container's root is: the model may write anywhere (`/opt/models`, `/usr/local/share`, `/etc`…)
 and what it writes lands in a throwaway upper directory in the run's scratch directory, gone
-with it; the view and the store are never written (builders.overlay). Where overlays cannot be
-mounted, `/` is the view itself, read-only. Either way `$HOME`, `/tmp`, `/var/tmp` and `/home`
-are fresh and empty. The model's closure (and nothing else of the store) is mounted read-only
-at `/cog/store`, the code at `/src`; the network is one of its own (builders.sandbox's
-OwnNetwork), its server's port published on this host as `docker run -p` publishes it.
+with it; the view and the store are never written (builders.sandbox.overlay). Where overlays
+cannot be mounted, `/` is the view itself, read-only. Either way `$HOME`, `/tmp`, `/var/tmp`
+and `/home` are fresh and empty. The model's closure (and nothing else of the store) is mounted
+read-only at `/cog/store`, the code at `/src`; the network is one of its own
+(builders.sandbox.network's OwnNetwork), its server's port published on this host as
+`docker run -p` publishes it.
 An image runs the same way over its unpacked file system.
 The runtime's environment runs the server, which starts the predictor's worker with the
 model's environment: two environments over one interpreter, as in the image.
@@ -21,11 +22,12 @@ from typing import Any
 
 from builders.errors import SandboxUnavailable
 from builders.launch import model_environment, server_command
-from builders.nvidia import DRIVER_BIN, DRIVER_DIR, HostGpu, gpu_binds
-from builders.overlay import writable_root
 from builders.project import Layers
 from builders.rootview import add_mount_points, merge_view
-from builders.sandbox import Jail, Launch, OwnNetwork, network_binds
+from builders.sandbox.gpu import DRIVER_BIN, DRIVER_DIR, HostGpu, gpu_binds
+from builders.sandbox.jail import Jail, Launch
+from builders.sandbox.network import OwnNetwork, network_binds
+from builders.sandbox.overlay import writable_root
 from derivations.hashing import output_path
 from store.local import Store
 from store.paths import STORE_DIR
@@ -135,7 +137,7 @@ def project_jail(
     whose upper directory is made next to it in `view.parent`), its closure at /cog/store,
     /src and a fresh $HOME, ready for the command to run. /src is the built code (read-only,
     taking new files) or, with `src`, that directory itself, writable, as `cog exec` mounts
-    the project; with `gpu`, the host's GPU (builders.nvidia). Its network is its own, each
+    the project; with `gpu`, the host's GPU (builders.sandbox.gpu). Its network is its own, each
     (host address, port) of `publish` published on this host."""
     layers = built.roots  # the build.run steps' layers too, as in the image
     roots = [store.real_path(output_path(d)) for d in layers]

@@ -21,7 +21,7 @@ whose lower layers must not gain mount points), so a spec is applied as follows:
   rest are left out: what nvidia-ctk lists beyond libraries and programs is for graphics
   (Vulkan, EGL, GLVND, X), OptiX, the GSP firmware (which the kernel reads from its own root,
   not the run's) and nvidia-persistenced's socket (which CUDA does without);
-- its environment is the run's too (builders.native.with_driver);
+- its environment is the run's too (builders.sandbox.model.with_driver);
 - `create-symlinks` links under /dev are made there; the other hooks are not run: they would
   write into the root (`update-ldcache`, `chmod` of /dev folders, which bubblewrap makes
   0755 anyway), or set up CUDA's forward compatibility or the kernel's node creation, which

@@ -15,9 +15,11 @@ from typing import Any
 
 import trio
 
+from runtime.admission import Rejected
 from runtime.http import Request, Response
 from runtime.jsonbody import dumpb
-from runtime.predictions import Prediction, Rejected, Runtime
+from runtime.predictions import Runtime
+from runtime.record import Prediction
 from runtime.version import COG_VERSION
 
 PYTHON_VERSION = platform.python_version()
@@ -193,7 +195,7 @@ class App:
         prediction, new = runtime.submit(body, prediction_id)
         if wants_sse:
             # Room for the replayed history and what comes while the client reads it.
-            room = len(prediction.history) + 1000
+            room = len(prediction.events.history) + 1000
             sender, receiver = trio.open_memory_channel[tuple[str, Any]](room)
             prediction.subscribe(sender)  # now: the start event is on its way
             stream = self._events(prediction, receiver)

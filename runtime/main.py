@@ -12,7 +12,7 @@ import trio
 
 from runtime.app import TOO_LARGE, App
 from runtime.http import Limits, Server
-from runtime.predictions import Runtime, env_float
+from runtime.predictions import Runtime
 from runtime.spawn import Spawned
 
 
@@ -37,6 +37,15 @@ async def serve_runtime(runtime: Runtime, host: str, port: int, explicit_shutdow
         with trio.move_on_after(1.0):  # the answers of what shutdown ended are sent first
             await server.drained()
         nursery.cancel_scope.cancel()
+
+
+def env_float(name: str) -> float | None:
+    """A number from the environment; None where it is unset or not a number."""
+    value = os.environ.get(name)
+    try:
+        return float(value) if value else None
+    except ValueError:
+        return None
 
 
 def run_server(args: argparse.Namespace, port: int, spawned: Spawned | OSError) -> int:

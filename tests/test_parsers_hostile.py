@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import hashlib
 import http.server
-import io
 import json
 import os
 import subprocess
@@ -22,7 +21,6 @@ import pytest
 from builders.fetch import fetch_derivation
 from builders.rootfs import deb_derivation
 from builders.wheel import wheel_file_derivation
-from cog.cli.weights_store import FileCache
 from cuda_channels.channel import load
 from derivations import write_drv
 from derivations.apt import DebPin
@@ -302,23 +300,3 @@ def test_the_next_run_removes_what_a_killed_run_left_in_the_store_tmp(tmp_path: 
     finally:
         live.kill()
         live.wait()
-
-
-def test_partial_weight_files_of_a_killed_import_are_removed(tmp_path: Path) -> None:
-    """The weight cache's spool: a partial file no live writer holds goes with the next write;
-    one that a writer holds stays."""
-
-    spool = tmp_path / "cache" / "files" / "tmp"
-    spool.mkdir(parents=True)
-    dead, busy = spool / "put-dead", spool / "put-busy"
-    dead.write_bytes(b"w" * 8192)
-    busy.write_bytes(b"w")
-    for file in (dead, busy):
-        os.utime(file, (1, 1))  # long ago: not one a writer has only just created
-    writer = holder(busy)
-    try:
-        FileCache(tmp_path / "cache").put_stream(io.BytesIO(b"data"), 4)
-        assert sorted(os.listdir(spool)) == ["put-busy"]
-    finally:
-        writer.kill()
-        writer.wait()

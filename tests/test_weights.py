@@ -1,13 +1,15 @@
 """`cog weights import` / `cog weights pull` against a real registry (Debian's docker-registry,
-htpasswd auth), through the CLI as a subprocess: weights.lock, the weight cache under
-COG_CACHE_DIR, the OCI artifact in the registry, and the weights a prediction sees."""
+htpasswd auth), through the CLI as a subprocess: weights.lock, the weight files in the store
+(kept by the project's root, collected once nothing names them, never partial after a crash),
+the OCI artifact in the registry, and the weights a prediction sees."""
 
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
-import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -15,7 +17,14 @@ from pathlib import Path
 import httpx
 import pytest
 
-from cog.cli.weights_store import matches
+from cog.project.weights_sources import matches
+from derivations.weights_artifact import build_artifact, envelope_format
+from derivations.weights_lock import LockFile, LockSource, WeightsLock
+from store.errors import StoreError
+from store.local import Store
+from store.verify import verify_store
+from store.weight_files import add_stream, weight_path
+from store.weight_layers import hash_parts
 from tests.conftest import REPO
 from tests.projects import cog, project
 from tests.services import Registry
@@ -92,8 +101,15 @@ def env(oci_registry: Registry, tmp_path: Path) -> dict[str, str]:
 
 
 def cached(env: dict[str, str], digest: str) -> Path:
-    hexdigest = digest.removeprefix("sha256:")
-    return Path(env["COG_CACHE_DIR"]) / "weights" / "files" / "sha256" / hexdigest[:2] / hexdigest
+    """Where the store the CLI uses keeps the weight file of `digest`."""
+    return Path(env["COG_STORE_DIR"]) / weight_path(digest).base
+
+
+def forget(root: Path, env: dict[str, str]) -> None:
+    """The project lets go of its weights (its root removed) and the store collects them."""
+    (root / ".cog" / "roots" / "weights.lock").unlink()
+    collected = cog(root, env, "store", "gc")
+    assert collected.returncode == 0, collected.stderr
 
 
 def registry_get(registry: Registry, path: str, accept: str = "") -> httpx.Response:
@@ -130,7 +146,7 @@ def test_import_locks_caches_and_pushes_the_filtered_weights(
     assert alpha["sources"][0]["exclude"] == ["README*"]
     assert [f["path"] for f in beta["files"]] == ["model.bin"]
 
-    # The cache holds each file's bytes under its digest.
+    # The store holds each file's bytes under its digest, as what its name says.
     for rel, data in sources.items():
         if rel.endswith(("onnx", "README.md")):
             assert not cached(env, sha256(data)).exists()
@@ -176,7 +192,8 @@ def test_pull_fetches_only_what_the_cache_lacks(
     root = weights_project(tmp_path, "pull")
     sources = write_sources(root)
     assert cog(root, env, "weights", "import").returncode == 0
-    shutil.rmtree(Path(env["COG_CACHE_DIR"]) / "weights" / "files")
+    forget(root, env)
+    assert not cached(env, sha256(sources["src-beta/model.bin"])).exists()
 
     cold = cog(root, env, "weights", "pull")
     assert cold.returncode == 0, cold.stderr
@@ -194,15 +211,18 @@ def test_pull_fetches_only_what_the_cache_lacks(
     assert warm.returncode == 0, warm.stderr
     assert "All 2 weight(s) already cached." in warm.stderr
 
+    # A file lost from the store (the repair unregisters it): only it is fetched again.
     cached(env, sha256(sources["src-alpha/config.json"])).unlink()
+    assert cog(root, env, "store", "verify", "--repair").returncode == 0
     one = cog(root, env, "weights", "pull", "--verbose")
     assert one.returncode == 0, one.stderr
     assert "files:    1 missing / 3 total" in one.stderr
     assert "Pulling beta... cached (1/1 files)" in one.stderr
     assert "1 file(s) / 1 layer(s) for 1 weight(s); 1 already cached" in one.stderr
     assert cached(env, sha256(sources["src-alpha/config.json"])).is_file()
+    assert f"Cache:    {env['COG_STORE_DIR']}" in one.stderr
 
-    shutil.rmtree(Path(env["COG_CACHE_DIR"]) / "weights" / "files")
+    forget(root, env)
     named = cog(root, env, "weights", "pull", "beta")
     assert named.returncode == 0, named.stderr
     assert "Pulling beta" in named.stderr and "Pulling alpha" not in named.stderr
@@ -291,8 +311,9 @@ def test_predict_sees_the_weights_at_their_targets(
     mounts = root / ".cog" / "mounts"
     assert not mounts.exists() or not any(mounts.iterdir())
 
-    # A cold cache is an error that says what to run, not a missing file in the model.
-    shutil.rmtree(Path(env["COG_CACHE_DIR"]) / "weights" / "files")
+    # Weights gone from the store are an error that says what to run, not a missing file in
+    # the model.
+    forget(root, both)
     cold = cog(root, both, "predict", "-i", "s=hi")
     assert cold.returncode == 1
     assert "not fully cached locally" in cold.stderr and "cog weights pull" in cold.stderr
@@ -386,9 +407,138 @@ def test_a_cog_yaml_source_outside_the_project_is_refused(
     assert refused.returncode == 1, refused.stderr
     assert f"the source {uri[form]} is {secret}, outside the project" in refused.stderr
     assert f"--allow-source {secret}" in refused.stderr and "Traceback" not in refused.stderr
-    assert not (tmp_path / "cache" / "weights" / "files").exists()  # nothing was read in
+    assert not list((tmp_path / "store").glob("*-weight"))  # nothing was read in
     allowed = cog(
         root, offline_env, "weights", "import", "--dry-run", "--allow-source", str(secret)
     )
     assert allowed.returncode == 0, allowed.stderr
     assert f"reads: {secret}\n  pushes to: 127.0.0.1:1/test/outside" in allowed.stderr
+
+
+# Files whose artifact and lock entry were computed by cog before its weights moved into the
+# store: the same files must give the same bytes, or every weight imported before would be
+# pushed again under new digests.
+GOLDEN_FILES = {
+    "config.json": b'{"layers": 2}\n',
+    "sub/tokenizer.json": b'{"vocab": []}\n',
+    "model.safetensors": b"S" * 3000,
+    "big.bin": bytes(range(256)) * (64 * 4096),  # 64 MiB: a layer of its own
+    "\u00fcn\u00efcode/\u540d\u524d.txt": b"x",
+    "deep/" + "d" * 120 + "/leaf.bin": b"leaf" * 100,  # a name only a PAX header holds
+    "empty": b"",
+}
+GOLDEN_LOCK = "sha256:7e5ff60ce752f6683e3370f0a3fdaa862021249b0f488b5738ab6cf9e1916a6c"
+GOLDEN_MANIFEST = "sha256:53c22d2dfef06220190a60f9181a5466b1f7e61321c10380357599020a15a7cb"
+GOLDEN_CONFIG = "sha256:4c1438ea4e9ecb5a7a659e4c0e17fbece2b6a668eeca27980a79dfe8453fb2c1"
+GOLDEN_LAYERS = [
+    "sha256:2481f4d975af1337b41be7938b24d27f81fd1794f5544244d2c65d602e10f2f3",
+    "sha256:51a37e7ebac4008882d6baec7f13015996f2473e004bbd8d7cb6167d61f39787",
+]
+
+
+def test_the_artifact_and_the_lock_keep_their_bytes(tmp_path: Path) -> None:
+    store = Store(tmp_path / "store")
+    files = []
+    for rel, data in sorted(GOLDEN_FILES.items()):
+        path = add_stream(store, io.BytesIO(data), len(data), sha256(data))
+        assert store.real_path(path).read_bytes() == data
+        files.append((LockFile(rel, len(data), sha256(data), ""), store.real_path(path)))
+    source = LockSource("file://./w", "sha256:" + "ab" * 32, ["*.json"], ["README*"])
+    artifact = build_artifact("alpha", "/src/weights/alpha", [source], files)
+    artifact.entry.imported_at = "2024-01-02T03:04:05.000006Z"
+    lock = WeightsLock(envelope_format(), [artifact.entry])
+    assert sha256(lock.to_bytes()) == GOLDEN_LOCK
+    assert artifact.entry.digest == sha256(artifact.manifest) == GOLDEN_MANIFEST
+    assert sha256(artifact.config_blob) == GOLDEN_CONFIG
+    assert sorted(artifact.parts) == GOLDEN_LAYERS
+    assert artifact.tag == "cog-weight.alpha.b464c43e4ba1"
+    # The layers' parts are the store's own files: the blobs they describe are the layers.
+    for digest, parts in artifact.parts.items():
+        assert hash_parts(parts)[0] == digest
+        assert {p[0] for p in parts if isinstance(p, tuple)} <= {real for _, real in files}
+    # Every weight file is a valid path that is what its name says, registered with the
+    # hashes the store computes itself.
+    report = verify_store(store)
+    assert report.clean and report.checked == len(GOLDEN_FILES)
+    with pytest.raises(StoreError, match="wrong content"):
+        add_stream(store, io.BytesIO(b"other"), 5, sha256(b"x" * 5))
+
+
+def test_gc_keeps_the_files_weights_lock_names(
+    env: dict[str, str], oci_registry: Registry, tmp_path: Path
+) -> None:
+    root = weights_project(tmp_path, "gc")
+    sources = write_sources(root)
+    assert cog(root, env, "weights", "import").returncode == 0
+    old_beta = cached(env, sha256(sources["src-beta/model.bin"]))
+    collected = cog(root, env, "store", "gc")
+    assert collected.returncode == 0, collected.stderr
+    assert old_beta.is_file()
+    warm = cog(root, env, "weights", "pull")
+    assert "All 2 weight(s) already cached." in warm.stderr
+
+    # A new beta: the root follows weights.lock, so the file it no longer names goes.
+    (root / "src-beta" / "model.bin").write_bytes(b"C" * 1024)
+    assert cog(root, env, "weights", "import", "beta").returncode == 0
+    assert cog(root, env, "store", "gc").returncode == 0
+    assert not old_beta.exists()
+    assert cached(env, sha256(b"C" * 1024)).is_file()
+    assert cached(env, sha256(sources["src-alpha/model.safetensors"])).is_file()
+
+
+@pytest.mark.parametrize(
+    "point", ["weight:partial", "install:before-register", "install:after-register"]
+)
+def test_a_crash_mid_import_leaves_the_store_consistent(
+    env: dict[str, str], oci_registry: Registry, tmp_path: Path, point: str
+) -> None:
+    """Killed while a file is written, before or after it is registered: no weights.lock, no
+    valid partial file, nothing the next command does not clean; the import then runs whole."""
+    root = weights_project(tmp_path, "crash")
+    sources = write_sources(root)
+    killed = cog(root, env | {"COG_FAILPOINT": point}, "weights", "import")
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    assert not (root / "weights.lock").exists()
+    tmp = Path(env["COG_STORE_DIR"]) / ".cog" / "tmp"
+    if point == "weight:partial":
+        assert [p.name for p in tmp.glob("weight-*/out")] == ["out"]  # a partial file
+    verified = cog(root, env, "store", "verify")
+    assert verified.returncode == 0, verified.stdout
+    assert "0 corrupt" in verified.stdout
+    assert not [p for p in tmp.iterdir()]  # what the killed import left, removed
+    again = cog(root, env, "weights", "import")
+    assert again.returncode == 0, again.stderr
+    for rel in ("src-alpha/model.safetensors", "src-beta/model.bin"):
+        assert cached(env, sha256(sources[rel])).read_bytes() == sources[rel]
+    assert cog(root, env, "store", "verify").returncode == 0
+
+
+def test_files_cached_before_the_store_are_taken_in(
+    env: dict[str, str], oci_registry: Registry, tmp_path: Path
+) -> None:
+    """Weight files in the cache cog kept before its store held them are taken in (checked
+    against their digests), not downloaded again; one that is not what it says is fetched."""
+    root = weights_project(tmp_path, "legacy")
+    sources = write_sources(root)
+    assert cog(root, env, "weights", "import").returncode == 0
+    forget(root, env)
+    for rel, data in sources.items():
+        hexdigest = sha256(data)[7:]
+        old = Path(env["COG_CACHE_DIR"]) / "weights" / "files" / "sha256" / hexdigest[:2]
+        old.mkdir(parents=True, exist_ok=True)
+        (old / hexdigest).write_bytes(data if "beta" not in rel else b"X" * len(data))
+    pulled = cog(root, env, "weights", "pull")
+    assert pulled.returncode == 0, pulled.stderr
+    assert "Pulling alpha... cached (3/3 files)" in pulled.stderr
+    assert "Pulling beta... done (1.0KB, 1 file(s), 1 layer(s))" in pulled.stderr
+    for rel in ("src-alpha/config.json", "src-beta/model.bin"):
+        assert cached(env, sha256(sources[rel])).read_bytes() == sources[rel]
+
+    # Taken in without the registry, and kept by the project like pulled files.
+    forget(root, env)
+    offline = env | {"COG_MODEL_REGISTRY": "127.0.0.1:1"}
+    alpha = cog(root, offline, "weights", "pull", "alpha")
+    assert alpha.returncode == 0, alpha.stderr
+    assert "All 1 weight(s) already cached." in alpha.stderr
+    assert cog(root, env, "store", "gc").returncode == 0
+    assert cached(env, sha256(sources["src-alpha/config.json"])).is_file()

@@ -12,19 +12,17 @@ from pathlib import Path
 from typing import Any
 
 from cog.cli.build_cmd import add_image_flags, build_image
-from cog.cli.project import has_project, project_dir
-from cog.cli.weights_store import (
+from cog.project.errors import UsageError
+from cog.project.locate import has_project, project_dir
+from cog.project.weights_repository import model_reference
+from derivations.config import CogConfig, load_config
+from derivations.weights_artifact import (
     ARTIFACT_TYPE,
-    LOCK_NAME,
     NAME_ANNOTATION,
     SET_DIGEST_ANNOTATION,
     SIZE_ANNOTATION,
-    LockEntry,
-    load_lock,
-    model_reference,
 )
-from cog.project.errors import UsageError
-from derivations.config import CogConfig, load_config
+from derivations.weights_lock import LOCK_NAME, LockEntry, load_lock
 from store.cache import OciCache, Substituter, cached_layout
 from store.errors import StoreError
 from store.local import Store

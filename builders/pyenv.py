@@ -3,16 +3,24 @@
 `pyvenv.cfg` names the interpreter's home, so `bin/python` is a venv interpreter; its
 site-packages is a farm of symlinks into the wheel paths (one link per top-level entry,
 directories shared by several distributions, such as namespace packages, merged one level
-down). Identical files are shared, and so is the bytecode of one source compiled in two wheels
-(the first wins); two distributions that ship different files at one path are
-an error naming both. Console scripts are copied with their placeholder interpreter replaced by
-this environment's `bin/python`.
+down). Console scripts are copied with their placeholder interpreter replaced by this
+environment's `bin/python`.
+
+Two distributions that install one path are settled as pip settles them: the later install
+wins, as pip overwrites another distribution's file (a script too). "Later" is the order of
+the environment's inputs, which `env_derivation` sorts by derivation name
+(`python3.11-tensorboard-…` before `python3.11-tensorflow-…`): the same on every machine, so
+the environment is a function of its inputs alone. Identical bytes keep the first install
+(the content is the same either way), and so does the bytecode of one source compiled in two
+wheels; differing bytes are overwritten with a warning in the build's log and on stderr. A
+file against a directory is an error naming both, as pip fails on it too.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -96,6 +104,8 @@ class BinaryBuilder:
 
 class EnvBuilder:
     kind = "pyenv"
+    # Still 2 with later-wins: an environment that built before (no clashes, or clashes of
+    # identical bytes) builds the very same tree; only inputs that were refused build now.
     version = "2"
     runs_foreign_code = False
 
@@ -111,15 +121,16 @@ class EnvBuilder:
             f"home = {home}\ninclude-system-site-packages = false\nversion = {python}\n"
         )
         self._interpreter(ctx, interpreter, python)
-        owners: dict[str, _Owner] = {}
-        for role in sorted(r for r in ctx.inputs if r.startswith("wheel-")):
+        farm = _Farm(ctx)
+        sp = site_packages(python)
+        for role in sorted(r for r in ctx.inputs if r.startswith("wheel-")):  # the install order
             real = ctx.inputs[role]
             logical = str(ctx.input_paths[role])
             dist = ctx.input_paths[role].name
-            sp = site_packages(python)
-            self._link_tree(real / sp, f"{logical}/{sp}", lib, dist, owners)
-            self._scripts(real / "bin", f"{logical}/bin", ctx, dist)
-        ctx.say(f"environment of {len(owners)} top-level entries")
+            farm.link_tree(real / sp, f"{logical}/{sp}", lib, dist)
+            farm.scripts(real / "bin", f"{logical}/bin", dist)
+        farm.drop_stale_bytecode()
+        ctx.say(f"environment of {len(farm.owners)} top-level entries")
 
     def _interpreter(self, ctx: BuildContext, interpreter: str, python: str) -> None:
         # A link, as `python -m venv` makes: to the binary's own store path, or to a
@@ -130,50 +141,129 @@ class EnvBuilder:
         for alias in ("python3", f"python{python}"):
             os.symlink("python", ctx.out / "bin" / alias)
 
-    def _link_tree(
-        self, real: Path, logical: str, into: Path, dist: str, owners: dict[str, _Owner]
-    ) -> None:
-        if not real.is_dir():
-            return
-        for entry in sorted(os.listdir(real)):
-            source, target = real / entry, into / entry
-            prior = owners.get(str(target))
-            if prior is None:
-                os.symlink(f"{logical}/{entry}", target)
-                owners[str(target)] = _Owner(dist, source, f"{logical}/{entry}")
-            elif source.is_dir() and not source.is_symlink() and prior.real.is_dir():
-                if target.is_symlink():  # first sharing: the link becomes a directory of links
-                    target.unlink()
-                    target.mkdir()
-                    self._link_tree(prior.real, prior.logical, target, prior.dist, owners)
-                self._link_tree(source, f"{logical}/{entry}", target, dist, owners)
-            elif source.is_file() and prior.real.is_file() and _same(source, prior.real):
-                continue  # the very same file from two distributions
-            elif _same_source_bytecode(source, prior.real):
-                continue  # the first (in input order) wins: only the path it names differs
-            else:
-                where = str(target).split("site-packages/", 1)[-1]
-                raise BuildError(f"{dist} and {prior.dist} both install {where}, differently")
-
-    def _scripts(self, real: Path, logical: str, ctx: BuildContext, dist: str) -> None:
-        if not real.is_dir():
-            return
-        python = f"{ctx.out_path}/bin/python".encode()
-        placeholder = b"#!" + PLACEHOLDER_INTERPRETER.encode()
-        for script in sorted(real.iterdir()):
-            target = ctx.out / "bin" / script.name
-            if target.exists() or target.is_symlink():
-                raise BuildError(f"{dist} and another distribution both install bin/{script.name}")
-            data = script.read_bytes()
-            if data.startswith(placeholder):
-                target.write_bytes(b"#!" + python + data[len(placeholder) :])
-                target.chmod(0o755)
-            else:
-                os.symlink(f"{logical}/{script.name}", target)
-
 
 @dataclass(frozen=True)
 class _Owner:
     dist: str
     real: Path  # where the entry is on disk now
     logical: str  # its /cog/store path, which the link names
+
+
+@dataclass(frozen=True)
+class _Script:
+    dist: str
+    digest: bytes  # sha256 of the bytes the environment holds (after the shebang rewrite)
+
+
+class _Farm:
+    """One environment's tree as the distributions are installed into it, in order."""
+
+    def __init__(self, ctx: BuildContext) -> None:
+        self.ctx = ctx
+        self.owners: dict[str, _Owner] = {}  # a path in the output -> who installed it
+        self.installed_scripts: dict[str, _Script] = {}
+        self.overwritten_sources: set[str] = set()  # .py files a later distribution replaced
+
+    def link_tree(self, real: Path, logical: str, into: Path, dist: str) -> None:
+        if not real.is_dir():
+            return
+        for entry in sorted(os.listdir(real)):
+            source, target = real / entry, into / entry
+            prior = self.owners.get(str(target))
+            if prior is None:
+                self._link(source, f"{logical}/{entry}", target, dist)
+            elif source.is_dir() and not source.is_symlink() and prior.real.is_dir():
+                self._as_directory(target)
+                self.link_tree(source, f"{logical}/{entry}", target, dist)
+            elif source.is_file() and prior.real.is_file():
+                if _same(source, prior.real) or _same_source_bytecode(source, prior.real):
+                    continue  # one content: the first install's link stays
+                target.unlink()
+                self._link(source, f"{logical}/{entry}", target, dist)
+                if target.suffix == ".py":
+                    self.overwritten_sources.add(str(target))
+                if target.parent.name != "__pycache__":  # bytecode follows its source, unsaid
+                    self._warn(dist, prior.dist, _in_site_packages(target))
+            else:
+                raise BuildError(
+                    f"{dist} and {prior.dist} both install {_in_site_packages(target)}, "
+                    "one as a file and one as a directory"
+                )
+
+    def scripts(self, real: Path, logical: str, dist: str) -> None:
+        if not real.is_dir():
+            return
+        python = f"{self.ctx.out_path}/bin/python".encode()
+        placeholder = b"#!" + PLACEHOLDER_INTERPRETER.encode()
+        for script in sorted(real.iterdir()):
+            target = self.ctx.out / "bin" / script.name
+            data = script.read_bytes()
+            rewritten = data.startswith(placeholder)
+            if rewritten:
+                data = b"#!" + python + data[len(placeholder) :]
+            digest = hashlib.sha256(data).digest()
+            prior = self.installed_scripts.get(script.name)
+            if prior is not None:
+                if prior.digest == digest:
+                    continue  # tensorflow's bin/tensorboard is tensorboard's, byte for byte
+                self._warn(dist, prior.dist, f"bin/{script.name}")
+                target.unlink()
+            elif os.path.lexists(target):
+                raise BuildError(
+                    f"{dist} installs bin/{script.name}, the environment's own interpreter"
+                )
+            if rewritten:
+                target.write_bytes(data)
+                target.chmod(0o755)
+            else:
+                os.symlink(f"{logical}/{script.name}", target)
+            self.installed_scripts[script.name] = _Script(dist, digest)
+
+    def drop_stale_bytecode(self) -> None:
+        """A replaced module keeps no bytecode of the source it replaced. The bytecode is
+        unchecked (never compared with its source at import), so where the winner has none
+        (its source did not compile for this Python), the loser's would run instead."""
+        for source in sorted(self.overwritten_sources):
+            target = Path(source)
+            winner = self.owners[source].real.parent / "__pycache__"
+            cache = target.parent / "__pycache__"
+            if not cache.is_dir():
+                continue
+            stale = [
+                name
+                for name in sorted(os.listdir(cache))
+                if name.split(".", 1)[0] == target.stem
+                and name.endswith(".pyc")
+                and not (winner / name).is_file()
+            ]
+            if stale:
+                self._as_directory(cache)
+            for name in stale:
+                (cache / name).unlink()
+                del self.owners[str(cache / name)]
+
+    def _link(self, source: Path, logical: str, target: Path, dist: str) -> None:
+        os.symlink(logical, target)
+        self.owners[str(target)] = _Owner(dist, source, logical)
+
+    def _as_directory(self, target: Path) -> None:
+        """A directory linked whole becomes a directory of links, when a second distribution
+        shares it or one of its entries must change."""
+        if not target.is_symlink():
+            return
+        prior = self.owners[str(target)]
+        target.unlink()
+        target.mkdir()
+        self.link_tree(prior.real, prior.logical, target, prior.dist)
+
+    def _warn(self, later: str, earlier: str, where: str) -> None:
+        line = (
+            f"warning: {earlier} and {later} both install {where}, differently: {later}'s is "
+            "kept (the later install wins, as with pip)"
+        )
+        self.ctx.say(line)
+        print(line, file=sys.stderr)
+
+
+def _in_site_packages(target: Path) -> str:
+    return str(target).split("site-packages/", 1)[-1]

@@ -1,16 +1,22 @@
 """`cog doctor [--fix]`: check the project for common problems, and fix the fixable ones, as
-Cog 0.23 does (experimental there too). Warnings exit 0; an error left unfixed exits 1."""
+Cog 0.23 does (experimental there too). Warnings exit 0; an error left unfixed exits 1. The
+checks and fixes are `cog.doctor`'s; this parses the flags and prints their results."""
 
 from __future__ import annotations
 
 import argparse
 import os
 import sys
-from pathlib import Path
 from typing import Any
 
-from cog.cli.doctor_checks import CheckResult, Severity, run_checks
-from cog.project.errors import UsageError
+from cog.doctor.model import Severity
+from cog.doctor.runner import (
+    CheckResult,
+    find_project,
+    fixable_error_left,
+    has_unfixed_error,
+    run_checks,
+)
 from store.local import Store
 
 NOTE = "NOTE: cog doctor is experimental. Behavior and checks may change in future versions."
@@ -29,17 +35,6 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
         "-f", "--file", default="cog.yaml", metavar="NAME", help="the name of the config file"
     )
     p.set_defaults(func=cmd_doctor)
-
-
-def find_project(config_name: str) -> Path:
-    here = Path.cwd()
-    for directory in (here, *here.parents):
-        if (directory / config_name).is_file():
-            return directory
-    raise UsageError(
-        f"{config_name} not found in {here} (or in any parent directories)",
-        hint="run `cog init` to start a project, or cd to your project",
-    )
 
 
 class _Console:
@@ -83,12 +78,7 @@ def cmd_doctor(args: argparse.Namespace, store: Store) -> int:
     out.info()
     results = run_checks(project, args.file, args.fix)
     report(out, results, args.fix)
-    unfixed_error = any(
-        r.error is not None
-        or (not r.fixed and any(f.severity == Severity.ERROR for f in r.findings))
-        for r in results
-    )
-    return 1 if unfixed_error else 0
+    return 1 if has_unfixed_error(results) else 0
 
 
 def report(out: _Console, results: list[CheckResult], fix: bool) -> None:
@@ -136,14 +126,7 @@ def report(out: _Console, results: list[CheckResult], fix: bool) -> None:
     elif errors or warnings:
         parts = [_plural(n, w) for n, w in ((errors, "error"), (warnings, "warning")) if n]
         summary = f"Found {', '.join(parts)}."
-        fixable = any(
-            r.check.fixable
-            and not r.fixed
-            and r.error is None
-            and any(f.severity == Severity.ERROR for f in r.findings)
-            for r in results
-        )
-        if not fix and fixable:
+        if not fix and fixable_error_left(results):
             summary += ' Run "cog doctor --fix" to auto-fix.'
         out.info(summary)
     else:

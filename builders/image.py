@@ -30,7 +30,7 @@ from builders.base import Args, BuildContext
 from builders.ca_cert import ENV as CA_CERT_ENV
 from builders.errors import BuildError
 from builders.launch import model_environment, server_command
-from builders.project import Layers
+from builders.layers import Layers
 from builders.rootview import view_derivation
 from builders.sandbox.jail import read_result, run_command
 from builders.wheel import site_packages

@@ -7,8 +7,9 @@ from typing import Any
 
 import pytest
 
-from cog.cli.predict_cmd import check_inputs, parse_inputs
+from cog.cli.values import parse_inputs
 from cog.project.errors import UsageError
+from cog.project.inputs import check_inputs
 from cog.server import signature
 from runtime.openapi import openapi
 

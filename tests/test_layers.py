@@ -141,6 +141,30 @@ def test_no_module_imports_itself_through_others() -> None:
     assert not circles, "import circles:\n" + "\n".join(circles)
 
 
+def test_no_command_imports_another() -> None:
+    """A command parses its flags, calls a service and prints: what two commands share lives
+    in the services (`cog/project`) or a flag helper of `cog/cli`, never in another command,
+    nor reached through a helper."""
+    graph = _module_graph()
+    commands = {f"cog.cli.{module}" for module, _ in COMMANDS.values()}
+
+    def reached(start: str) -> set[str]:
+        found, todo = set(), [start]
+        while todo:
+            for nxt in graph[todo.pop()] - found:
+                found.add(nxt)
+                if nxt.startswith("cog.cli.") and nxt not in commands:
+                    todo.append(nxt)  # a helper of the command line: look through it
+        return found
+
+    wrong = [
+        f"{command} reaches {other}"
+        for command in sorted(commands)
+        for other in sorted(reached(command) & commands - {command})
+    ]
+    assert not wrong, "commands importing commands:\n" + "\n".join(wrong)
+
+
 @pytest.mark.parametrize(
     ("layer", "allowed"),
     [("cog", set()), ("cog.server", set()), ("runtime", RUNTIME_LIBRARIES)],

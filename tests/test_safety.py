@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from builders.project import add_code
+from cog.project.plan import add_code
 from derivations.config import CogConfig, ConfigError
 from store.local import Store
 from store.oci import Layout

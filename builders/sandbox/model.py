@@ -22,7 +22,7 @@ from typing import Any
 
 from builders.errors import SandboxUnavailable
 from builders.launch import model_environment, server_command
-from builders.project import Layers
+from builders.layers import Layers
 from builders.rootview import add_mount_points, merge_view
 from builders.sandbox.gpu import DRIVER_BIN, DRIVER_DIR, HostGpu, gpu_binds
 from builders.sandbox.jail import Jail, Launch

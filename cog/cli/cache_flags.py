@@ -1,5 +1,5 @@
 """The binary-cache flags, apart from the machinery behind them, so that registering a command
-that takes them imports nothing heavy (`cog.cli.caches` does the work)."""
+that takes them imports nothing heavy (`cog.project.caches` does the work)."""
 
 from __future__ import annotations
 

@@ -19,8 +19,8 @@ from typing import Any
 
 from cog import __version__ as sdk_version
 from cog.cli.compat import add_compat_flags
-from cog.cli.project import project_dir
 from cog.project.errors import UsageError
+from cog.project.locate import project_dir
 from store.local import Store
 from store.paths import StorePath
 

@@ -3,19 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 from typing import Any
 
 from builders.run_step import parse_secrets
-from builders.sandbox.jail import host_tool_argv
-from cog.cli.build_cmd import pin_run_steps
 from cog.cli.compat import add_secret_flag
-from cog.cli.project import project_dir
-from cog.project.errors import UsageError, warn
-from cuda_channels.channel import load
-from derivations import lock
-from derivations.config import load_config
+from cog.project.locate import project_dir
+from cog.project.lock import check_lock, lock_project
 from store.local import Store
 
 
@@ -42,38 +36,19 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
 
 def cmd_lock(args: argparse.Namespace, store: Store) -> int:
     project = project_dir()
-    config = load_config(project)
-    try:
-        previous = lock.read(project)
-    except lock.LockError as e:
-        if args.check:
-            raise
-        # What the error's hint asks for: a lock this cog cannot read is written afresh.
-        print(f"{e}: rewriting it", file=sys.stderr)
-        previous = None
-    channel = load(args.channel or lock.channel_name(config, previous))
     if args.check:
-        if previous is None:
-            raise UsageError("there is no cog.lock", hint="run `cog lock` to create it")
-        changes = lock.drift(previous, config, project, channel, args.arch)
-        if changes:
-            raise UsageError("cog.lock is stale: " + "; ".join(changes), hint="run `cog lock`")
+        check_lock(project, args.arch, args.channel)
         print("cog.lock is up to date")
         return 0
     upgrade: list[str] | bool = True if args.upgrade else args.upgrade_package
-    result = lock.create(
-        config, project, channel, args.arch, previous, upgrade, warn=warn, sandbox=host_tool_argv
-    )
     secrets = parse_secrets(args.secret, Path.cwd())
-    result = pin_run_steps(
-        store, project, config, result, channel, previous, secrets, upgrade=bool(args.upgrade)
-    )
-    changed = lock.write(project, result)
+    locked = lock_project(store, project, args.arch, args.channel, upgrade, secrets)
+    result = locked.lock
     system = len(result.system.base) + len(result.system.python) + len(result.system.packages)
     steps = result.run or ()
     fixed = sum(1 for s in steps if s.network)
     print(
-        f"{'wrote' if changed else 'unchanged:'} cog.lock: {system} system packages, "
+        f"{'wrote' if locked.changed else 'unchanged:'} cog.lock: {system} system packages, "
         f"{len(result.python_packages)} Python packages, "
         f"{len(result.runtime_packages)} for the runtime"
         + (f", {len(steps)} build.run steps ({fixed} fixed-output)" if steps else "")

@@ -230,13 +230,14 @@ def cmd_import(args: argparse.Namespace, store: Store) -> int:
 
 
 def cmd_copy(args: argparse.Namespace, store: Store) -> int:
-    from cog.cli.caches import Caches
+    from cog.project.caches import Caches
+    from cog.project.options import CacheOptions
 
+    keys = {"signing_key": args.signing_key, "trusted_keys": tuple(args.trusted_key)}
     if args.to:
         from store.cache import publish
 
-        args.cache, args.cache_from = [args.to], []
-        caches = Caches.from_args(args)
+        caches = Caches.open(CacheOptions(read_write=(args.to,), **keys))
         paths = [_path(store, p) for p in args.paths]
         for path in paths:
             store.info(path)  # a path that is not here fails before anything is sent
@@ -250,8 +251,7 @@ def cmd_copy(args: argparse.Namespace, store: Store) -> int:
             file=sys.stderr,
         )
         return 0
-    args.cache, args.cache_from = [], [args.source]
-    substituter = Caches.from_args(args).substituter
+    substituter = Caches.open(CacheOptions(read_only=(args.source,), **keys)).substituter
     assert substituter is not None
     substituter.fallback = ""  # nothing is built here: a refusal is only a refusal
     said: list[str] = []

@@ -1,4 +1,5 @@
-"""A project's layers as derivations, from cog.yaml and cog.lock alone (no index is read).
+"""The plan of a project's build: its layers as derivations, from cog.yaml and cog.lock alone
+(no index is read), made once per build.
 
 Root layers (the channel's base set; Debian's Python and the system packages), the
 interpreter (python-build-standalone, when chosen), one store path per wheel, the model's
@@ -14,12 +15,13 @@ import shutil
 import stat
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 
 from docker.utils.build import PatternMatcher
 
 from builders.ca_cert import ca_cert_derivation
+from builders.layers import Layers
 from builders.pyenv import env_derivation
 from builders.run_step import check_steps, step_derivations
 from builders.sdist import build_root, sdist_derivation
@@ -29,7 +31,6 @@ from builders.wheel import Interpreter, wheel_derivation
 from cuda_channels.channel import Channel
 from derivations.apt import RootPins
 from derivations.config import CogConfig, ConfigError
-from derivations.hashing import output_path
 from derivations.lock import Lock
 from derivations.model import Derivation
 from derivations.pylock import Wheel
@@ -39,50 +40,6 @@ from store.paths import StorePath, safe_name
 
 LARGE_FILE = 64 * 1024 * 1024  # files this big are weights, not code
 ALWAYS_IGNORED = (".git", ".cog", "**/__pycache__", "cog.lock", ".venv")
-
-
-@dataclass
-class Layers:
-    base: Derivation
-    python_layer: Derivation
-    system: Derivation
-    python: Derivation | None
-    model_env: Derivation
-    runtime_env: Derivation
-    code: StorePath
-    weights: dict[str, StorePath] = field(default_factory=dict)  # /src-relative path -> store
-    steps: tuple[Derivation, ...] = ()  # build.run, each a layer for `/` over the ones before
-    ca_cert: Derivation | None = None  # COG_CA_CERT's, between the system packages and steps
-
-    @property
-    def roots(self) -> tuple[Derivation, ...]:
-        """The layers at `/`, lowest first: base, Python, system packages, COG_CA_CERT's,
-        then the steps."""
-        extra = (self.ca_cert,) if self.ca_cert is not None else ()
-        return (self.base, self.python_layer, self.system, *extra, *self.steps)
-
-    @property
-    def derivations(self) -> list[Derivation]:
-        found = [*self.roots, self.model_env, self.runtime_env]
-        return found + ([self.python] if self.python is not None else [])
-
-    def paths(self) -> dict[str, StorePath]:
-        named = {
-            "rootfs-base": output_path(self.base),
-            "rootfs-python": output_path(self.python_layer),
-            "rootfs-system": output_path(self.system),
-            "model-env": output_path(self.model_env),
-            "runtime-env": output_path(self.runtime_env),
-            "code": self.code,
-        }
-        if self.python is not None:
-            named["python"] = output_path(self.python)
-        for rel, path in self.weights.items():
-            named[f"weights:{rel}"] = path
-        for layer in (self.ca_cert, *self.steps):
-            if layer is not None:
-                named[layer.name] = output_path(layer)
-        return named
 
 
 def _ignore_patterns(root: Path) -> list[str]:
@@ -203,7 +160,8 @@ def layers(
     ca_cert: str | None = None,
 ) -> Layers:
     """The project's layers; `with_steps=False` leaves out build.run (what `cog lock` builds
-    to learn how to pin the steps); `ca_cert`, the PEM of a CA for the image to trust."""
+    to learn how to pin the steps: `add_steps` adds them to these layers once pinned);
+    `ca_cert`, the PEM of a CA for the image to trust."""
     check_buildable(config)
     arch = lock.platform.arch
     python = config.build.python_version
@@ -238,9 +196,7 @@ def layers(
     code, weights = add_code(store, root, config)
     model_env = env_derivation("model-env", python, land.interpreter, model, interpreter_input)
     trust = ca_cert_derivation(ca_cert, land.root_layers) if ca_cert is not None else None
-    roots = (*land.root_layers, *((trust,) if trust is not None else ()))
-    steps = step_derivations(roots, model_env, config, lock.run or ()) if with_steps else []
-    return Layers(
+    planned = Layers(
         base=land.base,
         python_layer=land.python_layer,
         system=land.system,
@@ -251,6 +207,13 @@ def layers(
         ),
         code=code,
         weights=weights,
-        steps=tuple(steps),
         ca_cert=trust,
     )
+    return add_steps(planned, config, lock) if with_steps else planned
+
+
+def add_steps(planned: Layers, config: CogConfig, lock: Lock) -> Layers:
+    """`planned` (layers without build.run) with the steps `lock` pins, each over the root
+    layers and the ones before it."""
+    steps = step_derivations(planned.roots, planned.model_env, config, lock.run or ())
+    return replace(planned, steps=tuple(steps))

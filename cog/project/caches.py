@@ -7,13 +7,13 @@ reached is left out with one line, and the build goes on without it.
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from cog.project.options import CacheOptions
 from store.cache import BlobFinder, FileCache, OciCache, Substituter, open_cache, publish
 from store.errors import StoreError
 from store.local import Store
@@ -33,13 +33,13 @@ class Caches:
     every: list[OciCache | FileCache]  # the read-write ones, then the read-only ones
 
     @classmethod
-    def from_args(cls, args: argparse.Namespace) -> Caches:
-        """The caches the flags name (checked now: a bad URL or key fails before any build)."""
-        read_write = [open_cache(u) for u in getattr(args, "cache", None) or []]
-        read_only = [open_cache(u) for u in getattr(args, "cache_from", None) or []]
-        key_file = getattr(args, "signing_key", None) or os.environ.get("COG_SIGNING_KEY")
+    def open(cls, options: CacheOptions) -> Caches:
+        """The caches `options` name (checked now: a bad URL or key fails before any build)."""
+        read_write = [open_cache(u) for u in options.read_write]
+        read_only = [open_cache(u) for u in options.read_only]
+        key_file = options.signing_key or os.environ.get("COG_SIGNING_KEY")
         key = SigningKey.load(Path(key_file)) if key_file else None
-        trusted = list(getattr(args, "trusted_key", None) or [])
+        trusted = list(options.trusted_keys)
         trusted += [Path(p) for p in os.environ.get("COG_TRUSTED_KEYS", "").split(":") if p]
         keys = TrustedKeys.load(trusted)
         everything = [*read_write, *read_only]

@@ -62,6 +62,19 @@ class Server(Protocol):
     def stop(self) -> None: ...
 
 
+@dataclass(frozen=True)
+class _Start:
+    """One server start: what to serve, how to build it, where it listens and works."""
+
+    store: Store
+    target: Target
+    options: BuildOptions
+    port: int
+    scratch: Path
+    server_args: list[str]
+    gpu: HostGpu | None
+
+
 def start_server(
     store: Store,
     target: Target,
@@ -74,10 +87,11 @@ def start_server(
     """Starts the server for `target`, listening on `port` (built first where it needs to
     be); `quiet` keeps its output for `failure` instead of passing it through."""
     gpu = None if target.docker else host_gpu(target.gpus)  # before anything is built
+    start = _Start(store, target, options, port, scratch, server_args, gpu)
     if target.image or target.docker:
-        return _start_image(store, target, options, port, scratch, server_args, quiet, gpu)
+        return _start_image(start, quiet)
     if target.native:
-        launch, release = _native(store, target, options, port, scratch, server_args, gpu)
+        launch, release = _native(start)
         return ServerProcess(launch, dict(os.environ), quiet, cleanup=release)
     from builders.sandbox.jail import Launch
 
@@ -209,21 +223,13 @@ class ServerContainer:
             self.container.remove(force=True)
 
 
-def _start_image(
-    store: Store,
-    target: Target,
-    options: BuildOptions,
-    port: int,
-    scratch: Path,
-    server_args: list[str],
-    quiet: bool,
-    gpu: HostGpu | None = None,
-) -> Server:
+def _start_image(start: _Start, quiet: bool) -> Server:
     from builders.sandbox.model import image_argv
     from cog.project import docker_engine
     from cog.project.build import build_image
     from cog.project.images import image_path, unpacked
 
+    store, target, options = start.store, start.target, start.options
     if target.image:
         path = image_path(store, target.image, options.arch)
         layout = Layout.open(store.real_path(path))
@@ -236,25 +242,18 @@ def _start_image(
             raise UsageError("there is no cog.yaml here to build", hint="name an IMAGE to run")
         path = build_image(store, target.project, options).path
         layout = Layout.open(store.real_path(path))
-    env = dict(target.env) | {"PORT": str(port)}
+    env = dict(target.env) | {"PORT": str(start.port)}
     if target.docker:
         tag = f"cog-run:{layout.manifest_digest.split(':')[1][:16]}"
-        docker_engine.load(layout, tag, scratch)
+        docker_engine.load(layout, tag, start.scratch)
         return ServerContainer(docker_engine.run(tag, env, target.gpus))
     rootfs = unpacked(store, path)
-    launch = image_argv(rootfs, layout.config(), env, server_args, scratch, gpu)
+    config = layout.config()
+    launch = image_argv(rootfs, config, env, start.server_args, start.scratch, start.gpu)
     return ServerProcess(launch, dict(os.environ), quiet)
 
 
-def _native(
-    store: Store,
-    target: Target,
-    options: BuildOptions,
-    port: int,
-    scratch: Path,
-    server_args: list[str],
-    gpu: HostGpu | None = None,
-) -> tuple[Launch, Callable[[], None]]:
+def _native(start: _Start) -> tuple[Launch, Callable[[], None]]:
     """Builds the project and returns the command that serves it under bubblewrap, with
     what releases its managed weights' mounts once it has stopped."""
     from builders.image import layers_env
@@ -263,6 +262,7 @@ def _native(
     from cog.project.weights_mounts import prepare_mounts
     from derivations.config import load_config
 
+    store, target, options = start.store, start.target, start.options
     project = target.project
     config = load_config(project)
     if target.training and not config.train:
@@ -273,10 +273,10 @@ def _native(
     try:
         plan = build(store, project, options)
         env = layers_env(store, config, plan.layers, options.arch)
-        env |= config.env | dict(target.env) | {"PORT": str(port)}
+        env |= config.env | dict(target.env) | {"PORT": str(start.port)}
         if config.predict:
             env["COG_PREDICT_TYPE_STUB"] = config.predict
-        view = scratch / "root"
+        view = start.scratch / "root"
         # A training writes where it runs, so it gets the project itself at /src, as in Cog.
         src = None
         if target.training:
@@ -284,7 +284,7 @@ def _native(
             src = project
         binds = mounts.binds
         launch = server_argv(
-            store, plan.layers, view, env, server_args, src=src, mounts=binds, gpu=gpu
+            store, plan.layers, view, env, start.server_args, src=src, mounts=binds, gpu=start.gpu
         )
         return launch, mounts.release
     except BaseException:

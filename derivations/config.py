@@ -1,7 +1,10 @@
 """cog.yaml: Cog's whole schema as pydantic models, with errors a user can act on.
 
-Every problem is one sentence naming the field path (`build.python_version: …`); an unknown
-key is an error with the closest known key suggested.
+Every problem is one sentence naming the field path, in Cog's words (pkg/config: its schema's
+`build.run: must be a list`, its rules' `invalid build.cuda "10.2": minimum supported CUDA
+version is 11`), never pydantic's; an unknown key is an error with the closest known key
+suggested. A key set to null is a key not set, as Cog decodes cog.yaml into Go fields that are
+pointers and slices: `run:` holding only comments is no run steps.
 """
 
 from __future__ import annotations
@@ -17,9 +20,9 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Discriminator,
-    Field,
     Tag,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -29,6 +32,7 @@ from derivations.requirements import logical_lines
 
 MIN_PYTHON = (3, 10)
 MIN_PYTHON_FOR_CONCURRENCY = (3, 11)
+MIN_CUDA = 11
 DEFAULT_PYTHON = "3.13"  # Cog's, for a cog.yaml without a build section
 # Names Cog reserves for its own use in the image (Cog's deny list; `*` is a prefix).
 DENIED_ENV = (
@@ -49,14 +53,42 @@ DENIED_ENV = (
     "KUBERNETES_*",
 )
 _REF = re.compile(r"^[^:]+\.py:[A-Za-z_][A-Za-z0-9_]*$")
+_ENV_PATTERN = "^[A-Za-z_][A-Za-z0-9_]*=.*$"  # Cog's schema, for environment's items
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 class ConfigError(DerivationError):
     pass
 
 
+class _Invalid(ValueError):
+    """A rule Cog words as `invalid FIELD "VALUE": MESSAGE` (its ValidationError). `field`
+    stands for the error's own place where that is not the one Cog names."""
+
+    def __init__(self, message: str, value: object = None, field: str | None = None) -> None:
+        super().__init__(message)
+        self.message, self.value, self.field = message, value, field
+
+
+class _Schema(ValueError):
+    """A breach of Cog's JSON schema, worded as Cog words it: `FIELD: MESSAGE`."""
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.message, self.field = message, field
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _null_is_unset(cls, data: Any) -> Any:
+        """A known key whose value is null (YAML's `~`, or nothing but comments) is left out,
+        as Cog's Go decoding leaves its field unset."""
+        if not isinstance(data, dict):
+            return data
+        return {k: v for k, v in data.items() if v is not None or k not in cls.model_fields}
 
 
 class Mount(_Strict):
@@ -112,16 +144,20 @@ class Build(_Strict):
     @field_validator("python_version", mode="before")
     @classmethod
     def _python(cls, value: Any) -> str:
-        """Cog's rules and words (pkg/config/validate.go), worded by `_sentence` as
-        `invalid build.python_version "3.8": …`."""
-        parts = str(value).strip().split(".", 2)
+        """Cog's rules and words (pkg/config/validate.go validatePythonVersion)."""
+        if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+            raise _Schema("must be a string or number")  # the schema's ["string", "number"]
+        version = str(value).strip()
+        parts = version.split(".", 2)
         if len(parts) < 2:
-            raise ValueError("must include major and minor version (e.g., '3.11')")
+            raise _Invalid("must include major and minor version (e.g., '3.11')", version)
         for part, which in zip(parts, ("major", "minor"), strict=False):
             if not part.isdigit():
-                raise ValueError(f"invalid {which} version number")
+                raise _Invalid(f"invalid {which} version number", version)
         if (int(parts[0]), int(parts[1])) < MIN_PYTHON:
-            raise ValueError(f"minimum supported Python version is {MIN_PYTHON[0]}.{MIN_PYTHON[1]}")
+            raise _Invalid(
+                f"minimum supported Python version is {MIN_PYTHON[0]}.{MIN_PYTHON[1]}", version
+            )
         return f"{int(parts[0])}.{int(parts[1])}"
 
     @field_validator("run", mode="before")
@@ -140,13 +176,17 @@ class Build(_Strict):
     @field_validator("cuda")
     @classmethod
     def _cuda(cls, value: str | None) -> str | None:
+        """Cog's rules and words (validateCUDAVersion); a minor part must be a number too."""
         if value is None:
             return None
         parts = value.split(".")
-        if len(parts) < 2 or not all(p.isdigit() for p in parts):
-            raise ValueError(f'must include major and minor versions, like "12.1", not {value!r}')
-        if int(parts[0]) < 11:
-            raise ValueError(f"must be at least 11, not {value}")
+        if len(parts) < 2:
+            raise _Invalid("must include both major and minor versions (e.g., '11.8')", value)
+        for part, which in zip(parts, ("major", "minor", "patch"), strict=False):
+            if not part.isdigit():
+                raise _Invalid(f"invalid {which} version number", value)
+        if int(parts[0]) < MIN_CUDA:
+            raise _Invalid(f"minimum supported CUDA version is {MIN_CUDA}", value)
         return value
 
     @field_validator("system_packages")
@@ -160,14 +200,23 @@ class Build(_Strict):
     @model_validator(mode="after")
     def _exclusive(self) -> Build:
         if self.python_packages and self.python_requirements:
-            raise ValueError("set python_requirements or python_packages, not both")
+            raise _Invalid(
+                "only one of python_packages or python_requirements can be set, not both"
+            )
         if (self.cuda or self.cudnn) and not self.gpu:
             raise ValueError("cuda and cudnn need gpu: true")
         return self
 
 
 class Concurrency(_Strict):
-    max: int = Field(1, ge=1)
+    max: int = 1
+
+    @field_validator("max")
+    @classmethod
+    def _at_least_one(cls, value: int) -> int:
+        if value < 1:
+            raise _Invalid("must be at least 1", value)
+        return value
 
 
 # The two forms of a weight's source (tags of a union, left out of error paths).
@@ -232,31 +281,45 @@ class CogConfig(_Strict):
             data = dict(data)
             run = data.pop("run")
             if run and data.get("predict"):
-                raise ValueError("only one of run or predict can be set")
+                raise _Invalid("only one of run or predict can be set", field="run")
+            if run is not None and not isinstance(run, str):
+                raise _Schema("must be a string", field="run")
+            if run and not _REF.match(run):
+                raise _Invalid("must be in the form 'run.py:Runner'", run, field="run")
             if run:
                 data["predict"] = run
         return data
 
     @field_validator("predict", "train")
     @classmethod
-    def _ref(cls, value: str | None) -> str | None:
+    def _ref(cls, value: str | None, info: ValidationInfo) -> str | None:
         if value is not None and not _REF.match(value):
-            raise ValueError(f"must look like predict.py:Predictor, not {value!r}")
+            example = "predict.py:Predictor" if info.field_name == "predict" else "train.py:Trainer"
+            raise _Invalid(f"must be in the form '{example}'", value)
         return value
 
     @field_validator("environment")
     @classmethod
     def _environment(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        """Cog's rules and words (parseAndValidateEnvironment, validateEnvName), and its
+        schema's pattern for a name."""
         seen: set[str] = set()
-        for item in value:
+        for index, item in enumerate(value):
             name, eq, _ = item.partition("=")
             if not eq or not name:
-                raise ValueError(f"{item!r} is not in the NAME=value form")
+                raise _Invalid(
+                    f"environment variable {_go_quote(item)} is not in the KEY=VALUE format"
+                )
+            if not _ENV_NAME.fullmatch(name):
+                raise _Schema(f"Does not match pattern '{_ENV_PATTERN}'", f"environment.{index}")
             for pattern in DENIED_ENV:
                 if fnmatch.fnmatchcase(name, pattern):
-                    raise ValueError(f"{name} is reserved by Cog and cannot be set")
+                    raise _Invalid(
+                        f"environment variable {_go_quote(name)} is not allowed: reserved for "
+                        "internal use"
+                    )
             if name in seen:
-                raise ValueError(f"{name} is set twice")
+                raise _Invalid(f"environment variable {_go_quote(name)} is already defined")
             seen.add(name)
         return value
 
@@ -265,9 +328,10 @@ class CogConfig(_Strict):
         """As Cog: a build section must name its Python (only a file without one gets the
         default)."""
         if "build" in self.model_fields_set and "python_version" not in self.build.model_fields_set:
-            raise ValueError(
-                "build.python_version: python_version is required. Add it to the build section "
-                'of your cog.yaml, e.g. `python_version: "3.13"`'
+            raise _Invalid(
+                "python_version is required. Add it to the build section of your cog.yaml, "
+                'e.g. `python_version: "3.13"`',
+                field="build.python_version",
             )
         return self
 
@@ -276,7 +340,12 @@ class CogConfig(_Strict):
         if self.concurrency and self.concurrency.max > 1:
             major, minor = (int(p) for p in self.build.python_version.split("."))
             if (major, minor) < MIN_PYTHON_FOR_CONCURRENCY:
-                raise ValueError("concurrency.max above 1 needs python_version 3.11 or later")
+                need = ".".join(map(str, MIN_PYTHON_FOR_CONCURRENCY))
+                raise _Invalid(
+                    f"concurrency requires Python {need} or higher",
+                    self.concurrency.max,
+                    field="concurrency.max",
+                )
         return self
 
     @model_validator(mode="after")
@@ -324,10 +393,6 @@ def _known_keys(model: type[BaseModel], path: tuple[str | int, ...]) -> list[str
     return list(getattr(current, "model_fields", {}))
 
 
-# Fields whose errors Cog words as `invalid FIELD "VALUE": MESSAGE` (scripts match on them).
-_COG_WORDED = {"build.python_version"}
-
-
 def visible(text: str) -> str:
     """`text` with every character a terminal would not show as itself (zero-width spaces,
     right-to-left overrides, control characters) escaped, as `\\u200b`: a key that only
@@ -335,24 +400,66 @@ def visible(text: str) -> str:
     return "".join(c if c.isprintable() else ascii(c)[1:-1] for c in text)
 
 
+def _go_quote(text: str) -> str:
+    """`text` as Go's %q writes it, as Cog quotes a value in its messages."""
+    return '"' + visible(text.replace("\\", "\\\\").replace('"', '\\"')) + '"'
+
+
+# pydantic's type errors as Cog's schema words them (validate.go getSchemaErrorDescription:
+# `must be a list`, an object being a mapping and an array a list).
+_EXPECTED = {
+    "tuple_type": "list",
+    "list_type": "list",
+    "string_type": "string",
+    "bool_type": "boolean",
+    "bool_parsing": "boolean",
+    "int_type": "integer",
+    "int_parsing": "integer",
+    "int_from_float": "integer",
+    "model_type": "mapping",
+    "model_attributes_type": "mapping",
+    "dict_type": "mapping",
+}
+
+
 def _sentence(error: Any, where: str) -> ConfigError:
-    loc = tuple(p for p in error["loc"] if p not in (_WEIGHT_PATH, _WEIGHT_URI))
-    path = ".".join(visible(str(p)) for p in loc if not str(p).startswith("function-after"))
-    if path in _COG_WORDED and error["type"] == "value_error":
-        message = error["msg"].removeprefix("Value error, ")
+    loc = tuple(
+        p
+        for p in error["loc"]
+        if p not in (_WEIGHT_PATH, _WEIGHT_URI) and not str(p).startswith("function-")
+    )
+    path = ".".join(visible(str(p)) for p in loc)
+    kind, retry = error["type"], f"fix {where} and retry"
+    cause = (error.get("ctx") or {}).get("error")
+    if isinstance(cause, _Invalid):
+        value = "" if cause.value is None else f" {_go_quote(str(cause.value))}"
         return ConfigError(
-            f'{where}: invalid {path} "{visible(str(error["input"]))}": {message}',
-            hint=f"fix {where} and retry",
+            f"{where}: invalid {cause.field or path}{value}: {cause.message}", hint=retry
         )
-    if error["type"] == "extra_forbidden":
+    if isinstance(cause, _Schema):
+        return ConfigError(f"{where}: {cause.field or path}: {cause.message}", hint=retry)
+    if kind == "extra_forbidden":
         close = difflib.get_close_matches(str(loc[-1]), _known_keys(CogConfig, loc[:-1]), n=1)
         hint = (
             f"did you mean {visible('.'.join([*map(str, loc[:-1]), close[0]]))}?" if close else None
         )
         return ConfigError(f"{where}: unknown key {path}", hint=hint or "remove it")
-    message = error["msg"].removeprefix("Value error, ")
+    if kind == "missing":  # the schema's `required`, named at the mapping that lacks the key
+        parent = ".".join(visible(str(p)) for p in loc[:-1]) or where
+        return ConfigError(f"{where}: {parent}: {visible(str(loc[-1]))} is required", hint=retry)
+    if kind in _EXPECTED:
+        expected = _EXPECTED[kind]
+        if kind == "model_type" and loc[:2] == ("build", "run") and len(loc) == 3:
+            expected = "string or mapping"  # a run item's anyOf
+        article = "an" if expected[0] in "aeiou" else "a"
+        message = f"must be {article} {expected}"
+    elif kind == "literal_error":  # the schema's enum, as gojsonschema lists it
+        allowed = re.findall(r"'([^']*)'", str((error.get("ctx") or {}).get("expected", "")))
+        message = "must be one of the following: " + ", ".join(f'"{a}"' for a in allowed)
+    else:  # our own rules' sentences
+        message = error["msg"].removeprefix("Value error, ")
     where_in = f"{where}: {path}" if path else where  # a whole-file rule names its fields
-    return ConfigError(f"{where_in}: {message}", hint=f"fix {where} and retry")
+    return ConfigError(f"{where_in}: {message}", hint=retry)
 
 
 def parse_config(text: str, where: str = "cog.yaml", strict: bool = False) -> CogConfig:

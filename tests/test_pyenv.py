@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 
-from builders.errors import BuildError
 from builders.pyenv import env_derivation
 from builders.realise import realise
 from builders.userland import Userland, userland
@@ -135,13 +134,6 @@ def test_environment_merges_links_rewrites_scripts_and_runs(python: Python, tmp_
         [*argv, f"{path}/bin/python", "-c", code], capture_output=True, text=True, check=False
     )
     assert run.stdout == f"{path} 2\n", run.stderr
-
-
-def test_conflicting_files_name_both_distributions(python: Python, tmp_path: Path) -> None:
-    clash = make_wheel(tmp_path, "clash", "1.0", files={"shared.txt": b"different\n"})
-    with pytest.raises(BuildError, match=r"both install shared\.txt, differently") as e:
-        build_env(python, tmp_path, [clash])
-    assert "clash" in str(e.value) and ("nsone" in str(e.value) or "nstwo" in str(e.value))
 
 
 def test_installs_are_reproducible(python: Python, debian_mirror: str, tmp_path: Path) -> None:

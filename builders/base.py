@@ -4,15 +4,15 @@ where that output lives and when it becomes valid."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol, TextIO, TypeVar, runtime_checkable
+from typing import Any, Protocol, TextIO, TypeVar, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from builders.errors import BuildCancelled, BuildError
-from derivations.model import Derivation
+from derivations.model import Derivation, DrvInput, FixedOutput, SrcInput
 from store.db import PathInfo
 from store.paths import StorePath
 
@@ -87,6 +87,29 @@ class Builder(Protocol):
     runs_foreign_code: bool  # True: must run under the sandbox
 
     def build(self, ctx: BuildContext) -> None: ...
+
+
+def derive(
+    builder: type[Builder],
+    name: str,
+    *,
+    inputs: Mapping[str, DrvInput | SrcInput] | None = None,
+    args: Mapping[str, Any] | None = None,
+    env: Mapping[str, str] | None = None,
+    sha256: str | None = None,
+) -> Derivation:
+    """A derivation that `builder` builds: its kind and version go into the derivation (so a
+    builder whose bytes change, and bumps its version, changes every hash of its kind); with
+    `sha256`, a fixed-output derivation whose single output must hash to it."""
+    return Derivation(
+        name=name,
+        builder=builder.kind,
+        builder_version=builder.version,
+        inputs=dict(inputs or {}),
+        args=dict(args or {}),
+        env=dict(env or {}),
+        fixed_output=FixedOutput(sha256=sha256) if sha256 is not None else None,
+    )
 
 
 @runtime_checkable

@@ -10,7 +10,7 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from builders.base import Args, BuildContext
+from builders.base import Args, BuildContext, derive
 from derivations.ca_cert import joined
 from derivations.model import Derivation, DrvInput
 
@@ -22,13 +22,7 @@ ENV = {name: f"/{BUNDLE}" for name in ("SSL_CERT_FILE", "REQUESTS_CA_BUNDLE")}
 def ca_cert_derivation(pem: str, below: Sequence[Derivation]) -> Derivation:
     """The layer trusting `pem` over the root layers `below` (lowest first)."""
     inputs: dict[str, DrvInput] = {f"layer-{i:02d}": d.dep() for i, d in enumerate(below)}
-    return Derivation(
-        name="rootfs-ca-cert",
-        builder=CaCertBuilder.kind,
-        builder_version=CaCertBuilder.version,
-        inputs=dict(inputs),
-        args={"pem": pem},
-    )
+    return derive(CaCertBuilder, "rootfs-ca-cert", inputs=inputs, args={"pem": pem})
 
 
 class CaCertArgs(Args):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from builders.base import Args, BuildContext
+from builders.base import Args, BuildContext, derive
 from builders.errors import BuildError
 from builders.sandbox.jail import run_command
 from derivations.model import Derivation, DrvInput, SrcInput
@@ -19,14 +19,7 @@ def command_derivation(
     args: dict[str, object] = {"argv": argv}
     if rootfs is not None:
         args["rootfs"] = rootfs
-    return Derivation(
-        name=name,
-        builder=CommandBuilder.kind,
-        builder_version=CommandBuilder.version,
-        inputs=inputs,
-        args=args,
-        env=env or {},
-    )
+    return derive(CommandBuilder, name, inputs=inputs, args=args, env=env)
 
 
 class CommandArgs(Args):

@@ -19,10 +19,10 @@ from pathlib import Path
 
 import httpx
 
-from builders.base import Args, BuildContext
+from builders.base import Args, BuildContext, derive
 from builders.errors import BuildError
 from derivations.downloads import ssl_context
-from derivations.model import Derivation, FixedOutput
+from derivations.model import Derivation
 from store.errors import HashMismatch
 from store.hashing import HashingWriter
 from store.paths import safe_name
@@ -57,13 +57,7 @@ def fetch_derivation(
     }
     args |= {"hint": hint} if hint else {}
     args |= {"size": size} if size is not None else {}
-    return Derivation(
-        name=safe_name(name),
-        builder=FetchBuilder.kind,
-        builder_version=FetchBuilder.version,
-        args=args,
-        fixed_output=FixedOutput(sha256=sha256),
-    )
+    return derive(FetchBuilder, safe_name(name), args=args, sha256=sha256)
 
 
 class FetchArgs(Args):

@@ -26,7 +26,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
-from builders.base import Args, BuildContext
+from builders.base import Args, BuildContext, derive
 from builders.ca_cert import ENV as CA_CERT_ENV
 from builders.errors import BuildError
 from builders.launch import model_environment, server_command
@@ -83,10 +83,9 @@ def layer_derivation(
 ) -> Derivation:
     """One compressed layer blob: the trees at their prefixes. With `expect_store_form` (one
     store path at its layer prefix), the diff_id must be the SHA-256 the store recorded."""
-    return Derivation(
-        name="oci-layer",
-        builder=LayerBuilder.kind,
-        builder_version=LayerBuilder.version,
+    return derive(
+        LayerBuilder,
+        "oci-layer",
         inputs={f"tree-{i:03d}": tree for i, (tree, _) in enumerate(trees)},
         args={
             "prefixes": [prefix for _, prefix in trees],
@@ -155,10 +154,9 @@ def image_derivation(
     }
     model_env, runtime_env = output_path(built.model_env), output_path(built.runtime_env)
     config_env = model_environment(model_env, env)
-    return Derivation(
-        name=name,
-        builder=ImageBuilder.kind,
-        builder_version=ImageBuilder.version,
+    return derive(
+        ImageBuilder,
+        name,
         inputs=inputs,
         args={
             "arch": arch,

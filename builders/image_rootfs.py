@@ -19,7 +19,7 @@ from typing import BinaryIO, cast
 
 import zstandard
 
-from builders.base import BuildContext
+from builders.base import BuildContext, derive
 from builders.errors import BuildError
 from builders.rootview import add_mount_points
 from derivations.model import Derivation, SrcInput
@@ -32,12 +32,7 @@ OPAQUE = ".wh..wh..opq"
 
 
 def rootfs_derivation(layout: StorePath) -> Derivation:
-    return Derivation(
-        name="image-rootfs",
-        builder=ImageRootfsBuilder.kind,
-        builder_version=ImageRootfsBuilder.version,
-        inputs={"image": SrcInput(path=str(layout))},
-    )
+    return derive(ImageRootfsBuilder, "image-rootfs", inputs={"image": SrcInput(path=str(layout))})
 
 
 class _Hashing:

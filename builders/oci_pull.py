@@ -14,8 +14,8 @@ import json
 import os
 from typing import Any
 
-from builders.base import Args, BuildContext
-from derivations.model import Derivation, DrvInput, FixedOutput
+from builders.base import Args, BuildContext, derive
+from derivations.model import Derivation, DrvInput
 from store.oci import EXTERNAL, write_index
 from store.reference import Reference
 from store.registry import fetch_blob, fetch_manifest
@@ -24,10 +24,9 @@ from store.registry import fetch_blob, fetch_manifest
 def blob_derivation(ref: Reference, digest: str, size: int | None, kind: str) -> Derivation:
     """A fixed-output derivation for one blob (or manifest); its path depends only on the
     digest, so where it was fetched from does not matter."""
-    return Derivation(
-        name=f"oci-{kind}-{digest.split(':')[1][:16]}",
-        builder=OciBlobBuilder.kind,
-        builder_version=OciBlobBuilder.version,
+    return derive(
+        OciBlobBuilder,
+        f"oci-{kind}-{digest.split(':')[1][:16]}",
         args={
             "host": ref.host,
             "repository": ref.repository,
@@ -35,7 +34,7 @@ def blob_derivation(ref: Reference, digest: str, size: int | None, kind: str) ->
             "size": size,
             "kind": kind,
         },
-        fixed_output=FixedOutput(sha256=digest),
+        sha256=digest,
     )
 
 
@@ -52,11 +51,10 @@ def layout_derivation(
         inputs[f"layer-{i:03d}"] = blob_derivation(
             ref, layer["digest"], layer["size"], "blob"
         ).dep()
-    return Derivation(
-        name="oci-image",
-        builder=OciLayoutBuilder.kind,
-        builder_version=OciLayoutBuilder.version,
-        inputs=dict(inputs),
+    return derive(
+        OciLayoutBuilder,
+        "oci-image",
+        inputs=inputs,
         args={
             "manifest": manifest_drv.args["digest"],
             "media_type": media_type,

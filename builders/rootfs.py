@@ -45,7 +45,7 @@ from debian.arfile import ArError, ArFile
 from debian.debfile import DebError, DebFile
 
 from builders import alternatives
-from builders.base import Args, BuildContext
+from builders.base import Args, BuildContext, derive
 from builders.bytecode import COMPILE_ENV, compile_argv
 from builders.errors import BuildError, SandboxUnavailable
 from builders.fetch import fetch_derivation
@@ -73,10 +73,9 @@ def root_layer_derivation(
     }
     for i, lower in enumerate(lowers):
         inputs[f"lower-{i:02d}"] = lower.dep()
-    return Derivation(
-        name=name,
-        builder=RootfsBuilder.kind,
-        builder_version=RootfsBuilder.version,
+    return derive(
+        RootfsBuilder,
+        name,
         inputs=inputs,
         args={"packages": [p.name for p in ordered], "arch": arch},
         env=COMPILE_ENV,

@@ -14,7 +14,7 @@ import shutil
 from collections.abc import Sequence
 from pathlib import Path
 
-from builders.base import BuildContext
+from builders.base import BuildContext, derive
 from builders.errors import BuildError
 from derivations.model import Derivation
 
@@ -98,11 +98,8 @@ def merge_view(layers: Sequence[Path], dest: Path) -> Path:
 def view_derivation(name: str, layers: Sequence[Derivation]) -> Derivation:
     """The merged view of root layers as a store path of its own (hard links: no extra
     space), for builders that run a program of the layers, such as the interpreter."""
-    return Derivation(
-        name=name,
-        builder=ViewBuilder.kind,
-        builder_version=ViewBuilder.version,
-        inputs={f"layer-{i:02d}": d.dep() for i, d in enumerate(layers)},
+    return derive(
+        ViewBuilder, name, inputs={f"layer-{i:02d}": d.dep() for i, d in enumerate(layers)}
     )
 
 

@@ -30,7 +30,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from builders.base import Args, BuildContext
+from builders.base import Args, BuildContext, derive
 from builders.ca_cert import trusted_by
 from builders.errors import BuildError, SandboxUnavailable
 from builders.launch import BASE_PATH
@@ -45,7 +45,7 @@ from derivations.ca_cert import joined
 from derivations.config import CogConfig, ConfigError, RunItem
 from derivations.hashing import drv_path, output_path
 from derivations.lock import Secret, Step, StepPin, step_input
-from derivations.model import Derivation, DrvInput, FixedOutput
+from derivations.model import Derivation, DrvInput
 from derivations.store_io import write_drv
 from store.archive import is_store_reference, tree_sha256
 from store.local import Store
@@ -170,18 +170,17 @@ def step_derivation(
     inputs: dict[str, DrvInput] = {f"layer-{i:02d}": d.dep() for i, d in enumerate(below)}
     inputs["model-env"] = model_env.dep()
     record = step_input(item)
-    return Derivation(
-        name=f"run-{index}",
-        builder=KIND,
-        builder_version=RunStepBuilder.version,
-        inputs=dict(inputs),
+    return derive(
+        RunStepBuilder,
+        f"run-{index}",
+        inputs=inputs,
         args={
             "command": record.command,
             "secrets": [secret.model_dump() for secret in record.secrets or ()],
             "network": sha256 is not None if network is None else network,
         },
         env=dict(env),
-        fixed_output=FixedOutput(sha256=sha256) if sha256 else None,
+        sha256=sha256 or None,  # an empty pin declares no hash
     )
 
 

@@ -27,7 +27,7 @@ import zipfile
 
 from packaging.utils import canonicalize_name
 
-from builders.base import Args, BuildContext
+from builders.base import Args, BuildContext, derive
 from builders.errors import BuildError, SandboxUnavailable
 from builders.fetch import fetch_derivation
 from builders.pyenv import env_derivation
@@ -91,10 +91,9 @@ def sdist_wheel_derivation(pin: Wheel, python: str, land: Userland, root: Deriva
         # A standalone interpreter names the compiler it was built with; ours is the layer's.
         environment |= {"CC": "gcc", "CXX": "g++", "LDSHARED": "gcc -shared"}
     name = canonicalize_name(pin.name)
-    return Derivation(
-        name=f"python{python}-{name}-{pin.version}-wheel".replace("+", "_"),
-        builder=SdistBuilder.kind,
-        builder_version=SdistBuilder.version,
+    return derive(
+        SdistBuilder,
+        f"python{python}-{name}-{pin.version}-wheel".replace("+", "_"),
         inputs=inputs,
         args={"package": pin.name, "version": pin.version},
         env=environment,

@@ -17,7 +17,7 @@ import shutil
 import zipfile
 from pathlib import Path
 
-from builders.base import Args, BuildContext
+from builders.base import Args, BuildContext, derive
 from builders.wheel import Interpreter, install_derivation
 from derivations.model import Derivation, SrcInput
 from store.local import Store
@@ -58,10 +58,9 @@ def add_sources(store: Store, package: str, dist: str, exclude: tuple[str, ...] 
 
 
 def wheel_of_sources(src: StorePath, dist: str, version: str) -> Derivation:
-    return Derivation(
-        name=f"{dist}-{version}-py3-none-any.whl",
-        builder=PyWheelBuilder.kind,
-        builder_version=PyWheelBuilder.version,
+    return derive(
+        PyWheelBuilder,
+        f"{dist}-{version}-py3-none-any.whl",
         inputs={"src": SrcInput(path=str(src))},
         args={"dist": dist, "version": version},
     )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from builders.base import Args, BuildContext
+from builders.base import Args, BuildContext, derive
 from builders.errors import BuildError
 from derivations.model import Derivation, DrvInput, SrcInput
 from store.extract import extract_archive, safe_relative
@@ -13,13 +13,7 @@ from store.extract import extract_archive, safe_relative
 def unpack_derivation(name: str, src: DrvInput | SrcInput, subdir: str | None = None) -> Derivation:
     """Unpacks `src`; with `subdir`, the output is that directory of the archive (e.g. `python`)."""
     args = {"subdir": subdir} if subdir else {}
-    return Derivation(
-        name=name,
-        builder=UnpackBuilder.kind,
-        builder_version=UnpackBuilder.version,
-        inputs={"src": src},
-        args=args,
-    )
+    return derive(UnpackBuilder, name, inputs={"src": src}, args=args)
 
 
 class UnpackArgs(Args):

@@ -19,7 +19,7 @@ from installer.exceptions import InstallerError
 from installer.sources import WheelFile
 from packaging.utils import canonicalize_name
 
-from builders.base import Args, BuildContext
+from builders.base import Args, BuildContext, derive
 from builders.bytecode import COMPILE_ENV, compile_argv
 from builders.errors import BuildError
 from builders.fetch import fetch_derivation
@@ -55,10 +55,9 @@ def install_derivation(
     inputs: dict[str, DrvInput | SrcInput] = {"wheel": wheel.dep(), "root": interp.root.dep()}
     if interp.standalone is not None:
         inputs["python"] = interp.standalone.dep()
-    return Derivation(
-        name=f"python{python}-{canonicalize_name(dist)}-{version}".replace("+", "_"),
-        builder=WheelBuilder.kind,
-        builder_version=WheelBuilder.version,
+    return derive(
+        WheelBuilder,
+        f"python{python}-{canonicalize_name(dist)}-{version}".replace("+", "_"),
         inputs=inputs,
         args={"python": python, "filename": filename, "interpreter": interp.path},
         env=COMPILE_ENV,

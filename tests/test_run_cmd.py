@@ -273,6 +273,8 @@ class Predictor(BasePredictor):
 def test_inputs_checked_and_shaped_as_cogs_cli(offline: dict[str, str], tmp_path: Path) -> None:
     root = project("hello-world", tmp_path)
     (root / "predict.py").write_text(TAGS)
+    config = root / "cog.yaml"  # the key Cog deprecated, so its warning is checked too
+    config.write_text(config.read_text().replace("\nrun: ", "\npredict: "))
     missing = cog(root, offline, "run", "-i", "tags=a")
     assert missing.returncode == 1 and 'missing required input "s"' in missing.stderr
     assert 'deprecated field "predict": use "run" instead' in missing.stderr  # as Cog warns

@@ -35,6 +35,7 @@ from builders.ca_cert import trusted_by
 from builders.errors import BuildError, SandboxUnavailable
 from builders.launch import BASE_PATH
 from builders.progress import SilentReporter
+from builders.realise import Realiser, realise
 from builders.registry import Builders
 from builders.rootfs import relative_target
 from builders.rootview import merge_view
@@ -441,8 +442,6 @@ def pin_steps(
     (then fixed-output, its result's hash pinned). Pins of the unchanged steps at the start
     are kept (all are tried again on `upgrade`); the others are tried, each over the ones
     before it, which are built first."""
-    from builders.realise import realise
-
     items, env = config.build.steps, step_env(model_env, config)
     kept = 0
     while not upgrade and kept < min(len(items), len(previous)):
@@ -478,8 +477,6 @@ def _probe(
     builders: Builders,
     realise_args: dict[str, Any],
 ) -> StepPin:
-    from builders.realise import realise
-
     pin = step_input(item)
     offline = step_derivation(index, item, below, model_env, env)
     try:
@@ -521,8 +518,6 @@ def _build_online(
 ) -> str:
     """Runs a step with the network, outside the realiser (its hash is what is being learnt),
     and installs its result as the fixed-output path that hash names."""
-    from builders.realise import Realiser
-
     input_paths = {
         r: output_path(i.drv, i.output) for r, i in drv.inputs.items() if isinstance(i, DrvInput)
     }

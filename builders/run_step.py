@@ -53,9 +53,11 @@ from store.local import Store
 from store.paths import STORE_DIR, StorePath
 
 KIND = "run-step"
-# What a command leaves at the sandbox's mount points is not part of its layer.
+# What a command leaves at the sandbox's mount points is not part of its layer. /src is kept:
+# as in Cog, whose steps run before the project is copied in, what a step writes there is in
+# the image beside the code.
 EXCLUDED = (
-    *("proc", "dev", "sys", "tmp", "run", "cog", "src", "build"),
+    *("proc", "dev", "sys", "tmp", "run", "cog", "build"),
     *("etc/hosts", "etc/resolv.conf", "etc/hostname"),
 )
 CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
@@ -224,7 +226,7 @@ class RunStepArgs(Args):
 
 class RunStepBuilder:
     kind = KIND
-    version = "1"
+    version = "2"  # 2: what a step writes under /src is part of its layer
     runs_foreign_code = True
 
     def __init__(self, secrets: Mapping[str, Path] | None = None) -> None:

@@ -7,9 +7,9 @@ An entry is the path info (signed), the descriptor of one blob and the blob's fo
 - `blob`: a path that *is* an image layer (an `oci-layer` output: `blob` and
   `descriptor.json`): its blob is that file itself, and the descriptor rides in the entry.
 
-What is read from a cache is refused before anything of it is used when its form is wrong
-(hashes that are not blank, a blob digest that is `sha256:` and 64 hex digits before it names a
-file or a URL); unpacking never writes more than the entry declares.
+An entry read from a cache is refused, before anything in it is used, unless its form is sound:
+hashes that are not blank, a blob digest that is `sha256:` and 64 hex digits (before it names a
+file or a URL). Unpacking its blob never writes more than the entry declares.
 """
 
 from __future__ import annotations

@@ -272,6 +272,38 @@ def test_fix_keeps_pydantic_for_the_classes_that_still_use_it(tmp_path: Path) ->
     assert "no issues found" in doctor(root).stderr
 
 
+def test_fix_of_a_qualified_pydantic_workaround_leaves_a_file_that_runs(tmp_path: Path) -> None:
+    source = (
+        "import pydantic\n"
+        "from cog import BaseRunner, Path\n\n\n"
+        "class Outputs(pydantic.BaseModel):\n"
+        "    model_config = pydantic.ConfigDict(\n"
+        "        arbitrary_types_allowed=True,\n"
+        "        frozen=True,\n"
+        "    )\n"
+        "    audio: Path\n\n\n"
+        "class Runner(BaseRunner):\n"
+        "    def run(self) -> Outputs:\n"
+        "        return Outputs(audio=Path('a.wav'))\n"
+    )
+    root = make_project(tmp_path, RUN_CONFIG, run_py=source)
+    fixed = doctor(root, "--fix")
+    assert fixed.returncode == 0, fixed.stderr
+    text = (root / "run.py").read_text()
+    assert "    model_config = pydantic.ConfigDict(\n        frozen=True,\n    )\n" in text
+    assert "import pydantic\n" in text  # still used, so still imported
+    loaded = subprocess.run(  # the fixed module imports, and its model is still frozen
+        [sys.executable, "-c", "import run; print(run.Outputs.model_config['frozen'])"],
+        cwd=root,
+        env={**os.environ, "PYTHONPATH": f"{root}:{REPO}"},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert loaded.returncode == 0 and loaded.stdout == "True\n", loaded.stderr
+    assert "no issues found" in doctor(root).stderr
+
+
 def test_predict_is_migrated_to_run(tmp_path: Path) -> None:
     root = make_project(tmp_path, PREDICT_CONFIG, predict_py=STARTER_PREDICTOR)
     (root / "predict.py").chmod(0o755)

@@ -207,7 +207,8 @@ def to_cog_base_model(pf: PythonFile) -> bytes:
 
 def _model_config_edits(pf: PythonFile, stmt: ast.stmt, call: ast.Call) -> list[Edit]:
     """Remove arbitrary_types_allowed=True from a ConfigDict(...) call (the whole statement
-    when nothing else is left in it), and spell pydantic.ConfigDict as ConfigDict."""
+    when nothing else is left in it; its line when it stood on one of its own). A
+    `pydantic.ConfigDict` keeps its spelling, and so `import pydantic` stays used."""
     fn = call.func
     qualified = (
         isinstance(fn, ast.Attribute)
@@ -218,9 +219,8 @@ def _model_config_edits(pf: PythonFile, stmt: ast.stmt, call: ast.Call) -> list[
     if not (qualified or (isinstance(fn, ast.Name) and fn.id == "ConfigDict")):
         return []
     kw = _allows_arbitrary(call)
-    rename = [Edit(*pf.span(fn), b"ConfigDict")] if qualified else []
     if kw is None:
-        return rename
+        return []
     if len(call.args) + len(call.keywords) == 1:
         return [pf.whole_lines(stmt)]
     start, end = pf.span(kw)
@@ -233,14 +233,17 @@ def _model_config_edits(pf: PythonFile, stmt: ast.stmt, call: ast.Call) -> list[
         after += 1
         while after < len(src) and src[after] in b" \t":
             after += 1
-        return [Edit(start, after), *rename]
+        line_start = src.rfind(b"\n", 0, start) + 1
+        if not src[line_start:start].strip() and src[after : after + 1] == b"\n":
+            return [Edit(line_start, after + 1)]  # it stood alone: its whole line goes
+        return [Edit(start, after)]
     before = start
     while before > 0 and src[before - 1] in b" \t\n":
         before -= 1
     if src[before - 1 : before] == b",":
         before -= 1
-        return [Edit(before, end), *rename]
-    return [Edit(start, end), *rename]
+        return [Edit(before, end)]
+    return [Edit(start, end)]
 
 
 def _import_from_cog(pf: PythonFile, local: str) -> bytes:

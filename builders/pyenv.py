@@ -24,7 +24,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from builders.base import Args, BuildContext
+from builders.base import Args, BuildContext, derive
 from builders.errors import BuildError
 from builders.wheel import PLACEHOLDER_INTERPRETER, site_packages
 from derivations.model import Derivation, DrvInput, SrcInput
@@ -44,20 +44,15 @@ def env_derivation(
         f"wheel-{i:04d}": w.dep() for i, w in enumerate(sorted(wheels, key=lambda d: d.name))
     }
     if interpreter_input is not None:
-        binary = Derivation(
-            name=f"python{python}-binary",
-            builder=BinaryBuilder.kind,
-            builder_version=BinaryBuilder.version,
+        binary = derive(
+            BinaryBuilder,
+            f"python{python}-binary",
             inputs={"tree": interpreter_input},
             args={"path": interpreter},
         )
         inputs["interpreter"] = binary.dep()
-    return Derivation(
-        name=name,
-        builder=EnvBuilder.kind,
-        builder_version=EnvBuilder.version,
-        inputs=inputs,
-        args={"python": python, "interpreter": interpreter},
+    return derive(
+        EnvBuilder, name, inputs=inputs, args={"python": python, "interpreter": interpreter}
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -11,19 +12,23 @@ class _Missing:
         return "<required>"
 
 
+# `Input()` without a default. Cog's `Input` defaults to None and tells the two apart by reading
+# the source at build time; this SDK is read at run time, so "no default" needs its own value.
 MISSING: Any = _Missing()
 
 
 @dataclass(frozen=True)
 class FieldInfo:
+    """What `Input(...)` returns: the input's metadata, read when the signature is described."""
+
     default: Any = MISSING
     description: str | None = None
-    ge: float | None = None
-    le: float | None = None
+    ge: int | float | None = None
+    le: int | float | None = None
     min_length: int | None = None
     max_length: int | None = None
     regex: str | None = None
-    choices: list[Any] | None = None
+    choices: list[str | int] | None = None
     deprecated: bool | None = None
     accept: str | None = None  # the MIME types or extensions a file input takes ("image/*")
 
@@ -31,17 +36,25 @@ class FieldInfo:
 def Input(
     default: Any = MISSING,
     *,
+    default_factory: Callable[..., Any] | None = None,
     description: str | None = None,
-    ge: float | None = None,
-    le: float | None = None,
+    ge: int | float | None = None,
+    le: int | float | None = None,
     min_length: int | None = None,
     max_length: int | None = None,
     regex: str | None = None,
-    choices: list[Any] | None = None,
+    choices: list[str | int] | None = None,
     deprecated: bool | None = None,
     accept: str | None = None,
 ) -> Any:
-    """Declares an input; without `default` it is required."""
+    """Declares an input; without `default` it is required, with `default=None` optional."""
+    if default_factory is not None:
+        raise TypeError(
+            "default_factory is not supported in Input(). "
+            "Use a literal default value instead: Input(default=...). "
+            "Mutable defaults like lists should use immutable alternatives "
+            "(e.g. a comma-separated string) or be constructed in predict()."
+        )
     return FieldInfo(
         default=default,
         description=description,
@@ -50,7 +63,7 @@ def Input(
         min_length=min_length,
         max_length=max_length,
         regex=regex,
-        choices=list(choices) if choices is not None else None,
+        choices=choices,
         deprecated=deprecated,
         accept=accept,
     )

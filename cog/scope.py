@@ -63,6 +63,25 @@ _MODES = {"replace": "replace", "incr": "incr", "increment": "incr", "append": "
 _STREAMED_MODES = {"replace": "replace", "incr": "increment", "append": "append"}  # coglet's
 
 
+def _text(argument: str, value: Any) -> None:
+    if not isinstance(value, str):  # in the words of coglet's argument conversion
+        raise TypeError(
+            f"argument '{argument}': '{type(value).__name__}' object cannot be cast as 'str'"
+        )
+
+
+def _parse(key: Any, mode: Any) -> str:
+    """The mode `record(key, value, mode)` means, once its arguments are checked as coglet
+    checks them: both strings (mode or None), the mode one it knows."""
+    _text("key", key)
+    if mode is not None:
+        _text("mode", mode)
+    how = _MODES.get(mode or "replace")
+    if how is None:
+        raise TypeError(f"Invalid metric mode: '{mode}'. Expected 'replace', 'incr', or 'append'.")
+    return how
+
+
 def _kind(value: Any) -> str:
     for python_type, name in (*_KINDS, (dict, "dict")):  # bool before int: bool is an int
         if isinstance(value, python_type):
@@ -84,11 +103,7 @@ class Metrics(dict[str, Any]):
         self._on_record = on_record  # told each change as coglet streams it: name, value, mode
 
     def record(self, key: str, value: Any, mode: str | None = None) -> None:
-        how = _MODES.get(mode or "replace")
-        if how is None:
-            raise TypeError(
-                f"Invalid metric mode: '{mode}'. Expected 'replace', 'incr', or 'append'."
-            )
+        how = _parse(key, mode)
         check_metric_name(key)
         kind = _kind(value)
         known = self._types.get(key)
@@ -111,6 +126,7 @@ class Metrics(dict[str, Any]):
     def delete(self, key: str) -> None:
         """Kept as None, which the server reads as coglet's delete (a dotted key leaves its
         parent objects, as there)."""
+        _text("key", key)
         check_metric_name(key, reserved_ok=True)  # deleting what was never set is harmless
         self._types.pop(key, None)
         if self._on_record is not None:
@@ -126,6 +142,9 @@ class Metrics(dict[str, Any]):
     def __delitem__(self, key: str) -> None:
         self.delete(key)
 
+    def __repr__(self) -> str:
+        return f"MetricRecorder(keys={len(self._types)})"  # as coglet's recorder shows itself
+
 
 class Scope:
     def __init__(
@@ -136,18 +155,38 @@ class Scope:
         self.context: dict[str, str] = dict(context or {})
         self.metrics = Metrics(on_metric)
 
-    def record_metric(self, name: str, value: Any, mode: str | None = None) -> None:
+    def record_metric(self, key: str, value: Any, mode: str | None = None) -> None:
         """Records a metric for this prediction: `replace` it, `incr` it, or `append` to it.
         A name or value outside coglet's rules raises, which fails the prediction, as in Cog."""
-        self.metrics.record(name, value, mode)
+        self.metrics.record(key, value, mode)
+
+    def __repr__(self) -> str:
+        return f"Scope({self.metrics!r})"
+
+
+class _Inactive(Metrics):
+    """The metrics outside a prediction (in `setup()`, at import, in a test calling the
+    predictor directly): every operation is accepted and dropped, as by coglet's inactive
+    recorder, so that code which records metrics runs the same outside the server."""
+
+    def record(self, key: str, value: Any, mode: str | None = None) -> None:
+        _parse(key, mode)  # coglet reads its arguments before it looks whether it is active
+
+    def delete(self, key: str) -> None:
+        _text("key", key)
+
+    def __repr__(self) -> str:
+        return "MetricRecorder(inactive)"
 
 
 _current: contextvars.ContextVar[Scope | None] = contextvars.ContextVar("cog_scope", default=None)
 _outside = Scope()
+_outside.metrics = _Inactive()
 
 
 def current_scope() -> Scope:
-    """The scope of the prediction running in this task or thread (a scratch one outside)."""
+    """The scope of the prediction running in this task or thread; outside one, a scope that
+    ignores what it is told."""
     return _current.get() or _outside
 
 

@@ -34,9 +34,12 @@ MODEL = """
 import warnings
 import cog
 from cog import ExperimentalFeatureWarning, emit_metric
+from cog.scope import Scope, enter_scope
 
 warnings.filterwarnings("ignore", category=ExperimentalFeatureWarning)
 assert issubclass(ExperimentalFeatureWarning, Warning)
+emit_metric("dropped", 1)  # outside a prediction, as in Cog: accepted and dropped
+enter_scope(Scope())  # as the worker does for each prediction
 emit_metric("output_tokens", 42)
 cog.emit_metric("input_tokens", 10)
 print(sorted(cog.current_scope().metrics.items()))

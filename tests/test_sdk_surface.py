@@ -215,6 +215,7 @@ def _outcome(result: dict[str, Any]) -> str:
 class Comparison:
     surface: list[Row]
     cases: list[Row]
+    python: str  # the version of the interpreter that read both (messages depend on it)
 
 
 @cache
@@ -230,6 +231,17 @@ def comparison() -> Comparison:
             {k: _outcome(v) for k, v in cog_cases.items()},
             {k: _outcome(v) for k, v in ours_cases.items()},
         ),
+        python=subprocess.run(
+            [
+                str(REFERENCE / "bin" / "python"),
+                "-I",
+                "-c",
+                "import platform as p; print(p.python_version())",
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip(),
     )
 
 
@@ -352,6 +364,9 @@ def report(found: Comparison) -> str:
         "surface. Cog's wheel has no schema generator of its own (its private `_inspector` is",
         "no longer called; its CLI writes the schema): the schema is compared with the bytes",
         "of Cog's build in tests/test_sdk_compat.py.",
+        "",
+        f"Read with Python {found.python}, the interpreter of Cog's venv (`make test-fixtures`);",
+        "another version words some messages differently: regenerate the page for it.",
         "",
         f"- Public names: {_tally(found.surface)}.",
         f"- Behaviour: {_tally(found.cases)}.",

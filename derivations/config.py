@@ -1,16 +1,23 @@
 """cog.yaml: Cog's whole schema as pydantic models, with errors a user can act on.
 
-Every problem is one sentence naming the field path, in Cog's words (pkg/config: its schema's
-`build.run: must be a list`, its rules' `invalid build.cuda "10.2": minimum supported CUDA
-version is 11`), never pydantic's; an unknown key is an error with the closest known key
-suggested. A key set to null is a key not set, as Cog decodes cog.yaml into Go fields that are
-pointers and slices: `run:` holding only comments is no run steps.
+The YAML is read as Cog's Go decoder reads it (config_yaml: a scalar is a string field's text,
+a null item is skipped, a wrong kind is refused at once), then checked by Cog's rules. Every
+problem is one sentence that holds Cog's own (pkg/config errors.go): a breach of its schema is
+`cog.yaml: schema error in "build.run.0": command is required`, a rule's `cog.yaml: invalid
+build.cuda "10.2": minimum supported CUDA version is 11`; never pydantic's. A key Cog does not
+know is dropped with a warning naming the closest known key (`strict` refuses it). A key set to
+null is a key not set, as Cog decodes cog.yaml into Go fields that are pointers and slices:
+`run:` holding only comments is no run steps; an empty string is no value where Cog treats it
+as none (`image: ""`).
+
+Where we differ from Cog on purpose, tests/conformance/config_allowlist.py says why.
 """
 
 from __future__ import annotations
 
 import difflib
 import fnmatch
+import posixpath
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -27,6 +34,7 @@ from pydantic import (
     model_validator,
 )
 
+from derivations import config_yaml
 from derivations.errors import DerivationError
 from derivations.requirements import logical_lines
 
@@ -53,6 +61,7 @@ DENIED_ENV = (
     "KUBERNETES_*",
 )
 _REF = re.compile(r"^[^:]+\.py:[A-Za-z_][A-Za-z0-9_]*$")
+_WEIGHT_NAME = re.compile(r"[a-z0-9]+(?:[._-][a-z0-9]+)*")  # Cog's: OCI tag-safe
 _ENV_PATTERN = "^[A-Za-z_][A-Za-z0-9_]*=.*$"  # Cog's schema, for environment's items
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
@@ -71,11 +80,16 @@ class _Invalid(ValueError):
 
 
 class _Schema(ValueError):
-    """A breach of Cog's JSON schema, worded as Cog words it: `FIELD: MESSAGE`."""
+    """A breach of Cog's JSON schema, worded as Cog words it: `schema error in "FIELD":
+    MESSAGE` (its SchemaError, FIELD being `cog.yaml` for the whole file)."""
 
     def __init__(self, message: str, field: str | None = None) -> None:
         super().__init__(message)
         self.message, self.field = message, field
+
+
+class _Plain(ValueError):
+    """An error Cog returns as a bare sentence (config.Complete's), kept as it is."""
 
 
 class _Strict(BaseModel):
@@ -152,7 +166,7 @@ class Build(_Strict):
         if len(parts) < 2:
             raise _Invalid("must include major and minor version (e.g., '3.11')", version)
         for part, which in zip(parts, ("major", "minor"), strict=False):
-            if not part.isdigit():
+            if not _go_int(part):
                 raise _Invalid(f"invalid {which} version number", version)
         if (int(parts[0]), int(parts[1])) < MIN_PYTHON:
             raise _Invalid(
@@ -165,7 +179,8 @@ class Build(_Strict):
     def _run(cls, value: Any) -> Any:
         if not isinstance(value, list):
             return value
-        return [_run_line(v) if isinstance(v, str) else v for v in value]
+        # An empty string is a step without a command, as Cog's omitempty drops it.
+        return [({} if not v else _run_line(v)) if isinstance(v, str) else v for v in value]
 
     @property
     def steps(self) -> tuple[RunItem, ...]:
@@ -176,15 +191,14 @@ class Build(_Strict):
     @field_validator("cuda")
     @classmethod
     def _cuda(cls, value: str | None) -> str | None:
-        """Cog's rules and words (validateCUDAVersion); a minor part must be a number too."""
+        """Cog's rules and words (validate.go validateCUDAVersion), with or without a GPU."""
         if value is None:
             return None
         parts = value.split(".")
         if len(parts) < 2:
             raise _Invalid("must include both major and minor versions (e.g., '11.8')", value)
-        for part, which in zip(parts, ("major", "minor", "patch"), strict=False):
-            if not part.isdigit():
-                raise _Invalid(f"invalid {which} version number", value)
+        if not _go_int(parts[0]):
+            raise _Invalid("invalid major version number", value)
         if int(parts[0]) < MIN_CUDA:
             raise _Invalid(f"minimum supported CUDA version is {MIN_CUDA}", value)
         return value
@@ -203,13 +217,16 @@ class Build(_Strict):
             raise _Invalid(
                 "only one of python_packages or python_requirements can be set, not both"
             )
-        if (self.cuda or self.cudnn) and not self.gpu:
-            raise ValueError("cuda and cudnn need gpu: true")
-        return self
+        if self.gpu and self.cuda:  # config.go validateCudaVersion, which Complete runs
+            minor = self.cuda.split(".")[1]
+            if not _go_int(minor):
+                raise _Plain(f"invalid minor version in CUDA version {_go_quote(self.cuda)}")
+        return self  # without a GPU, cuda and cudnn are ignored, as Cog ignores them
 
 
 class Concurrency(_Strict):
-    max: int = 1
+    max: int  # required by Cog's schema once concurrency is there
+    default_target: object = None  # in Cog's schema, not its structs: read by nothing
 
     @field_validator("max")
     @classmethod
@@ -238,7 +255,7 @@ class Weight(_Strict):
     source: Annotated[
         Annotated[str, Tag(_WEIGHT_PATH)] | Annotated[tuple[WeightSource, ...], Tag(_WEIGHT_URI)],
         Discriminator(lambda v: _WEIGHT_PATH if isinstance(v, str) else _WEIGHT_URI),
-    ]
+    ] = ()  # none is Cog's `source is required` (its struct always has one to check)
     target: str | None = None
     name: str | None = None
 
@@ -252,14 +269,9 @@ class Weight(_Strict):
         return not isinstance(self.source, str)
 
     @model_validator(mode="after")
-    def _managed(self) -> Weight:
-        if self.managed:
-            if not self.name:
-                raise ValueError("a weight with a source uri needs a name")
-            if not self.source:
-                raise ValueError(f"weight {self.name!r} needs at least one source")
-            if not self.target or not self.target.startswith("/"):
-                raise ValueError(f"weight {self.name!r} needs an absolute target path")
+    def _local(self) -> Weight:
+        if not self.managed and self.target is not None and not self.target:
+            raise ValueError("target must not be empty")
         return self
 
 
@@ -289,6 +301,21 @@ class CogConfig(_Strict):
             if run:
                 data["predict"] = run
         return data
+
+    @model_validator(mode="after")
+    def _model(self) -> CogConfig:
+        """Cog's rules and words (validate.go validateModel)."""
+        if self.model and self.image:
+            raise _Invalid("'model' and 'image' cannot both be set", field="model")
+        if self.model:
+            *_, last = self.model.split("/")
+            if "@" in self.model or ":" in last:
+                raise _Invalid(
+                    "must be a bare repository — tags and digests are not allowed",
+                    self.model,
+                    field="model",
+                )
+        return self
 
     @field_validator("predict", "train")
     @classmethod
@@ -349,24 +376,79 @@ class CogConfig(_Strict):
         return self
 
     @model_validator(mode="after")
-    def _weights_unique(self) -> CogConfig:
+    def _weights(self) -> CogConfig:
+        """Cog's rules and words for managed weights (validate.go validateWeights), a weight
+        at a time, as Cog lists them."""
         names: set[str] = set()
-        targets: set[str] = set()
-        for weight in self.weights:
-            if not weight.managed:
-                continue
-            target = (weight.target or "").rstrip("/") or "/"
-            if weight.name in names:
-                raise ValueError(f"weight name {weight.name!r} is used twice")
-            if target in targets:
-                raise ValueError(f"weight target {weight.target!r} is used twice")
-            names.add(weight.name or "")
-            targets.add(target)
+        targets: list[str] = []
+        for index, weight in enumerate(self.weights):
+            if weight.managed:
+                _weight_rules(weight, f"weights[{index}]", names, targets)
         return self
 
     @property
     def env(self) -> dict[str, str]:
         return dict(item.split("=", 1) for item in self.environment)
+
+
+def _weight_rules(weight: Weight, where: str, names: set[str], targets: list[str]) -> None:
+    name, target = weight.name or "", weight.target or ""
+    if not name:
+        raise _Invalid("name is required", field=f"{where}.name")
+    if not _WEIGHT_NAME.fullmatch(name):
+        raise _Invalid(
+            "must contain only lowercase alphanumeric characters, hyphens, dots, or "
+            'underscores (e.g. "my-model-weights")',
+            name,
+            field=f"{where}.name",
+        )
+    if name in names:
+        raise _Invalid("duplicate weight name", name, field=f"{where}.name")
+    names.add(name)
+    sources = () if isinstance(weight.source, str) else weight.source
+    if not sources:
+        raise _Invalid("source is required", field=f"{where}.source")
+    for j, source in enumerate(sources):
+        at = f"{where}.source" if len(sources) == 1 else f"{where}.source[{j}]"
+        for key, patterns in (("include", source.include), ("exclude", source.exclude)):
+            for k, raw in enumerate(patterns):
+                pattern, field_name = raw.strip(), f"{at}.{key}[{k}]"
+                if not pattern:
+                    raise _Invalid("pattern must not be empty", field=field_name)
+                if pattern.startswith("!"):
+                    raise _Invalid(
+                        "negation patterns (starting with '!') are not supported",
+                        pattern,
+                        field=field_name,
+                    )
+                if "\\" in pattern:
+                    raise _Invalid(
+                        "patterns must use forward slashes, not backslashes",
+                        pattern,
+                        field=field_name,
+                    )
+    if not target:
+        raise _Invalid("target is required", field=f"{where}.target")
+    if not target.startswith("/"):
+        raise _Invalid("target must be an absolute path", target, field=f"{where}.target")
+    cleaned = posixpath.normpath(target).replace("//", "/")
+    if cleaned == "/":
+        raise _Invalid('target must not be the container root "/"', target, field=f"{where}.target")
+    if cleaned in targets:
+        raise _Invalid("duplicate weight target", target, field=f"{where}.target")
+    for previous in targets:
+        if cleaned.startswith(previous + "/") or previous.startswith(cleaned + "/"):
+            raise _Invalid(
+                f"target overlaps with {_go_quote(previous)}; weight targets must be disjoint",
+                target,
+                field=f"{where}.target",
+            )
+    targets.append(cleaned)
+
+
+def _go_int(text: str) -> bool:
+    """Whether Go's strconv.Atoi reads `text`."""
+    return re.fullmatch(r"[+-]?[0-9]+", text) is not None
 
 
 def _known_keys(model: type[BaseModel], path: tuple[str | int, ...]) -> list[str]:
@@ -405,8 +487,8 @@ def _go_quote(text: str) -> str:
     return '"' + visible(text.replace("\\", "\\\\").replace('"', '\\"')) + '"'
 
 
-# pydantic's type errors as Cog's schema words them (validate.go getSchemaErrorDescription:
-# `must be a list`, an object being a mapping and an array a list).
+# pydantic's type errors as Cog's schema words its types (validate.go humanReadableSchemaType:
+# an object is a mapping, an array a list); config_yaml refuses most wrong kinds before these.
 _EXPECTED = {
     "tuple_type": "list",
     "list_type": "list",
@@ -422,12 +504,34 @@ _EXPECTED = {
 }
 
 
-def _sentence(error: Any, where: str) -> ConfigError:
-    loc = tuple(
-        p
-        for p in error["loc"]
-        if p not in (_WEIGHT_PATH, _WEIGHT_URI) and not str(p).startswith("function-")
+def _cog_path(loc: tuple[Any, ...], data: Any) -> tuple[str | int, ...]:
+    """A pydantic location as Cog names the place in the document: without union tags, and
+    without the index pydantic gives one mapping it reads as a list of one (`source`)."""
+    path: list[str | int] = []
+    for part in loc:
+        if part in (_WEIGHT_PATH, _WEIGHT_URI) or str(part).startswith("function-"):
+            continue
+        if isinstance(part, int) and isinstance(data, dict):
+            continue
+        path.append(part)
+        if isinstance(data, dict):
+            data = data.get(part)
+        elif isinstance(data, list) and isinstance(part, int) and part < len(data):
+            data = data[part]
+        else:
+            data = None
+    return tuple(path)
+
+
+def _schema_error(where: str, field: str, message: str) -> ConfigError:
+    return ConfigError(
+        f'{where}: schema error in "{visible(field) or where}": {message}',
+        hint=f"fix {where} and retry",
     )
+
+
+def _sentence(error: Any, where: str, data: Any = None) -> ConfigError:
+    loc = _cog_path(error["loc"], data)
     path = ".".join(visible(str(p)) for p in loc)
     kind, retry = error["type"], f"fix {where} and retry"
     cause = (error.get("ctx") or {}).get("error")
@@ -437,7 +541,9 @@ def _sentence(error: Any, where: str) -> ConfigError:
             f"{where}: invalid {cause.field or path}{value}: {cause.message}", hint=retry
         )
     if isinstance(cause, _Schema):
-        return ConfigError(f"{where}: {cause.field or path}: {cause.message}", hint=retry)
+        return _schema_error(where, cause.field or path, cause.message)
+    if isinstance(cause, _Plain):
+        return ConfigError(f"{where}: {cause}", hint=retry)
     if kind == "extra_forbidden":
         close = difflib.get_close_matches(str(loc[-1]), _known_keys(CogConfig, loc[:-1]), n=1)
         hint = (
@@ -445,21 +551,22 @@ def _sentence(error: Any, where: str) -> ConfigError:
         )
         return ConfigError(f"{where}: unknown key {path}", hint=hint or "remove it")
     if kind == "missing":  # the schema's `required`, named at the mapping that lacks the key
-        parent = ".".join(visible(str(p)) for p in loc[:-1]) or where
-        return ConfigError(f"{where}: {parent}: {visible(str(loc[-1]))} is required", hint=retry)
+        parent = ".".join(visible(str(p)) for p in loc[:-1])
+        return _schema_error(where, parent, f"{visible(str(loc[-1]))} is required")
     if kind in _EXPECTED:
         expected = _EXPECTED[kind]
-        if kind == "model_type" and loc[:2] == ("build", "run") and len(loc) == 3:
-            expected = "string or mapping"  # a run item's anyOf
-        article = "an" if expected[0] in "aeiou" else "a"
-        message = f"must be {article} {expected}"
-    elif kind == "literal_error":  # the schema's enum, as gojsonschema lists it
+        return _schema_error(where, path, f"must be {_article(expected)} {expected}")
+    if kind == "literal_error":  # the schema's enum, as gojsonschema words it
         allowed = re.findall(r"'([^']*)'", str((error.get("ctx") or {}).get("expected", "")))
-        message = "must be one of the following: " + ", ".join(f'"{a}"' for a in allowed)
-    else:  # our own rules' sentences
-        message = error["msg"].removeprefix("Value error, ")
+        listed = ", ".join(f'"{a}"' for a in allowed)
+        return _schema_error(where, path, f"{path} must be one of the following: {listed}")
+    message = error["msg"].removeprefix("Value error, ")  # our own rules' sentences
     where_in = f"{where}: {path}" if path else where  # a whole-file rule names its fields
     return ConfigError(f"{where_in}: {message}", hint=retry)
+
+
+def _article(word: str) -> str:
+    return "an" if word[0] in "aeiou" else "a"
 
 
 def parse_config(text: str, where: str = "cog.yaml", strict: bool = False) -> CogConfig:
@@ -471,13 +578,13 @@ def parse_config(text: str, where: str = "cog.yaml", strict: bool = False) -> Co
     except ValidationError as e:
         unknown = [err for err in e.errors() if err["type"] == "extra_forbidden"]
         if strict or not unknown:
-            raise _sentence(e.errors()[0], where) from None
+            raise _sentence(e.errors()[0], where, data) from None
     for error in unknown:  # validated again only when there were keys to leave out
         _drop(data, error["loc"])
     try:
         return CogConfig.model_validate(data)
     except ValidationError as e:
-        raise _sentence(e.errors()[0], where) from None
+        raise _sentence(e.errors()[0], where, data) from None
 
 
 def _too_deep(where: str) -> ConfigError:
@@ -495,7 +602,7 @@ def _unknown(data: dict[str, Any]) -> list[Any]:
 
 
 def _drop(data: Any, loc: tuple[str | int, ...]) -> None:
-    *parents, key = (p for p in loc if not str(p).startswith("function-"))
+    *parents, key = _cog_path(loc, data)
     for part in parents:
         if isinstance(data, dict):
             data = data.get(part)
@@ -511,14 +618,16 @@ def unknown_keys(text: str, where: str = "cog.yaml") -> list[str]:
     """Cog's warnings-to-be for the keys cog.yaml has that Cog ignores, each with the key it
     most resembles."""
     found = []
-    for error in _unknown(_mapping(text, where)):
-        found.append(_sentence(error, where))
+    data = _mapping(text, where)
+    for error in _unknown(data):
+        found.append(_sentence(error, where, data))
     return [f"warning: {e} is ignored" + (f" ({e.hint})" if e.hint else "") for e in found]
 
 
 def _mapping(text: str, where: str) -> dict[str, Any]:
+    """The document as Cog's decoder reads it (config_yaml), as plain data for the model."""
     try:
-        data = yaml.safe_load(text)
+        data = config_yaml.load(text)
     except RecursionError:  # lists or mappings nested past Python's stack
         raise _too_deep(where) from None
     except yaml.YAMLError as e:
@@ -535,27 +644,22 @@ def _mapping(text: str, where: str) -> dict[str, Any]:
             f"{where} must be a mapping of keys (build, predict, …)",
             hint="write it as top-level keys, such as `build:` and `predict:`",
         )
-    return _versions_as_written(text, data)
+    _run_or_predict(data, where)
+    try:
+        read: dict[str, Any] = config_yaml.read(data)
+    except RecursionError:
+        raise _too_deep(where) from None
+    except config_yaml.WrongKind as e:
+        raise _schema_error(where, ".".join(map(str, e.path)), str(e)) from None
+    return read
 
 
-_VERSION_KEYS = ("python_version", "cuda", "cudnn", "sdk_version")
-
-
-def _versions_as_written(text: str, data: dict[str, Any]) -> dict[str, Any]:
-    """The build's version keys as written. Cog's YAML reads a number into a string field as
-    its text (`python_version: 3.10` is "3.10"); PyYAML makes it the float 3.1."""
-    build = data.get("build")
-    if not isinstance(build, dict) or not any(
-        type(build.get(key)) in (int, float) for key in _VERSION_KEYS
-    ):
-        return data
-    root = yaml.compose(text)
-    for key, value in root.value if isinstance(root, yaml.MappingNode) else ():
-        if key.value == "build" and isinstance(value, yaml.MappingNode):
-            for name, scalar in value.value:
-                if type(build.get(name.value)) in (int, float) and name.value in _VERSION_KEYS:
-                    build[name.value] = scalar.value
-    return data
+def _run_or_predict(data: dict[str, Any], where: str) -> None:
+    """Cog's schema holds `not: {required: [run, predict]}`: both keys present is a breach,
+    even where one is empty (both set is also its rule, which says more, and is left to it)."""
+    run, predict = data.get("run"), data.get("predict")
+    if run is not None and predict is not None and not (run and predict):
+        raise _schema_error(where, "", "Must not validate the schema (not)")
 
 
 def load_config(project: Path) -> CogConfig:
@@ -579,7 +683,15 @@ def load_config(project: Path) -> CogConfig:
             f"(line {line})",
             hint=f"save {path} as UTF-8",
         ) from None
-    return parse_config(text, "cog.yaml")
+    config = parse_config(text, "cog.yaml")
+    requirements = config.build.python_requirements
+    if requirements and not (project / requirements).exists():  # as Cog checks it, at load
+        raise ConfigError(
+            f"cog.yaml: invalid build.python_requirements {_go_quote(requirements)}: file does "
+            "not exist",
+            hint=f"create {requirements}, or fix build.python_requirements in cog.yaml",
+        )
+    return config
 
 
 # Keys Cog still reads but has renamed: (where, its replacement), as Cog warns of them.

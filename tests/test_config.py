@@ -93,7 +93,16 @@ def test_the_whole_schema_parses() -> None:
             None,
         ),
         ("build:\n  python_packages: [a]\n  python_requirements: r.txt\n", "not both", None),
-        ("build:\n  cuda: '12.1'\n", "cuda and cudnn need gpu: true", None),
+        (  # without a GPU too, as Cog checks it (the version is then unused)
+            "build:\n  python_version: '3.11'\n  cuda: '10.2'\n",
+            'invalid build.cuda "10.2": minimum supported CUDA version is 11',
+            None,
+        ),
+        (  # config.Complete's check, where there is a GPU
+            "build:\n  python_version: '3.11'\n  gpu: true\n  cuda: '12.x'\n",
+            'cog.yaml: invalid minor version in CUDA version "12.x"',
+            None,
+        ),
         (
             "build:\n  gpu: true\n  cuda: '10.2'\n",
             'invalid build.cuda "10.2": minimum supported CUDA version is 11',
@@ -131,7 +140,14 @@ def test_requirements_and_missing_files(tmp_path: Path) -> None:
     (tmp_path / "cog.yaml").write_text(
         "build:\n  python_version: '3.11'\n  python_requirements: req.txt\n"
     )
+    with pytest.raises(ConfigError) as missing:  # as Cog checks it, when cog.yaml is read
+        load_config(tmp_path)
+    assert str(missing.value) == (
+        'cog.yaml: invalid build.python_requirements "req.txt": file does not exist'
+    )
+    (tmp_path / "req.txt").write_text("")
     config = load_config(tmp_path)
+    (tmp_path / "req.txt").unlink()
     with pytest.raises(ConfigError, match=r"req\.txt does not exist"):
         requirement_lines(config, tmp_path)
     (tmp_path / "req.txt").write_text(

@@ -414,11 +414,6 @@ SCENARIOS: list[tuple[str, str]] = [
     ("BaseRunner.record_metric: a bad mode", "Runner().record_metric('x', 1, 'sideways')"),
     ("BaseRunner.scope: outside a prediction", "repr(Runner().scope)"),
     (
-        "BaseRunner: subclass bookkeeping",
-        "(Runner._run_owner is Runner, Runner._predict_owner, Legacy._predict_owner is Legacy, "
-        "cog.BaseRunner._run_owner, cog.BasePredictor._predict_owner)",
-    ),
-    (
         "has_setup_weights / extract_setup_weights",
         "[(cog.predictor.has_setup_weights(r), cog.predictor.extract_setup_weights(r)) "
         "for r in (Runner(), Plain(), Legacy())]",

@@ -7,6 +7,12 @@ import sys
 from typing import Any
 
 from cog.cli.build_flags import add_image_flags, build_options
+from cog.cli.cog_flags import (
+    add_build_noted_flags,
+    add_config_flag,
+    add_noted_flag,
+    add_timestamp_flag,
+)
 from cog.project.locate import project_dir
 from cog.project.outputs import build_and_deliver
 from store.local import Store
@@ -15,6 +21,15 @@ from store.local import Store
 def register(sub: argparse._SubParsersAction[Any]) -> None:
     p = sub.add_parser("build")
     add_image_flags(p)
+    add_config_flag(p)
+    add_build_noted_flags(p)
+    add_timestamp_flag(p)
+    add_noted_flag(
+        p,
+        "--skip-schema-validation",
+        "the predictor's schema is always generated, as the image's label needs it",
+        hidden=True,
+    )
     p.add_argument("-t", "--tag", help="the image's name (default: cog.yaml's image, or cog-DIR)")
     p.add_argument(
         "--output",

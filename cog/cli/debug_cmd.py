@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from cog import __version__ as sdk_version
+from cog.cli.cog_flags import add_config_flag, add_timestamp_flag
 from cog.cli.compat import add_compat_flags
 from cog.project.errors import UsageError
 from cog.project.locate import project_dir
@@ -33,6 +34,8 @@ HEADER = """\
 def register(sub: argparse._SubParsersAction[Any]) -> None:
     p = sub.add_parser("debug")
     add_compat_flags(p)
+    add_config_flag(p)
+    add_timestamp_flag(p)
     p.add_argument("--image-name", help="accepted as Cog does; the Dockerfile names no image")
     what = p.add_subparsers(dest="debug_cmd", metavar="COMMAND")
     d = what.add_parser("derivation", help="print derivations as plain data (JSON)")

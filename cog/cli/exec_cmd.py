@@ -9,6 +9,7 @@ import sys
 from typing import Any
 
 from cog.cli.build_flags import add_lock_mode_flags, build_options
+from cog.cli.cog_flags import add_config_flag
 from cog.cli.compat import add_compat_flags
 from cog.cli.values import parse_env
 from cog.project.command import check_publish, run_in_project
@@ -37,6 +38,7 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
         help="GPUs to pass in, as `docker run --gpus` takes them: all, a count, or device=0,1",
     )
     add_compat_flags(p)
+    add_config_flag(p)
     add_lock_mode_flags(p)
     p.add_argument("--arch", default="amd64", help=argparse.SUPPRESS)
     p.add_argument("-j", "--jobs", type=int, default=None, help=argparse.SUPPRESS)

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from cog.cli.build_flags import add_lock_mode_flags, build_options
+from cog.cli.cog_flags import add_config_flag, add_noted_flag, add_replicate_token_flag, uint32
 from cog.cli.compat import add_compat_flags
 from cog.cli.values import json_inputs, parse_env, parse_inputs
 from cog.project.errors import UsageError
@@ -37,6 +38,8 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     p.add_argument("--ref", help="predictor reference (default: cog.yaml's predict)")
     p.add_argument("--here", action="store_true", help="serve with this interpreter, unbuilt")
     _build_flags(p)
+    add_noted_flag(p, "--playground", "there is no playground here; /openapi.json describes it")
+    add_noted_flag(p, "--playground-port", "there is no playground here", takes="PORT", kind=int)
     p.set_defaults(func=cmd_serve)
 
     for name in ("run", "predict"):
@@ -72,7 +75,14 @@ def _prediction_parser(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("-o", "--output", type=Path, help="where to write a file output")
     p.add_argument("--ref", help="predictor reference (default: cog.yaml's predict)")
-    p.add_argument("--setup-timeout", type=float, default=600.0)
+    p.add_argument(
+        "--setup-timeout",
+        type=uint32,
+        default=300,
+        metavar="SECONDS",
+        help="how long the predictor's setup may take (default 300, as Cog's)",
+    )
+    add_replicate_token_flag(p)
     p.add_argument(
         "--here",
         action="store_true",
@@ -84,6 +94,7 @@ def _prediction_parser(p: argparse.ArgumentParser) -> None:
 
 def _build_flags(p: argparse.ArgumentParser) -> None:
     add_compat_flags(p)
+    add_config_flag(p)
     p.add_argument("--docker", action="store_true", help="run in the Docker engine, not bwrap")
     p.add_argument(
         "--gpus",

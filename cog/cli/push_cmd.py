@@ -8,6 +8,7 @@ import sys
 from typing import Any
 
 from cog.cli.build_flags import add_image_flags, build_options
+from cog.cli.cog_flags import add_build_noted_flags, add_config_flag
 from cog.project.errors import UsageError
 from cog.project.locate import project_dir
 from cog.project.push import push_project
@@ -19,13 +20,22 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     p = sub.add_parser("push")
     p.add_argument("image", nargs="?", help="HOST/NAME[:TAG] (default: cog.yaml's image)")
     add_image_flags(p)
+    add_config_flag(p)
+    add_build_noted_flags(p)
     p.add_argument("--uploads", type=int, default=4, help="parallel blob uploads (default 4)")
     p.set_defaults(func=cmd_push)
 
     p = sub.add_parser("login")
-    p.add_argument("registry", help="HOST[:PORT], e.g. r8.im")
+    p.add_argument(
+        "registry", nargs="?", default="r8.im", help="HOST[:PORT] (default r8.im, as Cog's)"
+    )
     p.add_argument("-u", "--username", help="the user name (asked for if not given)")
-    p.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
+    p.add_argument(
+        "--password-stdin",
+        "--token-stdin",  # Cog's name: a Replicate token is the registry's password
+        action="store_true",
+        help="read the password (a Replicate token, for r8.im) from stdin",
+    )
     p.set_defaults(func=cmd_login)
 
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from cog.cli.cog_flags import add_config_flag
 from cog.project.locate import project_dir
 from cog.project.weights import ProjectWeights
 from cog.project.weights_sources import Plan
@@ -40,6 +41,7 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
         "run` can mount them at once. " + HELP_REGISTRY,
     )
     q.add_argument("names", nargs="*", metavar="NAME", help="only these weights (default: all)")
+    add_config_flag(q)
     q.add_argument("--dry-run", action="store_true", help="show what would be imported, only")
     q.add_argument("-v", "--verbose", action="store_true", help="show per-file details")
     q.add_argument(
@@ -59,6 +61,7 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
         "($COG_STORE_DIR) lacks, from the registry. " + HELP_REGISTRY,
     )
     q.add_argument("names", nargs="*", metavar="NAME", help="only these weights (default: all)")
+    add_config_flag(q)
     q.add_argument("-v", "--verbose", action="store_true", help="show manifest, layer, file detail")
     q.set_defaults(func=cmd_pull)
 

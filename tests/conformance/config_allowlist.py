@@ -39,10 +39,10 @@ WORDING: dict[str, str] = {
 # Every case Cog's Go decoder refuses (a value of the wrong kind) is worded as Cog's schema
 # words that field, never as the decoder does.
 DECODER = (
-    "a value of the wrong kind: Cog's YAML decoder refuses it before its schema is checked, in "
-    "Go's terms (`failed to parse cog.yaml: invalid YAML: yaml: construct errors: line 9: "
-    "cannot construct !!str `text` into []config.runItemFile`); we say it in its schema's "
-    'words, naming the field (`schema error in "build.run": must be a list or null`)'
+    "Cog's YAML decoder refuses it before its schema is checked, in Go's terms (`failed to "
+    "parse cog.yaml: invalid YAML: yaml: construct errors: line 9: cannot construct !!str "
+    "`text` into []config.runItemFile`); we say it in its schema's words, naming the field "
+    '(`schema error in "build.run": must be a list or null`)'
 )
 
 # Differences that change no verdict and no error.

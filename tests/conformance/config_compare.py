@@ -4,7 +4,6 @@ outcome: the same answer, a difference the allow-list explains, or a difference.
 
 from __future__ import annotations
 
-import fnmatch
 import os
 import tempfile
 from dataclasses import dataclass
@@ -14,6 +13,7 @@ import yaml
 
 from derivations.config import ConfigError, load_config
 from tests.conformance import config_allowlist as allow
+from tests.conformance import patterns
 from tests.conformance.cog_config_oracle import Verdict, cog_load, schema_wording
 from tests.conformance.config_cases import FILES, Case, cases
 
@@ -40,10 +40,7 @@ class Row:
 
 
 def _allowed(table: dict[str, str], case_id: str) -> str:
-    reason = next((r for p, r in table.items() if fnmatch.fnmatchcase(case_id, p)), "")
-    if reason.startswith("as "):  # "as OTHER": the reason given there
-        return table[reason.removeprefix("as ")]
-    return reason
+    return patterns.reason(table, case_id)
 
 
 def ours(case: Case, project: Path) -> str | None:
@@ -89,10 +86,5 @@ def compare_all() -> list[Row]:
 
 def stale_allowances(rows: list[Row]) -> list[str]:
     """Allow-list entries that no case needs any more."""
-    used = {r.case.id for r in rows if r.outcome == "allowed"}
-    return [
-        pattern
-        for table in (allow.VERDICT, allow.WORDING)
-        for pattern in table
-        if not any(fnmatch.fnmatchcase(case_id, pattern) for case_id in used)
-    ]
+    used = [r.case.id for r in rows if r.outcome == "allowed"]
+    return patterns.unused([allow.VERDICT, allow.WORDING], used)

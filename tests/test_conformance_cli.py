@@ -10,6 +10,7 @@ tests/conformance/cli_allowlist.py explains it; docs/conformance/cli.md is the g
 from __future__ import annotations
 
 import argparse
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -17,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from cog.cli import main
-from tests.conformance import cli_compare, report
+from tests.conformance import cli_compare, extract_cog, report
 from tests.conformance.cli_compare import COMMANDS, DATA, SECTIONS, Row
 from tests.conftest import REPO
 
@@ -121,3 +122,138 @@ def test_the_command_line_refuses_as_cog_would_tell(tmp_path: Path) -> None:
     assert shown.returncode == 0
     for flag in ("--input", "--output", "--env", "--json", "--setup-timeout", "--file", "--gpus"):
         assert flag in shown.stdout
+
+
+GO_SOURCES = {
+    "pkg/cli/root.go": """package cli
+
+func NewRootCommand() (*cobra.Command, error) {
+	rootCmd := cobra.Command{
+		Use: "cog",
+		// cmd.Flags().Bool("in-a-comment", false, "not a flag")
+	}
+	setPersistentFlags(&rootCmd)
+	rootCmd.AddCommand(
+		newBuildCommand(),
+		newRunCommand(),
+	)
+	return &rootCmd, nil
+}
+
+func setPersistentFlags(cmd *cobra.Command) {
+	cmd.PersistentFlags().BoolVar(&debug, "debug", false, "Show debugging output")
+	cmd.PersistentFlags().StringVar(&host, "registry", global.Host, "Registry host")
+	_ = cmd.PersistentFlags().MarkHidden("registry")
+}
+""",
+    "pkg/cli/build.go": """package cli
+
+var (
+	port = 8393
+)
+
+func newBuildCommand() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:     "build",
+		Aliases: []string{"b"},
+		Long:    `Builds; cmd.Flags().Bool("in-a-string", false, "") is text`,
+		Args:    cobra.NoArgs,
+	}
+	addConfigFlag(cmd)
+	addStripFlag(cmd)
+	cmd.Flags().IntVarP(&p, "port", "p", port, "Port")
+	cmd.Flags().StringArrayVar(&s, "secret", []string{}, "Secrets")
+	cmd.Flags().StringVar(&d, "dockerfile", "", "Dockerfile")
+	cmd.Flags().VisitAll(func(f *pflag.Flag) {
+		if f.Name == "dockerfile" {
+			f.Hidden = true
+		}
+	})
+	return cmd
+}
+
+func addConfigFlag(cmd *cobra.Command) {
+	cmd.Flags().StringVarP(&configFilename, "file", "f", "cog.yaml", "The config file.")
+}
+
+func addStripFlag(cmd *cobra.Command) {
+	const stripFlag = "strip"
+	cmd.Flags().BoolVar(&strip, stripFlag, false, "Strip")
+	_ = cmd.Flags().MarkHidden(stripFlag)
+}
+""",
+    "pkg/cli/run.go": """package cli
+
+func newRunCommand() *cobra.Command {
+	return newPredictionCommand("run", true)
+}
+
+func newPredictionCommand(use string, hidden bool) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:    use + " [image]",
+		Hidden: hidden,
+		Args:   cobra.MaximumNArgs(1),
+	}
+	cmd.Flags().Uint32Var(&timeout, "setup-timeout", 5*60, "Timeout")
+	return cmd
+}
+""",
+    "pkg/global/global.go": 'package global\n\nconst Host = "r8.im"\n',
+    "pkg/config/config_file.go": """package config
+
+type configFile struct {
+	Build *buildFile `json:"build,omitempty" yaml:"build,omitempty"`
+}
+
+type buildFile struct {
+	GPU *bool `json:"gpu,omitempty" yaml:"gpu,omitempty"`
+}
+""",
+    "pkg/config/config.go": "package config\n",
+    "pkg/config/data/config_schema_v1.0.json": '{"type": "object"}',
+}
+
+
+def test_the_extractor_reads_cobra_commands_and_config_structs(tmp_path: Path) -> None:
+    """extract_cog.py on a repository of Go sources shaped as Cog's: flags through helpers and
+    constructors with parameters, hidden ones, defaults from constants, comments and strings
+    that only look like flags."""
+    repo = tmp_path / "repo"
+    for name, text in GO_SOURCES.items():
+        (repo / name).parent.mkdir(parents=True, exist_ok=True)
+        (repo / name).write_text(text)
+    git = ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@t"]
+    for argv in (["init", "-q"], ["add", "."], ["commit", "-qm", "x"], ["tag", "v0.1.0"]):
+        subprocess.run([*git, *argv], check=True, capture_output=True)
+    out = tmp_path / "out"
+    out.mkdir()
+    extract_cog.main(str(repo / ".git"), "HEAD", out)
+    cli = json.loads((out / "cog_cli.json").read_text())
+    assert cli["cog"]["version"] == "v0.1.0"
+    commands = cli["commands"]
+    assert list(commands) == ["cog", "cog build", "cog run"]
+    flags = {p: {f["name"]: f for f in c["flags"]} for p, c in commands.items()}
+    assert set(flags["cog"]) == {"debug", "registry"}
+    assert flags["cog"]["registry"] == {
+        "name": "registry",
+        "shorthand": "",
+        "type": "string",
+        "default": "r8.im",
+        "default_expr": "global.Host",
+        "hidden": True,
+        "persistent": True,
+    }
+    build = flags["cog build"]
+    assert list(build) == ["file", "strip", "port", "secret", "dockerfile"]
+    assert (build["file"]["shorthand"], build["file"]["default"]) == ("f", "cog.yaml")
+    assert [build[n]["hidden"] for n in ("strip", "dockerfile", "port")] == [True, True, False]
+    assert (build["port"]["type"], build["port"]["default"]) == ("int", 8393)
+    assert (build["secret"]["type"], build["secret"]["default"]) == ("stringArray", [])
+    assert commands["cog build"]["aliases"] == ["b"] and commands["cog build"]["args"] == "NoArgs"
+    run = commands["cog run"]
+    assert (run["use"], run["hidden"], run["args"]) == ("run [image]", True, "MaximumNArgs(1)")
+    assert flags["cog run"]["setup-timeout"]["default"] == 300
+    config = json.loads((out / "cog_config.json").read_text())
+    assert config["structs"]["buildFile"] == [
+        {"go": "GPU", "type": "*bool", "yaml": "gpu", "json": "gpu", "omitempty": True}
+    ]

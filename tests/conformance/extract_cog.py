@@ -7,8 +7,8 @@
   (field, Go type, YAML key, JSON omitempty), which decide what reaches that schema.
 
 Usage: python -m tests.conformance.extract_cog GIT_DIR [COMMIT]
-(GIT_DIR: a clone of replicate/cog, bare or not; COMMIT defaults to HEAD). Only Go source text
-is read: no Go toolchain is needed.
+(GIT_DIR: the .git directory of a clone of replicate/cog, or a bare one; COMMIT defaults to
+HEAD). Only Go source text is read: no Go toolchain is needed.
 """
 
 from __future__ import annotations
@@ -407,12 +407,12 @@ def custom_decoders(text: str) -> list[str]:
     return re.findall(r"^func \(\w+ \*(\w+)\) UnmarshalYAML\(", text, re.M)
 
 
-def main(git_dir: str, commit: str = "HEAD") -> None:
+def main(git_dir: str, commit: str = "HEAD", out: Path = HERE) -> None:
     source = Source(git_dir, commit)
     origin = {"repository": "replicate/cog", "commit": source.commit, "version": source.describe}
     reader = CliReader(source)
     cli = {"cog": origin, "commands": command_table(reader.root("NewRootCommand"))}
-    (HERE / "cog_cli.json").write_text(json.dumps(cli, indent=1) + "\n")
+    (out / "cog_cli.json").write_text(json.dumps(cli, indent=1) + "\n")
     go: dict[str, Any] = {}
     decoders: list[str] = []
     for path in CONFIG_STRUCT_FILES:
@@ -427,7 +427,7 @@ def main(git_dir: str, commit: str = "HEAD") -> None:
         "structs": {k: v for k, v in go.items() if k[0].islower() or k.startswith("WeightSource")},
         "custom_decoders": sorted(set(decoders)),
     }
-    (HERE / "cog_config.json").write_text(json.dumps(config, indent=1) + "\n")
+    (out / "cog_config.json").write_text(json.dumps(config, indent=1) + "\n")
 
 
 if __name__ == "__main__":

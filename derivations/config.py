@@ -707,7 +707,7 @@ def deprecations(project: Path) -> list[str]:
     """Cog's warnings for the deprecated keys that the project's cog.yaml uses (after
     load_config has accepted it)."""
     text = (project / "cog.yaml").read_text()
-    data = yaml.safe_load(text)
+    data = _mapping(text, "cog.yaml")  # as Cog's decoder reads it: `pre_install: [~]` is none
     found = unknown_keys(text)
     for path, replacement in DEPRECATED:
         value: Any = data

@@ -83,9 +83,9 @@ lint: $(VENV)/.installed
 	$(VENV)/bin/mypy
 
 # The fast tier: lint and the tests that build no project and start no engine (conftest.py
-# marks the others `slow`), in a few minutes.
+# marks the others `slow`), spread over every core (pytest-xdist), in a few minutes.
 check: system-deps $(VENV)/.installed lint test-fixtures
-	COG_TEST_CACHE=$(CACHE) $(PY) -m pytest -q -m "not network and not slow"
+	COG_TEST_CACHE=$(CACHE) $(PY) -m pytest -q -n auto -m "not network and not slow"
 
 test: system-deps $(VENV)/.installed lint test-fixtures
 	COG_TEST_CACHE=$(CACHE) $(PY) -m pytest -q

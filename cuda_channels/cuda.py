@@ -17,7 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,6 +32,7 @@ _NAME = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)")
 # Requirements that bring NVIDIA's CUDA wheels themselves (torch; TensorFlow's and-cuda extra),
 # or that pick their own (any nvidia-* wheel named): no wheel set is added beside them.
 _RUNTIME = re.compile(r"^nvidia-cuda-runtime(-cu\d+)?$")
+_CUDNN = re.compile(r"^nvidia-cudnn(-cu\d+)?$")
 _OWN_CUDA = re.compile(r"^(torch|tensorflow.*|tf-nightly.*|nvidia-.*)$")
 
 
@@ -224,6 +225,41 @@ def _runtime_pin(pinned: dict[str, str]) -> tuple[str, str] | None:
         if _RUNTIME.match(name):
             return _minor(version), f"{name}=={version}"
     return None
+
+
+def installed(choice: Choice, pinned: Mapping[str, str]) -> Choice:
+    """`choice` as the locked closure `pinned` (normalised name -> version) installs it: the
+    CUDA of NVIDIA's runtime wheel there (torch's own dependency, the CUDA layer's, the
+    user's), else of torch's `+cuXYZ`; the cuDNN major of NVIDIA's cuDNN wheel there. Either
+    kept from `choice` where the closure names none, or one that agrees with it; `choice`
+    itself where both agree, else a Choice whose reason names the pins it was read from.
+
+    This is what the label must say: torch 2.8.0 from PyPI (PyTorch's index out of reach)
+    is built for CUDA 12.8 (`nvidia-cuda-runtime-cu12==12.8.90`), whatever torch's row chose."""
+    runtimes = sorted((n, v) for n, v in pinned.items() if _RUNTIME.match(n))
+    cudnns = sorted((n, v) for n, v in pinned.items() if _CUDNN.match(n))
+    found = [(_minor(v), f"{n}=={v}") for n, v in runtimes]
+    torch = pinned.get("torch", "")
+    local = _cu(torch.partition("+")[2])
+    if not found and local is not None:
+        found = [(local, f"torch=={torch}")]
+    cuda = _agreeing(choice.cuda, found)
+    cudnn = _agreeing(choice.cudnn, [(v.split(".")[0], f"{n}=={v}") for n, v in cudnns])
+    if cuda is None and cudnn is None:
+        return choice
+    read = ", ".join(found[1] for found in (cuda, cudnn) if found is not None)
+    return Choice(
+        cuda[0] if cuda else choice.cuda,
+        cudnn[0] if cudnn else choice.cudnn,
+        f"{read} as locked, where {choice.reason} chose CUDA {choice.cuda} + cuDNN {choice.cudnn}",
+    )
+
+
+def _agreeing(chosen: str, found: list[tuple[str, str]]) -> tuple[str, str] | None:
+    """None where nothing was `found` or one of it is `chosen`; else the first (value, pin)."""
+    if not found or chosen in {value for value, _ in found}:
+        return None
+    return found[0]
 
 
 def requirement_names(lines: Sequence[str]) -> set[str]:

@@ -2,8 +2,10 @@
 
 An sdist's build requirements are its `[build-system] requires` (read from pyproject.toml:
 data, no code), plus what its backend's `get_requires_for_build_wheel` hook answers. The hook
-is the package's own code, so it runs under bubblewrap: the host's root read-only, no network,
-a private /tmp and $HOME, and only a scratch directory writable. uv, when it builds an sdist's
+is the package's own code, so it runs under bubblewrap (a `HookRoot`): over the project's own
+root, as pip runs after apt under Cog (its base, Python, toolchain and system packages, so a
+hook that looks for a system package's headers or pkg-config file finds them), no network, a
+private /tmp and $HOME, and only a scratch directory writable. uv, when it builds an sdist's
 metadata during resolution, runs the same way but with the network (it reads the index).
 """
 
@@ -16,7 +18,7 @@ import shutil
 import subprocess
 import sys
 import urllib.parse
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -120,11 +122,11 @@ def local_paths(requirements: Sequence[str]) -> list[Path]:
 
 
 class HostSandbox(Protocol):
-    """Runs a host tool over a package's code, sandboxed: `argv` seeing the host's programs
-    read-only, `writable` alone writable, `readable` and the working directory `cwd`
-    read-only, the network only if asked, and `env` as its whole environment. Returns
-    the command line. builders.sandbox.jail.host_tool_argv is the one; derivations, below the
-    builders, is handed it by whoever locks."""
+    """Runs a tool over a package's code, sandboxed: `argv` (a host program, shown read-only),
+    `writable` alone writable, `readable` and the working directory `cwd` read-only, the
+    network only if asked, and `env` as its whole environment. Returns the command line.
+    builders.sandbox.jail makes them (over the host's programs, or over a project's root);
+    derivations, below the builders, is handed one by whoever locks."""
 
     def __call__(
         self,
@@ -137,14 +139,36 @@ class HostSandbox(Protocol):
     ) -> list[str]: ...
 
 
-def needs_sandbox(sandbox: HostSandbox | None, what: str) -> HostSandbox:
-    """`sandbox`, or one sentence saying that `what` runs a package's code and needs one."""
-    if sandbox is None or shutil.which("bwrap") is None:
+@dataclass(frozen=True)
+class HookRoot:
+    """Where a package's code runs at lock time: `sandbox` makes its command lines, and
+    `python` is the interpreter there that runs build backends (the project's; None: this
+    cog's own, over the host's programs)."""
+
+    sandbox: HostSandbox
+    python: str | None = None
+
+
+# A HookRoot made on first use: only an sdist's metadata needs one, and over a project's root
+# it is that root realised (its .debs fetched and unpacked), which wheels never need.
+Hooks = Callable[[], HookRoot]
+
+
+def on_host(sandbox: HostSandbox) -> Hooks:
+    """Hooks that run over the host's programs (a resolve with no project, such as the test
+    fixtures' `--update`)."""
+    return lambda: HookRoot(sandbox)
+
+
+def needs_sandbox(hooks: Hooks | None, what: str) -> HookRoot:
+    """Where `what` runs; one sentence where it runs a package's code and bubblewrap, which
+    that needs, is missing."""
+    if hooks is None or shutil.which("bwrap") is None:
         raise SdistError(
             f"{what} runs a package's code, which needs bubblewrap (bwrap), missing here",
             hint="install bubblewrap, or pin a version that publishes a wheel",
         )
-    return sandbox
+    return hooks()
 
 
 # The PEP 517 backend a spec names, and its get_requires hook: the lock-time hook run and the
@@ -178,10 +202,11 @@ def backend_requires(
     src: Path,
     system: BuildSystem,
     wheels: Sequence[Path],
-    sandbox: HostSandbox | None,
+    root: HookRoot,
 ) -> list[str]:
     """What the backend's get_requires_for_build_wheel asks for, beyond `system.requires`:
-    the hook runs sandboxed, without network, over the installed build requirements."""
+    the hook runs in `root`, by its interpreter, without network, over the installed build
+    requirements (wheels for the target's Python, which that interpreter is)."""
     from installer import install
     from installer.destinations import SchemeDictionaryDestination
     from installer.sources import WheelFile
@@ -197,12 +222,12 @@ def backend_requires(
             install(source, destination, additional_metadata={})
     answer = work / "requires.json"
     spec = json.dumps({"backend": system.backend, "backend_path": list(system.backend_path)})
-    # -S: the hook sees the build requirements, never the packages of cog's own environment.
-    argv = [sys.executable, "-S", "-c", _HOOK, str(site), spec, str(answer)]
+    # -S: the hook sees the build requirements, never the packages of an environment around
+    # the interpreter (cog's own, or what the root's Python has in dist-packages).
+    argv = [root.python or sys.executable, "-S", "-c", _HOOK, str(site), spec, str(answer)]
     env = {"PATH": "/usr/bin:/bin", "LC_ALL": "C.UTF-8", "PYTHONHASHSEED": "0", "HOME": "/tmp"}
-    jailed = needs_sandbox(sandbox, f"reading what {name} needs to build")
     proc = subprocess.run(
-        jailed(argv, env, [work], network=False, cwd=src),
+        root.sandbox(argv, env, [work], network=False, cwd=src),
         capture_output=True,
         text=True,
         timeout=600,

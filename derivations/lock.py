@@ -13,16 +13,19 @@ written before a section existed keeps its bytes.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import re
 import urllib.parse
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, replace
 from pathlib import Path, PurePosixPath
-from typing import Annotated, Any
+from typing import Annotated, Any, Protocol
 
 import httpx
+from packaging.utils import canonicalize_name
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -31,18 +34,19 @@ from pydantic import (
     ValidationError,
 )
 
-from cuda_channels.channel import Channel, default_for
+from cuda_channels.channel import Channel, available, default_for
 from cuda_channels.channel import load as load_channel
 from cuda_channels.cuda import (
     Choice,
+    installed,
     load_cuda,
     pytorch_indexes,
     requirement_names,
     select,
     wheel_layer,
 )
-from derivations.apt import DebPin, resolve_root, resolve_toolchain
-from derivations.buildreqs import HostSandbox
+from derivations.apt import DebPin, RootPins, resolve_root, resolve_toolchain
+from derivations.buildreqs import HookRoot
 from derivations.config import CogConfig, RunItem, requirement_lines
 from derivations.downloads import client
 from derivations.errors import DerivationError
@@ -161,11 +165,15 @@ def _kept(previous: Sequence[Wheel], pytorch: Sequence[str]) -> list[Wheel]:
     return [w for w in previous if w.name not in ("torch", "torchvision") or "+" in w.version]
 
 
-def _unreadable(http: httpx.Client, url: str) -> str | None:
-    """Why the index page at `url` (http(s) or file://) cannot be read; None when it can."""
+def _unreadable(http: httpx.Client, url: str, folder: bool = True) -> str | None:
+    """Why the index page (a folder, for file://) or, without `folder`, the file at `url`
+    (http(s) or file://) cannot be read; None when it can. Nothing past the answer's status
+    is read."""
     if url.startswith("file://"):
         page = Path(urllib.parse.unquote(urllib.parse.urlsplit(url).path))
-        return None if page.is_dir() else f"{page} is not a folder"
+        if folder:
+            return None if page.is_dir() else f"{page} is not a folder"
+        return None if page.is_file() else f"{page} is not a file"
     try:
         with http.stream("GET", url) as response:
             status = response.status_code
@@ -342,6 +350,26 @@ def inputs(config: CogConfig, project: Path, channel: Channel, arch: str) -> Inp
     )
 
 
+class ProjectRoots(Protocol):
+    """What locking asks of the store the build realises into: builders.hook_root.LockRoots
+    (derivations, below the builders, realises nothing itself)."""
+
+    def interpreter_in_store(self, channel: Channel, python_version: str, arch: str) -> bool:
+        """Whether the channel's standalone interpreter for the target needs no fetch."""
+        ...
+
+    def hook_root(
+        self,
+        channel: Channel,
+        arch: str,
+        python_version: str,
+        pins: RootPins,
+        toolchain: tuple[DebPin, ...],
+    ) -> AbstractContextManager[HookRoot]:
+        """The project's root (its layers realised) where package code runs while locking."""
+        ...
+
+
 def create(
     config: CogConfig,
     project: Path,
@@ -351,13 +379,16 @@ def create(
     upgrade: Sequence[str] | bool = False,
     *,
     warn: Callable[[str], None],
-    sandbox: HostSandbox | None = None,
+    roots: ProjectRoots | None = None,
 ) -> Lock:
     """Resolves every input for the target; `previous` pins are kept where they still fit.
-    What the lock goes on without (PyTorch's index, unreachable) is said through `warn`; a
-    package's code that resolving runs (an sdist's metadata) runs in `sandbox`."""
+    What the lock goes on without (PyTorch's index, unreachable) is said through `warn`. A
+    package's code that resolving runs (an sdist's metadata) runs over the project's root,
+    which `roots` realises only when an sdist needs it; without `roots`, sdists are refused."""
     recorded = inputs(config, project, channel, arch)
     requirements = list(recorded.requirements)
+    python = config.build.python_version
+    interpreter = pin_interpreter(channel, python, arch, roots)  # before anything is resolved
     gpu: Choice | None = None
     cuda_wheels: list[str] = []
     if config.build.gpu:
@@ -370,65 +401,145 @@ def create(
     if gpu is not None:
         gpu, cuda_wheels = wheel_layer(data, gpu, lines, config.build.cudnn)
     pytorch = pytorch_index_lines(lines, gpu, warn)
-    python = config.build.python_version
-    source = channel.python_source(python)
-    standalone = source.platforms[arch] if source.source == "python-build-standalone" else {}
-    interpreter = Interpreter(
-        source=source.source,
-        version=source.version,
-        url=standalone.get("url"),
-        sha256=standalone.get("sha256"),
-    )
-    roots = resolve_root(channel, arch, python, config.build.system_packages)
+    roots_pins = resolve_root(channel, arch, python, config.build.system_packages)
+
+    @functools.cache
+    def toolchain() -> tuple[DebPin, ...]:
+        if not channel.toolchain_packages:
+            return ()
+        return resolve_toolchain(channel, arch, python)
 
     def pins(found: Sequence[Wheel]) -> list[Wheel]:
         return [replace(w, url=absolute_url(w.url, project)) for w in found]
 
     included = with_included(requirements, project)
-    model = resolve(
-        [*pytorch, *lines, *SDK_REQUIREMENTS, *bundled(python, included), *cuda_wheels],
-        python,
-        arch,
-        channel.glibc,
-        pins(_kept(previous.python_packages if previous else (), pytorch)),
-        upgrade,
-        sandbox=sandbox,
-    )
-    check_hashes(included, [Pinned(w.name, w.sha256) for w in model])
-    model = [replace(w, url=folder_url(relative_url(w.url, project))) for w in model]
-    # The runtime comes from the same indexes the project names (a company mirror, say), and
-    # from nothing else the requirements say (constraints are the model's).
-    index_options = [line for line in lines if line.startswith(INDEX_OPTIONS)]
-    runtime = resolve(
-        [*index_options, *RUNTIME_REQUIREMENTS],
-        python,
-        arch,
-        channel.glibc,
-        pins(previous.runtime_packages if previous else ()),
-        upgrade,
-        sandbox=sandbox,
-    )
-    toolchain = None
+    with contextlib.ExitStack() as stack:
+
+        @functools.cache
+        def hook_root() -> HookRoot:  # realised once, for the model's sdists and the runtime's
+            assert roots is not None
+            place = roots.hook_root(channel, arch, python, roots_pins, toolchain())
+            return stack.enter_context(place)
+
+        hooks = hook_root if roots is not None else None
+        model = resolve(
+            [*pytorch, *lines, *SDK_REQUIREMENTS, *bundled(python, included), *cuda_wheels],
+            python,
+            arch,
+            channel.glibc,
+            pins(_kept(previous.python_packages if previous else (), pytorch)),
+            upgrade,
+            hooks=hooks,
+        )
+        check_hashes(included, [Pinned(w.name, w.sha256) for w in model])
+        model = [replace(w, url=folder_url(relative_url(w.url, project))) for w in model]
+        # The runtime comes from the same indexes the project names (a company mirror, say),
+        # and from nothing else the requirements say (constraints are the model's).
+        index_options = [line for line in lines if line.startswith(INDEX_OPTIONS)]
+        runtime = resolve(
+            [*index_options, *RUNTIME_REQUIREMENTS],
+            python,
+            arch,
+            channel.glibc,
+            pins(previous.runtime_packages if previous else ()),
+            upgrade,
+            hooks=hooks,
+        )
     sdists = [w.name for w in (*model, *runtime) if w.is_sdist]
-    if sdists:  # their compilers: a build-only layer, pinned like every .deb
-        if not channel.toolchain_packages:
-            raise LockError(
-                f"{', '.join(sdists)} must be built from source, but channel {channel.name} "
-                "names no toolchain_packages to build with",
-                hint="pin versions that publish wheels, or use a channel with a toolchain",
-            )
-        toolchain = resolve_toolchain(channel, arch, python)
+    if sdists and not channel.toolchain_packages:  # their compilers: a build-only layer
+        raise LockError(
+            f"{', '.join(sdists)} must be built from source, but channel {channel.name} "
+            "names no toolchain_packages to build with",
+            hint="pin versions that publish wheels, or use a channel with a toolchain",
+        )
     return Lock(
         inputs=recorded,
         platform=Platform(os="linux", arch=arch, glibc=channel.glibc),
         python=interpreter,
         system=System(
-            base=roots.base, python=roots.python, packages=roots.system, toolchain=toolchain
+            base=roots_pins.base,
+            python=roots_pins.python,
+            packages=roots_pins.system,
+            toolchain=toolchain() if sdists else None,
         ),
         python_packages=tuple(model),
         runtime_packages=tuple(runtime),
-        cuda=Cuda.of(gpu, cuda_wheels) if gpu is not None else None,
+        cuda=Cuda.of(_as_installed(gpu, model, warn), cuda_wheels) if gpu is not None else None,
     )
+
+
+def _as_installed(choice: Choice, model: Sequence[Wheel], warn: Callable[[str], None]) -> Choice:
+    """The CUDA and cuDNN the locked `model` packages install (cuda_channels.cuda.installed),
+    which the lock and the image's labels record; where that is not what was chosen (torch
+    pinned from PyPI, built for 12.8, while PyTorch's index for 12.9 was out of reach), said."""
+    found = installed(choice, {canonicalize_name(w.name): w.version for w in model})
+    if found != choice:
+        warn(
+            f"the locked packages install CUDA {found.cuda} with cuDNN {found.cudnn} "
+            f"({found.reason}), not the CUDA {choice.cuda} with cuDNN {choice.cudnn} that "
+            f"{choice.reason} chose: cog.lock and the image's labels say CUDA {found.cuda}"
+        )
+    return found
+
+
+# --- the interpreter -----------------------------------------------------------------------------
+
+
+def pin_interpreter(
+    channel: Channel, python: str, arch: str, roots: ProjectRoots | None = None
+) -> Interpreter:
+    """The interpreter's pin: Debian's (its .debs are pinned with the root), or a standalone
+    archive by URL and sha256. A standalone one that is not in the store and that none of its
+    places serves is one sentence now, before anything is resolved, not when a build fetches
+    it."""
+    source = channel.python_source(python)
+    if source.source != "python-build-standalone":
+        return Interpreter(source=source.source, version=source.version)
+    platform = source.platforms.get(arch)
+    if platform is None:
+        raise LockError(
+            f"channel {channel.name} has no Python {python} for {arch}",
+            hint=f"use a Python that {channel.name} has for {arch}",
+        )
+    if roots is None or not roots.interpreter_in_store(channel, python, arch):
+        _check_fetchable(channel, source.version, python, platform["url"])
+    return Interpreter(
+        source=source.source, version=source.version, url=platform["url"], sha256=platform["sha256"]
+    )
+
+
+def _check_fetchable(channel: Channel, version: str, python: str, url: str) -> None:
+    """Nothing when one of the places `url` is fetched from (COG_PYTHON_INSTALL_MIRROR's
+    first, then the URL, then the channel's mirrors) answers; else a LockError that names
+    each place and why it did not."""
+    tried = []
+    with client() as http:
+        for place in channel.standalone.urls(url):
+            problem = _unreadable(http, place, folder=False)
+            if problem is None:
+                return
+            tried.append(f"{place} ({problem})")
+    raise LockError(
+        f"Python {version} (python_version {python}, a python-build-standalone interpreter) "
+        f"cannot be fetched from {' or '.join(tried)}",
+        hint="set COG_PYTHON_INSTALL_MIRROR to a mirror of python-build-standalone's releases "
+        "(space-separated base URLs; file:// works), or use a python_version that a "
+        f"channel's Debian ships: {_debian_pythons()}",
+    )
+
+
+def _debian_pythons() -> str:
+    """The Python versions channels here take from Debian, as `3.11 (debian-bookworm)`."""
+    found = []
+    for name in available():
+        with contextlib.suppress(CogError):
+            channel = load_channel(name)
+            found += [
+                (tuple(int(p) for p in version.split(".")), f"{version} ({name})")
+                for version, source in channel.python.items()
+                if source.source == "debian"
+            ]
+    return ", ".join(text for _, text in sorted(found)) or "none here"
 
 
 # --- the file ------------------------------------------------------------------------------------

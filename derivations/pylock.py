@@ -12,9 +12,11 @@ A previous lock's pins are handed back to uv as preferences, so `cog lock` keeps
 that still fit unless asked to upgrade (all, or named packages).
 
 Wheels are preferred: uv first resolves with `--only-binary :all:`, and only when that fails
-resolves again allowing sdists (then uv may build an sdist's metadata, so it runs under
-bubblewrap). A package left with no wheel for the target is pinned as its sdist, with its
-build requirements resolved for the target and pinned as wheels (`derivations.buildreqs`).
+for want of wheels (not for a name or version no index has) resolves again allowing sdists
+(then uv may build an sdist's metadata, so it runs under bubblewrap, over the project's root
+with the project's interpreter where the lock gives one: `derivations.buildreqs.HookRoot`). A
+package left with no wheel for the target is pinned as its sdist, with its build requirements
+resolved for the target and pinned as wheels.
 """
 
 from __future__ import annotations
@@ -38,7 +40,8 @@ from pydantic import ConfigDict, with_config
 
 from derivations import ca_cert
 from derivations.buildreqs import (
-    HostSandbox,
+    HookRoot,
+    Hooks,
     backend_requires,
     build_system,
     fetch,
@@ -59,6 +62,17 @@ _MACHINE = {"amd64": "x86_64", "arm64": "aarch64"}
 
 class ResolveError(DerivationError):
     pass
+
+
+class WheelsLacking(ResolveError):
+    """The wheels alone do not resolve because a package, or a version asked for, has none
+    for the target: its sdist may, once its metadata is built."""
+
+
+# What uv says when wheels alone fall short ("fire==0.5.0 has no usable wheels", "Building
+# source distributions for `x` is disabled"), unlike a name or version no index has: only
+# then is the project's root made for sdists' hooks (fetched and unpacked) and uv run again.
+_LACKING_WHEELS = re.compile(r"wheel|from source|source distribution", re.IGNORECASE)
 
 
 @with_config(ConfigDict(extra="forbid"))  # in cog.lock (derivations.lock): no unknown keys
@@ -174,22 +188,24 @@ def resolve(
     previous: Sequence[Wheel] = (),
     upgrade: Sequence[str] | bool = False,
     sdists: bool = True,
-    sandbox: HostSandbox | None = None,
+    hooks: Hooks | None = None,
 ) -> list[Wheel]:
     """Pins the closure of `requirements` for the target; sorted by name. With `sdists`, a
     package that has no wheel for the target is pinned as its sdist (wheels are preferred);
-    its code runs (its metadata and build requirements are read) in `sandbox`."""
+    its code runs (its metadata and build requirements are read) where `hooks` say, made
+    only once the wheels alone do not resolve."""
     if not any(line and not line.startswith("-") for line in requirements):
         return []
     with tempfile.TemporaryDirectory(prefix="cog-lock-") as tmp:
         work = Path(tmp)
+        root: HookRoot | None = None
         try:
             lock = _compile(requirements, python, arch, glibc, previous, upgrade, work, None)
-        except ResolveError:
+        except WheelsLacking:
             if not sdists:
                 raise
-            jail = needs_sandbox(sandbox, "resolving packages published only as sources")
-            lock = _compile(requirements, python, arch, glibc, previous, upgrade, work, jail)
+            root = needs_sandbox(hooks, "resolving packages published only as sources")
+            lock = _compile(requirements, python, arch, glibc, previous, upgrade, work, root)
         ranks = {tag: i for i, tag in enumerate(target_tags(python, arch, glibc))}
         index_options = [line for line in requirements if line.startswith("-")]
         pins = []
@@ -209,7 +225,8 @@ def resolve(
                         sdist["hashes"]["sha256"],
                         sdist.get("size") or _size(http, sdist["url"]),
                     )
-                    needs = _build_requires(pin, index_options, python, arch, glibc, work, sandbox)
+                    root = root or needs_sandbox(hooks, f"reading what {name} needs to build")
+                    needs = _build_requires(pin, index_options, python, arch, glibc, work, root)
                     pins.append(replace(pin, build_requires=tuple(needs)))
                     continue
                 size = wheel.get("size") or _size(http, wheel["url"])
@@ -243,11 +260,11 @@ def _compile(
     previous: Sequence[Wheel],
     upgrade: Sequence[str] | bool,
     tmp: Path,
-    sandbox: HostSandbox | None,
+    root: HookRoot | None,
 ) -> dict[str, Any]:
-    """uv's PEP 751 lock of `requirements`, of wheels only without `sandbox`. Allowing sdists
-    lets uv build their metadata (their setup.py runs), so then uv runs in `sandbox`, with
-    the network for the index only."""
+    """uv's PEP 751 lock of `requirements`, of wheels only without `root`. Allowing sdists
+    lets uv build their metadata (their setup.py runs), so then uv runs in `root`, with the
+    network for the index only, building with the root's interpreter."""
     uv = shutil.which("uv") or str(Path(sys.executable).parent / "uv")
     req = tmp / "requirements.txt"
     req.write_text("\n".join(requirements) + "\n")
@@ -262,8 +279,10 @@ def _compile(
     # takes a package only from the first index that has it, and PyTorch's index carries old
     # numpy, pillow, jinja2…, so `--extra-index-url …/whl/cu121` would pin those or fail.
     argv += ["--index-strategy", "unsafe-best-match"]
-    if sandbox is None:
+    if root is None:
         argv += ["--only-binary", ":all:"]
+    elif root.python is not None:  # the project's interpreter builds the metadata
+        argv += ["--python", root.python]
     if isinstance(upgrade, bool) and upgrade:
         argv.append("--upgrade")
     for name in upgrade if not isinstance(upgrade, bool) else ():
@@ -276,9 +295,9 @@ def _compile(
     extra = ca_cert.from_environment()
     if extra is not None:  # uv reads one bundle: the host's trust and COG_CA_CERT's
         env["SSL_CERT_FILE"] = str(ca_cert.host_bundle(extra, tmp))
-    if sandbox is not None:
+    if root is not None:
         cache.mkdir(parents=True, exist_ok=True)
-        argv = sandbox(argv, env, [tmp, cache], True, readable=local_paths(requirements))
+        argv = root.sandbox(argv, env, [tmp, cache], True, readable=local_paths(requirements))
     try:
         proc = subprocess.run(argv, capture_output=True, text=True, env=env, check=False)
     except OSError as e:
@@ -287,12 +306,15 @@ def _compile(
         if "Failed to build" in proc.stderr:
             hint = (
                 "a package published only as a source distribution is built to read its "
-                "metadata, and that build failed: pin a version that publishes a wheel for "
+                "metadata, over the project's root (its system_packages, after apt as under "
+                "Cog), and that build failed: add the system packages it needs to "
+                "build.system_packages, or pin a version that publishes a wheel for "
                 f"linux/{arch} and Python {python}"
             )
         else:
             hint = "check the package names and versions in your requirements"
-        raise ResolveError(
+        lacking = root is None and _LACKING_WHEELS.search(proc.stderr) is not None
+        raise (WheelsLacking if lacking else ResolveError)(
             f"the Python requirements cannot be resolved for linux/{arch}, Python "
             f"{python}: {_one_line(proc.stderr)}",
             hint=hint,
@@ -326,10 +348,10 @@ def _build_requires(
     arch: str,
     glibc: str,
     tmp: Path,
-    sandbox: HostSandbox | None,
+    root: HookRoot,
 ) -> list[Wheel]:
     """The sdist's build requirements, pinned as wheels for the target: `[build-system]
-    requires`, then whatever the backend's get_requires_for_build_wheel adds (run sandboxed)."""
+    requires`, then whatever the backend's get_requires_for_build_wheel adds (run in `root`)."""
     work = tmp / f"sdist-{canonicalize_name(sdist.name)}"
     work.mkdir()
     archive = fetch(sdist.url, sdist.sha256, work / sdist.filename)
@@ -348,5 +370,5 @@ def _build_requires(
 
     found = pinned(system.requires)
     files = [fetch(w.url, w.sha256, work / w.filename) for w in found]
-    more = backend_requires(sdist.name, src, system, files, sandbox)
+    more = backend_requires(sdist.name, src, system, files, root)
     return pinned([*system.requires, *more]) if more else found

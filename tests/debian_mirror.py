@@ -35,11 +35,14 @@ from store.hashing import file_sha256
 ARCH = "amd64"
 PYTHON = "3.11"
 SYSTEM_PACKAGES = ("ffmpeg", "libgl1", "jq")  # jq: examples/system-deps
+# A header only a system package provides (jq.h), which an sdist's metadata hook looks for
+# (tests/test_lock_system_hooks.py).
+HOOK_PACKAGES = ("libjq-dev",)
 # Each channel the tests build on, with the Python and system packages they use on it, and
 # whether they build sdists there (its toolchain). The channels share the archives' pool, so
 # one mirror root serves them all.
 TARGETS = (
-    ("debian-bookworm", PYTHON, SYSTEM_PACKAGES, True),
+    ("debian-bookworm", PYTHON, (*SYSTEM_PACKAGES, *HOOK_PACKAGES), True),
     ("debian-trixie", "3.13", (), False),
 )
 

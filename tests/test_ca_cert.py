@@ -28,6 +28,7 @@ from cryptography.x509.oid import NameOID
 
 from builders.sandbox.jail import host_tool_argv
 from derivations import ca_cert, pylock
+from derivations.buildreqs import on_host
 from derivations.config import ConfigError
 from derivations.downloads import client
 from derivations.pylock import ResolveError
@@ -38,7 +39,7 @@ from tests.test_run_steps import image_layers, with_steps
 from tests.wheels import make_wheel
 
 # The resolver as cog locks with it: an sdist's code runs in the sandbox.
-resolve = partial(pylock.resolve, sandbox=host_tool_argv)
+resolve = partial(pylock.resolve, hooks=on_host(host_tool_argv))
 
 
 @dataclass

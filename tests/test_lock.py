@@ -15,13 +15,14 @@ import pytest
 from builders.sandbox.jail import host_tool_argv
 from cuda_channels.channel import BUILTIN_DIR
 from derivations import pylock
+from derivations.buildreqs import on_host
 from derivations.lock import Lock, LockError, dumps, loads, mirrored
 from derivations.pylock import ResolveError, Wheel
 from tests.conftest import REPO, TEST_CACHE
 from tests.wheels import make_wheel, simple_index
 
 # The resolver as cog locks with it: an sdist's code runs in the sandbox.
-resolve = partial(pylock.resolve, sandbox=host_tool_argv)
+resolve = partial(pylock.resolve, hooks=on_host(host_tool_argv))
 
 WHEELS = TEST_CACHE / "wheels"
 SHA = "0" * 64

@@ -215,7 +215,7 @@ def get_requires_for_build_wheel(config_settings=None):
 def test_a_hostile_sdist_hook_at_lock_time_sees_none_of_the_host(tmp_path: Path) -> None:
     """An sdist's backend hook (its own code, run by `cog lock`) tries the same attacks, and to
     read and write host files: the lock-time sandbox shows it the host's programs only."""
-    from derivations.buildreqs import backend_requires, build_system
+    from derivations.buildreqs import HookRoot, backend_requires, build_system
 
     host_file = tmp_path / "host-file"
     host_file.write_text("host secret")
@@ -234,7 +234,7 @@ def test_a_hostile_sdist_hook_at_lock_time_sees_none_of_the_host(tmp_path: Path)
     )
     os.environ["REPLICATE_API_TOKEN"] = SECRET
     try:
-        [answer] = backend_requires("hostile", src, build_system(src), [], host_tool_argv)
+        [answer] = backend_requires("hostile", src, build_system(src), [], HookRoot(host_tool_argv))
     finally:
         del os.environ["REPLICATE_API_TOKEN"]
     found = json.loads(answer)

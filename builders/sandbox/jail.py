@@ -186,6 +186,95 @@ def host_tool_argv(
     return jail.argv(argv)
 
 
+# Cog's images' PATH: the programs a hook may look for (pkg-config, a compiler) are the root's.
+ROOT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+# What a tool with the network needs of the host's /etc over a project's root: name resolution.
+# The root has both as empty files (builders.rootview.add_mount_points).
+_NETWORK_ETC = ("/etc/resolv.conf", "/etc/hosts")
+
+
+@dataclass(frozen=True)
+class ProjectRootTool:
+    """A tool over foreign code at lock time, sandboxed over a project's root rather than the
+    host's (a derivations.buildreqs.HostSandbox): `view`, a private merged view of the root's
+    layers, read-only at /, with `store` (real path, store path) read-only at /cog/store (a
+    standalone interpreter's closure); a host program named as argv[0] that the root does
+    not hold (uv), the working directory and `readable`, read-only, at their own paths;
+    `writable` alone writable; a private /tmp; the root's programs on PATH; the host's name
+    resolution only when it has the network.
+
+    Host paths are shown where they are on the host, so their mount points are made in
+    `view` (which its owner removes); one that passes through a link of the root is refused."""
+
+    view: Path
+    store: Sequence[tuple[Path, str]] = ()
+
+    def __call__(
+        self,
+        argv: Sequence[str],
+        env: Mapping[str, str],
+        writable: Sequence[Path],
+        network: bool,
+        cwd: Path | None = None,
+        readable: Sequence[Path] = (),
+    ) -> list[str]:
+        mounts = ["--ro-bind", str(self.view), "/", "--dev", "/dev", "--proc", "/proc"]
+        mounts += ["--tmpfs", "/tmp", "--tmpfs", STORE_DIR]
+        for real, store_path in self.store:
+            mounts += ["--ro-bind", str(real), store_path]
+        if network:
+            for name in _NETWORK_ETC:
+                mounts += ["--ro-bind-try", name, name]
+        tool = Path(argv[0])
+        if not self._holds(tool):
+            mounts += self._show(Path(os.path.realpath(tool)), tool, "--ro-bind")
+        certs = [Path(env[k]).parent for k in ("SSL_CERT_FILE",) if env.get(k)]
+        where = cwd or Path.cwd()
+        for path in (where, *readable, *certs):
+            mounts += self._show(path, path, "--ro-bind")
+        for path in writable:
+            mounts += self._show(path, path, "--bind")
+        environment = {"HOME": "/tmp"} | dict(env) | {"PATH": ROOT_PATH}
+        return Jail(mounts, environment, str(where), network).argv(argv)
+
+    def _holds(self, program: Path) -> bool:
+        """Whether `program` is the root's own (its interpreter), not a host tool."""
+        if not program.is_absolute():
+            return False
+        return program.is_relative_to(STORE_DIR) or (self.view / program.relative_to("/")).is_file()
+
+    def _show(self, source: Path, target: Path, how: str) -> list[str]:
+        """bwrap's options that show host `source` at `target`, its mount point made in the
+        view unless bubblewrap makes it (below the private /tmp); none for a missing source."""
+        if not source.exists():
+            return []
+        if not target.is_relative_to("/tmp"):
+            _mount_point(self.view, target, source.is_dir())
+        return [how, str(source), str(target)]
+
+
+def _mount_point(root: Path, target: Path, folder: bool) -> None:
+    """An empty folder or file at `target` in `root` (which the caller owns) where none is, its
+    parents real folders of `root`: never a link of the root followed, never a file written."""
+    where = root
+    parts = target.relative_to("/").parts
+    for i, part in enumerate(parts):
+        where = where / part
+        last = i == len(parts) - 1
+        if where.is_symlink() or (where.exists() and not where.is_dir() and not last):
+            raise SandboxUnavailable(
+                f"{target} cannot be shown to a package's code over the project's root, "
+                f"where /{'/'.join(parts[: i + 1])} is a link or a file",
+                hint="keep caches, mirrors and the project out of the root's linked folders",
+            )
+        if where.exists():
+            continue
+        if last and not folder:
+            os.close(os.open(where, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644))
+        else:
+            where.mkdir()
+
+
 def bwrap_path() -> str | None:
     return shutil.which("bwrap")
 

@@ -9,10 +9,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from builders.hook_root import LockRoots
 from builders.layers import Layers
 from builders.progress import default_reporter
 from builders.run_step import parse_secrets, pin_steps
-from builders.sandbox.jail import host_tool_argv
 from cog.project.errors import UsageError, warn
 from cog.project.options import BuildOptions
 from cog.project.plan import add_steps, check_buildable, layers
@@ -62,8 +62,9 @@ def plan_build(store: Store, project: Path, options: BuildOptions) -> Plan:
     else:
         print(stale, file=sys.stderr)
         previous = lock
+        roots = LockRoots(store, options.jobs)
         lock = locking.create(
-            config, project, channel, options.arch, previous, warn=warn, sandbox=host_tool_argv
+            config, project, channel, options.arch, previous, warn=warn, roots=roots
         )
         planned = layers(store, project, config, lock, channel, with_steps=False, ca_cert=trust)
         lock = _pin_steps(store, config, lock, previous, planned, secrets, options.jobs)
@@ -113,7 +114,7 @@ def lock_project(
         previous = None
     channel = load(channel_name or locking.channel_name(config, previous))
     result = locking.create(
-        config, project, channel, arch, previous, upgrade, warn=warn, sandbox=host_tool_argv
+        config, project, channel, arch, previous, upgrade, warn=warn, roots=LockRoots(store)
     )
     if config.build.steps:
         trust = ca_cert.from_environment()

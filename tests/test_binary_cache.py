@@ -252,6 +252,13 @@ def test_oci_cache_checks_signatures_bytes_and_manifests(
     with pytest.raises(CacheError, match="names another blob"):
         cache.lookup(out)
 
+    # The entry's own blob, described to standard clients as another kind of blob.
+    manifest["layers"] = [dict(entry.blob, mediaType="application/octet-stream")]
+    data = json.dumps(manifest).encode()
+    cache.registry.put_manifest("unit-cache", out.hash, data, manifest["mediaType"])
+    with pytest.raises(CacheError, match="names another blob"):
+        cache.lookup(out)
+
 
 @pytest.mark.parametrize("backend", ["oci", "file"])
 def test_concurrent_publishers_and_fetchers(

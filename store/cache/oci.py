@@ -74,7 +74,10 @@ class OciCache:
             [layer] = manifest["layers"]
         except (ValueError, KeyError, TypeError):
             raise CacheError(f"{self.url} holds no readable entry for {path}") from None
-        if (layer.get("digest"), layer.get("size")) != (entry.blob["digest"], entry.blob["size"]):
+        # The manifest's layer is what a standard client reads: it must be the entry's blob in
+        # every field the signature covers, its media type too.
+        described = tuple(layer.get(k) for k in ("digest", "size", "mediaType"))
+        if described != tuple(entry.blob[k] for k in ("digest", "size", "mediaType")):
             raise CacheError(f"{self.url}'s entry for {path} names another blob than it holds")
         return entry
 

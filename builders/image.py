@@ -14,11 +14,18 @@ the store already knows. The image's layout lists the layer blobs (and the weigh
 described parts (store.oci) instead of copying them. The config follows Cog's contract
 (`WorkingDir /src`, port 5000, a `CMD` that starts the runtime, `run.cog.*` labels) with
 `created` fixed.
+
+/src is a real directory of the image: what the build.run steps wrote there (their root
+layers), with the code layer over it, as Cog copies the project in after its steps ran. The
+build reads the predictor's signature from the same /src, writable (an overlay over the root
+view's /src and the code, thrown away after), so a predictor that writes beside its code when
+imported builds as under Cog.
 """
 
 from __future__ import annotations
 
 import base64
+import dataclasses
 import hashlib
 import json
 import os
@@ -32,7 +39,8 @@ from builders.errors import BuildError
 from builders.launch import model_environment, server_command
 from builders.layers import Layers
 from builders.rootview import view_derivation
-from builders.sandbox.jail import read_result, run_command
+from builders.sandbox.jail import build_env, build_jail, read_result, run_command, run_logged
+from builders.sandbox.overlay import writable_dir
 from builders.wheel import site_packages
 from derivations.config import CogConfig
 from derivations.hashing import output_path
@@ -319,12 +327,9 @@ class ImageBuilder:
         ref = args.predictor
         if not ref:
             return None
-        python = f"{ctx.input_paths['model-env']}/bin/python"
-        code = str(ctx.input_paths["code"])
         # The model's code runs here: it sees no output, and what it leaves is read as a file.
-        argv = [python, "-c", _DESCRIBE, ref, code]
         try:
-            run_command(ctx, argv, rootfs=ctx.inputs["root-view"], output=False)
+            self._describe(ctx, ref)
         except BuildError:
             refused = ctx.scratch / "build" / "refused.txt"
             if not refused.is_file():  # the model's code failed otherwise: the log says how
@@ -345,6 +350,28 @@ class ImageBuilder:
         except ValueError:
             raise BuildError("the predictor's signature could not be read back") from None
         return json.dumps(document, sort_keys=True, separators=(",", ":"))
+
+    def _describe(self, ctx: BuildContext, ref: str) -> None:
+        """Runs _DESCRIBE on the predictor at /src, working there as the image's server does:
+        /src holds the root view's /src (what the steps wrote) with the code over it, writable
+        in the build's scratch (builders.sandbox.overlay.writable_dir), never in the store.
+        Without the sandbox the host imports it from the code's store path."""
+        python = f"{ctx.input_paths['model-env']}/bin/python"
+        if not ctx.sandbox:
+            run_command(
+                ctx, [python, "-c", _DESCRIBE, ref, str(ctx.input_paths["code"])], None, False
+            )
+            return
+        lowers = [ctx.inputs["root-view"] / "src", ctx.inputs["code"]]
+        prefix, mounts = writable_dir(lowers, "/src", ctx.scratch / "src")
+        env = build_env(ctx, str(ctx.out_path))
+        jail = build_jail(ctx, env, ctx.inputs["root-view"], output=False)
+        jail = dataclasses.replace(
+            jail, mounts=[*jail.mounts, *mounts], chdir="/src", prefix=prefix
+        )
+        code = run_logged(ctx, jail.argv([python, "-c", _DESCRIBE, ref, "/src"]), env)
+        if code != 0:
+            raise BuildError(f"the builder of {ctx.drv.name} exited with status {code}")
 
     def build(self, ctx: BuildContext) -> None:
         out = ctx.out

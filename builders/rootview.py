@@ -64,30 +64,35 @@ def _link(src: str, dst: str) -> None:
         shutil.copy2(src, dst, follow_symlinks=False)
 
 
+def merge_tree(layer: Path, dest: Path) -> None:
+    """Stacks the tree `layer` on the directory `dest` as a later layer, with hard links."""
+    root = str(layer)
+    for dirpath, dirnames, filenames in os.walk(root):
+        rel = os.path.relpath(dirpath, root)
+        target_dir = os.path.join(dest, rel) if rel != "." else str(dest)
+        for name in sorted(dirnames):
+            src, dst = os.path.join(dirpath, name), os.path.join(target_dir, name)
+            if os.path.islink(src):
+                _clear(dst)
+                os.symlink(os.readlink(src), dst)
+            elif not (os.path.isdir(dst) and not os.path.islink(dst)):
+                _clear(dst)
+                os.mkdir(dst)
+        dirnames[:] = [d for d in dirnames if not os.path.islink(os.path.join(dirpath, d))]
+        for name in sorted(filenames):
+            src, dst = os.path.join(dirpath, name), os.path.join(target_dir, name)
+            _clear(dst)
+            if os.path.islink(src):
+                os.symlink(os.readlink(src), dst)
+            else:
+                _link(src, dst)
+
+
 def merge_view(layers: Sequence[Path], dest: Path) -> Path:
     """Builds the merged tree of `layers` (lowest first) at `dest`, which must not exist."""
     dest.mkdir()
     for layer in layers:
-        root = str(layer)
-        for dirpath, dirnames, filenames in os.walk(root):
-            rel = os.path.relpath(dirpath, root)
-            target_dir = os.path.join(dest, rel) if rel != "." else str(dest)
-            for name in sorted(dirnames):
-                src, dst = os.path.join(dirpath, name), os.path.join(target_dir, name)
-                if os.path.islink(src):
-                    _clear(dst)
-                    os.symlink(os.readlink(src), dst)
-                elif not (os.path.isdir(dst) and not os.path.islink(dst)):
-                    _clear(dst)
-                    os.mkdir(dst)
-            dirnames[:] = [d for d in dirnames if not os.path.islink(os.path.join(dirpath, d))]
-            for name in sorted(filenames):
-                src, dst = os.path.join(dirpath, name), os.path.join(target_dir, name)
-                _clear(dst)
-                if os.path.islink(src):
-                    os.symlink(os.readlink(src), dst)
-                else:
-                    _link(src, dst)
+        merge_tree(layer, dest)
     for point in MOUNT_POINTS:
         path = dest / point
         if not path.exists() and not path.is_symlink():

@@ -6,7 +6,9 @@ and what it writes lands in a throwaway upper directory in the run's scratch dir
 with it; the view and the store are never written (builders.sandbox.overlay). Where overlays
 cannot be mounted, `/` is the view itself, read-only. Either way `$HOME`, `/tmp`, `/var/tmp`
 and `/home` are fresh and empty. The model's closure (and nothing else of the store) is mounted
-read-only at `/cog/store`, the code at `/src`; the network is one of its own
+read-only at `/cog/store`; `/src` holds the code over what the `build.run` steps left there, as
+the image's layers stack them, writable as the rest of `/` is (where overlays cannot be mounted,
+it takes new files at its top only), the weights read-only in it; the network is one of its own
 (builders.sandbox.network's OwnNetwork), its server's port published on this host as
 `docker run -p` publishes it.
 An image runs the same way over its unpacked file system.
@@ -16,6 +18,7 @@ model's environment: two environments over one interpreter, as in the image.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -23,11 +26,11 @@ from typing import Any
 from builders.errors import SandboxUnavailable
 from builders.launch import model_environment, server_command
 from builders.layers import Layers
-from builders.rootview import add_mount_points, merge_view
+from builders.rootview import add_mount_points, merge_tree, merge_view
 from builders.sandbox.gpu import DRIVER_BIN, DRIVER_DIR, HostGpu, gpu_binds
 from builders.sandbox.jail import Jail, Launch
 from builders.sandbox.network import OwnNetwork, network_binds
-from builders.sandbox.overlay import writable_root
+from builders.sandbox.overlay import writable_over, writable_root
 from derivations.hashing import output_path
 from store.local import Store
 from store.paths import STORE_DIR
@@ -47,16 +50,6 @@ def writable_places(root: Path) -> list[str]:
         where = root / target.lstrip("/")
         if target == "/tmp" or (where.is_dir() and not where.is_symlink()):
             argv += ["--perms", perms, "--tmpfs", target]
-    return argv
-
-
-def _writable_over(directory: Path, target: str) -> list[str]:
-    """bwrap arguments for `target` holding what `directory` holds, read-only, in a writable
-    tmpfs: new files can be made there, and a store path (which cannot gain mount points)
-    can be shown at a place that will."""
-    argv = ["--tmpfs", target]
-    for entry in sorted(directory.iterdir()):
-        argv += ["--ro-bind", str(entry), f"{target}/{entry.name}"]
     return argv
 
 
@@ -98,6 +91,26 @@ def _mount_point(view: Path, target: str) -> None:
         raise SandboxUnavailable(f"cannot mount a weight at {target}: {problem}")
 
 
+def _code_at_src(view: Path, code: Path, weights: dict[str, Path]) -> None:
+    """The code stacked on what the root layers (the build.run steps) have at /src in the
+    view, as the image stacks its code layer, with a mount point for each weight: new hard
+    links and folders of the view only, never a write through one."""
+    problem = _make_folder(view, "/src")
+    if problem is not None:
+        raise SandboxUnavailable(f"cannot show the code at /src: {problem}")
+    merge_tree(code, view / "src")
+    for rel, weight in weights.items():
+        target = f"/src/{rel}"
+        problem = _make_folder(view, str(Path(target).parent))
+        if problem is not None:
+            raise SandboxUnavailable(f"cannot mount a weight at {target}: {problem}")
+        where = view / target.lstrip("/")
+        if weight.is_dir() and not where.exists():
+            where.mkdir()
+        elif not os.path.lexists(where):
+            where.touch()
+
+
 def _gpu_argv(gpu: HostGpu, root: Path, upper: Path | None) -> list[str]:
     """bwrap arguments that pass the GPU in. Over a writable root the driver's folder is made
     in the overlay, so that only /usr/local/nvidia is read-only (/usr/local stays writable);
@@ -135,14 +148,17 @@ def project_jail(
 ) -> Jail:
     """bubblewrap over the project's root layers (a writable overlay over their view, `view`,
     whose upper directory is made next to it in `view.parent`), its closure at /cog/store,
-    /src and a fresh $HOME, ready for the command to run. /src is the built code (read-only,
-    taking new files) or, with `src`, that directory itself, writable, as `cog exec` mounts
-    the project; with `gpu`, the host's GPU (builders.sandbox.gpu). Its network is its own, each
-    (host address, port) of `publish` published on this host."""
+    /src and a fresh $HOME, ready for the command to run. /src is the built code over the
+    steps' /src, writable as the root is, or with `src`, that directory itself, as `cog exec`
+    mounts the project; with `gpu`, the host's GPU (builders.sandbox.gpu). Its network is its
+    own, each (host address, port) of `publish` published on this host."""
     layers = built.roots  # the build.run steps' layers too, as in the image
     roots = [store.real_path(output_path(d)) for d in layers]
     merge_view(roots, view)
     add_mount_points(view)
+    if src is None:
+        weights = {rel: store.real_path(path) for rel, path in built.weights.items()}
+        _code_at_src(view, store.real_path(built.code), weights)
     model_env = output_path(built.model_env)
     runtime_env = output_path(built.runtime_env)
     prefix, root, upper = _root(view, view.parent)
@@ -160,8 +176,9 @@ def project_jail(
     if src is not None:
         argv += ["--bind", str(src), "/src"]
     else:
-        # The code, plus each weight file where the project had it.
-        argv += _writable_over(store.real_path(built.code), "/src")
+        # Over a read-only root, /src takes new files at least; then each weight where the
+        # project had it.
+        argv += writable_over(view / "src", "/src") if upper is None else []
         for rel, path in built.weights.items():
             argv += ["--ro-bind", str(store.real_path(path)), f"/src/{rel}"]
     for source, target in mounts:  # managed weights (`cog weights`), read-only at their target
@@ -232,7 +249,7 @@ def image_argv(
     if upper is None and src.is_dir() and not src.is_symlink():
         # A container's /src takes new files (a model writing its output there); over a
         # writable root it does already.
-        argv += _writable_over(src, "/src")
+        argv += writable_over(src, "/src")
     image_env = dict(item.split("=", 1) for item in settings.get("Env") or [] if "=" in item)
     environment = with_driver(image_env | {"HOME": "/root"} | env, gpu)
     chdir = settings.get("WorkingDir") or "/"

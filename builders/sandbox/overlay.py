@@ -11,6 +11,9 @@ its parent, the signals sent to it or its process group, bwrap's `--die-with-par
 exit status are those of the command alone. The mount goes with the namespace when the command
 ends. The lower layers are read-only to the kernel: what the command writes lands in the upper
 directory (a copy-up of a lower file, never a write through it), which its owner removes.
+
+A directory can be made writable the same way (`writable_dir`): a build shows the model's code
+at /src so, as Cog's image has it.
 """
 
 from __future__ import annotations
@@ -22,6 +25,8 @@ import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+from builders.rootview import merge_tree
 
 _works: dict[int, bool] = {}  # per filesystem (st_dev) of the scratch directories
 
@@ -98,3 +103,28 @@ def writable_root(lowers: Sequence[Path], scratch: Path) -> Overlay | None:
     for d in (upper, work, merged):
         d.mkdir()
     return Overlay(overlay_prefix(lowers, upper, work, merged), upper, merged)
+
+
+def writable_over(directory: Path, target: str) -> list[str]:
+    """bwrap arguments for `target` holding what `directory` holds, read-only, in a writable
+    tmpfs: new files can be made there (not in its folders), and a store path (which cannot
+    gain mount points) can be shown at a place that will."""
+    argv = ["--tmpfs", target]
+    for entry in sorted(directory.iterdir()):
+        argv += ["--ro-bind", str(entry), f"{target}/{entry.name}"]
+    return argv
+
+
+def writable_dir(lowers: Sequence[Path], target: str, scratch: Path) -> tuple[list[str], list[str]]:
+    """`target` in a sandbox holding the trees `lowers` stacked (lowest first) and writable,
+    what is written there landing in `scratch` (made here; removed by the caller): an overlay,
+    or where overlays cannot be mounted here, the trees' hard links shown read-only in a tmpfs
+    (writable_over). Returns the command prefix that mounts it and bwrap's arguments."""
+    overlay = writable_root(lowers, scratch)
+    if overlay is not None:
+        return overlay.prefix, ["--bind", str(overlay.merged), target]
+    view = scratch / "view"
+    view.mkdir()
+    for lower in lowers:
+        merge_tree(lower, view)
+    return [], writable_over(view, target)

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from cog.cli.values import parse_inputs
+from cog.cli.values import parse_env, parse_inputs
 from cog.project.errors import UsageError
 from cog.project.inputs import check_inputs
 from cog.server import signature
@@ -52,7 +52,9 @@ def schema(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         (["size=huge"], 'invalid input "size": must be one of: small, medium, large'),
         (["title=toolong"], 'invalid input "title": maximum string length is 5'),
         (["slug=BAD"], 'invalid input "slug": string doesn\'t match the regular expression'),
-        (["tags=x"], 'invalid input "tags": expected integer, got string'),
+        (["tags=x"], 'invalid input "tags.0": expected integer, got string'),
+        (["count=5_000"], 'invalid input "count": expected integer, got string'),
+        (["count=2.5"], 'invalid input "count": expected integer, got string'),
     ],
 )
 def test_flags_out_of_bounds_are_refused_before_the_prediction(
@@ -66,13 +68,8 @@ def test_flags_out_of_bounds_are_refused_before_the_prediction(
 def test_flags_are_sent_as_the_types_the_schema_names(schema: dict[str, Any]) -> None:
     inputs = parse_inputs(["prompt=7", "count=3", "scale=2", "tags=4", "tags=5", "size=large"])
     check_inputs(inputs, schema, False, True)
-    assert inputs == {
-        "prompt": "7",
-        "count": 3,
-        "scale": 2.0,
-        "tags": [4, 5],
-        "size": "large",
-    }
+    assert inputs == {"prompt": "7", "count": 3, "scale": 2, "tags": [4, 5], "size": "large"}
+    assert type(inputs["scale"]) is int  # Cog's CLI reads an integer first, for a float too
 
 
 @pytest.mark.parametrize(
@@ -90,3 +87,93 @@ def test_json_inputs_are_checked_as_given(
     with pytest.raises(UsageError) as e:
         check_inputs(inputs, schema, False, False)
     assert str(e.value).startswith(message)
+
+
+UNIONS = """
+from typing import Any, Optional, Union
+
+from cog import BasePredictor, Input
+
+
+class Predictor(BasePredictor):
+    def predict(
+        self,
+        n: Union[int, str],
+        r: Union[float, str] = Input(default=1.0),
+        k: Union[int, float] = Input(default=1),
+        flag: bool = Input(default=False),
+        options: Optional[dict] = Input(default=None),
+        words: list[str] = Input(default=[]),
+    ) -> str:
+        return str(n)
+"""
+
+
+@pytest.fixture(scope="module")
+def unions(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    root: Path = tmp_path_factory.mktemp("unions")
+    (root / "predict.py").write_text(UNIONS)
+    target = signature.load("predict.py:Predictor", root)
+    return openapi(signature.describe(target, signature.entry_point(target, "predict")))
+
+
+@pytest.mark.parametrize(
+    ("flags", "sent"),
+    [
+        (["n=5"], {"n": 5}),  # a union is typed by its members, the first that fits
+        (["n=hello"], {"n": "hello"}),
+        (["n=[1, 2]"], {"n": "[1, 2]"}),  # a list only where the input is a list
+        (['n="quoted"'], {"n": "quoted"}),  # Cog drops the quotes around a whole value
+        (["n=1", "r=2.5", "k=1e3"], {"n": 1, "r": 2.5, "k": 1000.0}),
+        (["n=1", "r=inf"], {"n": 1, "r": "inf"}),  # not JSON, so the string member
+        (["n=1", 'options={"a": [1]}'], {"n": 1, "options": {"a": [1]}}),  # an object, as JSON
+        (["n=1", 'words=["a", "b"]'], {"n": 1, "words": ["a", "b"]}),
+        (["n=1", "words=[not json"], {"n": 1, "words": ["[not json"]}),
+    ],
+)
+def test_flags_are_typed_as_cogs_cli_types_them(
+    unions: dict[str, Any], flags: list[str], sent: dict[str, Any]
+) -> None:
+    inputs = parse_inputs(flags)
+    check_inputs(inputs, unions, False, True)
+    assert inputs == sent
+    assert [type(v) for v in inputs.values()] == [type(v) for v in sent.values()]
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["n=1", "flag=True"], 'invalid input "flag": expected boolean, got string'),
+        (["n=1", "k=5_000"], 'invalid input "k": doesn\'t match any schema from "anyOf"'),
+        (["n=1", "options=hello"], 'input "options" is not JSON'),
+        (["n=1", "options=[1]"], 'invalid input "options": expected object, got array'),
+        (["n=1", "k=inf"], "json: unsupported value: +Inf"),
+        (["n"], "Failed to parse input 'n', expected format is 'name=value'"),
+        (
+            ["k=x", "flag=2"],
+            'input validation failed:\n- invalid input "flag": expected boolean, got string\n'
+            '- invalid input "k": doesn\'t match any schema from "anyOf"\n'
+            '- missing required input "n"',
+        ),
+    ],
+)
+def test_flags_cog_refuses_are_refused_in_its_words(
+    unions: dict[str, Any], flags: list[str], message: str
+) -> None:
+    with pytest.raises(UsageError) as e:
+        check_inputs(parse_inputs(flags), unions, False, True)
+    assert message in str(e.value)
+
+
+def test_env_without_a_value_is_taken_from_here_as_docker_does(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("FROM_HERE", "yes")
+    monkeypatch.delenv("NOT_HERE", raising=False)
+    assert parse_env(["A=1=2", "FROM_HERE", "NOT_HERE", "B="]) == {
+        "A": "1=2",
+        "FROM_HERE": "yes",
+        "B": "",
+    }
+    with pytest.raises(UsageError):
+        parse_env(["=x"])

@@ -1,43 +1,44 @@
-"""Values given on the command line as Cog's CLI reads them: `-i name=value` inputs (`@file`
-as a data URI, `[...]` as a list), `--json` inputs, and `-e NAME=VALUE` variables."""
+"""Values given on the command line as Cog's CLI reads them: `-i name=value` inputs, `--json`
+inputs, and `-e NAME=VALUE` (or `-e NAME`) variables.
+
+An `-i` value stays the text given (its surrounding double quotes dropped, as Cog drops them)
+or, for `@path`, that file as a data URL; a name given more than once is a list of them. What
+JSON each becomes is the schema's to say (`cog.project.inputs.check_inputs`), as in Cog, where
+a value is typed only once the model's schema is known.
+"""
 
 from __future__ import annotations
 
 import base64
 import json
 import mimetypes
+import os
 import sys
 from pathlib import Path
 from typing import Any
 
 from cog.project.errors import UsageError
-
-
-def _name_value(item: str, flag: str, example: str) -> tuple[str, str]:
-    name, eq, value = item.partition("=")
-    if not eq or not name:
-        raise UsageError(f"{flag} {item!r} is not NAME=VALUE", hint=f"e.g. {flag} {example}")
-    return name, value
+from cog.project.inputs import FileInput
 
 
 def parse_inputs(items: list[str]) -> dict[str, Any]:
-    """`-i name=value` flags; a name given more than once is a list, as in Cog."""
-    values: dict[str, list[Any]] = {}
+    """`-i name=value` flags, as Cog's parseInputFlags reads them."""
+    values: dict[str, list[str]] = {}
     for item in items:
-        name, value = _name_value(item, "-i", "prompt='a cat'")
+        name, eq, value = item.partition("=")
+        if not eq:
+            raise UsageError(
+                f"Failed to parse input '{item}', expected format is 'name=value'",
+                hint="e.g. -i prompt='a cat'",
+            )
+        if len(value) >= 2 and value.startswith('"') and value.endswith('"'):
+            value = value[1:-1]
         values.setdefault(name, []).append(_input_value(value))
     return {name: found[0] if len(found) == 1 else found for name, found in values.items()}
 
 
-def _input_value(value: str) -> Any:
-    if value.startswith("@"):
-        return _data_uri(Path(value[1:]))
-    if value.startswith("["):  # a list input; objects are not an input type
-        try:
-            return json.loads(value)
-        except json.JSONDecodeError:
-            return value
-    return value
+def _input_value(value: str) -> str:
+    return FileInput(_data_uri(Path(value[1:]))) if value.startswith("@") else value
 
 
 def json_inputs(text: str) -> dict[str, Any]:
@@ -54,9 +55,11 @@ def json_inputs(text: str) -> dict[str, Any]:
     else:
         raw = text
     try:
-        inputs = json.loads(raw)
-    except json.JSONDecodeError as e:
-        raise UsageError(f"--json is not valid JSON ({e.msg} at line {e.lineno})") from None
+        inputs = json.loads(raw, parse_constant=_not_json)
+    except ValueError as e:
+        where = f" at line {e.lineno}" if isinstance(e, json.JSONDecodeError) else ""
+        message = e.msg if isinstance(e, json.JSONDecodeError) else str(e)
+        raise UsageError(f"--json is not valid JSON ({message}{where})") from None
     if not isinstance(inputs, dict):
         example = """e.g. --json '{"s": "x"}'"""
         raise UsageError("--json must be a JSON object of inputs", hint=example)
@@ -68,6 +71,11 @@ def json_inputs(text: str) -> dict[str, Any]:
     }
 
 
+def _not_json(constant: str) -> Any:
+    """Python's json reads NaN and Infinity; JSON (and Cog's decoder) has no such values."""
+    raise ValueError(f"{constant} is not a JSON value")
+
+
 def _data_uri(path: Path) -> str:
     if not path.is_file():
         raise UsageError(f"input file {path} does not exist")
@@ -76,4 +84,15 @@ def _data_uri(path: Path) -> str:
 
 
 def parse_env(items: list[str]) -> dict[str, str]:
-    return dict(_name_value(item, "-e", "HF_HOME=/tmp/hf") for item in items)
+    """`-e NAME=VALUE`, and `-e NAME` as `docker run -e NAME` takes it (Cog hands the flag to
+    Docker as given): NAME's value in this environment, or not set at all where it has none."""
+    env: dict[str, str] = {}
+    for item in items:
+        name, eq, value = item.partition("=")
+        if not name:
+            raise UsageError(f"-e {item!r} names no variable", hint="e.g. -e HF_HOME=/tmp/hf")
+        if eq:
+            env[name] = value
+        elif name in os.environ:
+            env[name] = os.environ[name]
+    return env

@@ -1,109 +1,169 @@
 """A prediction's inputs checked against the model's OpenAPI schema as Cog's CLI checks them
-(stricter than the server, before anything is sent), and typed as the schema says."""
+(stricter than the server, before anything is sent), and `-i` values typed as the schema says,
+as Cog's CLI types them (pkg/predict/input.go at the version docs/conformance/cli.md names).
+
+Two choices differ from Cog on purpose: a number is read whole (Cog's CLI reads an integer as
+an int32, so `-i seed=4294967296` is refused there, and a real as a float32, which rounds what
+it sends), and one `@file` given to a list input is a list of that file (Cog sends the file
+alone, which its own check of the list then refuses).
+"""
 
 from __future__ import annotations
 
 import json
+import math
 import re
+import struct
 from typing import Any
 
 from cog.project.errors import UsageError
+from cog.project.input_schema import Schema, Schemas
+
+
+class FileInput(str):
+    """An `-i name=@path` value: the file as a data URL, sent as it is whatever the schema."""
 
 
 def check_inputs(
     inputs: dict[str, Any], schema: dict[str, Any], training: bool, from_flags: bool
 ) -> None:
-    """Cog's CLI checks, stricter than the server's, before the prediction is sent: every name
-    declared, every required one given, each value of its type and within its bounds; `-i`
-    values typed as the schema says (a single one for a list input becomes a list)."""
+    """Cog's CLI checks, before the prediction is sent: every name declared, no null the
+    server refuses, then every value against its schema and every required one given (all
+    failures said at once); `-i` values are typed first, in place, as the schema says."""
     components = schema.get("components", {}).get("schemas", {})
     component = components.get("TrainingInput" if training else "Input") or components.get("Input")
     if component is None:
         return
+    schemas = Schemas(components)
+    component = schemas.resolve(component)
     properties: dict[str, Any] = component.get("properties") or {}
+    _check_names(inputs, properties)
+    if from_flags:
+        for name, value in inputs.items():
+            inputs[name] = _typed(name, value, properties[name], schemas)
+    _check_finite(inputs)
+    for name in sorted(inputs):
+        for problem in schemas.explicit_nulls(inputs[name], properties[name], (name,)):
+            raise UsageError(problem)
+    problems = [failure.words() for failure in schemas.check(inputs, component, ())]
+    if len(problems) == 1:
+        raise UsageError(problems[0])
+    if problems:
+        raise UsageError("input validation failed:\n- " + "\n- ".join(problems))
+
+
+def _check_names(inputs: dict[str, Any], properties: dict[str, Any]) -> None:
     valid = sorted(properties)
-    unknown = sorted(name for name in inputs if name not in valid)
+    unknown = sorted(name for name in inputs if name not in properties)
     suffix = f"valid inputs are: {', '.join(valid)}" if valid else "model does not accept inputs"
     if len(unknown) == 1:
-        raise UsageError(f'unknown input "{unknown[0]}"; {suffix}')
+        raise UsageError(f"unknown input {json.dumps(unknown[0])}; {suffix}")
     if unknown:
         raise UsageError(f"unknown inputs {', '.join(map(json.dumps, unknown))}; {suffix}")
-    missing = [name for name in component.get("required") or [] if name not in inputs]
-    if missing:
-        raise UsageError(f'missing required input "{missing[0]}"')
-    for name, value in inputs.items():
-        prop = _resolved(properties[name], components)
-        if from_flags:
-            if prop.get("type") == "array" and not isinstance(value, list):
-                value = [value]
-            value = inputs[name] = _typed(value, prop)
-        problem = _problem(value, prop, components)
-        if problem:
-            raise UsageError(f'invalid input "{name}": {problem}')
 
 
-# A value's JSON type by its Python type (exact: a bool is not an integer here).
-_JSON_TYPES = {bool: "boolean", int: "integer", float: "number", str: "string", list: "array"}
+def _check_finite(value: Any) -> None:
+    """JSON has no infinities or NaN (`-i x=inf` reads as one, as in Go)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        shown = "NaN" if math.isnan(value) else ("+Inf" if value > 0 else "-Inf")
+        raise UsageError(
+            f"failed to encode inputs for validation: json: unsupported value: {shown}"
+        )
+    for item in (
+        value.values() if isinstance(value, dict) else value if isinstance(value, list) else ()
+    ):
+        _check_finite(item)
 
 
-def _resolved(prop: dict[str, Any], components: dict[str, Any]) -> dict[str, Any]:
-    """An input's schema with its `allOf`/`$ref` (how choices are written) merged in."""
-    merged = {k: v for k, v in prop.items() if k != "allOf"}
-    for part in prop.get("allOf", []):
-        ref = part.get("$ref", "")
-        merged |= components.get(ref.rsplit("/", 1)[-1], {}) if ref else part
-    return merged
+# --- `-i` values typed by the schema (Cog's NewInputsForMode) -------------------------------
 
 
-def _typed(value: Any, prop: dict[str, Any]) -> Any:
-    """A `-i` string as the JSON value its input's type wants, as Cog's CLI sends it; a value
-    that does not parse stays a string (and is reported as one)."""
-    if isinstance(value, list):
-        return [_typed(v, prop.get("items", {})) for v in value]
-    kind = prop.get("type")
-    if not isinstance(value, str) or kind not in ("integer", "number", "boolean"):
-        return value
+def _typed(name: str, value: Any, prop: Schema, schemas: Schemas) -> Any:
+    """The JSON value an `-i` text (or the texts of a repeated `-i`) is sent as."""
+    if isinstance(value, list):  # the flag given more than once: each an item of the list
+        item = schemas.item_schema(prop)
+        return [str(v) if isinstance(v, FileInput) else _scalar(v, item, schemas) for v in value]
+    kind = schemas.resolved_type(prop)
+    if isinstance(value, FileInput):
+        return [str(value)] if kind == ["array"] else str(value)
+    if kind == ["object"]:  # the text is the JSON object
+        try:
+            return json.loads(value, parse_constant=_no_constant)
+        except ValueError as e:
+            raise UsageError(
+                f"failed to encode inputs for validation: input {json.dumps(name)} is not JSON "
+                f"({e.msg if isinstance(e, json.JSONDecodeError) else e})",
+                hint=f"""e.g. -i '{name}={{"key": "value"}}'""",
+            ) from None
+    if kind == ["array"]:
+        return _array(value, prop, schemas)
+    return _scalar(value, prop, schemas)
+
+
+def _array(value: str, prop: Schema, schemas: Schemas) -> Any:
+    """One `-i` text for a list input: a JSON list as given; the text itself where the schema
+    also takes a string that it fits; else a list of the one value (Cog's
+    newSingleArrayInput)."""
     try:
-        if kind == "integer":
-            return int(value)
-        if kind == "number":
-            return float(value)
+        parsed = json.loads(value, parse_constant=_no_constant)
     except ValueError:
+        parsed = None
+    if isinstance(parsed, list):
+        return parsed
+    takes_text = schemas.accepts(prop, "string")
+    if takes_text and schemas.valid(value, prop):
         return value
-    return {"true": True, "false": False}.get(value.lower(), value)
+    one = [_scalar(value, schemas.item_schema(prop), schemas)]
+    return value if takes_text and not schemas.valid(one, prop) else one
 
 
-def _problem(value: Any, prop: dict[str, Any], components: dict[str, Any]) -> str | None:
-    """What is wrong with one input value, in Cog's words (its CLI checks the schema before
-    anything runs); None when the server may have it."""
-    if value is None:
-        return "must not be null (omit the input to use its default)"
-    kind = prop.get("type")
-    got = _JSON_TYPES.get(type(value), "object")
-    fits = {
-        "integer": got == "integer",
-        "number": got in ("integer", "number"),
-        "string": got == "string",
-        "boolean": got == "boolean",
-        "array": got == "array",
-    }.get(kind or "", True)
-    if not fits:
-        return f"expected {kind}, got {'number' if got == 'integer' else got}"
-    if kind == "array":
-        items = _resolved(prop.get("items", {}), components)
-        return next((p for v in value if (p := _problem(v, items, components))), None)
-    if "enum" in prop and value not in prop["enum"]:
-        return f"must be one of: {', '.join(str(v) for v in prop['enum'])}"
-    if kind in ("integer", "number"):
-        if "minimum" in prop and value < prop["minimum"]:
-            return f"number must be at least {prop['minimum']}"
-        if "maximum" in prop and value > prop["maximum"]:
-            return f"number must be at most {prop['maximum']}"
-    if kind == "string":
-        if "minLength" in prop and len(value) < prop["minLength"]:
-            return f"minimum string length is {prop['minLength']}"
-        if "maxLength" in prop and len(value) > prop["maxLength"]:
-            return f"maximum string length is {prop['maxLength']}"
-        if "pattern" in prop and not re.search(prop["pattern"], value):
-            return f'string doesn\'t match the regular expression "{prop["pattern"]}"'
-    return None
+def _scalar(value: str, schema: Schema | None, schemas: Schemas) -> Any:
+    """`true`/`false` as a boolean, then an integer, then a real, each only where the schema
+    takes one and, where it takes a string too, where the value then fits it; else the text
+    (Cog's coerceScalarValue)."""
+    if schema is None:
+        return value
+
+    def fits(candidate: Any) -> bool:
+        return not schemas.accepts(schema, "string") or schemas.valid(candidate, schema)
+
+    if value in ("true", "false") and schemas.accepts(schema, "boolean") and fits(value == "true"):
+        return value == "true"
+    if not schemas.accepts(schema, "number", "integer"):
+        return value
+    if _INTEGER.fullmatch(value) and fits(number := int(value)):
+        return number
+    if not schemas.accepts(schema, "number"):
+        return value
+    real = go_float(value)
+    return real if real is not None and fits(real) else value
+
+
+def _no_constant(constant: str) -> Any:
+    raise ValueError(f"{constant} is not JSON")
+
+
+# Go's strconv syntax: ParseInt base 10 (no digit separators, no spaces) and ParseFloat (decimal,
+# hexadecimal with a p exponent, Inf and NaN in any case).
+_INTEGER = re.compile(r"[+-]?[0-9]+")
+_DECIMAL = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+_HEXADECIMAL = re.compile(
+    r"[+-]?0[xX](?:[0-9a-fA-F]+\.?[0-9a-fA-F]*|\.[0-9a-fA-F]+)[pP][+-]?[0-9]+"
+)
+_SPECIAL = re.compile(r"[+-]?(?:inf|infinity)|nan", re.IGNORECASE)
+
+
+def go_float(text: str) -> float | None:
+    """A real as Go's strconv.ParseFloat(text, 32) reads it, or None where it refuses it (a
+    value beyond a float32's range included)."""
+    if _DECIMAL.fullmatch(text) or _SPECIAL.fullmatch(text):
+        number = float(text)
+    elif _HEXADECIMAL.fullmatch(text):
+        number = float.fromhex(text)
+    else:
+        return None
+    try:
+        struct.pack("f", number)
+    except OverflowError:
+        return None
+    return number

@@ -379,8 +379,8 @@ class ImageBuilder:
         schema = self._openapi(ctx, args)
         out.mkdir()  # made after the model's code ran, and never shown to it
         labels = dict(args.labels)
-        if schema is not None:
-            labels["run.cog.openapi_schema"] = schema
+        if schema is not None:  # Cog's static one, when the project gave it, is kept
+            labels.setdefault("run.cog.openapi_schema", schema)
         blobs = out / "blobs" / "sha256"
         blobs.mkdir(parents=True)
         layers: list[dict[str, Any]] = []

@@ -13,6 +13,7 @@ from builders.image import image_derivation, layer_blobs, layers_env
 from builders.progress import default_reporter
 from builders.realise import realise
 from builders.run_step import check_secrets, secrets_to_build, with_secrets
+from cog.project.build_schema import schema_label
 from cog.project.caches import Caches
 from cog.project.errors import UsageError
 from cog.project.lock import Plan, plan_build
@@ -76,6 +77,7 @@ def build_image(store: Store, project: Path, options: BuildOptions, fetch: bool 
             "cog.yaml says no predictor: there is no run: (or predict:) to build an image of",
             hint="add run: predict.py:Predictor (cog exec needs none)",
         )
+    schema_label(project, config, _cog_version())  # as Cog: a refused signature builds nothing
     caches = Caches.open(options.caches)
     fetch = fetch or bool(config.build.gpu)  # the image's GPU settings read the environment
     plan = build(store, project, options, caches, fetch)
@@ -112,6 +114,7 @@ def image_of(store: Store, plan: Plan, options: BuildOptions, infos: PathInfos) 
     if lock.cuda is not None:  # as Cog's label: the config completed with the CUDA chosen
         recorded["build"] |= {"cuda": lock.cuda.version, "cudnn": lock.cuda.cudnn}
     lock_bytes = (plan.project / locking.LOCK_FILE).read_bytes()
+    schema = schema_label(plan.project, config, _cog_version())
     labels = {
         "run.cog.version": _cog_version(),
         "run.cog.config": json.dumps(recorded, sort_keys=True),
@@ -119,6 +122,8 @@ def image_of(store: Store, plan: Plan, options: BuildOptions, infos: PathInfos) 
         "run.cog.lock": "sha256:" + hashlib.sha256(lock_bytes).hexdigest(),
         "org.opencontainers.image.created": "1970-01-01T00:00:00Z",
     }
+    if schema is not None:  # the builder still imports the model, but keeps this label
+        labels["run.cog.openapi_schema"] = schema
     env = dict(config.env)
     if config.predict:
         env["COG_PREDICT_TYPE_STUB"] = config.predict
@@ -136,7 +141,6 @@ def image_of(store: Store, plan: Plan, options: BuildOptions, infos: PathInfos) 
         config.predict,
         options.max_layers,
         options.compression,
-        static_schema=os.environ.get("COG_STATIC_SCHEMA", "") not in ("", "0", "false"),
     )
 
 

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from builders.base import Args, BuildContext, derive
+from builders.build_secrets import Secrets, secret_file
 from builders.ca_cert import trusted_by
 from builders.errors import BuildError, SandboxUnavailable
 from builders.launch import BASE_PATH
@@ -88,42 +89,7 @@ def secret_ids(config: CogConfig) -> list[str]:
     return sorted({m.id for item in config.build.steps for m in item.mounts})
 
 
-def parse_secrets(specs: Sequence[str], cwd: Path) -> dict[str, Path]:
-    """`--secret id=NAME,src=FILE` (Cog's and BuildKit's syntax; `source=` and `type=file`
-    too), each an existing file; relative sources are read from `cwd`, as Cog does."""
-    found: dict[str, Path] = {}
-    for spec in specs:
-        fields: dict[str, str] = {}
-        for field in spec.split(","):
-            key, sep, value = field.partition("=")
-            if not sep:
-                raise ConfigError(
-                    f"--secret {spec!r}: invalid field {field!r} must be a key=value pair",
-                    hint="use --secret id=NAME,src=FILE",
-                )
-            fields[key.strip().lower()] = value
-        unknown = set(fields) - {"id", "src", "source", "type"}
-        if unknown or fields.get("type", "file") != "file":
-            what = f"unexpected key {sorted(unknown)[0]!r}" if unknown else "only type=file"
-            raise ConfigError(
-                f"--secret {spec!r}: {what} is supported", hint="use --secret id=NAME,src=FILE"
-            )
-        ident, source = fields.get("id", ""), fields.get("src") or fields.get("source", "")
-        if not ident or not source:
-            raise ConfigError(
-                f"--secret {spec!r} needs both id= and src=", hint="use --secret id=NAME,src=FILE"
-            )
-        path = (cwd / source).absolute()
-        if not path.is_file():
-            raise ConfigError(
-                f"--secret {ident}: {path} is not a readable file",
-                hint="give src= an existing file",
-            )
-        found[ident] = path
-    return found
-
-
-def check_secrets(needed: Iterable[str], secrets: Mapping[str, Path]) -> None:
+def check_secrets(needed: Iterable[str], secrets: Secrets) -> None:
     """Every secret a step to be run mounts must be given, said before anything is built."""
     missing = sorted(set(needed) - set(secrets))
     if missing:
@@ -229,7 +195,7 @@ class RunStepBuilder:
     version = "2"  # 2: what a step writes under /src is part of its layer
     runs_foreign_code = True
 
-    def __init__(self, secrets: Mapping[str, Path] | None = None) -> None:
+    def __init__(self, secrets: Secrets | None = None) -> None:
         self.secrets = dict(secrets or {})
 
     def build(self, ctx: BuildContext) -> None:
@@ -287,7 +253,7 @@ class RunStepBuilder:
                     f"no --secret id={mount.id},src=FILE was given",
                     hint=f"pass --secret id={mount.id},src=FILE",
                 )
-            binds.append((str(source), mount.target))
+            binds.append((str(secret_file(mount.id, source, ctx.scratch)), mount.target))
         bundle = os.environ.get("SSL_CERT_FILE")
         if args.network and bundle and os.path.isfile(bundle):
             both = ctx.scratch / "ca-certificates.crt"
@@ -425,7 +391,7 @@ def _diff(top: Path, layers: Sequence[Path], out: Path, skip: set[str], ctx: Bui
 # --- cog lock: which steps need the network ---------------------------------------------------
 
 
-def with_secrets(secrets: Mapping[str, Path]) -> Builders:
+def with_secrets(secrets: Secrets) -> Builders:
     """The realiser's builders, the run-step one holding the build's secrets."""
     return Builders({KIND: RunStepBuilder(secrets)})
 
@@ -436,7 +402,7 @@ def pin_steps(
     model_env: Derivation,
     config: CogConfig,
     previous: Sequence[StepPin],
-    secrets: Mapping[str, Path],
+    secrets: Secrets,
     upgrade: bool = False,
     **realise_args: Any,
 ) -> list[StepPin]:

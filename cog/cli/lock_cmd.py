@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from builders.run_step import parse_secrets
+from builders.build_secrets import parse_secrets
 from cog.cli.compat import add_secret_flag
 from cog.project.locate import project_dir
 from cog.project.lock import check_lock, lock_project

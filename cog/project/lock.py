@@ -5,14 +5,14 @@ once per build, the steps' pins and the build sharing one plan)."""
 from __future__ import annotations
 
 import sys
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from builders.build_secrets import Secrets, parse_secrets
 from builders.hook_root import LockRoots
 from builders.layers import Layers
 from builders.progress import default_reporter
-from builders.run_step import parse_secrets, pin_steps
+from builders.run_step import pin_steps
 from cog.project.errors import UsageError, warn
 from cog.project.options import BuildOptions
 from cog.project.plan import add_steps, check_buildable, layers
@@ -32,7 +32,7 @@ class Plan:
     lock: locking.Lock
     channel: Channel
     layers: Layers
-    secrets: Mapping[str, Path]
+    secrets: Secrets
 
 
 @dataclass(frozen=True)
@@ -101,7 +101,7 @@ def lock_project(
     arch: str,
     channel_name: str | None,
     upgrade: bool | list[str],
-    secrets: Mapping[str, Path],
+    secrets: Secrets,
 ) -> Locked:
     """`cog lock`: every input of the build pinned into cog.lock (re-resolving the packages
     `upgrade` names, or all of them), build.run steps pinned by building them."""
@@ -143,7 +143,7 @@ def _pin_steps(
     lock: locking.Lock,
     previous: locking.Lock | None,
     planned: Layers,
-    secrets: Mapping[str, Path],
+    secrets: Secrets,
     jobs: int | None,
     upgrade: bool = False,
 ) -> locking.Lock:

@@ -11,15 +11,18 @@ for a checked-in `weights.lock`, fetching only the layers that hold missing file
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from cog.cli.cog_flags import add_config_flag
+from cog.project.errors import UsageError
 from cog.project.locate import project_dir
 from cog.project.weights import ProjectWeights
 from cog.project.weights_sources import Plan
+from cog.project.weights_status import WeightStatus, weights_status
 from derivations.weights_lock import LockEntry
 from store.local import Store
 from store.reference import Reference
@@ -64,6 +67,20 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     add_config_flag(q)
     q.add_argument("-v", "--verbose", action="store_true", help="show manifest, layer, file detail")
     q.set_defaults(func=cmd_pull)
+    q = commands.add_parser(
+        "status",
+        help="show the status of configured weights",
+        description="Shows each declared weight's state across cog.yaml, weights.lock and the "
+        "registry: ready (all layers in the registry), incomplete (some missing there), stale "
+        "(cog.yaml changed since the import), pending (not imported yet) or orphaned (in "
+        "weights.lock only). Every status but ready is resolved by `cog weights import`. "
+        + HELP_REGISTRY
+        + " Exits 0 when every weight is ready, 1 otherwise.",
+    )
+    q.add_argument("--json", action="store_true", help="output as JSON")
+    q.add_argument("-v", "--verbose", action="store_true", help="show per-layer status")
+    add_config_flag(q)
+    q.set_defaults(func=cmd_status)
 
 
 def say(line: str = "") -> None:
@@ -232,3 +249,88 @@ def _pull_entry(
         f"{result.layers} layer(s))"
     )
     return result
+
+
+# --- status --------------------------------------------------------------------------------
+
+
+def cmd_status(args: argparse.Namespace, store: Store) -> int:
+    _note()
+    results = weights_status(ProjectWeights(store, project_dir()))
+    if args.json:
+        print(_go_struct_json({"weights": [_status_json(r) for r in results]}))
+    else:
+        _print_status(results, args.verbose)
+    if any(r.status != "ready" for r in results):
+        raise UsageError(
+            "not all weights are ready", hint="run 'cog weights import' to resolve the others"
+        )
+    return 0
+
+
+def _status_json(result: WeightStatus) -> dict[str, Any]:
+    """One weight as Cog's `--json` writes it (its struct's fields, in order; empty ones
+    left out)."""
+    shown: dict[str, Any] = {"name": result.name, "target": result.target, "status": result.status}
+    entry = result.entry
+    if entry is not None:
+        shown |= {
+            "size": entry.size,
+            "sizeCompressed": entry.size_compressed,
+            "layerCount": len(entry.layers),
+            "fileCount": len(entry.files),
+            "digest": entry.digest,
+        }
+        if entry.sources and (entry.sources[0].uri or entry.sources[0].fingerprint):
+            first = entry.sources[0]
+            more = f" (+{len(entry.sources) - 1} more)" if len(entry.sources) > 1 else ""
+            source = {
+                "uri": first.uri + more,
+                "fingerprint": first.fingerprint,
+            }
+            shown["source"] = {k: v for k, v in source.items() if v}
+    shown["layers"] = [
+        {"digest": layer.digest, "size": layer.size, "status": layer.status}
+        for layer in result.layers
+    ]
+    return {k: v for k, v in shown.items() if v not in (0, "", [], None) or k in _KEPT}
+
+
+_KEPT = {"name", "target", "status"}
+
+
+def _go_struct_json(value: Any) -> str:
+    """JSON as Go's encoder writes a struct, indented by two: fields in their order, UTF-8
+    kept, and <, > and & escaped."""
+    text = json.dumps(value, indent=2, ensure_ascii=False)
+    return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+
+
+def _print_status(results: list[WeightStatus], verbose: bool) -> None:
+    """The table Cog prints: columns two spaces apart (Go's tabwriter), and with --verbose
+    each layer under its weight."""
+    if not results:
+        print("No weights configured.")
+        return
+    rows = [["NAME", "TARGET", "STATUS", "SIZE", "LAYERS", "DIGEST"]]
+    for r in results:
+        entry = r.entry
+        size = format_size(entry.size) if entry is not None and entry.size > 0 else "-"
+        layers = str(len(entry.layers)) if entry is not None and entry.layers else "-"
+        digest = _digest_short(entry.digest) if entry is not None and entry.digest else "-"
+        rows.append([r.name, r.target, r.status, size, layers, digest])
+        if verbose:
+            for i, layer in enumerate(r.layers):
+                branch = "└─" if i == len(r.layers) - 1 else "├─"
+                size = format_size(layer.size)
+                rows.append(
+                    [f"  {branch}", "", layer.status, size, "", _digest_short(layer.digest)]
+                )
+    widths = [max(len(row[i]) for row in rows) + 2 for i in range(5)]
+    for row in rows:
+        print("".join(cell.ljust(w) for cell, w in zip(row, widths, strict=False)) + row[5])
+
+
+def _digest_short(digest: str) -> str:
+    algorithm, colon, hexadecimal = digest.partition(":")
+    return f"{algorithm}:{hexadecimal[:12]}" if colon and hexadecimal else digest

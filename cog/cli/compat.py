@@ -1,5 +1,6 @@
 """Flags of Cog's that belong to its Dockerfile generator: accepted, so scripts written for Cog
-run unchanged, and each answered with one line saying what it means here."""
+run unchanged, listed in --help where Cog lists them (each with what it means here), and each
+answered with one line saying so when given."""
 
 from __future__ import annotations
 
@@ -34,13 +35,19 @@ _FLAGS: dict[str, tuple[dict[str, object], str]] = {
     ),
 }
 
+# Cog hides this one from its --help too.
+_HIDDEN_IN_COG = {"--dockerfile"}
+
 
 def add_compat_flags(p: argparse.ArgumentParser) -> None:
     # Every command that may build takes these flags, so `--secret` (a real one) rides along.
     add_secret_flag(p)
-    group = p.add_argument_group("Cog's Dockerfile-generator flags (accepted, see the note)")
-    for flag, (options, _) in _FLAGS.items():
-        group.add_argument(flag, dest=_dest(flag), help=argparse.SUPPRESS, **options)  # type: ignore[arg-type]
+    group = p.add_argument_group(
+        "Cog's Dockerfile-generator flags (accepted; each changes nothing here)"
+    )
+    for flag, (options, meaning) in _FLAGS.items():
+        shown = argparse.SUPPRESS if flag in _HIDDEN_IN_COG else meaning
+        group.add_argument(flag, dest=_dest(flag), help=shown, **options)  # type: ignore[arg-type]
 
 
 def add_secret_flag(p: argparse.ArgumentParser) -> None:
@@ -49,7 +56,8 @@ def add_secret_flag(p: argparse.ArgumentParser) -> None:
         action="append",
         default=[],
         metavar="id=NAME,src=FILE",
-        help="a secret for build.run steps that mount it (never stored in a layer or the lock)",
+        help="a secret for build.run steps that mount it, from a file or, as id=NAME,env=VAR, "
+        "an environment variable (never stored in a layer or the lock)",
     )
 
 

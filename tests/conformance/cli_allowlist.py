@@ -5,21 +5,12 @@ not settled yet, each naming where the fix belongs."""
 
 from __future__ import annotations
 
-_COMPAT = (
-    "a flag of Cog's Dockerfile generator: accepted, and answered with a note when given "
-    "(cog/cli/compat.py), but left out of --help, since it changes nothing here"
-)
-
 CLI: dict[str, str] = {
     # Commands.
     "cog playground": (
         "a browser UI that Cog serves from web assets built into its binary, to try a running "
         "model; not part of this re-implementation: any OpenAPI client works with what `cog "
         "serve` publishes at /openapi.json"
-    ),
-    "cog weights status": (
-        "Known: not implemented; it needs a status service in cog/project/weights (weights.lock "
-        "against cog.yaml and the registry), which this task does not change"
     ),
     "cog debug: arguments": (
         "Cog ignores words after `cog debug`; ours takes a subcommand there, `cog debug "
@@ -48,11 +39,6 @@ CLI: dict[str, str] = {
         "the version); ours prints it as `cog --version` and refuses it after a command"
     ),
     # Flags.
-    "cog * --progress: --help": _COMPAT,
-    "cog * --no-cache: --help": _COMPAT,
-    "cog * --separate-weights: --help": _COMPAT,
-    "cog * --use-cuda-base-image: --help": _COMPAT,
-    "cog * --use-cog-base-image: --help": _COMPAT,
     "cog * --use-cog-base-image: forms": (
         "ours takes `--use-cog-base-image=false`, the form Cog's users write to turn it off, "
         "which argparse allows only as an optional value: a word right after the flag is read "
@@ -60,49 +46,17 @@ CLI: dict[str, str] = {
         "leaves it an argument; put the flag after IMAGE"
     ),
     # Values.
-    "--secret *env*": (
-        "Known: builders/run_step.py parse_secrets reads a secret from a file only; Cog (as "
-        "BuildKit) also takes one from an environment variable (`env=NAME`, `type=env`)"
-    ),
-    "-e A": (
-        "Known: cog/cli/values.py parse_env wants NAME=VALUE; Cog hands `-e NAME` to `docker "
-        "run`, which takes NAME's value from the environment it runs in"
-    ),
     "--json null": (
         "ours says --json must be a JSON object of inputs; Go decodes `null` into an empty map, "
         "so Cog runs with no inputs"
     ),
 }
 
-_COERCION = (
-    "Known: cog/project/inputs.py types an input by its schema's `type` alone (the service "
-    "this task does not change); Cog's CLI also coerces to the members of a union (anyOf) "
-    "and checks the value against them"
-)
 INPUTS: dict[str, str] = {
-    "-i * | *: *": _COERCION,
-    '-i *: -i x="quoted"': (
-        "Known: Cog drops the double quotes around a whole -i value (`-i 'x=\"a b\"'`); "
-        "cog/cli/values.py parse_inputs keeps them"
-    ),
-    "-i str: -i x=[*": (
-        "Known: cog/cli/values.py parses a value that starts with `[` as a JSON list before "
-        "the schema is known; Cog does that only for a list input, and sends the text to a "
-        "string input"
-    ),
-    "-i Path: -i x=[*": "as -i str: -i x=[*",
-    "-i Secret: -i x=[*": "as -i str: -i x=[*",
-    "-i *: -i x=5_000": (
-        "Known: cog/project/inputs.py reads numbers with Python's int()/float(), which take "
-        "digit separators; Cog's strconv.ParseInt/ParseFloat do not, and its check refuses the "
-        "text"
-    ),
-    "-i *bool*: -i x=True": (
-        "Known: cog/project/inputs.py takes any case of true/false; Cog only `true` and `false`"
-    ),
-    "-i dict: *": (
-        "Known: Cog sends an object input's value as raw JSON (refused where it is not JSON); "
-        "cog/project/inputs.py sends the text as a string"
+    "-i *: -i x=4294967296": (
+        "ours reads an integer whole (a Python int); Cog's CLI reads one as an int32, so "
+        "beyond 2^31 it is text, which an integer input refuses (a seed such as 4294967296 "
+        "cannot be given there) and a union with a string sends as a string"
     ),
     "-i list[*]: -i x=@input.txt": (
         "ours sends one @file given to a list input as a list of that file; Cog sends the file "

@@ -327,6 +327,7 @@ VALUES: list[list[str]] = [
     ["2.5"],
     ["1e3"],
     ["5_000"],
+    ["4294967296"],
     ["true"],
     ["True"],
     ["hello"],
@@ -421,14 +422,14 @@ def cog_secret(spec: str) -> str:
 
 
 def our_secret(spec: str) -> str:
-    from builders.run_step import parse_secrets
+    from builders.build_secrets import EnvSecret, parse_secrets
     from store.errors import CogError
 
     try:
-        (path,) = parse_secrets([spec], Path.cwd()).values()
+        (source,) = parse_secrets([spec], Path.cwd()).values()
     except CogError as e:
         return f"refused: {e}"
-    return f"file {path.name}"
+    return f"env {source.name}" if isinstance(source, EnvSecret) else f"file {source.name}"
 
 
 ENVIRONMENT = ["A=1", "A=", "A=b=c", "A", "=x"]
@@ -444,13 +445,24 @@ def cog_env(item: str) -> str:
 
 
 def our_env(item: str) -> str:
+    """What ours makes of `-e ITEM`, with ITEM's name set in this environment and unset."""
     from cog.cli.values import parse_env
 
+    name = item.partition("=")[0]
     try:
-        ((name, value),) = parse_env([item]).items()
+        with _environment(**({name: "from-here"} if name else {})):
+            present = parse_env([item])
+        saved = os.environ.pop(name, None)
+        try:
+            absent = parse_env([item])
+        finally:
+            if saved is not None:
+                os.environ[name] = saved
     except UsageError:
         return "refused"
-    return f"{name}={value}"
+    if "=" not in item and present == {name: "from-here"} and absent == {}:
+        return f"{name} from this environment"
+    return " ".join(f"{k}={v}" for k, v in present.items()) or "nothing"
 
 
 JSON_INPUTS = ['{"s": "x"}', "@inputs.json", '{"f": "@input.txt"}', "null", "[1]", "{x"]

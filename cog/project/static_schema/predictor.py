@@ -310,12 +310,17 @@ def _predict_method(
     if run is not None:
         return run
     if predict is not None:
-        print(f"cog: warning: {name}.predict() is deprecated; use run() instead", file=sys.stderr)
+        if name not in _WARNED:  # once a process: a build reads the signature more than once
+            _WARNED.add(name)
+            print(
+                f"cog: warning: {name}.predict() is deprecated; use run() instead", file=sys.stderr
+            )
         return predict
     raise SchemaError("MethodNotFound", f"{name} must define run() or predict()")
 
 
 Found = tuple[Function, FileContext] | None
+_WARNED: set[str] = set()
 
 
 def _collect_methods(

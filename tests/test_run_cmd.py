@@ -132,9 +132,14 @@ def test_exec_runs_a_command_in_the_environment(offline: dict[str, str], tmp_pat
     root = project("hello-world", tmp_path)
     argv = [sys.executable, "-m", "cog.cli.main", "exec"]
 
-    def run(*args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
+    def run(*args: str, stdin: str = "", **env: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [*argv, *args], cwd=root, env=offline, input=stdin, capture_output=True, text=True
+            [*argv, *args],
+            cwd=root,
+            env=offline | env,
+            input=stdin,
+            capture_output=True,
+            text=True,
         )
 
     piped = run("cat", stdin="hello from stdin\n")
@@ -145,6 +150,18 @@ def test_exec_runs_a_command_in_the_environment(offline: dict[str, str], tmp_pat
     assert shell.returncode == 3, shell.stderr[-2000:]  # the command's own exit code
     assert shell.stdout == "hi /root /src\n"  # and the SDK imports from the model's env
     assert (root / "made-here").is_file()  # /src is this directory, writable
+    # `-e NAME` as `docker run -e NAME`: NAME's value here, and nothing where it has none.
+    named = run(
+        "-e",
+        "FROM_HOST",
+        "-e",
+        "NOT_HERE",
+        "sh",
+        "-c",
+        "echo ${FROM_HOST-}${NOT_HERE-unset}",
+        FROM_HOST="passed-",
+    )
+    assert named.returncode == 0 and named.stdout == "passed-unset\n", named.stderr[-2000:]
     deep = root / "some" / "sub" / "dir"
     deep.mkdir(parents=True)
     below = subprocess.run(  # cog.yaml is found upwards, as Cog finds it
@@ -154,7 +171,7 @@ def test_exec_runs_a_command_in_the_environment(offline: dict[str, str], tmp_pat
     for args, message in (
         ((), "cog exec needs a command to run"),
         (("-p", "99999", "true"), "invalid port '99999'"),
-        (("-e", "NOPE", "true"), "is not NAME=VALUE"),
+        (("-e", "=x", "true"), "names no variable"),
     ):
         bad = run(*args)
         assert bad.returncode == 1 and message in bad.stderr, (args, bad.stderr)

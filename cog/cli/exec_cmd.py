@@ -23,7 +23,14 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
         description="Builds the environment cog.yaml describes and runs COMMAND in it, "
         "natively under bubblewrap, with this directory mounted writable at /src.",
     )
-    p.add_argument("-e", "--env", action="append", default=[], metavar="NAME=VALUE")
+    p.add_argument(
+        "-e",
+        "--env",
+        action="append",
+        default=[],
+        metavar="NAME[=VALUE]",
+        help="an environment variable; NAME alone takes its value here, as docker run -e does",
+    )
     p.add_argument(
         "-p",
         "--publish",

@@ -70,8 +70,9 @@ def _prediction_parser(p: argparse.ArgumentParser) -> None:
         "--env",
         action="append",
         default=[],
-        metavar="NAME=VALUE",
-        help="an environment variable for the model",
+        metavar="NAME[=VALUE]",
+        help="an environment variable for the model; NAME alone takes its value here, as "
+        "docker run -e NAME does",
     )
     p.add_argument("-o", "--output", type=Path, help="where to write a file output")
     p.add_argument("--ref", help="predictor reference (default: cog.yaml's predict)")

@@ -22,13 +22,15 @@ class Layers:
     weights: dict[str, StorePath] = field(default_factory=dict)  # /src-relative path -> store
     steps: tuple[Derivation, ...] = ()  # build.run, each a layer for `/` over the ones before
     ca_cert: Derivation | None = None  # COG_CA_CERT's, between the system packages and steps
+    tools: Derivation | None = None  # Cog's tools (apt, curl, git …), below the system packages
 
     @property
     def roots(self) -> tuple[Derivation, ...]:
-        """The layers at `/`, lowest first: base, Python, system packages, COG_CA_CERT's,
-        then the steps."""
+        """The layers at `/`, lowest first: base, Python, Cog's tools, system packages,
+        COG_CA_CERT's, then the steps."""
+        tools = (self.tools,) if self.tools is not None else ()
         extra = (self.ca_cert,) if self.ca_cert is not None else ()
-        return (self.base, self.python_layer, self.system, *extra, *self.steps)
+        return (self.base, self.python_layer, *tools, self.system, *extra, *self.steps)
 
     @property
     def derivations(self) -> list[Derivation]:
@@ -48,7 +50,7 @@ class Layers:
             named["python"] = output_path(self.python)
         for rel, path in self.weights.items():
             named[f"weights:{rel}"] = path
-        for layer in (self.ca_cert, *self.steps):
+        for layer in (self.tools, self.ca_cert, *self.steps):
             if layer is not None:
                 named[layer.name] = output_path(layer)
         return named

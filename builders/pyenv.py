@@ -26,6 +26,8 @@ from pathlib import Path
 
 from builders.base import Args, BuildContext, derive
 from builders.errors import BuildError
+from builders.root_site import PTH as ROOT_SITE_PTH
+from builders.root_site import write as write_root_site
 from builders.wheel import PLACEHOLDER_INTERPRETER, site_packages
 from derivations.model import Derivation, DrvInput, SrcInput
 
@@ -36,10 +38,13 @@ def env_derivation(
     interpreter: str,
     wheels: list[Derivation],
     interpreter_input: DrvInput | SrcInput | None = None,
+    root_site: bool = False,
 ) -> Derivation:
     """`interpreter` is the absolute path of the python binary inside the image; with
     `interpreter_input`, that binary is taken from the input's tree into a store path of its
-    own (a store path may not link outside the store), which every environment links to."""
+    own (a store path may not link outside the store), which every environment links to.
+    With `root_site` (the model's environment), its pip installs on the image's root and its
+    Python reads what was installed there (builders.root_site)."""
     inputs: dict[str, DrvInput | SrcInput] = {
         f"wheel-{i:04d}": w.dep() for i, w in enumerate(sorted(wheels, key=lambda d: d.name))
     }
@@ -51,9 +56,10 @@ def env_derivation(
             args={"path": interpreter},
         )
         inputs["interpreter"] = binary.dep()
-    return derive(
-        EnvBuilder, name, inputs=inputs, args={"python": python, "interpreter": interpreter}
-    )
+    args: dict[str, object] = {"python": python, "interpreter": interpreter}
+    if root_site:
+        args["root_site"] = True
+    return derive(EnvBuilder, name, inputs=inputs, args=args)
 
 
 def _same(a: Path, b: Path) -> bool:
@@ -79,6 +85,7 @@ class BinaryArgs(Args):
 class EnvArgs(Args):
     python: str  # X.Y
     interpreter: str  # the interpreter's path at run time
+    root_site: bool = False  # pip installs into /usr/local, which the Python reads
 
 
 class BinaryBuilder:
@@ -125,6 +132,10 @@ class EnvBuilder:
             farm.link_tree(real / sp, f"{logical}/{sp}", lib, dist)
             farm.scripts(real / "bin", f"{logical}/bin", dist)
         farm.drop_stale_bytecode()
+        if args.root_site:
+            if os.path.lexists(lib / ROOT_SITE_PTH):
+                raise BuildError(f"a distribution installs {ROOT_SITE_PTH} itself")
+            write_root_site(out, str(ctx.out_path), sp, python)
         ctx.say(f"environment of {len(farm.owners)} top-level entries")
 
     def _interpreter(self, ctx: BuildContext, interpreter: str, python: str) -> None:

@@ -10,7 +10,11 @@ here, deterministically:
 - the CA bundle `/etc/ssl/certs/ca-certificates.crt` (and its `.pem` links), from
   ca-certificates' certificates in name order, as update-ca-certificates would write it;
 - `/usr/bin/python3` and `/usr/bin/python` links to a Debian interpreter;
-- `/var/lib/dpkg/status`, so tools that read it see every package of the stack;
+- `/var/lib/dpkg/status`, so tools that read it see every package of the stack, and the rest
+  of dpkg's database (file lists, maintainer scripts, trigger interests: builders/
+  dpkg_database.py), so apt and dpkg in a `run:` step work over the layers;
+- for the layer that carries apt (the tools layer), its sources (the channel's archives) and
+  the settings a sandboxed, reproducible `apt-get` needs (builders/apt_config.py);
 - `/etc/ld.so.cache`, by the layer's own `ldconfig` run in the sandbox over the merged view of
   the layers below and this one (an upper layer's cache replaces the lower one's);
 - bytecode for the layer's Python modules (`/usr/lib/python3.X`, `/usr/lib/python3/
@@ -37,14 +41,14 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import zstandard
 from debian.arfile import ArError, ArFile
 from debian.debfile import DebError, DebFile
 
-from builders import alternatives
+from builders import alternatives, apt_config, dpkg_database
 from builders.base import Args, BuildContext, derive
 from builders.bytecode import COMPILE_ENV, compile_argv
 from builders.errors import BuildError, SandboxUnavailable
@@ -64,33 +68,37 @@ def deb_derivation(pin: DebPin) -> Derivation:
 
 
 def root_layer_derivation(
-    name: str, pins: Sequence[DebPin], arch: str, lowers: Sequence[Derivation] = ()
+    name: str,
+    pins: Sequence[DebPin],
+    arch: str,
+    lowers: Sequence[Derivation] = (),
+    apt_sources: str = "",
 ) -> Derivation:
-    """A root layer of `pins` (any order; unpacked by name) on top of `lowers` (lowest first)."""
+    """A root layer of `pins` (any order; unpacked by name) on top of `lowers` (lowest first);
+    with `apt_sources` (deb822), the layer configures apt to fetch from there."""
     ordered = sorted(pins, key=lambda p: p.name)
     inputs: dict[str, DrvInput | SrcInput] = {
         f"deb-{i:04d}": deb_derivation(p).dep() for i, p in enumerate(ordered)
     }
     for i, lower in enumerate(lowers):
         inputs[f"lower-{i:02d}"] = lower.dep()
-    return derive(
-        RootfsBuilder,
-        name,
-        inputs=inputs,
-        args={"packages": [p.name for p in ordered], "arch": arch},
-        env=COMPILE_ENV,
-    )
+    args: dict[str, object] = {"packages": [p.name for p in ordered], "arch": arch}
+    if apt_sources:
+        args["apt_sources"] = apt_sources
+    return derive(RootfsBuilder, name, inputs=inputs, args=args, env=COMPILE_ENV)
 
 
 class RootfsArgs(Args):
     packages: tuple[str, ...]  # in unpack order
     arch: str
+    apt_sources: str = ""  # deb822 sources for apt, in the layer that carries it
 
 
 class RootfsBuilder:
     kind = "rootfs"
-    # Bump whenever the bytes of a layer change (2: merged-/usr alternatives; 3: bytecode).
-    version = "3"
+    # Bump whenever the bytes of a layer change (2: merged-/usr alternatives; 3: bytecode;
+    # 4: dpkg's file lists, maintainer scripts and trigger interests).
+    version = "4"
     runs_foreign_code = True  # ldconfig and Python, from the packages themselves
 
     def build(self, ctx: BuildContext) -> None:
@@ -99,7 +107,8 @@ class RootfsBuilder:
                 f"{ctx.drv.name} runs the layer's own ldconfig, which needs the sandbox",
                 hint="install bubblewrap and build without --no-sandbox",
             )
-        arch = ctx.args(RootfsArgs).arch
+        args = ctx.args(RootfsArgs)
+        arch = args.arch
         lowers = [ctx.inputs[r] for r in sorted(r for r in ctx.inputs if r.startswith("lower-"))]
         lower = lowers[-1] if lowers else None  # it carries the records of all below it
         tree = ctx.scratch / "build" / "root"  # /build/root in the sandbox, to compile in
@@ -109,12 +118,15 @@ class RootfsBuilder:
                 (tree / "usr" / link).mkdir(parents=True, exist_ok=True)
                 os.symlink(f"usr/{link}", tree / link)
         controls: list[str] = []
+        installed: list[dpkg_database.Installed] = []
         offered: list[alternatives.Alternative] = []
         debs = [ctx.inputs[role] for role in sorted(r for r in ctx.inputs if r.startswith("deb-"))]
         started = time.monotonic()
         for contents in _read_ahead(debs, ctx):
-            control, postinst = unpack_contents(contents, tree, ctx)
+            paths: list[str] = []
+            control, postinst = unpack_contents(contents, tree, ctx, paths)
             controls.append(control)
+            installed.append(dpkg_database.Installed(contents.control, contents.members, paths))
             found, skipped = alternatives.parse_postinst(postinst)
             offered += found
             for call in skipped:
@@ -127,6 +139,9 @@ class RootfsBuilder:
         write_ca_bundle(tree)
         link_python(tree, lowers)
         write_status(tree, lower, controls)
+        dpkg_database.write(tree, lowers, installed)
+        if args.apt_sources:
+            apt_config.write(tree, args.apt_sources)
         view = merge_view([*lowers, tree], ctx.scratch / "view")
         self._ldconfig(ctx, tree, view)
         self._compile(ctx, tree, view)
@@ -228,6 +243,7 @@ class DebContents:
     control: str  # the control stanza
     postinst: str  # "" when there is none
     data: bytes  # the uncompressed data tar
+    members: dict[str, bytes] = field(default_factory=dict)  # every control member, by name
 
 
 _DECOMPRESS: dict[str, Callable[[bytes], bytes]] = {
@@ -250,15 +266,28 @@ def read_deb(deb: Path) -> DebContents:
         scripts = DebFile(filename=str(deb)).control
         control = (scripts.get_content("control") or b"").decode("utf-8")
         postinst = (scripts.get_content("postinst") if scripts.has_file("postinst") else b"") or b""
+        members = _control_members(scripts.tgz())
         archive = ArFile(str(deb))
         member = next(n for n in archive.getnames() if n.startswith("data.tar"))
         decompress = _DECOMPRESS[member.removeprefix("data.tar")]
         data = decompress(archive.getmember(member).read())
-    except (DebError, ArError, OSError, KeyError, StopIteration, ValueError) as e:
+    except (DebError, ArError, OSError, KeyError, StopIteration, ValueError, tarfile.TarError) as e:
         raise BuildError(f"{deb.name} is not a readable .deb: {e or 'no data.tar'}") from None
     except (lzma.LZMAError, zstandard.ZstdError, EOFError) as e:
         raise BuildError(f"{deb.name} has a corrupt data archive: {e}") from None
-    return DebContents(deb.name, control, postinst.decode("utf-8", "replace"), data)
+    return DebContents(deb.name, control, postinst.decode("utf-8", "replace"), data, members)
+
+
+def _control_members(archive: tarfile.TarFile) -> dict[str, bytes]:
+    """The regular files of a control archive (`./postinst` …), by name."""
+    found: dict[str, bytes] = {}
+    for member in archive:
+        name = _normalised(member.name)
+        if member.isfile() and name and "/" not in name:
+            extracted = archive.extractfile(member)
+            if extracted is not None:
+                found[name] = extracted.read(16 << 20)
+    return found
 
 
 def unpack_deb(deb: Path, tree: Path, ctx: BuildContext) -> tuple[str, str]:
@@ -267,7 +296,11 @@ def unpack_deb(deb: Path, tree: Path, ctx: BuildContext) -> tuple[str, str]:
     return unpack_contents(read_deb(deb), tree, ctx)
 
 
-def unpack_contents(deb: DebContents, tree: Path, ctx: BuildContext) -> tuple[str, str]:
+def unpack_contents(
+    deb: DebContents, tree: Path, ctx: BuildContext, paths: list[str] | None = None
+) -> tuple[str, str]:
+    """Unpacks `deb` into `tree`, as `unpack_deb`; every path it holds is appended to `paths`,
+    as dpkg lists them (dpkg_database.listed_path)."""
     tree = Path(os.path.realpath(tree))
     try:
         data = tarfile.open(fileobj=io.BytesIO(deb.data), mode="r:")  # noqa: SIM115 (with below)
@@ -276,6 +309,8 @@ def unpack_contents(deb: DebContents, tree: Path, ctx: BuildContext) -> tuple[st
     links: list[tuple[Path, Path]] = []
     with data:
         for member in data:
+            if paths is not None:
+                paths.append(dpkg_database.listed_path(_normalised(member.name)))
             rel = alternatives.usr_merged(_normalised(member.name))
             if not rel:
                 continue

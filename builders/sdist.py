@@ -55,7 +55,9 @@ def build_root(land: Userland, toolchain: tuple[DebPin, ...], arch: str) -> Deri
     layer = root_layer_derivation(
         "rootfs-toolchain", toolchain, arch, [land.base, land.python_layer]
     )
-    return view_derivation("sdist-build-root", [land.base, land.python_layer, layer, land.system])
+    return view_derivation(
+        "sdist-build-root", [land.base, land.python_layer, layer, *land.tool_layers, land.system]
+    )
 
 
 def sdist_wheel_derivation(pin: Wheel, python: str, land: Userland, root: Derivation) -> Derivation:

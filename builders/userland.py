@@ -1,8 +1,12 @@
-"""The derivations of a model's userland: two root layers and, where needed, an interpreter.
+"""The derivations of a model's userland: its root layers and, where needed, an interpreter.
 
-Debian's Python is a set of packages resolved with the system packages (it lands in the
-system layer); a python-build-standalone interpreter is a fixed-output fetch unpacked into
-its own store path, `/cog/store/<hash>-python-3.X.Y`, relocatable, run on the base layer.
+The root layers, lowest first: the channel's base set; Debian's Python (empty for a
+python-build-standalone interpreter, a fixed-output fetch unpacked into its own store path,
+`/cog/store/<hash>-python-3.X.Y`, relocatable, run on the base layer); the tools Cog's images
+carry (apt with its sources, curl, wget, git …); the model's system packages.
+
+The tools sit above the interpreter, so the view where bytecode is compiled (base and
+Python) and every wheel built over it are the same with or without them.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ import posixpath
 import urllib.parse
 from dataclasses import dataclass
 
+from builders import apt_config
 from builders.fetch import fetch_derivation
 from builders.rootfs import root_layer_derivation
 from builders.rootview import view_derivation
@@ -25,14 +30,19 @@ from derivations.model import Derivation
 class Userland:
     base: Derivation  # the channel's base set, at /
     python_layer: Derivation  # Debian's Python on the base (empty for a standalone one)
-    system: Derivation  # the model's system packages, on both
+    system: Derivation  # the model's system packages, on all the others
     python: Derivation | None  # a standalone interpreter's store path; None for Debian's
     python_root: Derivation  # base + python layer merged: where bytecode is compiled
     interpreter: str  # the python binary's path inside the image
+    tools: Derivation | None = None  # Cog's tools (None for a lock that pins none)
 
     @property
-    def root_layers(self) -> tuple[Derivation, Derivation, Derivation]:
-        return (self.base, self.python_layer, self.system)
+    def root_layers(self) -> tuple[Derivation, ...]:
+        return (self.base, self.python_layer, *self.tool_layers, self.system)
+
+    @property
+    def tool_layers(self) -> tuple[Derivation, ...]:
+        return (self.tools,) if self.tools is not None else ()
 
 
 def standalone_python(channel: Channel, python_version: str, arch: str) -> Derivation:
@@ -57,7 +67,15 @@ def userland(channel: Channel, arch: str, python_version: str, pins: RootPins) -
     channel.check_arch(arch)
     base = root_layer_derivation("rootfs-base", pins.base, arch)
     python_layer = root_layer_derivation("rootfs-python", pins.python, arch, [base])
-    system = root_layer_derivation("rootfs-system", pins.system, arch, [base, python_layer])
+    tools = (
+        root_layer_derivation(
+            "rootfs-tools", pins.tools, arch, [base, python_layer], apt_config.sources(channel)
+        )
+        if pins.tools
+        else None
+    )
+    below = [base, python_layer, *((tools,) if tools is not None else ())]
+    system = root_layer_derivation("rootfs-system", pins.system, arch, below)
     source = channel.python_source(python_version)
     if source.source == "python-build-standalone":
         python: Derivation | None = standalone_python(channel, python_version, arch)
@@ -65,4 +83,4 @@ def userland(channel: Channel, arch: str, python_version: str, pins: RootPins) -
     else:
         python, interpreter = None, f"/usr/bin/python{python_version}"
     root = view_derivation("python-root", [base, python_layer])
-    return Userland(base, python_layer, system, python, root, interpreter)
+    return Userland(base, python_layer, system, python, root, interpreter, tools)

@@ -2,8 +2,9 @@
 
 A channel names its Debian archives (a mirror, and a snapshot URL pattern that keeps old
 packages reachable), the keyring that signs them, the base package set of a minimal Python
-userland, and an interpreter source per Python version. Its revision is a hash of its data, so
-a lock that records the revision notices any edit.
+userland, the tools every Cog image carries (apt, curl, git …), and an interpreter source per
+Python version. Its revision is a hash of its data, so a lock that records the revision
+notices any edit.
 
 Channels are JSON files: the built-in ones ship in `cuda_channels/data/`; directories listed in
 `COG_CHANNEL_PATH` (colon-separated) are searched first, so a team can pin its own.
@@ -83,6 +84,9 @@ class Channel:
     standalone: StandaloneMirrors = StandaloneMirrors()
     # Compilers for sdists (gcc, libc6-dev …): a build-only layer, never in an image.
     toolchain_packages: tuple[str, ...] = ()
+    # What Cog's images hold beyond a minimal userland (apt, curl, wget, git …): a root layer
+    # of every image, above the interpreter, so `run:` steps and models find them.
+    tool_packages: tuple[str, ...] = ()
 
     def python_source(self, version: str) -> PythonSource:
         try:
@@ -181,6 +185,7 @@ def parse(data: dict[str, Any], where: str) -> Channel:
                 mirrors=tuple(data.get("python_standalone", {}).get("mirrors", ())),
             ),
             toolchain_packages=tuple(data.get("toolchain_packages", ())),
+            tool_packages=tuple(data.get("tool_packages", ())),
         )
     except (KeyError, TypeError, AttributeError) as e:
         raise ChannelError(f"channel file {where} is malformed (missing or bad {e})") from None

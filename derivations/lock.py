@@ -82,6 +82,9 @@ SDK_REQUIREMENTS = (
 # naming setuptools (lightning 2.1 does), and setuptools 82 removed it. Resolved with the
 # model's requirements unless they name setuptools themselves.
 BUNDLED_REQUIREMENTS = ("setuptools<82",)
+# pip, which every Cog image's Python has (a `run:` step's `pip install` runs it), resolved
+# with the model's requirements unless they name pip themselves.
+PIP_REQUIREMENTS = ("pip",)
 # The runtime environment (the server), locked on its own: see DESIGN.md, "Images".
 RUNTIME_REQUIREMENTS = (
     "trio>=0.25",
@@ -115,11 +118,13 @@ PYTORCH_INDEX = "https://download.pytorch.org/whl"
 
 
 def bundled(python: str, lines: Sequence[str]) -> list[str]:
-    """BUNDLED_REQUIREMENTS where Cog's image Python has them (3.11 and older), unless the
-    requirement `lines` name setuptools."""
-    if tuple(int(p) for p in python.split(".")[:2]) >= (3, 12):
-        return []
-    return [] if "setuptools" in requirement_names(lines) else list(BUNDLED_REQUIREMENTS)
+    """PIP_REQUIREMENTS, and BUNDLED_REQUIREMENTS where Cog's image Python has them (3.11 and
+    older), unless the requirement `lines` name pip or setuptools."""
+    names = requirement_names(lines)
+    found = [] if "pip" in names else list(PIP_REQUIREMENTS)
+    if tuple(int(p) for p in python.split(".")[:2]) >= (3, 12) or "setuptools" in names:
+        return found
+    return [*found, *BUNDLED_REQUIREMENTS]
 
 
 def pytorch_index_lines(
@@ -270,12 +275,14 @@ class Interpreter(_Section):
 
 
 class System(_Section):
-    """The .debs of the root layers, and the toolchain that builds sdists (no image holds it)."""
+    """The .debs of the root layers, and the toolchain that builds sdists (no image holds it).
+    `tools` are the channel's tool_packages (apt, curl, git …), a layer of every image."""
 
     base: tuple[DebEntry, ...]
     python: tuple[DebEntry, ...]
     packages: tuple[DebEntry, ...]
     toolchain: tuple[DebEntry, ...] | None = _absent()
+    tools: tuple[DebEntry, ...] | None = _absent()
 
 
 class Cuda(_Section):
@@ -461,6 +468,7 @@ def create(
             python=roots_pins.python,
             packages=roots_pins.system,
             toolchain=toolchain() if sdists else None,
+            tools=roots_pins.tools or None,
         ),
         python_packages=tuple(model),
         runtime_packages=tuple(runtime),
@@ -624,7 +632,7 @@ def pins(lock: Lock) -> Iterator[Pin]:
 
     yield from wheels("python_packages", lock.python_packages)
     yield from wheels("runtime_packages", lock.runtime_packages)
-    for section in ("base", "python", "packages", "toolchain"):
+    for section in ("base", "python", "packages", "toolchain", "tools"):
         for i, deb in enumerate(getattr(lock.system, section) or ()):
             yield Pin(f"system.{section}.{i}", deb.urls, deb.sha256, deb.size)
     python = lock.python

@@ -1,4 +1,5 @@
-"""Builds the test userland (base + python3.11, ffmpeg, libgl1) into a store; prints its paths.
+"""Builds the test userland (base + python3.11, Cog's tools, ffmpeg, libgl1) into a store; prints
+its paths.
 
 Run as its own process by the tests so that two builds can differ in umask, time zone, locale
 and store directory, as two machines would.
@@ -36,6 +37,7 @@ def main(store_dir: str, mirror_url: str) -> None:
         "base": str(output_path(layers.base)),
         "python": str(output_path(layers.python_layer)),
         "system": str(output_path(layers.system)),
+        "tools": str(output_path(layers.tools)) if layers.tools is not None else "",
         "debs": sorted(str(output_path(d)) for d in debs),
     }
     print(json.dumps(paths))

@@ -118,7 +118,7 @@ def _prepare(
     with serve(root) as url:
         pins = resolve_root(mirrored(channel, url), ARCH, python, packages)
         tools = resolve_toolchain(mirrored(channel, url), ARCH, python) if toolchain else []
-    for pin in (*pins.base, *pins.python, *pins.system, *tools):
+    for pin in (*pins.base, *pins.python, *pins.tools, *pins.system, *tools):
         local = urllib.parse.urlparse(pin.urls[0]).path.lstrip("/")
         archive_name = local.split("/")[0]
         upstream = next(a.mirror for a in channel.archives if a.name == archive_name)

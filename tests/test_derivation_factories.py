@@ -41,7 +41,7 @@ from builders.wheel import (
     wheel_file_derivation,
 )
 from cog.project.plan import layers
-from cuda_channels.channel import load
+from cuda_channels.channel import Channel, load
 from derivations import lock as locking
 from derivations.apt import DebPin
 from derivations.config import CogConfig, Mount, RunItem, load_config
@@ -78,7 +78,11 @@ def spelled_fetch(
 
 
 def spelled_root_layer(
-    name: str, pins: Sequence[DebPin], arch: str, lowers: Sequence[Derivation] = ()
+    name: str,
+    pins: Sequence[DebPin],
+    arch: str,
+    lowers: Sequence[Derivation] = (),
+    apt_sources: str = "",
 ) -> Derivation:
     ordered = sorted(pins, key=lambda p: p.name)
     inputs: dict[str, DrvInput | SrcInput] = {
@@ -91,7 +95,8 @@ def spelled_root_layer(
         builder=RootfsBuilder.kind,
         builder_version=RootfsBuilder.version,
         inputs=inputs,
-        args={"packages": [p.name for p in ordered], "arch": arch},
+        args={"packages": [p.name for p in ordered], "arch": arch}
+        | ({"apt_sources": apt_sources} if apt_sources else {}),
         env=COMPILE_ENV,
     )
 
@@ -451,6 +456,7 @@ class Planned:
     config: CogConfig
     lock: locking.Lock
     layers: Layers
+    channel: Channel
 
 
 @pytest.fixture(scope="module")
@@ -466,7 +472,8 @@ def planned(offline: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -
         channel = load(locking.channel_name(config, lock))
     store = Store(tmp_path_factory.mktemp("store") / "store")
     try:
-        return Planned(config, lock, layers(store, root, config, lock, channel, ca_cert=PEM))
+        planned = layers(store, root, config, lock, channel, ca_cert=PEM)
+        return Planned(config, lock, planned, channel)
     finally:
         store.close()
 
@@ -488,12 +495,25 @@ def test_an_example_plans_the_layers_its_builders_spell(planned: Planned) -> Non
     arch, system = lock.platform.arch, lock.system
     base = spelled_root_layer("rootfs-base", system.base, arch)
     python_layer = spelled_root_layer("rootfs-python", system.python, arch, [base])
-    system_layer = spelled_root_layer("rootfs-system", system.packages, arch, [base, python_layer])
+    sources = "\n\n".join(  # apt's sources: the channel's archives, in deb822
+        f"Types: deb\nURIs: {a.mirror}\nSuites: {' '.join(a.suites)}\n"
+        f"Components: {' '.join(a.components)}\nSigned-By: {planned.channel.keyring}\n"
+        "Check-Valid-Until: no"
+        for a in planned.channel.archives
+    )
+    assert system.tools
+    tools = spelled_root_layer(
+        "rootfs-tools", system.tools, arch, [base, python_layer], sources + "\n"
+    )
+    below = [base, python_layer, tools]
+    system_layer = spelled_root_layer("rootfs-system", system.packages, arch, below)
     assert_same(plan.base, base)
     assert_same(plan.python_layer, python_layer)
+    assert plan.tools is not None
+    assert_same(plan.tools, tools)
     assert_same(plan.system, system_layer)
     assert plan.ca_cert is not None
-    assert_same(plan.ca_cert, ca_cert_derivation(PEM, [base, python_layer, system_layer]))
+    assert_same(plan.ca_cert, ca_cert_derivation(PEM, [*below, system_layer]))
     python = planned.config.build.python_version  # Debian's, on this channel
     interp = Interpreter(
         spelled_view("python-root", [base, python_layer]), f"/usr/bin/python{python}"

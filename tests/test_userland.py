@@ -85,7 +85,7 @@ def in_rootfs(view: Path, script: str) -> subprocess.CompletedProcess[str]:
 
 def test_rootfs_runs_python_and_ffmpeg(builds: list[Build], tmp_path: Path) -> None:
     build = builds[0]
-    layers = [build.physical(k) for k in ("base", "python", "system")]
+    layers = [build.physical(k) for k in ("base", "python", "tools", "system")]
     view = merge_view(layers, tmp_path / "root")
     imports = "import ssl, sqlite3, ctypes, zlib, lzma, bz2, readline, venv"
     result = in_rootfs(view, f'python3.11 -c "{imports}; print(ssl.OPENSSL_VERSION)"')
@@ -112,6 +112,12 @@ def test_rootfs_runs_python_and_ffmpeg(builds: list[Build], tmp_path: Path) -> N
     assert os.stat(build.physical("base") / "tmp").st_mode & stat.S_ISVTX
     result = in_rootfs(view, "grep -c '^Package: ' /var/lib/dpkg/status")
     assert int(result.stdout) == len(build.paths["debs"])  # type: ignore[arg-type]
+    # dpkg knows which package owns each file and finds nothing half-installed; apt, git and
+    # curl (Cog's tools) run.
+    result = in_rootfs(view, "dpkg -S /usr/bin/jq /bin/bash && dpkg --audit")
+    assert result.stdout.splitlines() == ["jq: /usr/bin/jq", "bash: /bin/bash"], result.stderr
+    result = in_rootfs(view, "apt-get --version && git --version && curl --version")
+    assert result.returncode == 0 and "git version" in result.stdout, result.stderr
 
 
 def test_the_standard_library_is_loaded_from_its_bytecode(
@@ -119,7 +125,7 @@ def test_the_standard_library_is_loaded_from_its_bytecode(
 ) -> None:
     """The root is read-only, as the store is when an image runs: every module the interpreter
     imports comes from the .pyc the layer carries, none is compiled from source."""
-    layers = [builds[0].physical(k) for k in ("base", "python", "system")]
+    layers = [builds[0].physical(k) for k in ("base", "python", "tools", "system")]
     view = merge_view(layers, tmp_path / "root")
     imports = "import json, email.message, asyncio, sqlite3, http.client, logging, sysconfig"
     result = in_rootfs(view, f'python3 -v -c "{imports}" 2>&1')
@@ -141,7 +147,7 @@ def test_the_standard_library_is_loaded_from_its_bytecode(
 def test_two_empty_stores_give_identical_layers(builds: list[Build]) -> None:
     first, second = builds
     assert first.paths == second.paths
-    for key in ("base", "python", "system"):
+    for key in ("base", "python", "tools", "system"):
         a = first.store.layer_info(first.store.parse(str(first.paths[key])))
         b = second.store.layer_info(second.store.parse(str(second.paths[key])))
         assert (a.nar_hash, a.tar_sha256, a.nar_size) == (b.nar_hash, b.tar_sha256, b.nar_size)
@@ -155,6 +161,9 @@ def test_lower_layers_do_not_depend_on_system_packages(universe: Universe) -> No
     assert output_path(a.base) == output_path(b.base)
     assert output_path(a.python_layer) == output_path(b.python_layer)
     assert output_path(a.python_root) == output_path(b.python_root)  # so: the same wheels
+    assert a.tools is not None and b.tools is not None
+    assert output_path(a.tools) == output_path(b.tools)  # Cog's tools: apt, curl, git …
+    assert {p.name for p in few.tools}.isdisjoint(p.name for p in few.system)
     assert output_path(a.system) != output_path(b.system)
     assert {p.name for p in few.base}.isdisjoint(p.name for p in few.system)
     assert {p.name for p in few.python}.isdisjoint(p.name for p in few.system)

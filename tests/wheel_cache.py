@@ -25,7 +25,12 @@ from pathlib import Path
 import httpx
 
 from derivations.downloads import client
-from derivations.lock import BUNDLED_REQUIREMENTS, RUNTIME_REQUIREMENTS, SDK_REQUIREMENTS
+from derivations.lock import (
+    BUNDLED_REQUIREMENTS,
+    PIP_REQUIREMENTS,
+    RUNTIME_REQUIREMENTS,
+    SDK_REQUIREMENTS,
+)
 from derivations.pylock import resolve
 from store.hashing import file_sha256
 
@@ -35,6 +40,7 @@ PACKAGES = [
     *RUNTIME_REQUIREMENTS,
     *SDK_REQUIREMENTS,
     *BUNDLED_REQUIREMENTS,
+    *PIP_REQUIREMENTS,
     "numpy==2.1.3",
     "pillow==11.0.0",
     "tqdm==4.67.1",

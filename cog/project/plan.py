@@ -165,7 +165,12 @@ def layers(
     check_buildable(config)
     arch = lock.platform.arch
     python = config.build.python_version
-    pins = RootPins(base=lock.system.base, python=lock.system.python, system=lock.system.packages)
+    pins = RootPins(
+        base=lock.system.base,
+        python=lock.system.python,
+        system=lock.system.packages,
+        tools=lock.system.tools or (),
+    )
     land = userland(channel, arch, python, pins)
     interp = Interpreter(land.python_root, land.interpreter, land.python)
     # The environments copy Debian's binary from its layer, or link the standalone one.
@@ -194,11 +199,14 @@ def layers(
     model = [*installs(lock.python_packages), sdk_install(store, python, interp)]
     runtime = [*installs(lock.runtime_packages), runtime_install(store, python, interp)]
     code, weights = add_code(store, root, config)
-    model_env = env_derivation("model-env", python, land.interpreter, model, interpreter_input)
+    model_env = env_derivation(
+        "model-env", python, land.interpreter, model, interpreter_input, root_site=True
+    )
     trust = ca_cert_derivation(ca_cert, land.root_layers) if ca_cert is not None else None
     planned = Layers(
         base=land.base,
         python_layer=land.python_layer,
+        tools=land.tools,
         system=land.system,
         python=land.python,
         model_env=model_env,

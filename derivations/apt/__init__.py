@@ -14,13 +14,16 @@ from derivations.apt.resolve import Resolver, Universe, UnknownPackage, Unsatisf
 
 @dataclass(frozen=True)
 class RootPins:
-    """The three root layers' packages: the channel's base set; Debian's Python (none for a
-    standalone interpreter); the model's system packages. Each resolves on top of the ones
-    before, so a system package never changes the base or the interpreter."""
+    """The root layers' packages: the channel's base set; Debian's Python (none for a
+    standalone interpreter); the model's system packages; and, between the interpreter and
+    the system packages, the tools Cog's images carry (apt, curl, git …; none in a lock
+    written before the channel named them). Each resolves on top of the ones before it, so a
+    system package never changes the base, the interpreter or the tools."""
 
     base: tuple[DebPin, ...]
     python: tuple[DebPin, ...]
     system: tuple[DebPin, ...]
+    tools: tuple[DebPin, ...] = ()
 
 
 def python_packages(channel: Channel, python_version: str | None) -> list[str]:
@@ -41,9 +44,12 @@ def resolve_root(
     resolver = Resolver(universe)
     base: list[Candidate] = resolver.resolve(channel.base_packages)
     python = resolver.resolve(python_packages(channel, python_version), installed=base)
-    system = resolver.resolve(system_packages, installed=base + python)
-    pins = (tuple(map(DebPin.of, group)) for group in (base, python, system))
-    return RootPins(*pins)
+    tools = resolver.resolve(channel.tool_packages, installed=base + python)
+    system = resolver.resolve(system_packages, installed=base + python + tools)
+    base_pins, python_pins, tool_pins, system_pins = (
+        tuple(map(DebPin.of, group)) for group in (base, python, tools, system)
+    )
+    return RootPins(base_pins, python_pins, system_pins, tool_pins)
 
 
 def resolve_toolchain(

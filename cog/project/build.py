@@ -118,7 +118,9 @@ def image_of(store: Store, plan: Plan, options: BuildOptions, infos: PathInfos) 
     labels = {
         "run.cog.version": _cog_version(),
         "run.cog.config": json.dumps(recorded, sort_keys=True),
-        "run.cog.pip_freeze": "".join(f"{p.name}=={p.version}\n" for p in lock.python_packages),
+        "run.cog.pip_freeze": "".join(  # as `pip freeze` lists them: never pip itself
+            f"{p.name}=={p.version}\n" for p in lock.python_packages if p.name != "pip"
+        ),
         "run.cog.lock": "sha256:" + hashlib.sha256(lock_bytes).hexdigest(),
         "org.opencontainers.image.created": "1970-01-01T00:00:00Z",
     }

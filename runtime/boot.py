@@ -2,7 +2,7 @@
 
 Everything here is the standard library, and runs first: the arguments and the port are
 checked, then the worker (the predictor's process) is started at once, so the predictor's
-imports and `setup()` run while this process imports trio, h11 and pydantic, instead of
+imports and `setup()` run while this process imports trio and h11, instead of
 after. Only then is `runtime.main` imported to serve.
 """
 

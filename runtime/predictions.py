@@ -92,6 +92,8 @@ class Runtime:
             nursery.cancel_scope.cancel()
 
     async def shutdown(self) -> None:
+        if self.setup.status == "starting":  # the worker reads no message until setup ends
+            self.worker.kill()
         for prediction in list(self.slots.running.values()):
             if not prediction.done.is_set():
                 await self.cancel(prediction.id)
@@ -136,7 +138,9 @@ class Runtime:
             return existing, False  # idempotent: the same id again is the same prediction
         declared = self.lifecycle.declared
         assert declared is not None and self.nursery is not None  # set before setup succeeds
-        raw = body.get("input") or {}
+        raw = body.get("input")
+        if raw is None:  # as coglet: no input, or null, is no inputs (but [] is refused)
+            raw = {}
         values = validated(declared.inputs, raw)
         if self.slots.busy():
             raise at_capacity()

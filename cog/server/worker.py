@@ -100,6 +100,30 @@ def _high(fd: int) -> int:
     return moved
 
 
+def describe_error(error: BaseException) -> str:
+    """An exception as coglet prints it (pyo3's PyErr): its type's qualified name, then what
+    str() makes of it, even when that is nothing."""
+    try:
+        text = str(error)
+    except Exception:
+        text = "<exception str() failed>"
+    return f"{type(error).__qualname__}: {text}"
+
+
+class Failure(Exception):
+    """A prediction's failure in coglet's words: `Prediction failed: STAGE: ERROR`, where the
+    stage says what failed (the call, an iteration, the serialization of the output)."""
+
+    def __init__(self, stage: str, cause: BaseException) -> None:
+        super().__init__(stage)
+        self.cause = cause
+        self.message = f"Prediction failed: {stage}: {describe_error(cause)}"
+
+
+# What ends a prediction as canceled rather than failed.
+_CANCELED = (CancelationException, asyncio.CancelledError)
+
+
 class Logs:
     """Routes everything written to stdout/stderr to the channel, tagged with its prediction."""
 
@@ -225,7 +249,7 @@ def encode(value: Any, files: pathlib.Path) -> Any:
         return [encode(v, files) for v in value]
     if hasattr(value, "tolist"):  # numpy arrays and scalars
         return encode(value.tolist(), files)
-    raise TypeError(f"the output type {type(value).__name__} cannot be returned")
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")  # json's
 
 
 def decode(value: Any, kind: dict[str, Any]) -> Any:
@@ -278,11 +302,11 @@ class Worker:
             self.desc = signature.describe(self.target, self.fn)
             self.kinds = {i["name"]: i["type"] for i in self.desc["inputs"]}
         except signature.PredictorError as e:
-            self.channel.send({"type": "setup_failed", "error": str(e)})
+            self._setup_failed(f"failed to load predictor: {e}")
             return False
         except BaseException as e:  # the model's module raised while importing
             traceback.print_exc()
-            self.channel.send({"type": "setup_failed", "error": f"{type(e).__name__}: {e}"})
+            self._setup_failed(f"failed to load predictor: {describe_error(e)}")
             return False
         self.channel.send({"type": "signature", "signature": self.desc})
         setup = getattr(self.target, "setup", None)
@@ -296,10 +320,16 @@ class Worker:
                     self._loop().run_until_complete(result)
         except BaseException as e:
             traceback.print_exc()
-            self.channel.send({"type": "setup_failed", "error": f"{type(e).__name__}: {e}"})
+            self._setup_failed(f"setup failed: {describe_error(e)}")
             return False
         self.channel.send({"type": "setup_done"})
         return True
+
+    def _setup_failed(self, error: str) -> None:
+        """Setup's end, in coglet's words (the server adds its own around them), once what it
+        wrote (a traceback too) has reached the server as setup's output."""
+        self.logs.fence()
+        self.channel.send({"type": "setup_failed", "error": error})
 
     def _loop(self) -> asyncio.AbstractEventLoop:
         if self.loop is None:
@@ -317,9 +347,17 @@ class Worker:
         """A plain result as it is; an iterator's items sent as they come (then _STREAMED)."""
         if not _is_stream(result):
             return result
-        for item in result:
+        items = iter(result)
+        while True:
+            try:
+                item = next(items)
+            except StopIteration:
+                return _STREAMED
+            except _CANCELED:
+                raise
+            except BaseException as e:  # sys.exit and KeyboardInterrupt as well, as coglet
+                raise Failure("Generator iteration error", e) from e
             self._chunk(pid, item)
-        return _STREAMED
 
     def _finish(self, pid: str, scope: Scope, error: BaseException | None, output: Any) -> None:
         if error is None:
@@ -328,29 +366,38 @@ class Worker:
                 try:
                     message["output"] = encode(output, self.files)
                 except Exception as e:
-                    error = e
+                    error = Failure("Failed to serialize output", e)
             if error is None:
                 self.channel.send(message)
                 return
-        if not isinstance(error, (CancelationException, asyncio.CancelledError, SystemExit)):
-            # The traceback goes to the server's log, not the prediction's: as Cog does.
-            text = "".join(traceback.format_exception(error))
-            self.logs.emit("stderr", text, None)
-        if isinstance(error, (CancelationException, asyncio.CancelledError)):
+        if isinstance(error, _CANCELED):
             self.channel.send({"type": "canceled", "id": pid, "metrics": scope.metrics})
-        elif isinstance(error, SystemExit):
-            text = f"predictor called sys.exit({error.code})"
-            self.channel.send(
-                {"type": "failed", "id": pid, "error": text, "metrics": scope.metrics}
-            )
-        else:
-            text = f"{type(error).__name__}: {error}"
-            self.channel.send(
-                {"type": "failed", "id": pid, "error": text, "metrics": scope.metrics}
-            )
+            return
+        failure = error if isinstance(error, Failure) else Failure("Prediction failed", error)
+        if not isinstance(failure.cause, SystemExit):
+            # The traceback goes to the server's log, not the prediction's: as Cog does.
+            text = "".join(traceback.format_exception(failure.cause))
+            self.logs.emit("stderr", text, None)
+        self.channel.send(
+            {"type": "failed", "id": pid, "error": failure.message, "metrics": scope.metrics}
+        )
 
     def _chunk(self, pid: str, item: Any) -> None:
-        self.channel.send({"type": "output", "id": pid, "value": encode(item, self.files)})
+        try:
+            value = encode(item, self.files)
+        except Exception as e:
+            raise Failure("Failed to serialize output item", e) from e
+        self.channel.send({"type": "output", "id": pid, "value": value})
+
+    def _call(self, message: Predict, stage: str) -> Any:
+        """The predictor called with the prediction's inputs; what it raises, worded for
+        `stage` (cancellation aside)."""
+        try:
+            return self.fn(**self._kwargs(message))
+        except _CANCELED:
+            raise
+        except BaseException as e:  # sys.exit and KeyboardInterrupt fail only this prediction
+            raise Failure(stage, e) from e
 
     def _scope(self, pid: str, message: Predict) -> Scope:
         """The prediction's scope; each metric it records is sent on at once (for SSE)."""
@@ -374,10 +421,9 @@ class Worker:
             if pid in self.cancel_early:
                 self.cancel_early.discard(pid)
                 raise CancelationException()
-            output = self._drain(pid, self.fn(**self._kwargs(message)))
+            failed = "Training failed" if self.method == "train" else "Prediction failed"
+            output = self._drain(pid, self._call(message, failed))
         except BaseException as e:  # cancellation, sys.exit and errors all end one prediction
-            if isinstance(e, KeyboardInterrupt):
-                raise
             error = e
         finally:
             self.sync_current = None
@@ -395,26 +441,49 @@ class Worker:
         error: BaseException | None = None
         output: Any = None
         try:
-            result = self.fn(**self._kwargs(message))
+            if pid in self.cancel_early:
+                self.cancel_early.discard(pid)
+                raise asyncio.CancelledError()
+            called = "standalone function"
+            if not inspect.isfunction(self.target):
+                called = getattr(self.fn, "__name__", self.method)
+            result = self._call(message, f"Failed to call {called}")
+            failed = (
+                "Async training failed" if self.method == "train" else "Async prediction failed"
+            )
             if inspect.isasyncgen(result):
-                async for item in result:
-                    self._chunk(pid, item)
-                output = _STREAMED
+                output = await self._drain_async(pid, result, failed)
             elif inspect.isawaitable(result):
-                output = await result
+                try:
+                    output = await result
+                except _CANCELED:
+                    raise
+                except BaseException as e:  # sys.exit too: coglet's worker hangs on it
+                    raise Failure(failed, e) from e
             else:
                 output = self._drain(pid, result)
-        except asyncio.CancelledError as e:
-            error = e
-        except Exception as e:
-            error = e
-        except SystemExit as e:
+        except (Exception, asyncio.CancelledError, SystemExit, KeyboardInterrupt) as e:
             error = e
         finally:
             await asyncio.get_running_loop().run_in_executor(None, self.logs.fence)
             self.logs.active.discard(pid)
             self.tasks.pop(pid, None)
         self._finish(pid, scope, error, output)
+
+    async def _drain_async(self, pid: str, result: Any, failed: str) -> Any:
+        """An async generator's items, sent as they come; a failure is worded as coglet words
+        any failure of an async prediction (`failed`)."""
+        items = result.__aiter__()
+        while True:
+            try:
+                item = await items.__anext__()
+            except StopAsyncIteration:
+                return _STREAMED
+            except _CANCELED:
+                raise
+            except BaseException as e:
+                raise Failure(failed, e) from e
+            self._chunk(pid, item)
 
     # --- commands ------------------------------------------------------------------------
 
@@ -430,6 +499,12 @@ class Worker:
         except Exception as e:
             reply["ok"], reply["error"] = False, f"{type(e).__name__}: {e}"
         self.channel.send(reply)
+
+    def _cancel_early(self, pid: str) -> None:
+        """A cancel that came before its prediction: the prediction is canceled as it starts."""
+        if len(self.cancel_early) > 1000:  # late cancels of ended ones
+            self.cancel_early.clear()
+        self.cancel_early.add(pid)
 
     def on_signal(self, signum: int, frame: Any) -> None:
         if self.sync_current is None:
@@ -448,9 +523,7 @@ class Worker:
                     if message["id"] == self.sync_current:
                         os.kill(os.getpid(), signal.SIGUSR1)
                     else:  # on its way in the work pipe: canceled as it starts
-                        if len(self.cancel_early) > 1000:  # late cancels of ended ones
-                            self.cancel_early.clear()
-                        self.cancel_early.add(message["id"])
+                        self._cancel_early(message["id"])
                 elif message["type"] == "healthcheck":
                     threading.Thread(target=self.healthcheck, args=(message,), daemon=True).start()
 
@@ -476,6 +549,8 @@ class Worker:
                 task = self.tasks.get(message["id"])
                 if task is not None:
                     task.cancel()
+                else:  # its prediction is still on its way in the work pipe
+                    self._cancel_early(message["id"])
             elif message["type"] == "healthcheck":
                 threading.Thread(target=self.healthcheck, args=(message,), daemon=True).start()
 

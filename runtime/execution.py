@@ -32,6 +32,8 @@ from runtime.record import Prediction
 from runtime.slots import Slots
 from runtime.worker import WorkerDied, WorkerProcess
 
+WORKER_CRASHED = "Worker crashed"  # coglet's error for a prediction whose worker died
+
 # (the runtime's execution, the prediction, the message narrowed to the handler's type)
 Handler = Callable[["Execution", Prediction, Any], Awaitable[bool]]
 
@@ -92,8 +94,11 @@ class Execution:
                     "context": prediction.context,
                 }
             )
-        except (InputError, WorkerDied) as e:
+        except InputError as e:
             await self.end(prediction, "failed", error=str(e))
+            return False
+        except WorkerDied as e:
+            await self.crashed(prediction, str(e))
             return False
         return True
 
@@ -136,6 +141,12 @@ class Execution:
         if prediction.webhook:
             with trio.CancelScope(shield=True):
                 await prediction.webhook.terminal(prediction.snapshot())
+
+    async def crashed(self, prediction: Prediction, reason: str) -> None:
+        """The worker died under the prediction: coglet's words for it, and ours for how it
+        died (a signal, an exit status) as the last line of the prediction's logs."""
+        prediction.add_log("stderr", f"{reason}\n")
+        await self.end(prediction, "failed", error=WORKER_CRASHED)
 
     async def send_lines(self, prediction: Prediction, flush: bool = False) -> None:
         if prediction.take_lines(flush) and prediction.webhook:
@@ -206,7 +217,7 @@ async def on_canceled(execution: Execution, prediction: Prediction, message: Can
 async def on_worker_died(
     execution: Execution, prediction: Prediction, message: WorkerDiedMessage
 ) -> bool:
-    await execution.end(prediction, "failed", error=message["error"])
+    await execution.crashed(prediction, message["error"])
     return True
 
 

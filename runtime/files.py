@@ -47,15 +47,19 @@ class InputError(Exception):
     """A file input that cannot be fetched: becomes a failed prediction, not a 5xx."""
 
 
+INVALID_INPUT = "Input validation error: "  # how coglet begins the error of such a prediction
+
+
 class UploadError(Exception):
-    """A file output that cannot be uploaded: fails its prediction, in coglet's words."""
+    """A file output that cannot be read or uploaded: fails its prediction, in coglet's words
+    (a file that cannot be read, in words of ours made as coglet makes its own)."""
 
 
 def _name_of(url: str) -> str:
     try:
         path = urllib.parse.urlparse(url).path
     except ValueError as e:  # e.g. an unclosed IPv6 bracket
-        raise InputError(f"{url[:100]!r} is not a valid URL: {e}") from None
+        raise InputError(f"{INVALID_INPUT}{url[:100]!r} is not a valid URL: {e}") from None
     return Path(urllib.parse.unquote(path)).name or "input"
 
 
@@ -71,23 +75,27 @@ async def fetch_input(http: Client, value: str, into: Path) -> str:
                 else (urllib.parse.unquote_to_bytes(payload))
             )
         except ValueError as e:
-            raise InputError(f"invalid data URI: {e}") from None
+            raise InputError(f"{INVALID_INPUT}invalid data URI: {e}") from None
         mime = header[5:].split(";")[0] or "application/octet-stream"
         target = directory / f"input{mimetypes.guess_extension(mime) or ''}"
         await trio.Path(target).write_bytes(data)
         return str(target)
     if not value.startswith(("http://", "https://")):
-        raise InputError(f"{value[:100]!r} is not a URL or a data URI")
+        raise InputError(f"{INVALID_INPUT}{value[:100]!r} is not a URL or a data URI")
     target = directory / _name_of(value)
     try:
         async with http().stream("GET", value) as response:
-            if response.status_code != 200:
-                raise InputError(f"fetching {value} gave HTTP {response.status_code}")
+            if response.is_error:  # as Cog's SDK (requests' raise_for_status) words it
+                side = "Client" if response.status_code < 500 else "Server"
+                raise InputError(
+                    f"{INVALID_INPUT}{response.status_code} {side} Error: "
+                    f"{response.reason_phrase} for url: {response.url}"
+                )
             async with await trio.open_file(target, "wb") as f:
                 async for chunk in response.aiter_bytes(1 << 20):
                     await f.write(chunk)
     except http.failures() as e:
-        raise InputError(f"fetching {value} failed: {e}") from None
+        raise InputError(f"{INVALID_INPUT}fetching {value} failed: {e}") from None
     return str(target)
 
 
@@ -159,6 +167,10 @@ async def finish_outputs(http: Client, value: Any, upload_url: str | None) -> An
                 if upload_url:
                     return await upload(http, upload_url, path)
                 return data_uri(path)
+            except OSError as e:  # coglet reports such an output as null, and success
+                raise UploadError(
+                    f"Prediction failed: Failed to read output file: {type(e).__name__}: {e}"
+                ) from None
             finally:
                 if path.parent.name.startswith("tmp"):
                     os.unlink(path)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import sys
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -44,13 +45,16 @@ class Setup:
         self.completed_at = now_iso()
         self.done.set()
 
-    def fail(self, reason: str) -> None:
-        """Setup failed for `reason`, unless it has already ended."""
+    def fail(self, reason: str, detail: str | None = None) -> None:
+        """Setup failed for `reason` (coglet's sentence, the last of the logs: coglet's logs
+        hold it alone), unless it has already ended; `detail` is a line of ours before it."""
         if self.status != "starting":
             return
         self.status = "failed"
         self.completed_at = now_iso()
-        self.logs.append(reason + "\n")
+        if detail:
+            self.logs.append(detail + "\n")
+        self.logs.append(reason)
         self.done.set()
 
 
@@ -95,21 +99,23 @@ class Lifecycle:
         try:
             self.worker.start()
         except OSError as e:
-            self.setup.fail(f"cannot start the worker: {e}")
+            self.setup.fail(f"failed to spawn worker: spawner failed: {e}")
             task_status.started()
             return
         nursery.start_soon(self.worker.run)
         nursery.start_soon(self._watch_setup)
         task_status.started()
         await self.worker.exited.wait()
-        self.setup.fail(f"setup failed: {self.worker.exit_reason}")  # if it had not ended
+        # If setup had not ended: coglet's sentence, after ours that says how the worker ended.
+        self.setup.fail("worker crashed", detail=f"setup failed: {self.worker.exit_reason}")
 
     async def _watch_setup(self) -> None:
         timeout = math.inf if self.setup_timeout is None else self.setup_timeout
         with trio.move_on_after(timeout):
             await self._wait_for_setup()
             return
-        self.setup.fail(f"setup timed out after {self.setup_timeout:g} seconds")
+        detail = f"setup timed out after {self.setup_timeout:g} seconds"
+        self.setup.fail("worker setup timed out", detail=detail)
         self.worker.kill()
 
     async def _wait_for_setup(self) -> None:
@@ -148,7 +154,12 @@ def on_signature(lifecycle: Lifecycle, message: Signature) -> None:
 
 
 def on_setup_failed(lifecycle: Lifecycle, message: SetupFailed) -> None:
-    lifecycle.setup.fail(message.get("error", "setup failed"))
+    """The worker's reason, inside coglet's words for a failed setup: its orchestrator's error
+    around its worker's (which names the slot that failed: a fresh id, as coglet's are)."""
+    error = message.get("error", "setup failed")
+    lifecycle.setup.fail(
+        f"worker setup failed: worker setup failed (slot {uuid.uuid4()}): Setup failed: {error}"
+    )
 
 
 def on_log(lifecycle: Lifecycle, message: Log) -> None:

@@ -26,7 +26,15 @@ from typing import Any
 from cog.input import MISSING, FieldInfo
 from cog.model import BaseModel
 from cog.predictor import BasePredictor, BaseRunner
-from cog.types import AsyncConcatenateIterator, ConcatenateIterator, File, Path, Secret, URLFile
+from cog.types import (
+    AsyncConcatenateIterator,
+    ConcatenateIterator,
+    File,
+    Path,
+    Secret,
+    URLFile,
+    _OpaqueMarker,
+)
 
 
 class PredictorError(Exception):
@@ -141,6 +149,8 @@ def describe_type(tpe: Any, where: str) -> dict[str, Any]:
     origin = typing.get_origin(tpe)
     args = typing.get_args(tpe)
     if origin is typing.Annotated:
+        if _opaque(tpe):
+            return _opaque_type(args[0])
         return describe_type(args[0], where)
     if _is_union(tpe):
         rest = [a for a in args if a is not type(None)]
@@ -153,6 +163,8 @@ def describe_type(tpe: Any, where: str) -> dict[str, Any]:
         union: dict[str, Any] = {"kind": "union", "variants": variants}
         return {**union, "nullable": True} if nullable else union
     if origin in (list, typing.List):  # noqa: UP006
+        if args and _opaque(args[0]):  # each item an opaque object, whatever its own shape
+            return {"kind": "list", "items": {"kind": "dict"}}
         items = describe_type(args[0] if args else Any, where)
         if items.get("nullable") or items["kind"] in ("list", "union"):
             raise PredictorError(
@@ -172,6 +184,26 @@ def describe_type(tpe: Any, where: str) -> dict[str, Any]:
             "input type)"
         )
     raise PredictorError(f"{where}: unsupported type {_name(tpe)!r}")
+
+
+def _opaque(tpe: Any) -> bool:
+    """`Annotated[T, cog.Opaque]`: T is a JSON object the schema does not look into."""
+    return typing.get_origin(tpe) is typing.Annotated and any(
+        isinstance(meta, _OpaqueMarker) for meta in typing.get_args(tpe)[1:]
+    )
+
+
+def _opaque_type(inner: Any) -> dict[str, Any]:
+    """An opaque T as Cog describes it: an object (`{"type": "object"}`), keeping the shape
+    around it: `list[T]` is a list of objects, `T | None` may be left out, and so may
+    `list[T] | None`. The value passes through as sent, and back as returned."""
+    if inner is list or typing.get_origin(inner) in (list, typing.List):  # noqa: UP006
+        return {"kind": "list", "items": {"kind": "dict"}}
+    args = typing.get_args(inner)
+    if _is_union(inner) and len(args) == 2 and type(None) in args:
+        (rest,) = [a for a in args if a is not type(None)]
+        return {**_opaque_type(rest), "nullable": True}
+    return {"kind": "dict"}
 
 
 _UNION_REFUSED = {"path": "Path", "file": "File", "secret": "Secret", "url": "URLFile"}
@@ -196,6 +228,13 @@ def describe_output_type(tpe: Any, where: str = "output") -> dict[str, Any]:
     origin = typing.get_origin(tpe)
     args = typing.get_args(tpe)
     if origin is typing.Annotated:
+        if _opaque(tpe):
+            opaque = _opaque_type(args[0])
+            if opaque.get("nullable"):
+                raise PredictorError(
+                    f"{where}: unsupported output type: Optional is not allowed as a return type"
+                )
+            return opaque
         return describe_output_type(args[0], where)
     if _is_union(tpe):
         if type(None) in args:
@@ -204,6 +243,8 @@ def describe_output_type(tpe: Any, where: str = "output") -> dict[str, Any]:
             )
         raise PredictorError(f"{where}: unsupported type: union types are not supported as output")
     if origin in (list, typing.List) or tpe in (list, typing.List):  # noqa: UP006
+        if args and _opaque(args[0]):
+            return {"kind": "list", "items": {"kind": "dict"}}
         items = describe_output_type(args[0], where) if args else {"kind": "dict"}
         return {"kind": "list", "items": items}
     if origin in (dict, typing.Dict) and len(args) == 2:  # noqa: UP006
@@ -276,6 +317,8 @@ def _has_default(f: dataclasses.Field[Any]) -> bool:
 def describe_output(tpe: Any) -> dict[str, Any]:
     if tpe is inspect.Signature.empty:
         return {"kind": "any"}
+    while typing.get_origin(tpe) is typing.Annotated and not _opaque(tpe):
+        tpe = typing.get_args(tpe)[0]  # other metadata says nothing to Cog
     origin = typing.get_origin(tpe) or tpe
     args = typing.get_args(tpe)
     concatenate = inspect.isclass(origin) and issubclass(
@@ -360,7 +403,9 @@ def describe(target: Any, fn: Callable[..., Any]) -> dict[str, Any]:
     is_async = inspect.iscoroutinefunction(fn) or inspect.isasyncgenfunction(fn)
     return {
         "inputs": describe_inputs(fn),
-        "output": describe_output(typing.get_type_hints(fn).get("return", inspect.Signature.empty)),
+        "output": describe_output(
+            typing.get_type_hints(fn, include_extras=True).get("return", inspect.Signature.empty)
+        ),
         "is_async": is_async,
         "streaming": bool(getattr(fn, "__cog_streaming__", False)),
         "max_concurrency": int(getattr(fn, "__cog_concurrent_max__", 1)),

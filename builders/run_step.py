@@ -10,6 +10,13 @@ changed under `/`, outside the mount points, becomes the step's output: a tree f
 stacked after the system layer in images and native runs. A store layer has no whiteouts,
 so deletions of lower files are ignored (the log says so).
 
+The root holds apt, dpkg and the tools of Cog's images, and the model's Python has pip
+(builders.root_site): what `apt-get install` or `pip install` installs lands in the step's
+layer, where the model finds it. What those tools leave that differs from run to run or is
+of no use in an image (apt's lists and caches, logs, dpkg's backups and locks, pip's cache,
+bytecode stamped with a time) is not kept (`NOT_KEPT`), and the environment fixes what the
+rest depends on (SOURCE_DATE_EPOCH, hash seeds), so the same packages give the same layer.
+
 A step that needs the network is fixed-output: `cog lock` saw it fail offline and succeed
 online, and pinned the SHA-256 of its output's canonical archive; it runs with the host's
 network and its output must hash to that pin. Secrets (`mounts: [{type: secret}]`) are bound
@@ -19,6 +26,7 @@ read-only at their target for their step only. They are this builder's own confi
 
 from __future__ import annotations
 
+import fnmatch
 import os
 import re
 import shutil
@@ -62,6 +70,14 @@ EXCLUDED = (
     *("etc/hosts", "etc/resolv.conf", "etc/hostname"),
 )
 CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
+# What apt, dpkg, pip and the tools leave that is not kept in a step's layer (fnmatch patterns
+# of paths under /; a directory's whole tree): indexes, caches and logs as Cog's images drop
+# them, backups and locks, and files that hold the time they were made.
+NOT_KEPT = (
+    *("var/cache/apt", "var/lib/apt/lists", "var/log", "var/cache/ldconfig"),
+    *("var/lib/dpkg/*-old", "var/lib/dpkg/lock*", "var/lib/dpkg/triggers/Lock"),
+    *("var/cache/debconf/*-old", "root/.cache/pip", "root/.wget-hsts"),
+)
 
 
 # --- what cog.yaml asks for ---------------------------------------------------------------------
@@ -119,9 +135,14 @@ def step_env(model_env: Derivation, config: CogConfig) -> dict[str, str]:
         "LANG": "C.UTF-8",
         "LC_ALL": "C.UTF-8",
         "DEBIAN_FRONTEND": "noninteractive",
-        "SOURCE_DATE_EPOCH": "0",
+        "SOURCE_DATE_EPOCH": "0",  # and so pip's and py3compile's bytecode is hash-based
         "PYTHONHASHSEED": "0",
         "PYTHONDONTWRITEBYTECODE": "1",  # an import's .pyc records the time it was made
+        "PERL_HASH_SEED": "0",  # debconf's databases are written in Perl's hash order
+        "PERL_PERTURB_KEYS": "0",
+        "TZ": "UTC",
+        "PIP_NO_CACHE_DIR": "1",
+        "PIP_ROOT_USER_ACTION": "ignore",  # root is the sandbox's only user, as in Docker
     }
 
 
@@ -211,7 +232,7 @@ class RunStepBuilder:
                 "or cannot create namespaces here"
             )
         layers = ctx.layers()
-        binds = self._binds(ctx, args, layers)
+        binds = self._binds(args, ctx.scratch)
         ctx.say(f"$ {command}")
         scratch = ctx.scratch
         overlay = writable_root(layers, scratch)
@@ -223,13 +244,20 @@ class RunStepBuilder:
             merged = scratch / "root"
             shutil.copytree(view, merged, symlinks=True)
             prefix, top, lowers = [], merged, [view]
+        bundle = self._ca_bundle(args, layers)
+        if bundle is not None:  # a file the step may replace (update-ca-certificates does)
+            where = top / CA_BUNDLE.lstrip("/")
+            where.parent.mkdir(parents=True, exist_ok=True)
+            where.unlink(missing_ok=True)
+            where.write_bytes(bundle)
         jail = self._jail(ctx, merged, args, binds, prefix)
         argv = jail.argv(["/bin/sh", "-c", command])
         code = _run(ctx, argv, jail.network)
         if code != 0:
             raise BuildError(f"the build.run step `{command}` failed with exit status {code}")
         skip = {t.lstrip("/") for _, t in binds}
-        _diff(top, lowers, ctx.out, skip, ctx)
+        lent = {CA_BUNDLE.lstrip("/"): bundle} if bundle is not None else {}
+        _diff(top, lowers, ctx.out, skip, ctx, lent)
         fixed = ctx.drv.fixed_output
         if fixed is not None and (actual := tree_sha256(ctx.out)) != fixed.sha256:
             raise BuildError(
@@ -238,12 +266,8 @@ class RunStepBuilder:
                 hint="if the change is expected, run `cog lock --upgrade` to pin it again",
             )
 
-    def _binds(
-        self, ctx: BuildContext, args: RunStepArgs, layers: Sequence[Path]
-    ) -> list[tuple[str, str]]:
-        """Host files shown read-only in the step: its secrets, and for a network step the
-        CA bundle SSL_CERT_FILE names (a corporate proxy's) joined to the image's own (which
-        holds COG_CA_CERT's), over the image's own."""
+    def _binds(self, args: RunStepArgs, scratch: Path) -> list[tuple[str, str]]:
+        """Host files shown read-only in the step: its secrets."""
         binds = []
         for mount in args.secrets:
             source = self.secrets.get(mount.id)
@@ -253,13 +277,18 @@ class RunStepBuilder:
                     f"no --secret id={mount.id},src=FILE was given",
                     hint=f"pass --secret id={mount.id},src=FILE",
                 )
-            binds.append((str(secret_file(mount.id, source, ctx.scratch)), mount.target))
-        bundle = os.environ.get("SSL_CERT_FILE")
-        if args.network and bundle and os.path.isfile(bundle):
-            both = ctx.scratch / "ca-certificates.crt"
-            both.write_text(joined(Path(bundle).read_text(), trusted_by(layers)))
-            binds.append((str(both), CA_BUNDLE))
+            binds.append((str(secret_file(mount.id, source, scratch)), mount.target))
         return binds
+
+    @staticmethod
+    def _ca_bundle(args: RunStepArgs, layers: Sequence[Path]) -> bytes | None:
+        """For a network step, the CA bundle SSL_CERT_FILE names (a corporate proxy's) joined
+        to the image's own (which holds COG_CA_CERT's), lent to the step in place of the
+        image's own; never kept in its layer unless the step made another."""
+        bundle = os.environ.get("SSL_CERT_FILE")
+        if not (args.network and bundle and os.path.isfile(bundle)):
+            return None
+        return joined(Path(bundle).read_text(), trusted_by(layers)).encode()
 
     def _jail(
         self,
@@ -271,8 +300,12 @@ class RunStepBuilder:
     ) -> Jail:
         mounts = ["--bind", str(root), "/", "--proc", "/proc", "--dev", "/dev"]
         mounts += ["--perms", "1777", "--tmpfs", "/tmp", "--tmpfs", "/run", "--tmpfs", STORE_DIR]
+        model_env = ctx.input_paths.get("model-env")
         for path in ctx.closure:
-            mounts += ["--ro-bind", str(ctx.store.real_path(path)), str(path)]
+            if path == model_env:
+                mounts += ["--bind", str(_scratch_copy(ctx, "model-env")), str(path)]
+            else:
+                mounts += ["--ro-bind", str(ctx.store.real_path(path)), str(path)]
         mounts += ["--remount-ro", STORE_DIR]
         network = OwnNetwork() if args.network else False
         if network:
@@ -280,6 +313,18 @@ class RunStepBuilder:
         for source, target in binds:
             mounts += ["--ro-bind", source, target]
         return Jail(mounts, ctx.drv.env, network=network, prefix=prefix)
+
+
+def _scratch_copy(ctx: BuildContext, role: str) -> Path:
+    """A writable copy of the input `role` (its links kept as links), for the step alone.
+
+    The model's environment is shown so: `pip install --upgrade` of a package that
+    requirements installed removes the old one's scripts from the environment's bin/ before
+    it installs the new one under /usr/local (builders.root_site), which wins on sys.path.
+    What it changes there is thrown away with the copy; the store path never changes."""
+    copy = ctx.scratch / f"writable-{role}"
+    shutil.copytree(ctx.inputs[role], copy, symlinks=True)
+    return copy
 
 
 def _run(ctx: BuildContext, argv: list[str], network: bool | OwnNetwork) -> int:
@@ -328,10 +373,35 @@ def _same_file(path: Path, other: Path) -> bool:
                 return True
 
 
-def _diff(top: Path, layers: Sequence[Path], out: Path, skip: set[str], ctx: BuildContext) -> None:
+def _not_kept(rel: str, path: Path) -> bool:
+    """Whether `rel` (at `path`) is left out of the layer: NOT_KEPT, or bytecode that records
+    its source's modification time (every file of a layer has time 0, so it is stale)."""
+    if any(fnmatch.fnmatchcase(rel, pattern) for pattern in NOT_KEPT):
+        return True
+    if not rel.endswith(".pyc") or "/__pycache__/" not in f"/{rel}":
+        return False
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    except OSError:
+        return False
+    with os.fdopen(fd, "rb") as f:
+        header = f.read(8)
+    return len(header) == 8 and int.from_bytes(header[4:8], "little") & 1 == 0
+
+
+def _diff(
+    top: Path,
+    layers: Sequence[Path],
+    out: Path,
+    skip: set[str],
+    ctx: BuildContext,
+    lent: Mapping[str, bytes] | None = None,
+) -> None:
     """Copies into `out` what `top` (the overlay's upper dir, or the whole copy) holds that
     the layers did not: new or changed files and links, new directories, and the directories
-    that lead to them. Links are made relative (they cannot leave the root)."""
+    that lead to them. Links are made relative (they cannot leave the root). A file `lent`
+    to the step (path -> the bytes it was given) is left out while it still holds them."""
+    lent = lent or {}
     mount_points = {"/".join(t.split("/")[:i]) for t in skip for i in range(1, t.count("/") + 1)}
 
     def visit(rel: str) -> list[tuple[str, os.stat_result]]:
@@ -345,6 +415,8 @@ def _diff(top: Path, layers: Sequence[Path], out: Path, skip: set[str], ctx: Bui
                 child = f"{rel}/{name}" if rel else name
                 if child in skip or any(child == e or child.startswith(e + "/") for e in EXCLUDED):
                     continue
+                if _not_kept(child, path / name):
+                    continue
                 found += visit(child)
             fresh = was is None or not stat.S_ISDIR(was.st_mode)
             keep = found or not rel or (fresh and rel not in mount_points)
@@ -355,6 +427,8 @@ def _diff(top: Path, layers: Sequence[Path], out: Path, skip: set[str], ctx: Bui
                 return [] if os.readlink(lower) == os.readlink(path) else [(rel, st)]
             return [(rel, st)]
         if stat.S_ISREG(mode):
+            if rel in lent and st.st_size == len(lent[rel]) and path.read_bytes() == lent[rel]:
+                return []
             lower = _lower_path(layers, rel)
             if (
                 was is not None
@@ -517,8 +591,8 @@ def _build_online(
                 f"network: {drv.args['command']}\n{tail}",
                 hint=(
                     f"{missing} is not in the image: add the Debian package that has it to "
-                    "build.system_packages (Cog's base images carry curl, wget and git; this "
-                    f"image holds only the packages cog.yaml names); see the full log: {log_path}"
+                    "build.system_packages, or install it in an earlier step (`apt-get update "
+                    f"&& apt-get install -y PACKAGE`); see the full log: {log_path}"
                     if missing
                     else f"see the full log: {log_path}"
                 ),

@@ -224,16 +224,17 @@ def test_a_failing_step_names_its_command_and_shows_its_output(
 def test_a_step_whose_program_is_missing_says_which_package_list_to_add_it_to(
     offline: dict[str, str], tmp_path: Path
 ) -> None:
-    """Cog's base images carry curl; ours hold what cog.yaml names. The pget download most
-    Replicate models start with says so, not only `curl: not found`."""
-    step = "curl -o /usr/local/bin/pget -L http://127.0.0.1:9/pget && chmod +x /usr/local/bin/pget"
+    """The image holds Cog's tools (curl, wget, git …) and what cog.yaml names; a step that
+    runs another program says where to add its package, not only `aria2c: not found`."""
+    step = "aria2c -o /usr/local/bin/pget http://127.0.0.1:9/pget && chmod +x /usr/local/bin/pget"
     root = with_steps(project("hello-world", tmp_path), [step])
     result = cog(root, offline, "build", "--no-docker-load")
     assert result.returncode == 1
-    assert "curl: not found" in result.stderr
+    assert "aria2c: not found" in result.stderr
     hint = result.stderr.strip().splitlines()[-1]
-    assert hint.startswith("hint: curl is not in the image: add the Debian package that has it")
-    assert "build.system_packages" in hint and "see the full log: " in hint
+    assert hint.startswith("hint: aria2c is not in the image: add the Debian package that has it")
+    assert "build.system_packages" in hint and "apt-get install" in hint
+    assert "see the full log: " in hint
 
 
 def test_a_network_step_reaches_the_world_but_not_this_machine(

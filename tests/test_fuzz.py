@@ -91,7 +91,7 @@ def test_valid_inputs_from_the_schema_succeed(server: Server) -> None:
         result = response.json()
         # The predictor may fail on purpose (iterate's fail_at); the server must not.
         assert result["status"] == "succeeded" or result["error"].startswith(
-            "RuntimeError: failed at"
+            "Prediction failed: Generator iteration error: RuntimeError: failed at"
         )
 
     check()

@@ -2,7 +2,7 @@
 
 `cog.cli` (the `cog` command) and `cog.server` (the worker and the server's entry point) live
 beside it; importing `cog` loads neither. Its public names, their signatures and behaviour are
-Cog 0.23.1's (tests/test_sdk_surface.py compares them; docs/conformance/sdk.md lists them).
+Cog 0.23.1's (tests/sdk/test_sdk_surface.py compares them; docs/conformance/sdk.md lists them).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The value types predictors declare: files, secrets, iterator outputs, and the `Opaque` marker.
 
-Each behaves as Cog 0.23.1's (tests/test_sdk_surface.py compares them), with the standard
+Each behaves as Cog 0.23.1's (tests/sdk/test_sdk_surface.py compares them), with the standard
 library only: `urllib.request` stands in for `requests`, imported when a URL is first opened.
 """
 

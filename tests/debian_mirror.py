@@ -36,7 +36,7 @@ ARCH = "amd64"
 PYTHON = "3.11"
 SYSTEM_PACKAGES = ("ffmpeg", "libgl1", "jq")  # jq: examples/system-deps
 # A header only a system package provides (jq.h), which an sdist's metadata hook looks for
-# (tests/test_lock_system_hooks.py).
+# (tests/derivations/test_lock_system_hooks.py).
 HOOK_PACKAGES = ("libjq-dev",)
 # Each channel the tests build on, with the Python and system packages they use on it, and
 # whether they build sdists there (its toolchain). The channels share the archives' pool, so

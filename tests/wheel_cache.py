@@ -35,7 +35,7 @@ from derivations.pylock import resolve
 from store.hashing import file_sha256
 
 # fire and crcmod publish only sdists (pure Python; a C extension): they and their build
-# requirements (setuptools, wheel …) are pinned here too, for tests/test_sdist.py.
+# requirements (setuptools, wheel …) are pinned here too, for tests/builders/test_sdist.py.
 PACKAGES = [
     *RUNTIME_REQUIREMENTS,
     *SDK_REQUIREMENTS,
@@ -46,11 +46,12 @@ PACKAGES = [
     "tqdm==4.67.1",
     "fire==0.5.0",
     "crcmod==1.7",
-    # two small NVIDIA CUDA 12 wheels, which share the `nvidia` namespace (tests/test_gpu.py)
+    # two small NVIDIA CUDA 12 wheels, sharing the `nvidia` namespace (tests/builders/test_gpu.py)
     "nvidia-cuda-runtime-cu12==12.4.127",
     "nvidia-nvtx-cu12==12.4.127",
 ]
-# Python 3.13 on trixie (tests/test_python_versions.py): the runtime and the SDK's packages.
+# Python 3.13 on trixie (tests/derivations/test_python_versions.py): the runtime and the SDK's
+# packages.
 RUNTIME_TARGETS = (("3.13", "2.41"),)
 PIN_FILE = Path(__file__).parent / "fixtures" / "wheels.json"
 PLATFORM = {"python": "3.11", "arch": "amd64", "glibc": "2.36"}

@@ -1,7 +1,7 @@
 """Flags of Cog's CLI that every command of ours takes as Cog's does, registered once: `-f/--file`
 (the config file), flags Cog has that mean nothing here (each accepted, and answered with one
-line saying so), and `--use-replicate-token`. tests/test_conformance_cli.py holds them to Cog's
-command definitions."""
+line saying so), and `--use-replicate-token`.
+tests/conformance/test_conformance_cli.py holds them to Cog's command definitions."""
 
 from __future__ import annotations
 

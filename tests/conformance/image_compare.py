@@ -1,7 +1,7 @@
 """The image's labels and config, Cog's (cog_image.json, read from its source) against ours:
 for each of Cog's items, what ours holds and a check of it on a built image. The table is
-static, so the report is rendered without building; tests/test_conformance_image.py builds
-one image and runs every check."""
+static, so the report is rendered without building;
+tests/conformance/test_conformance_image.py builds one image and runs every check."""
 
 from __future__ import annotations
 

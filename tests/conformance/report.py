@@ -61,7 +61,8 @@ def render_config(rows: list[config_compare.Row]) -> str:
         "anyOf/oneOf) given a value of every JSON type, null, an empty string/list/mapping and "
         "an unknown key, set into a cog.yaml that Cog accepts; then values of the right type "
         "that Cog's rules refuse or accept at their edge, and whole files. "
-        "`tests/test_conformance_config.py` fails on any case that is not answered as Cog "
+        "`tests/conformance/test_conformance_config.py` fails on any case that is not answered "
+        "as Cog "
         "answers it (accepted by both, or refused by both with one of Cog's own sentences), "
         "unless `tests/conformance/config_allowlist.py` explains it.",
         "",
@@ -123,7 +124,8 @@ def render_cli(rows: list[cli_compare.Row]) -> str:
         "lists. For each command: it exists, and takes the arguments Cog's rule allows. "
         "`-i` values of every input type, and `--secret`, `-e` and `--json` values, are "
         "compared with what Cog's CLI sends (`tests/conformance/cog_inputs_oracle.py` follows "
-        "`pkg/predict/input.go`). `tests/test_conformance_cli.py` fails on any unexplained "
+        "`pkg/predict/input.go`). `tests/conformance/test_conformance_cli.py` fails on any "
+        "unexplained "
         "difference; `tests/conformance/cli_allowlist.py` holds the explanations.",
         "",
         _summary(outcomes, "items"),

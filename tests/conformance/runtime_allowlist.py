@@ -1,7 +1,7 @@
 """Where our runtime answers a failure mode differently from coglet on purpose, and why.
 
 Each entry is a case of `runtime_cases.py` whose answer differs from coglet's recorded one;
-`tests/test_runtime_errors.py` fails on a difference not listed here, and on an entry whose
+`tests/runtime/test_runtime_errors.py` fails on a difference not listed here, and on an entry whose
 case no longer differs.
 """
 

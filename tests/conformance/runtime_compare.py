@@ -4,7 +4,7 @@ Coglet's answers are recorded in `tests/conformance/coglet_runtime.json` by runn
 server (the PyPI wheel, in `$COG_TEST_CACHE/cog-0.23.1-venv`) on each group of
 `runtime_cases.py`; ours are taken live, and each case is compared byte for byte after the
 normalization below. `python -m tests.conformance.runtime_compare` records coglet's answers
-again (it needs Cog's venv); tests/test_runtime_errors_live.py checks that the recording is
+again (it needs Cog's venv); tests/runtime/test_runtime_errors_live.py checks that the recording is
 still what coglet answers.
 
 What is normalized, on both sides, and why (everything else is compared as sent):

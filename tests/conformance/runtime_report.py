@@ -2,8 +2,8 @@
 docs/conformance/runtime-errors.md.
 
 Usage: python -m tests.conformance.runtime_report   (runs our server on every case, compares
-with coglet's recorded answers and rewrites the report; tests/test_runtime_errors.py checks it
-is current)
+with coglet's recorded answers and rewrites the report;
+tests/runtime/test_runtime_errors.py checks it is current)
 """
 
 from __future__ import annotations
@@ -71,9 +71,9 @@ def render(rows: list[Row]) -> str:
         "followed by the same sentence (the last line is compared; after a successful setup, "
         "coglet's are its own log lines and are not compared).",
         "",
-        "`tests/test_runtime_errors.py` fails on any item that is not answered as coglet "
+        "`tests/runtime/test_runtime_errors.py` fails on any item that is not answered as coglet "
         "answers it unless `tests/conformance/runtime_allowlist.py` explains it; "
-        "`tests/test_runtime_errors_live.py` checks the recording against coglet's server.",
+        "`tests/runtime/test_runtime_errors_live.py` checks the recording against coglet's server.",
         "",
         f"{len(rows)} items: {outcomes['same']} as coglet's, {outcomes['allowed']} different "
         f"and explained below, {outcomes['differs'] + outcomes['stale']} different and "

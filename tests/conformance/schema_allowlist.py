@@ -31,7 +31,7 @@ ALLOWED: dict[str, str] = {
         "a default outside its own bounds: Cog's generator writes it, and kin-openapi's "
         "check of the finished document refuses it; ours refuses it in the same build, when "
         "the image's SDK reads the signature, with `invalid default for input 'num': must be "
-        "at minimum 2` (tests/test_image.py), which holds both words the script looks for"
+        "at minimum 2` (tests/builders/test_image.py), which holds both words the script looks for"
     ),
 }
 

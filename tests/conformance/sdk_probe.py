@@ -1,6 +1,6 @@
 """Probes whichever `cog` package this interpreter imports and prints what it finds as JSON.
 
-Run by tests/test_sdk_surface.py twice, with the same interpreter: once as Cog 0.23.1's venv
+Run by tests/sdk/test_sdk_surface.py twice, with the same interpreter: once as Cog 0.23.1's venv
 has it (`python -I sdk_probe.py ...`), once with nothing but the standard library and this
 repository's SDK (`python -I -S sdk_probe.py --root REPO ...`), so both answers come from one
 Python and differ only by the `cog` they describe. Standard library only.

@@ -53,7 +53,8 @@ def render_schema(rows: list[schema_compare.Row]) -> str:
         f"{kinds['message']} refusal sentences (each set off by a predictor written for it: the "
         f"sentence must be Cog's, filled in), {kinds['type']} type cases (each primitive as "
         "an input, a list, an optional input and an output: the JSON must be Cog's table's). "
-        "`tests/test_conformance_schema.py` fails on any case not answered as Cog answers it, "
+        "`tests/conformance/test_conformance_schema.py` fails on any case not answered as "
+        "Cog answers it, "
         "unless `tests/conformance/schema_allowlist.py` explains it.",
         "",
         _summary(outcomes, "cases"),
@@ -107,7 +108,8 @@ def render_image(rows: list[image_compare.Row]) -> str:
         "under) and every image config item its Dockerfile generator writes (`pkg/dockerfile`: "
         "ENV, WORKDIR, EXPOSE, CMD, ENTRYPOINT ...). Ours is the image `cog build` makes of "
         "`examples/hello-world` (in a git work tree, with a tag), read from its OCI config; "
-        "`tests/test_conformance_image.py` (slow tier: it builds) checks each item's meaning "
+        "`tests/conformance/test_conformance_image.py` (slow tier: it builds) checks each "
+        "item's meaning "
         "and fails on an unexplained difference; `tests/conformance/image_compare.py` holds "
         "the checks and the explanations.",
         "",

@@ -267,7 +267,7 @@ async def test_a_path_changed_after_registration_is_never_layered(
 PUBLISH_UNDER_DEEP_TMPDIR = """\
 from builders.sandbox.jail import Jail
 from builders.sandbox.network import OwnNetwork
-from tests.test_sandbox_hostile import HOST_USR
+from tests.builders.test_sandbox_hostile import HOST_USR
 launch = Jail([*HOST_USR, "--proc", "/proc", "--dev", "/dev"], {{}}, network=OwnNetwork(
     [("127.0.0.1", {port})])).launch(["true"])
 try:

@@ -31,7 +31,7 @@ from store.paths import StorePath
 from tests.conftest import REPO
 from tests.projects import cog, project
 from tests.services import Registry
-from tests.test_registry import login, pushed_digest
+from tests.store.test_registry import login, pushed_digest
 
 CHUNK = 1 << 20
 ENTRY_ANNOTATION = "run.cog.store.entry"  # where a cache entry's manifest holds the entry

@@ -156,8 +156,8 @@ def test_unbuildable_features_are_refused_not_ignored(
     offline: dict[str, str], tmp_path: Path
 ) -> None:
     root = project("hello-world", tmp_path)
-    # build.run and gpu: true are built (tests/test_run_steps.py, tests/test_gpu.py); a cuda:
-    # that torch's wheels cannot use is refused before anything is resolved or fetched.
+    # build.run and gpu: true are built (tests/builders/test_run_steps.py and test_gpu.py);
+    # a cuda: that torch's wheels cannot use is refused before anything is resolved or fetched.
     (root / "cog.yaml").write_text(
         'build:\n  python_version: "3.11"\n  gpu: true\n  cuda: "11.7"\n'
         '  python_packages: ["torch==2.5.1"]\npredict: predict.py:Predictor\n'

@@ -26,7 +26,7 @@ from tests.conftest import make_tree
 from tests.projects import cog, project
 from tests.registry_proxy import Proxy, proxy
 from tests.services import Registry
-from tests.test_registry import login, pushed_digest
+from tests.store.test_registry import login, pushed_digest
 
 
 @pytest.fixture
@@ -268,7 +268,7 @@ def test_concurrent_publishers_and_fetchers(
     store: the cache's entries and both stores stay valid."""
     env = dict(os.environ) | {
         "DOCKER_CONFIG": str(tmp_path / "docker-config"),
-        "PYTHONPATH": str(Path(__file__).resolve().parent.parent),
+        "PYTHONPATH": str(Path(__file__).resolve().parents[2]),
     }
     logged = subprocess.run(
         [*_cli(), "login", oci_registry.host, "-u", "cog", "--password-stdin"],

@@ -25,7 +25,7 @@ Cog = Callable[..., CogResult]
 
 def test_version(cog: Cog) -> None:
     result = cog("--version")
-    version = (Path(__file__).parent.parent / "VERSION.txt").read_text().strip()
+    version = (Path(__file__).parents[2] / "VERSION.txt").read_text().strip()
     assert result.returncode == 0 and result.stdout.strip() == f"cog-hermetic {version}"
 
 

@@ -12,8 +12,8 @@ import json
 from pathlib import Path
 
 from cuda_channels.cuda import Choice, installed
+from tests.builders.test_gpu import gpu_project, image_config
 from tests.projects import cog
-from tests.test_gpu import gpu_project, image_config
 from tests.wheels import make_wheel
 
 CHOSEN = Choice("12.9", "9", "torch==2.8.0")

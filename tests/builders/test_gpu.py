@@ -1,7 +1,7 @@
 """GPU projects on a CPU machine: NVIDIA's CUDA wheels in an environment, bytecode that does not
 compile, `gpu: true` with CUDA chosen as Cog chooses it, and the image's NVIDIA environment.
 
-Offline, like tests/test_examples.py: the channel on the frozen mirror, wheels from the cache
+Offline, like tests/cli/test_examples.py: the channel on the frozen mirror, wheels from the cache
 (two small real CUDA 12 wheels among them).
 """
 

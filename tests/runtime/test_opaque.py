@@ -2,7 +2,7 @@
 keeping its list/optional shape, and its values pass through the server as sent and returned.
 The runtime's schema is the same as Cog's static generator's (cog.project.static_schema, which
 follows pkg/schema); coglet's own answers for the fixture are compared in
-tests/test_runtime_errors.py (the `opaque/` cases)."""
+tests/runtime/test_runtime_errors.py (the `opaque/` cases)."""
 
 from __future__ import annotations
 

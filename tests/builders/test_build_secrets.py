@@ -12,8 +12,8 @@ import pytest
 from builders.build_secrets import EnvSecret, parse_secrets, secret_file
 from builders.errors import BuildError
 from derivations.config import ConfigError
+from tests.builders.test_run_steps import files_holding, image_layers, with_steps
 from tests.projects import cog, project
-from tests.test_run_steps import files_holding, image_layers, with_steps
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ from derivations import SrcInput, drv_path, output_path, write_drv
 from store.local import Store
 from store.paths import StorePath
 from tests.conftest import CogResult, make_tree
-from tests.test_lock import FULL_LOCK, text_of
+from tests.derivations.test_lock import FULL_LOCK, text_of
 
 Cog = Callable[..., CogResult]
 

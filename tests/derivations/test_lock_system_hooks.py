@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.builders.test_sdist import sdist_project
 from tests.conftest import TEST_CACHE
 from tests.projects import cog
-from tests.test_sdist import sdist_project
 
 # As manimpango's setup.py fails without pangocairo: a header of the system package it needs.
 SETUP = """\

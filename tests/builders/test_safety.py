@@ -136,7 +136,7 @@ def test_writers_refuse_a_corrupt_blob(
     corrupt_code_layer: tuple[Path, str],
     oci_registry: Registry,
 ) -> None:
-    from tests.test_registry import login
+    from tests.store.test_registry import login
 
     root, store_path = corrupt_code_layer
     env = offline | {"DOCKER_CONFIG": str(tmp_path / "docker-config")}

@@ -6,9 +6,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from tests.cli.test_weights import env, weights_project
 from tests.projects import cog
 from tests.services import Registry
-from tests.test_weights import env, weights_project
 
 __all__ = ["env"]  # the fixture: the CLI's environment, logged in to the registry
 

@@ -20,8 +20,8 @@ from pathlib import Path
 import pydantic
 import pytest
 
+from tests.runtime.test_differential import REFERENCE, essentials, post
 from tests.runtime_server import Server, serve
-from tests.test_differential import REFERENCE, essentials, post
 
 PREDICTORS = """
 import datetime

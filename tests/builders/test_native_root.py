@@ -148,7 +148,7 @@ def test_with_a_gpu_only_the_drivers_folder_is_read_only(
 ) -> None:
     """`--gpus` over a writable root (discovery pointed at a fake host's tree, as in
     test_gpu): the driver is in /usr/local/nvidia, read-only, and /usr/local stays writable."""
-    from tests.test_gpu import fake_host
+    from tests.builders.test_gpu import fake_host
 
     fake = fake_host(tmp_path / "host")
     patched = (

@@ -33,9 +33,9 @@ from derivations.config import ConfigError
 from derivations.downloads import client
 from derivations.pylock import ResolveError
 from store.oci import Layout
+from tests.builders.test_run_steps import image_layers, with_steps
 from tests.conftest import OutsideHost
 from tests.projects import cog, project
-from tests.test_run_steps import image_layers, with_steps
 from tests.wheels import make_wheel
 
 # The resolver as cog locks with it: an sdist's code runs in the sandbox.

@@ -23,10 +23,10 @@ from store.push import KnownBlobs, push, upload_with_retries
 from store.reference import Reference
 from store.registry import Registry as Client
 from store.registry import login as registry_login
+from tests.builders.test_docker import run_and_predict
 from tests.projects import cog, project
 from tests.registry_proxy import Faults, proxy
 from tests.services import Registry, free_port
-from tests.test_docker import run_and_predict
 
 
 @pytest.fixture

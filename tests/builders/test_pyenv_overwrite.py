@@ -17,7 +17,7 @@ from builders.realise import realise
 from builders.wheel import wheel_derivation
 from derivations.hashing import drv_path, output_path
 from derivations.model import Derivation
-from tests.test_pyenv import PY, Python, pin, python_in
+from tests.builders.test_pyenv import PY, Python, pin, python_in
 from tests.wheels import make_wheel
 
 SITE = f"lib/python{PY}/site-packages"

@@ -28,9 +28,9 @@ from pathlib import Path
 import pytest
 
 from cuda_channels.channel import BUILTIN_DIR
+from tests.builders.test_run_steps import image_layers, nar_hash, store_path, with_steps
 from tests.conftest import TEST_CACHE, OutsideHost
 from tests.projects import cog, project
-from tests.test_run_steps import image_layers, nar_hash, store_path, with_steps
 from tests.wheels import index_page, make_wheel
 
 MIRROR = TEST_CACHE / "debian-mirror"

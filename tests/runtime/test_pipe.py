@@ -21,7 +21,7 @@ from runtime.spawn import Spawned
 from runtime.worker import WorkerProcess
 from store.local import Store
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 
 def test_both_ends_read_one_source() -> None:

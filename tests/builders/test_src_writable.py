@@ -12,9 +12,9 @@ import pytest
 
 from builders.sandbox.overlay import overlay_works, writable_dir
 from store.oci import Layout
+from tests.builders.test_run_steps import image_layers, with_steps
 from tests.conftest import BUSYBOX, make_tree, require_tool
 from tests.projects import cog, project
-from tests.test_run_steps import image_layers, with_steps
 
 # A predictor that keeps its logs beside its code, made when it is imported (the build imports
 # it to read its signature: a default read from a function defeats the reduced module).

@@ -10,7 +10,8 @@ getSchemaErrorDescription words gojsonschema's: `must be a list or null`, an obj
 "secret"`); a rule is `invalid FIELD "VALUE": MESSAGE` (its ValidationError). Where Cog's Go
 decoder refuses a wrong type before its schema sees it (`cannot construct !!str ... into
 []config.runItemFile`), the schema's wording stands in, as it names the field rather than a Go
-type. tests/test_conformance_config.py checks every field and type against Cog's own data.
+type. tests/conformance/test_conformance_config.py checks every field and type against
+Cog's own data.
 """
 
 from __future__ import annotations

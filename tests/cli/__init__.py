@@ -1,0 +1,1 @@
+"""The command line, its services and the doctor, run as a user runs them."""

@@ -1,0 +1,1 @@
+"""cog.yaml, cog.lock, channels and the derivation model."""

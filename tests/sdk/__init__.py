@@ -1,0 +1,1 @@
+"""The `cog` SDK that predictors import, against Cog's."""

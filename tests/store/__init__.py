@@ -1,0 +1,1 @@
+"""The store, its archives, registry transport and binary caches."""

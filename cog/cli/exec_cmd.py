@@ -11,7 +11,7 @@ from typing import Any
 from cog.cli.build_flags import add_lock_mode_flags, build_options
 from cog.cli.cog_flags import add_config_flag
 from cog.cli.compat import add_compat_flags
-from cog.cli.values import parse_env
+from cog.cli.values import add_env_flag, parse_env
 from cog.project.command import check_publish, run_in_project
 from cog.project.locate import project_dir
 from store.local import Store
@@ -23,14 +23,7 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
         description="Builds the environment cog.yaml describes and runs COMMAND in it, "
         "natively under bubblewrap, with this directory mounted writable at /src.",
     )
-    p.add_argument(
-        "-e",
-        "--env",
-        action="append",
-        default=[],
-        metavar="NAME[=VALUE]",
-        help="an environment variable; NAME alone takes its value here, as docker run -e does",
-    )
+    add_env_flag(p)
     p.add_argument(
         "-p",
         "--publish",

@@ -21,7 +21,7 @@ from typing import Any
 from cog.cli.build_flags import add_lock_mode_flags, build_options
 from cog.cli.cog_flags import add_config_flag, add_noted_flag, add_replicate_token_flag, uint32
 from cog.cli.compat import add_compat_flags
-from cog.cli.values import json_inputs, parse_env, parse_inputs
+from cog.cli.values import add_env_flag, json_inputs, parse_env, parse_inputs
 from cog.project.errors import UsageError
 from cog.project.locate import has_project, project_dir
 from cog.project.predict import predict
@@ -65,15 +65,7 @@ def _prediction_parser(p: argparse.ArgumentParser) -> None:
         help="the inputs as a JSON object, or @file.json, or @- (stdin); prints the whole "
         "prediction as JSON",
     )
-    p.add_argument(
-        "-e",
-        "--env",
-        action="append",
-        default=[],
-        metavar="NAME[=VALUE]",
-        help="an environment variable for the model; NAME alone takes its value here, as "
-        "docker run -e NAME does",
-    )
+    add_env_flag(p)
     p.add_argument("-o", "--output", type=Path, help="where to write a file output")
     p.add_argument("--ref", help="predictor reference (default: cog.yaml's predict)")
     p.add_argument(

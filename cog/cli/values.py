@@ -9,6 +9,7 @@ a value is typed only once the model's schema is known.
 
 from __future__ import annotations
 
+import argparse
 import base64
 import json
 import mimetypes
@@ -96,3 +97,15 @@ def parse_env(items: list[str]) -> dict[str, str]:
         elif name in os.environ:
             env[name] = os.environ[name]
     return env
+
+
+def add_env_flag(p: argparse.ArgumentParser) -> None:
+    """`-e NAME[=VALUE]`, repeatable, as `cog run` and `cog exec` take it (parse_env reads it)."""
+    p.add_argument(
+        "-e",
+        "--env",
+        action="append",
+        default=[],
+        metavar="NAME[=VALUE]",
+        help="an environment variable; NAME alone takes its value here, as docker run -e NAME does",
+    )

@@ -10,9 +10,12 @@ here, deterministically:
 - the CA bundle `/etc/ssl/certs/ca-certificates.crt` (and its `.pem` links), from
   ca-certificates' certificates in name order, as update-ca-certificates would write it;
 - `/usr/bin/python3` and `/usr/bin/python` links to a Debian interpreter;
-- `/var/lib/dpkg/status`, so tools that read it see every package of the stack, and the rest
-  of dpkg's database (file lists, maintainer scripts, trigger interests: builders/
-  dpkg_database.py), so apt and dpkg in a `run:` step work over the layers;
+- `/var/lib/dpkg/status`, so tools that read it see every package of the stack;
+- in the layers that ask for it (the tools layer, for itself and the packages below it, which
+  it lists; the system layer above it), the rest of dpkg's database (file lists, maintainer
+  scripts, trigger interests: builders/dpkg_database.py), so apt and dpkg in a `run:` step
+  work over the layers. The base and Python layers do not write it, so they, and every wheel
+  compiled over them, are the same with or without it;
 - for the layer that carries apt (the tools layer), its sources (the channel's archives) and
   the settings a sandboxed, reproducible `apt-get` needs (builders/apt_config.py);
 - `/etc/ld.so.cache`, by the layer's own `ldconfig` run in the sandbox over the merged view of
@@ -73,18 +76,26 @@ def root_layer_derivation(
     arch: str,
     lowers: Sequence[Derivation] = (),
     apt_sources: str = "",
+    dpkg_database: bool = False,
+    listed: Sequence[DebPin] = (),
 ) -> Derivation:
     """A root layer of `pins` (any order; unpacked by name) on top of `lowers` (lowest first);
-    with `apt_sources` (deb822), the layer configures apt to fetch from there."""
+    with `apt_sources` (deb822), the layer configures apt to fetch from there; with
+    `dpkg_database`, it writes dpkg's records of its packages and of `listed`, the packages of
+    lower layers that wrote none (read, not unpacked)."""
     ordered = sorted(pins, key=lambda p: p.name)
     inputs: dict[str, DrvInput | SrcInput] = {
         f"deb-{i:04d}": deb_derivation(p).dep() for i, p in enumerate(ordered)
     }
     for i, lower in enumerate(lowers):
         inputs[f"lower-{i:02d}"] = lower.dep()
+    for i, pin in enumerate(sorted(listed, key=lambda p: p.name)):
+        inputs[f"listed-{i:04d}"] = deb_derivation(pin).dep()
     args: dict[str, object] = {"packages": [p.name for p in ordered], "arch": arch}
     if apt_sources:
         args["apt_sources"] = apt_sources
+    if dpkg_database:
+        args["dpkg_database"] = True
     return derive(RootfsBuilder, name, inputs=inputs, args=args, env=COMPILE_ENV)
 
 
@@ -92,13 +103,15 @@ class RootfsArgs(Args):
     packages: tuple[str, ...]  # in unpack order
     arch: str
     apt_sources: str = ""  # deb822 sources for apt, in the layer that carries it
+    dpkg_database: bool = False  # dpkg's records of the packages (and of the listed ones)
 
 
 class RootfsBuilder:
     kind = "rootfs"
-    # Bump whenever the bytes of a layer change (2: merged-/usr alternatives; 3: bytecode;
-    # 4: dpkg's file lists, maintainer scripts and trigger interests).
-    version = "4"
+    # Bump whenever the bytes of a layer change (2: merged-/usr alternatives; 3: bytecode).
+    # dpkg's database and apt's sources are written only where the arguments ask for them, so
+    # a layer that asks for neither is what it was.
+    version = "3"
     runs_foreign_code = True  # ldconfig and Python, from the packages themselves
 
     def build(self, ctx: BuildContext) -> None:
@@ -132,6 +145,13 @@ class RootfsBuilder:
             for call in skipped:
                 ctx.say(f"{contents.name}: skipped {call}")
         ctx.say(f"unpacked {len(debs)} packages in {time.monotonic() - started:.1f}s")
+        if args.dpkg_database:
+            listed = [
+                ctx.inputs[r] for r in sorted(r for r in ctx.inputs if r.startswith("listed-"))
+            ]
+            for contents in _read_ahead(listed, ctx):
+                paths = deb_paths(contents)
+                installed.append(dpkg_database.Installed(contents.control, contents.members, paths))
         for alt in alternatives.apply(tree, lower, offered):
             ctx.say(f"alternative {alt.name}: {alt.link} -> {alt.path}")
         if lower is None:
@@ -139,7 +159,8 @@ class RootfsBuilder:
         write_ca_bundle(tree)
         link_python(tree, lowers)
         write_status(tree, lower, controls)
-        dpkg_database.write(tree, lowers, installed)
+        if args.dpkg_database:
+            dpkg_database.write(tree, lowers, installed)
         if args.apt_sources:
             apt_config.write(tree, args.apt_sources)
         view = merge_view([*lowers, tree], ctx.scratch / "view")
@@ -288,6 +309,15 @@ def _control_members(archive: tarfile.TarFile) -> dict[str, bytes]:
             if extracted is not None:
                 found[name] = extracted.read(16 << 20)
     return found
+
+
+def deb_paths(deb: DebContents) -> list[str]:
+    """Every path `deb` holds, as dpkg lists them, without unpacking it."""
+    try:
+        with tarfile.open(fileobj=io.BytesIO(deb.data), mode="r:") as data:
+            return [dpkg_database.listed_path(_normalised(m.name)) for m in data]
+    except tarfile.TarError as e:
+        raise BuildError(f"{deb.name} has an unreadable data tar: {e}") from None
 
 
 def unpack_deb(deb: Path, tree: Path, ctx: BuildContext) -> tuple[str, str]:

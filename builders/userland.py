@@ -6,7 +6,9 @@ python-build-standalone interpreter, a fixed-output fetch unpacked into its own 
 carry (apt with its sources, curl, wget, git …); the model's system packages.
 
 The tools sit above the interpreter, so the view where bytecode is compiled (base and
-Python) and every wheel built over it are the same with or without them.
+Python) and every wheel built over it are the same with or without them; the tools layer
+writes dpkg's records of the base and Python packages too (builders.rootfs), so apt in a
+`run:` step sees an installed system.
 """
 
 from __future__ import annotations
@@ -69,13 +71,21 @@ def userland(channel: Channel, arch: str, python_version: str, pins: RootPins) -
     python_layer = root_layer_derivation("rootfs-python", pins.python, arch, [base])
     tools = (
         root_layer_derivation(
-            "rootfs-tools", pins.tools, arch, [base, python_layer], apt_config.sources(channel)
+            "rootfs-tools",
+            pins.tools,
+            arch,
+            [base, python_layer],
+            apt_config.sources(channel),
+            dpkg_database=True,
+            listed=[*pins.base, *pins.python],
         )
         if pins.tools
         else None
     )
     below = [base, python_layer, *((tools,) if tools is not None else ())]
-    system = root_layer_derivation("rootfs-system", pins.system, arch, below)
+    system = root_layer_derivation(
+        "rootfs-system", pins.system, arch, below, dpkg_database=tools is not None
+    )
     source = channel.python_source(python_version)
     if source.source == "python-build-standalone":
         python: Derivation | None = standalone_python(channel, python_version, arch)

@@ -38,7 +38,7 @@ def main(store_dir: str, mirror_url: str) -> None:
         "python": str(output_path(layers.python_layer)),
         "system": str(output_path(layers.system)),
         "tools": str(output_path(layers.tools)) if layers.tools is not None else "",
-        "debs": sorted(str(output_path(d)) for d in debs),
+        "debs": sorted({str(output_path(d)) for d in debs}),  # listed ones twice
     }
     print(json.dumps(paths))
 

@@ -83,20 +83,26 @@ def spelled_root_layer(
     arch: str,
     lowers: Sequence[Derivation] = (),
     apt_sources: str = "",
+    dpkg_database: bool = False,
+    listed: Sequence[DebPin] = (),
 ) -> Derivation:
-    ordered = sorted(pins, key=lambda p: p.name)
+    def fetched(pins: Sequence[DebPin]) -> list[DrvInput]:
+        ordered = sorted(pins, key=lambda p: p.name)
+        return [spelled_fetch(p.file_name, list(p.urls), p.sha256, p.size).dep() for p in ordered]
+
     inputs: dict[str, DrvInput | SrcInput] = {
-        f"deb-{i:04d}": spelled_fetch(p.file_name, list(p.urls), p.sha256, p.size).dep()
-        for i, p in enumerate(ordered)
+        f"deb-{i:04d}": deb for i, deb in enumerate(fetched(pins))
     }
     inputs |= {f"lower-{i:02d}": lower.dep() for i, lower in enumerate(lowers)}
+    inputs |= {f"listed-{i:04d}": deb for i, deb in enumerate(fetched(listed))}
     return Derivation(
         name=name,
         builder=RootfsBuilder.kind,
         builder_version=RootfsBuilder.version,
         inputs=inputs,
-        args={"packages": [p.name for p in ordered], "arch": arch}
-        | ({"apt_sources": apt_sources} if apt_sources else {}),
+        args={"packages": sorted(p.name for p in pins), "arch": arch}
+        | ({"apt_sources": apt_sources} if apt_sources else {})
+        | ({"dpkg_database": True} if dpkg_database else {}),
         env=COMPILE_ENV,
     )
 
@@ -502,11 +508,12 @@ def test_an_example_plans_the_layers_its_builders_spell(planned: Planned) -> Non
         for a in planned.channel.archives
     )
     assert system.tools
+    listed = [*system.base, *system.python]  # the tools layer writes dpkg's records of these
     tools = spelled_root_layer(
-        "rootfs-tools", system.tools, arch, [base, python_layer], sources + "\n"
+        "rootfs-tools", system.tools, arch, [base, python_layer], sources + "\n", True, listed
     )
     below = [base, python_layer, tools]
-    system_layer = spelled_root_layer("rootfs-system", system.packages, arch, below)
+    system_layer = spelled_root_layer("rootfs-system", system.packages, arch, below, "", True)
     assert_same(plan.base, base)
     assert_same(plan.python_layer, python_layer)
     assert plan.tools is not None

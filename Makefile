@@ -96,7 +96,7 @@ test: system-deps $(VENV)/.installed lint test-fixtures
 # over Debian's python3 (the checkout and this venv's interpreter may sit in root's home).
 UNPRIV_USER := cogtest
 UNPRIV := $(CACHE)/unprivileged
-UNPRIV_TESTS := tests/builders/test_sandbox_hostile.py tests/builders/test_realise.py
+UNPRIV_TESTS := tests/builders/test_sandbox_hostile.py tests/builders/test_realise.py tests/builders/test_lock_hook_hostile.py
 test-unprivileged: system-deps test-fixtures
 	@if [ "$$(id -u)" != 0 ]; then echo "not root: the sandbox's tests ran unprivileged above"; exit 0; fi
 	id -u $(UNPRIV_USER) >/dev/null 2>&1 || useradd --system --no-create-home --shell /usr/sbin/nologin $(UNPRIV_USER)

@@ -69,4 +69,7 @@ class LockRoots:
             # Hard links into the store, bound read-only: the root's files are never written.
             view = merge_view([self.store.real_path(output_path(root))], Path(tmp) / "root")
             add_mount_points(view)
-            yield HookRoot(ProjectRootTool(view, store), land.interpreter)
+            # uv's cache while it runs packages' code: this lock's alone, never the shared one.
+            cache = Path(tmp) / "uv-cache"
+            cache.mkdir()
+            yield HookRoot(ProjectRootTool(view, store, cache), land.interpreter)

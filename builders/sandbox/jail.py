@@ -203,11 +203,19 @@ class ProjectRootTool:
     `writable` alone writable; a private /tmp; the root's programs on PATH; the host's name
     resolution only when it has the network.
 
+    What the tool's environment names is never shown beyond what it needs: the CA bundle
+    SSL_CERT_FILE names alone (not its folder, which may be the user's home); never the uv
+    cache UV_CACHE_DIR names, which every lock on this host shares (a package's code could
+    plant index pages or wheels there for other projects): uv's cache is `cache` instead, a
+    folder of this lock alone (None: the private /tmp); and never uv publish's credentials,
+    which a resolve does not use. Its standard input is /dev/null, never cog's.
+
     Host paths are shown where they are on the host, so their mount points are made in
     `view` (which its owner removes); one that passes through a link of the root is refused."""
 
     view: Path
     store: Sequence[tuple[Path, str]] = ()
+    cache: Path | None = None
 
     def __call__(
         self,
@@ -220,6 +228,16 @@ class ProjectRootTool:
     ) -> list[str]:
         mounts = ["--ro-bind", str(self.view), "/", "--dev", "/dev", "--proc", "/proc"]
         mounts += ["--tmpfs", "/tmp", "--tmpfs", STORE_DIR]
+        environment = {"HOME": "/tmp"} | _unpublished(env) | {"PATH": ROOT_PATH}
+        bundle = Path(env.get("SSL_CERT_FILE", ""))
+        if bundle.is_absolute() and bundle.is_file():
+            mounts += ["--ro-bind", str(bundle), _CA_BUNDLE]
+            environment["SSL_CERT_FILE"] = _CA_BUNDLE
+        shared = Path(env["UV_CACHE_DIR"]) if env.get("UV_CACHE_DIR") else None
+        if shared is not None:
+            if self.cache is not None:
+                mounts += ["--bind", str(self.cache), _UV_CACHE]
+            environment["UV_CACHE_DIR"] = _UV_CACHE
         for real, store_path in self.store:
             mounts += ["--ro-bind", str(real), store_path]
         if network:
@@ -228,14 +246,14 @@ class ProjectRootTool:
         tool = Path(argv[0])
         if not self._holds(tool):
             mounts += self._show(Path(os.path.realpath(tool)), tool, "--ro-bind")
-        certs = [Path(env[k]).parent for k in ("SSL_CERT_FILE",) if env.get(k)]
         where = cwd or Path.cwd()
-        for path in (where, *readable, *certs):
+        for path in (where, *readable):
             mounts += self._show(path, path, "--ro-bind")
         for path in writable:
-            mounts += self._show(path, path, "--bind")
-        environment = {"HOME": "/tmp"} | dict(env) | {"PATH": ROOT_PATH}
-        return Jail(mounts, environment, str(where), network).argv(argv)
+            if path != shared:
+                mounts += self._show(path, path, "--bind")
+        jail = Jail(mounts, environment, str(where), network, prefix=_NO_INPUT)
+        return jail.argv(argv)
 
     def _holds(self, program: Path) -> bool:
         """Whether `program` is the root's own (its interpreter), not a host tool."""
@@ -251,6 +269,20 @@ class ProjectRootTool:
         if not target.is_relative_to("/tmp"):
             _mount_point(self.view, target, source.is_dir())
         return [how, str(source), str(target)]
+
+
+# Where a tool over a project's root finds the CA bundle and uv's cache: below the sandbox's
+# private /tmp, where bubblewrap makes the mount points (none is made in the view).
+_CA_BUNDLE = "/tmp/.cog-ca-bundle.pem"
+_UV_CACHE = "/tmp/.cog-uv-cache"
+# Its input is nothing: a package's code would otherwise read cog's (what the user types in
+# its terminal, what a script pipes to it), which subprocess gives a child by default.
+_NO_INPUT = ("/bin/sh", "-c", 'exec "$@" </dev/null', "sh")
+
+
+def _unpublished(env: Mapping[str, str]) -> dict[str, str]:
+    """`env` without uv publish's credentials (UV_PUBLISH_TOKEN, _PASSWORD …)."""
+    return {k: v for k, v in env.items() if not k.startswith("UV_PUBLISH_")}
 
 
 def _mount_point(root: Path, target: Path, folder: bool) -> None:

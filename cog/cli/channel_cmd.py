@@ -58,6 +58,7 @@ def describe(channel: Channel) -> dict[str, Any]:
             for a in channel.archives
         ],
         "base_packages": list(channel.base_packages),
+        "tool_packages": list(channel.tool_packages),
         "python": {
             v: {"source": p.source, "version": p.version}
             | ({"packages": list(p.packages)} if p.packages else {})
@@ -81,6 +82,7 @@ def cmd_show(args: argparse.Namespace, store: Store) -> int:
         print(f"archive:       {a.name}: {a.mirror} {suites} [{components}]")
         print(f"  snapshot:    {a.snapshot}")
     print(f"base set:      {' '.join(channel.base_packages)}")
+    print(f"tools:         {' '.join(channel.tool_packages)}")
     for version, p in sorted(channel.python.items()):
         detail = " ".join(p.packages) if p.packages else ", ".join(sorted(p.platforms))
         print(f"python {version}:   {p.source} {p.version} ({detail})")

@@ -83,6 +83,9 @@ def test_channel_cli(cog: Callable[..., CogResult]) -> None:
     assert listed.returncode == 0 and listed.stdout.startswith("debian-bookworm  ")
     data = json.loads(cog("channel", "show", "--json").stdout)
     assert data["revision"] == load().revision and data["python"]["3.11"]["source"] == "debian"
+    assert data["tool_packages"] == list(load().tool_packages) and "apt" in data["tool_packages"]
+    shown = cog("channel", "show").stdout
+    assert f"tools:         {' '.join(load().tool_packages)}\n" in shown
     missing = cog("channel", "show", "nope")
     assert missing.returncode == 1 and "no channel named 'nope'" in missing.stderr
     assert "Traceback" not in missing.stderr

@@ -7,6 +7,8 @@ from __future__ import annotations
 import socket
 import time
 
+import pytest
+
 from tests.conftest import LoopbackServer
 from tests.runtime_server import serve
 
@@ -101,6 +103,8 @@ def test_every_malformed_body_is_a_4xx_in_plain_text() -> None:
         assert server.predict({"input": {"n": 1}}).json()["output"] == "1"
 
 
+# A timing bound: it runs in the serial tier (`make test`), not beside other tests on every core.
+@pytest.mark.slow
 def test_40000_log_lines_and_a_40_mb_output_take_linear_time() -> None:
     """Both were quadratic (`logs +=`, `buffer += chunk` in the worker pipe): 2.1 s and 13 s."""
     with serve("stress.py:Logs") as server:

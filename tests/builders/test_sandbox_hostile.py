@@ -97,9 +97,15 @@ def test_a_hostile_step_and_predictor_change_nothing_and_see_nothing(
     step_output = (root / ".cog" / "roots" / "run-1").resolve() / "opt" / "probe.json"
     from_step = json.loads(step_output.read_text())
 
-    # Both ran (the probe answered every question), and got nowhere.
+    # Both ran (the probe answered every question), and got nowhere. The step's one writable
+    # store path is its own throwaway copy of the model's environment (so that `pip install
+    # --upgrade` may remove what requirements installed): nothing written there is kept.
     assert {"remount", "mount", "userns", "caps", "leaks"} <= from_step.keys()
-    assert stopped(from_step) == {}
+    got_somewhere = stopped(from_step)
+    written = got_somewhere.pop("write_store", "").removeprefix("wrote into ")
+    assert written == "" or ("," not in written and written.endswith("-model-env"))
+    assert got_somewhere == {}
+    assert list(step_output.parent.parent.rglob("PLANTED")) == []
     # The model's network is its own: the host's loopback service is out of its reach, while
     # its own server's port is published (the prediction above came through it).
     assert "loopback" in from_predictor

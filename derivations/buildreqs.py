@@ -121,10 +121,23 @@ def local_paths(requirements: Sequence[str]) -> list[Path]:
     return found
 
 
+# How long a package's lock-time code (a backend's hook, uv's metadata build) may run.
+HOOK_TIMEOUT = 600
+
+
+class Sandboxed(Protocol):
+    """A sandboxed command ready to run (builders.sandbox.jail.Launch)."""
+
+    def run(self, env: Mapping[str, str], timeout: float) -> subprocess.CompletedProcess[str]:
+        """Runs it to the end, its output captured as text; subprocess.TimeoutExpired past
+        `timeout` seconds, once it is killed."""
+        ...
+
+
 class HostSandbox(Protocol):
     """Runs a tool over a package's code, sandboxed: `argv` (a host program, shown read-only),
     `writable` alone writable, `readable` and the working directory `cwd` read-only, the
-    network only if asked, and `env` as its whole environment. Returns the command line.
+    network only if asked (one of its own), and `env` as its whole environment.
     builders.sandbox.jail makes them (over the host's programs, or over a project's root);
     derivations, below the builders, is handed one by whoever locks."""
 
@@ -136,7 +149,7 @@ class HostSandbox(Protocol):
         network: bool,
         cwd: Path | None = None,
         readable: Sequence[Path] = (),
-    ) -> list[str]: ...
+    ) -> Sandboxed: ...
 
 
 @dataclass(frozen=True)
@@ -226,13 +239,14 @@ def backend_requires(
     # the interpreter (cog's own, or what the root's Python has in dist-packages).
     argv = [root.python or sys.executable, "-S", "-c", _HOOK, str(site), spec, str(answer)]
     env = {"PATH": "/usr/bin:/bin", "LC_ALL": "C.UTF-8", "PYTHONHASHSEED": "0", "HOME": "/tmp"}
-    proc = subprocess.run(
-        root.sandbox(argv, env, [work], network=False, cwd=src),
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
+    try:
+        proc = root.sandbox(argv, env, [work], network=False, cwd=src).run(env, HOOK_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        raise SdistError(
+            f"the build backend of {name} ({system.backend}) did not say what it needs within "
+            f"{HOOK_TIMEOUT // 60} minutes",
+            hint=f"pin a version of {name} that publishes a wheel",
+        ) from None
     if proc.returncode != 0:
         tail = "\n".join(f"    {line}" for line in (proc.stdout + proc.stderr).splitlines()[-15:])
         raise SdistError(

@@ -40,6 +40,7 @@ from pydantic import ConfigDict, with_config
 
 from derivations import ca_cert
 from derivations.buildreqs import (
+    HOOK_TIMEOUT,
     HookRoot,
     Hooks,
     backend_requires,
@@ -295,13 +296,25 @@ def _compile(
     extra = ca_cert.from_environment()
     if extra is not None:  # uv reads one bundle: the host's trust and COG_CA_CERT's
         env["SSL_CERT_FILE"] = str(ca_cert.host_bundle(extra, tmp))
-    if root is not None:
-        cache.mkdir(parents=True, exist_ok=True)
-        argv = root.sandbox(argv, env, [tmp, cache], True, readable=local_paths(requirements))
     try:
-        proc = subprocess.run(argv, capture_output=True, text=True, env=env, check=False)
+        if root is None:  # wheels alone: no package's code runs
+            proc = subprocess.run(argv, capture_output=True, text=True, env=env, check=False)
+        else:
+            cache.mkdir(parents=True, exist_ok=True)
+            readable = local_paths(requirements)
+            proc = root.sandbox(argv, env, [tmp, cache], True, readable=readable).run(
+                env, HOOK_TIMEOUT
+            )
     except OSError as e:
         raise ResolveError(f"cannot run uv to resolve Python packages: {e}") from None
+    except subprocess.TimeoutExpired:
+        raise ResolveError(
+            "the Python requirements could not be resolved: building the metadata of a "
+            f"package published only as a source distribution took over {HOOK_TIMEOUT // 60} "
+            "minutes",
+            hint="pin versions that publish wheels, or find which package hangs with "
+            "`uv pip compile` on the requirements",
+        ) from None
     if proc.returncode != 0:
         if "Failed to build" in proc.stderr:
             hint = (

@@ -23,7 +23,7 @@ from typing import Any
 
 from builders.base import BuildContext
 from builders.errors import BuildError, SandboxUnavailable
-from builders.sandbox.network import OwnNetwork
+from builders.sandbox.network import OwnNetwork, etc_files
 from builders.sandbox.seccomp import program
 from store.paths import STORE_DIR
 
@@ -48,15 +48,22 @@ CAPABILITIES = [
     "AUDIT_WRITE",
 ]
 
+
 # Opens bubblewrap's options and the seccomp filter (files in a private folder, removed here
 # once open) as descriptors 3 and 4 and execs bubblewrap on them with an empty environment (a
 # shell exports PWD, the host's working directory), so that none of it is on any command line,
 # in any environment or left on disk: pid 1 of the sandbox is bubblewrap, and its
 # /proc/1/cmdline and /proc/1/environ are readable from inside. bubblewrap closes both once read.
-_EXEC = (
-    'b=$0 d=$1; shift; exec 3<"$d/args" 4<"$d/seccomp"; rm -r "$d"; '
-    'exec /usr/bin/env -i "$b" --args 3 --seccomp 4 "$@"'
-)
+# A jail's `files` are opened so too, as descriptors 5 and up (a shell names at most 9).
+def _exec(files: int) -> str:
+    data = "".join(f' {5 + i}<"$d/{5 + i}"' for i in range(files))
+    return (
+        f'b=$0 d=$1; shift; exec 3<"$d/args" 4<"$d/seccomp"{data}; rm -r "$d"; '
+        'exec /usr/bin/env -i "$b" --args 3 --seccomp 4 "$@"'
+    )
+
+
+_MAX_FILES = 5
 
 
 @dataclass(frozen=True)
@@ -86,6 +93,26 @@ class Launch:
         if self.network is not None:
             self.network.close()
 
+    def run(self, env: Mapping[str, str], timeout: float) -> subprocess.CompletedProcess[str]:
+        """Runs it to the end, its output captured as text and its input nothing; past
+        `timeout` seconds its whole session is killed and subprocess.TimeoutExpired raised."""
+        proc = self.start(
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
+        )
+        try:
+            out, err = proc.communicate(timeout=timeout)
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, 9)
+                proc.communicate()
+            self.stop()
+        said = (out.decode(errors="replace"), err.decode(errors="replace"))
+        return subprocess.CompletedProcess(self.argv, proc.returncode, *said)
+
 
 @dataclass(frozen=True)
 class Jail:
@@ -94,7 +121,8 @@ class Jail:
     directory; its network (`False`: none; `True`: the host's, where a model's server listens;
     an OwnNetwork: a namespace of its own); whether it keeps the terminal (`interactive`: an
     interactive `cog exec`); and `prefix`, a command that runs first, outside, and execs the
-    rest (builders.sandbox.overlay mounts the root's overlay so).
+    rest (builders.sandbox.overlay mounts the root's overlay so). `files`, (path, bytes): files
+    it sees read-only, copied in by bubblewrap from descriptors, never left on the host's disk.
 
     The policy is here alone, for builds, `run:` steps, lock-time hooks and model runs: every
     namespace unshared, the user namespace too (uid 0 inside holds its capabilities over that
@@ -109,6 +137,7 @@ class Jail:
     network: bool | OwnNetwork = False
     interactive: bool = False
     prefix: Sequence[str] = ()
+    files: Sequence[tuple[str, bytes]] = ()
 
     def options(self) -> list[str]:
         opts = ["--unshare-all", "--unshare-user", "--disable-userns", "--uid", "0", "--gid", "0"]
@@ -121,7 +150,10 @@ class Jail:
         # A new session keeps the command from the terminal; an interactive one needs it, and
         # the filter still refuses it TIOCSTI.
         opts += [] if self.interactive else ["--new-session"]
-        opts += [*self.mounts, "--chdir", self.chdir, "--clearenv"]
+        opts += list(self.mounts)
+        for fd, (target, _) in enumerate(self.files, start=5):
+            opts += ["--ro-bind-data", str(fd), target]
+        opts += ["--chdir", self.chdir, "--clearenv"]
         for key, value in sorted(self.env.items()):
             opts += ["--setenv", key, value]
         return opts
@@ -136,13 +168,17 @@ class Jail:
         exe = bwrap_path()
         if exe is None:
             raise SandboxUnavailable("bubblewrap (bwrap) is not installed")
+        if len(self.files) > _MAX_FILES:
+            raise ValueError(f"a jail takes at most {_MAX_FILES} files")
         folder = Path(tempfile.mkdtemp(prefix="cog-jail-"))
         (folder / "args").write_bytes(b"".join(o.encode() + b"\0" for o in self.options()))
         (folder / "seccomp").write_bytes(program())
+        for fd, (_, data) in enumerate(self.files, start=5):
+            (folder / str(fd)).write_bytes(data)
         clean = ["/usr/bin/env", "-i", f"PATH={SAFE_PATH}"]
         own = self.network.prefix() if isinstance(self.network, OwnNetwork) else []
         start = [*clean, *own, *self.prefix]
-        return [*start, "/bin/sh", "-c", _EXEC, exe, str(folder), "--", *command]
+        return [*start, "/bin/sh", "-c", _exec(len(self.files)), exe, str(folder), "--", *command]
 
 
 # What host tools need of the host's /etc: names, users, TLS trust; never the rest of it
@@ -150,18 +186,19 @@ class Jail:
 _HOST_ETC = ("resolv.conf", "hosts", "nsswitch.conf", "passwd", "group", "ssl", "ca-certificates")
 
 
-def host_tool_argv(
+def host_tool(
     argv: Sequence[str],
     env: Mapping[str, str],
     writable: Sequence[Path],
     network: bool,
     cwd: Path | None = None,
     readable: Sequence[Path] = (),
-) -> list[str]:
+) -> Launch:
     """A host tool (uv, this interpreter) over foreign code at lock time, sandboxed: the host's
     /usr and the parts of /etc that name resolution and TLS need, read-only; a private /tmp;
     the tool itself, the working directory and `readable` read-only; only `writable` bound
-    read-write; no network unless asked; its environment is `env` and nothing else."""
+    read-write; no network unless asked, and then one of its own (OwnNetwork: the world, never
+    this host's loopback services); its environment is `env` and nothing else."""
     mounts = ["--ro-bind", "/usr", "/usr"]
     for name in ("bin", "sbin", "lib", "lib32", "lib64"):
         where = Path("/") / name
@@ -182,15 +219,23 @@ def host_tool_argv(
         mounts += ["--ro-bind-try", str(path), str(path)]
     for path in writable:
         mounts += ["--bind", str(path), str(path)]
-    jail = Jail(mounts, {"PATH": SAFE_PATH, "HOME": "/tmp"} | dict(env), str(where), network)
-    return jail.argv(argv)
+    environment = {"PATH": SAFE_PATH, "HOME": "/tmp"} | dict(env)
+    own, files = _own_network(network)
+    return Jail(mounts, environment, str(where), own, files=files).launch(argv)
+
+
+def _own_network(wanted: bool) -> tuple[OwnNetwork | bool, list[tuple[str, bytes]]]:
+    """A lock-time tool's network, when it needs one (uv reading the index while a package's
+    code builds its metadata): a namespace of its own, never the host's, where a package's
+    setup.py would reach this host's loopback services (a registry, a database, cog's own
+    servers); and the /etc files that name hosts there."""
+    if not wanted:
+        return False, []
+    return OwnNetwork(), etc_files(OwnNetwork.NAMESERVER)
 
 
 # Cog's images' PATH: the programs a hook may look for (pkg-config, a compiler) are the root's.
 ROOT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-# What a tool with the network needs of the host's /etc over a project's root: name resolution.
-# The root has both as empty files (builders.rootview.add_mount_points).
-_NETWORK_ETC = ("/etc/resolv.conf", "/etc/hosts")
 
 
 @dataclass(frozen=True)
@@ -200,8 +245,8 @@ class ProjectRootTool:
     layers, read-only at /, with `store` (real path, store path) read-only at /cog/store (a
     standalone interpreter's closure); a host program named as argv[0] that the root does
     not hold (uv), the working directory and `readable`, read-only, at their own paths;
-    `writable` alone writable; a private /tmp; the root's programs on PATH; the host's name
-    resolution only when it has the network.
+    `writable` alone writable; a private /tmp; the root's programs on PATH; when it needs the
+    network, one of its own (never the host's loopback services).
 
     What the tool's environment names is never shown beyond what it needs: the CA bundle
     SSL_CERT_FILE names alone (not its folder, which may be the user's home); never the uv
@@ -225,7 +270,7 @@ class ProjectRootTool:
         network: bool,
         cwd: Path | None = None,
         readable: Sequence[Path] = (),
-    ) -> list[str]:
+    ) -> Launch:
         mounts = ["--ro-bind", str(self.view), "/", "--dev", "/dev", "--proc", "/proc"]
         mounts += ["--tmpfs", "/tmp", "--tmpfs", STORE_DIR]
         environment = {"HOME": "/tmp"} | _unpublished(env) | {"PATH": ROOT_PATH}
@@ -240,9 +285,6 @@ class ProjectRootTool:
             environment["UV_CACHE_DIR"] = _UV_CACHE
         for real, store_path in self.store:
             mounts += ["--ro-bind", str(real), store_path]
-        if network:
-            for name in _NETWORK_ETC:
-                mounts += ["--ro-bind-try", name, name]
         tool = Path(argv[0])
         if not self._holds(tool):
             mounts += self._show(Path(os.path.realpath(tool)), tool, "--ro-bind")
@@ -252,8 +294,9 @@ class ProjectRootTool:
         for path in writable:
             if path != shared:
                 mounts += self._show(path, path, "--bind")
-        jail = Jail(mounts, environment, str(where), network, prefix=_NO_INPUT)
-        return jail.argv(argv)
+        own, files = _own_network(network)
+        jail = Jail(mounts, environment, str(where), own, prefix=_NO_INPUT, files=files)
+        return jail.launch(argv)
 
     def _holds(self, program: Path) -> bool:
         """Whether `program` is the root's own (its interpreter), not a host tool."""

@@ -42,21 +42,30 @@ def host_address() -> str | None:
         return None
 
 
-def network_binds(scratch: Path, nameserver: str | None = None) -> list[str]:
-    """bwrap arguments that bind /etc/hosts and a resolv.conf into the run: `nameserver`'s (a
-    network of its own, where `host.docker.internal` names this host), or the host's; the root
-    must have both as mount points (image_rootfs and merged views make them)."""
-    hosts, resolv = scratch / "hosts", scratch / "resolv.conf"
+def etc_files(nameserver: str | None = None) -> list[tuple[str, bytes]]:
+    """/etc/hosts and /etc/resolv.conf for a run: `nameserver`'s (a network of its own, where
+    `host.docker.internal` names this host), or the host's resolver."""
     host = host_address() if nameserver is not None else None
-    hosts.write_text(HOSTS + (f"{host}\thost.docker.internal\n" if host else ""))
+    hosts = HOSTS + (f"{host}\thost.docker.internal\n" if host else "")
     if nameserver is not None:
-        resolv.write_text(f"nameserver {nameserver}\n")
+        resolv = f"nameserver {nameserver}\n".encode()
     else:
         try:
-            resolv.write_bytes(Path("/etc/resolv.conf").read_bytes())
+            resolv = Path("/etc/resolv.conf").read_bytes()
         except OSError:  # no resolver configured here: names beyond /etc/hosts do not resolve
-            resolv.write_text("")
-    return ["--ro-bind", str(hosts), "/etc/hosts", "--ro-bind", str(resolv), "/etc/resolv.conf"]
+            resolv = b""
+    return [("/etc/hosts", hosts.encode()), ("/etc/resolv.conf", resolv)]
+
+
+def network_binds(scratch: Path, nameserver: str | None = None) -> list[str]:
+    """bwrap arguments that bind `etc_files` into the run from files in `scratch`; the root
+    must have both as mount points (image_rootfs and merged views make them)."""
+    binds = []
+    for target, data in etc_files(nameserver):
+        source = scratch / Path(target).name
+        source.write_bytes(data)
+        binds += ["--ro-bind", str(source), target]
+    return binds
 
 
 def network_problem() -> tuple[str, str] | None:

@@ -26,7 +26,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from builders.sandbox.jail import host_tool_argv
+from builders.sandbox.jail import host_tool
 from derivations import ca_cert, pylock
 from derivations.buildreqs import on_host
 from derivations.config import ConfigError
@@ -39,7 +39,7 @@ from tests.projects import cog, project
 from tests.wheels import make_wheel
 
 # The resolver as cog locks with it: an sdist's code runs in the sandbox.
-resolve = partial(pylock.resolve, hooks=on_host(host_tool_argv))
+resolve = partial(pylock.resolve, hooks=on_host(host_tool))
 
 
 @dataclass

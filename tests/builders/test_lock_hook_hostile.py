@@ -14,6 +14,7 @@ These tests run as root and again as an unprivileged user (make test-unprivilege
 from __future__ import annotations
 
 import base64
+import http.server
 import io
 import json
 import os
@@ -24,6 +25,7 @@ import signal
 import subprocess
 import sys
 import tarfile
+import threading
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -223,7 +225,7 @@ def linger(marker):
 def attack(phase):
     scope = {"__name__": "probe"}
     exec(base64.b64decode(CONFIG["probe"]).decode(), scope)
-    found = scope["probe"](CONFIG["canaries"])
+    found = scope["probe"](CONFIG["canaries"], CONFIG["loopback"])
     attack_view(found, mounts())
     attack_host(found, phase)
     given = read_input()
@@ -264,6 +266,15 @@ REPORT = re.compile(r"HOSTILE-REPORT (\w+) ([\w:,.-]+)")
 
 def _encoded(text: str) -> str:
     return base64.b64encode(text.encode()).decode()
+
+
+class _Answer(http.server.BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        self.send_response(200)
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        pass
 
 
 def hostile_sdist(into: Path, config: Mapping[str, object]) -> Path:
@@ -346,6 +357,8 @@ def attacked(
     other.mkdir(parents=True)
     (other / "METADATA").write_text("Name: other\n")
     uv = shutil.which("uv") or str(Path(sys.executable).parent / "uv")
+    loopback = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Answer)
+    threading.Thread(target=loopback.serve_forever, daemon=True).start()
 
     links = tmp / "links"
     root = sdist_project(tmp, "project", [f"--find-links {links}", "hostile==0.1"])
@@ -385,6 +398,7 @@ def attacked(
         "absent": {"store-canary": str(kept)},
         "write": {k: str(v) for k, v in write.items()},
         "marker": marker,
+        "loopback": loopback.server_address[1],  # a service on this host's loopback alone
     }
     hostile_sdist(links, config)
     targets = {p: None if p.is_dir() else p.read_bytes() for p in write.values()}
@@ -425,6 +439,8 @@ def attacked(
     try:
         yield Attacked(locked, worked, left, targets, root, env)
     finally:
+        loopback.shutdown()
+        loopback.server_close()
         for pid in left:  # ours: its command line holds this run's marker
             os.kill(pid, signal.SIGKILL)
 
@@ -477,6 +493,12 @@ def test_nothing_outside_its_scratch_is_written(attacked: Attacked) -> None:
             assert not list(path.glob("PLANTED*")), path
         else:
             assert path.read_bytes() == before, path
+
+
+def test_its_network_is_not_the_hosts(attacked: Attacked) -> None:
+    """uv reads the index while the backend runs, yet a service on this host's loopback alone
+    (a registry, a database, a model's server) is out of the backend's reach."""
+    assert worked(attacked, "loopback") == []
 
 
 def test_it_cannot_mount_gain_capabilities_or_make_namespaces(attacked: Attacked) -> None:

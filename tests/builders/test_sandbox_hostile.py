@@ -12,6 +12,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -20,7 +21,7 @@ from builders.errors import BuildError
 from builders.image import layer_derivation
 from builders.realise import Realiser
 from builders.sandbox import seccomp
-from builders.sandbox.jail import Jail, host_tool_argv
+from builders.sandbox.jail import Jail, host_tool
 from derivations import SrcInput
 from store.local import Store
 from tests.conftest import REPO, LoopbackServer
@@ -145,6 +146,55 @@ def test_the_policy_holds_for_any_jail(tmp_path: Path) -> None:
     assert not (readonly / "PLANTED").exists()
 
 
+def test_a_lock_time_tool_has_a_network_of_its_own_and_a_time_limit(
+    tmp_path: Path, http_server: LoopbackServer
+) -> None:
+    """What uv runs a package's metadata build in: /etc names hosts as in a network of its own,
+    the host's loopback service is out of reach, and past its time the whole session is
+    killed (the host sees no process of it after)."""
+    port = http_server.port
+    reach = (
+        "import socket, sys\n"
+        "try:\n"
+        f"    socket.create_connection(('127.0.0.1', {port}), timeout=2).close()\n"
+        "    print('reached')\n"
+        "except OSError:\n"
+        "    print('refused')\n"
+        "print(open('/etc/resolv.conf').read().strip())\n"
+        "try:\n"
+        "    open('/etc/resolv.conf', 'a')\n"
+        "except OSError:\n"
+        "    print('read-only')\n"
+    )
+    env = {"PATH": "/usr/bin:/bin"}
+    ran = host_tool([sys.executable, "-c", reach], env, [tmp_path], True).run(env, 60)
+    assert ran.returncode == 0, ran.stderr
+    assert ran.stdout.split("\n")[:3] == ["refused", "nameserver 10.0.2.3", "read-only"]
+    assert http_server.hits == {}
+
+    marker = tmp_path / "started"
+    sleep = f"import time; open('{marker}', 'w').close(); time.sleep(300)"
+    launch = host_tool([sys.executable, "-c", sleep, "cog-timeout-probe"], env, [tmp_path], False)
+    with pytest.raises(subprocess.TimeoutExpired):
+        launch.run(env, 3)
+    assert marker.exists()
+    deadline = time.monotonic() + 5  # a killed namespace's processes go as the kernel reaps them
+    while _lingering("cog-timeout-probe") and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert _lingering("cog-timeout-probe") == []
+
+
+def _lingering(marker: str) -> list[Path]:
+    found = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            if marker.encode() in cmdline.read_bytes():
+                found.append(cmdline)
+        except OSError:
+            continue
+    return found
+
+
 @pytest.mark.parametrize("machine", ["x86_64", "aarch64"])
 def test_every_architecture_refuses_the_same_calls(machine: str) -> None:
     tables = {name: arch.numbers.keys() for name, arch in seccomp._ARCHES.items()}
@@ -240,7 +290,7 @@ def test_a_hostile_sdist_hook_at_lock_time_sees_none_of_the_host(tmp_path: Path)
     )
     os.environ["REPLICATE_API_TOKEN"] = SECRET
     try:
-        [answer] = backend_requires("hostile", src, build_system(src), [], HookRoot(host_tool_argv))
+        [answer] = backend_requires("hostile", src, build_system(src), [], HookRoot(host_tool))
     finally:
         del os.environ["REPLICATE_API_TOKEN"]
     found = json.loads(answer)

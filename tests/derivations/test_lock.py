@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from builders.sandbox.jail import host_tool_argv
+from builders.sandbox.jail import host_tool
 from cuda_channels.channel import BUILTIN_DIR
 from derivations import pylock
 from derivations.buildreqs import on_host
@@ -22,7 +22,7 @@ from tests.conftest import REPO, TEST_CACHE
 from tests.wheels import make_wheel, simple_index
 
 # The resolver as cog locks with it: an sdist's code runs in the sandbox.
-resolve = partial(pylock.resolve, hooks=on_host(host_tool_argv))
+resolve = partial(pylock.resolve, hooks=on_host(host_tool))
 
 WHEELS = TEST_CACHE / "wheels"
 SHA = "0" * 64

@@ -87,8 +87,11 @@ lint: $(VENV)/.installed
 check: system-deps $(VENV)/.installed lint test-fixtures
 	COG_TEST_CACHE=$(CACHE) $(PY) -m pytest -q -n auto -m "not network and not slow"
 
+# Every test, spread over every core a test module at a time (a module shares one store and its
+# engines, so its tests stay together), then the timing bounds alone.
 test: system-deps $(VENV)/.installed lint test-fixtures
-	COG_TEST_CACHE=$(CACHE) $(PY) -m pytest -q
+	COG_TEST_CACHE=$(CACHE) $(PY) -m pytest -q -n auto --dist loadfile -m "not network and not serial"
+	COG_TEST_CACHE=$(CACHE) $(PY) -m pytest -q -m "serial and not network"
 	$(MAKE) test-unprivileged
 
 # The sandbox's tests again as an unprivileged user, when we are root (as CI is): the policy

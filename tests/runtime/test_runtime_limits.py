@@ -103,8 +103,9 @@ def test_every_malformed_body_is_a_4xx_in_plain_text() -> None:
         assert server.predict({"input": {"n": 1}}).json()["output"] == "1"
 
 
-# A timing bound: it runs in the serial tier (`make test`), not beside other tests on every core.
+# A timing bound: `make test` runs it alone after the rest, never beside other tests.
 @pytest.mark.slow
+@pytest.mark.serial
 def test_40000_log_lines_and_a_40_mb_output_take_linear_time() -> None:
     """Both were quadratic (`logs +=`, `buffer += chunk` in the worker pipe): 2.1 s and 13 s."""
     with serve("stress.py:Logs") as server:

@@ -132,6 +132,7 @@ for req in hook({}) if hook is not None else ():
 if missing:
     sys.exit("error: the build backend asks for " + ", ".join(missing)
              + ", which cog.lock does not pin; run `cog lock` again")
+os.makedirs("/build/dist", exist_ok=True)  # the frontend's to make (meson-python never does)
 name = backend.build_wheel("/build/dist", {})
 shutil.copyfile(os.path.join("/build/dist", name), "/build/wheel.whl")
 with open("/build/wheel-name", "w") as f:

@@ -125,6 +125,60 @@ def test_failing_sdist_names_package_and_compiler_error(
     assert "Traceback" not in result.stderr
 
 
+# A backend that writes its wheel into the folder it is given and never makes it, as
+# meson-python (pycairo, numpy's sdists) does: making it is the frontend's job (pip, uv, build).
+MESON_LIKE_BACKEND = """\
+import os, zipfile
+
+NAME = "plain-0.1-py3-none-any.whl"
+INFO = "plain-0.1.dist-info"
+METADATA = "Metadata-Version: 2.1\\nName: plain\\nVersion: 0.1\\n"
+WHEEL = "Wheel-Version: 1.0\\nGenerator: plain\\nRoot-Is-Purelib: true\\nTag: py3-none-any\\n"
+
+
+def get_requires_for_build_wheel(config_settings=None):
+    return []
+
+
+def prepare_metadata_for_build_wheel(metadata_directory, config_settings=None):
+    os.makedirs(os.path.join(metadata_directory, INFO))
+    with open(os.path.join(metadata_directory, INFO, "METADATA"), "w") as f:
+        f.write(METADATA)
+    return INFO
+
+
+def build_wheel(wheel_directory, config_settings=None, metadata_directory=None):
+    with zipfile.ZipFile(os.path.join(wheel_directory, NAME), "w") as z:
+        z.writestr("plain/__init__.py", "VALUE = 'built by its backend'\\n")
+        z.writestr(INFO + "/METADATA", METADATA)
+        z.writestr(INFO + "/WHEEL", WHEEL)
+        z.writestr(INFO + "/RECORD", "")
+    return NAME
+"""
+
+
+def test_the_wheel_folder_is_made_for_the_backend(offline: dict[str, str], tmp_path: Path) -> None:
+    files = {
+        "plain-0.1/pyproject.toml": '[build-system]\nrequires = []\nbuild-backend = "backend"\n'
+        'backend-path = ["."]\n',
+        "plain-0.1/backend.py": MESON_LIKE_BACKEND,
+    }
+    links = tmp_path / "links"
+    links.mkdir()
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        for name, text in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(text.encode())
+            tar.addfile(info, io.BytesIO(text.encode()))
+    (links / "plain-0.1.tar.gz").write_bytes(buffer.getvalue())
+    root = sdist_project(tmp_path, "plain", [f"--find-links {links}", "plain==0.1"])
+    check = "import plain; print(plain.VALUE)"
+    result = cog(root, offline, "exec", "python", "-c", check)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.strip().endswith("built by its backend")
+
+
 def test_an_sdist_whose_metadata_cannot_be_built_is_named_first(
     offline: dict[str, str], tmp_path: Path
 ) -> None:

@@ -233,7 +233,8 @@ def _print_prediction(body: dict[str, Any], args: argparse.Namespace) -> int:
         _show(go_json(shown, struct=True), target if args.output is not None else None)
         return 0 if body.get("status") == "succeeded" else 1
     if body.get("status") != "succeeded":
-        raise UsageError(f"the prediction {body.get('status')}: {body.get('error')}")
+        status = json.dumps(body.get("status"))  # as Go's %q quotes it
+        raise UsageError(f"Prediction failed with status {status}: {body.get('error')}")
     if body.get("output") is None:  # as Cog's CLI says it (a warning, exit 0)
         print("⚠ No output generated", file=sys.stderr)
         return 0

@@ -215,6 +215,24 @@ def test_failed_builder_shows_the_end_of_its_log(
     assert Path(log).is_file() and "line-0\n" in Path(log).read_text()
 
 
+def test_a_failed_prediction_is_said_in_cogs_words(offline: dict[str, str], tmp_path: Path) -> None:
+    """Cog's CLI: `Prediction failed with status "failed": ERROR`, ERROR as the server gave it
+    (coglet's, `Prediction failed: Prediction failed: …`); exit 1, no traceback."""
+    root = project("hello-world", tmp_path)
+    (root / "predict.py").write_text(
+        "from cog import BasePredictor\n"
+        "class Predictor(BasePredictor):\n"
+        "    def predict(self, text: str) -> str:\n"
+        "        raise ValueError('bad ' + text)\n"
+    )
+    ran = cog_in(root, offline, "predict", "-i", "text=things")
+    assert ran.returncode == 1, ran.stderr[-3000:]
+    assert ran.stderr.splitlines()[-1] == (
+        'error: Prediction failed with status "failed": '
+        "Prediction failed: Prediction failed: ValueError: bad things"
+    )
+
+
 def test_a_predictor_whose_import_fails_says_why(offline: dict[str, str], tmp_path: Path) -> None:
     """As with Cog's static schema generator, the build reads the signature from the source
     without importing what predict.py imports; the import fails at the model's setup, which

@@ -13,6 +13,7 @@ replace one another, and nothing is configured by dpkg.
 from __future__ import annotations
 
 import difflib
+import re
 from collections import deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -35,6 +36,12 @@ _OPS = {
     ">=": lambda c: c >= 0,
     ">>": lambda c: c > 0,
 }
+
+# Names of NVIDIA's CUDA apt repository (cudnn9-cuda-12, libcudnn8, libnccl2, cuda-toolkit-12-4,
+# libnvinfer8 …): Cog's GPU base images have it, Debian's archive does not.
+_NVIDIA_REPOSITORY = re.compile(
+    r"^(lib)?(cudnn|cuda-|cublas|cufft|curand|cusolver|cusparse|nccl|nvinfer|nvjpeg|tensorrt)"
+)
 
 
 _PRIORITY_RANK = {"required": 0, "important": 1, "standard": 2, "optional": 3, "extra": 4}
@@ -206,9 +213,17 @@ class Resolver:
                 hint="ask for one of those versions, or drop the version",
             )
         close = self.universe.close_matches(need.name)
+        if _NVIDIA_REPOSITORY.match(need.name):
+            hint = (
+                "packages of NVIDIA's CUDA apt repository (which Cog's nvidia/cuda base images "
+                "carry) are not in the channel: with gpu: true, CUDA and cuDNN come from "
+                "NVIDIA's wheels, pinned in cog.lock (docs/gpus.md); drop it from "
+                "system_packages, or name the wheel (nvidia-cudnn-cu12 …) in python_packages"
+            )
+        else:
+            hint = f"did you mean {', '.join(close)}?" if close else "check the spelling"
         raise UnknownPackage(
-            f"there is no package named {need.name!r} in {self.universe.label}",
-            hint=f"did you mean {', '.join(close)}?" if close else "check the spelling",
+            f"there is no package named {need.name!r} in {self.universe.label}", hint=hint
         )
 
     def _fail_dependency(

@@ -138,6 +138,10 @@ def test_unknown_package_names_it_and_its_closest_matches(debian_mirror: str) ->
     assert e.value.hint is not None and "ffmpeg" in e.value.hint
     with pytest.raises(UnknownPackage, match=r"has no ffmpeg \(= 0\.1\)"):
         Resolver(universe).resolve(["ffmpeg=0.1"])
+    for nvidia in ("cudnn9-cuda-12", "libcudnn8", "libnccl2", "cuda-toolkit-12-4"):
+        with pytest.raises(UnknownPackage) as e:
+            Resolver(universe).resolve([nvidia])
+        assert e.value.hint is not None and "NVIDIA's CUDA apt repository" in e.value.hint
 
 
 def serve_suite(server: LoopbackServer, in_release: bytes, packages: bytes | None = None) -> str:

@@ -19,7 +19,7 @@ from cog.project.errors import UsageError
 from cog.project.lock import Plan, plan_build
 from cog.project.options import BuildOptions
 from derivations import lock as locking
-from derivations.config import load_config
+from derivations.config import CogConfig, load_config
 from derivations.model import Derivation
 from store.cache import PathInfos
 from store.local import Store
@@ -126,11 +126,7 @@ def image_of(store: Store, plan: Plan, options: BuildOptions, infos: PathInfos) 
     }
     if schema is not None:  # the builder still imports the model, but keeps this label
         labels["run.cog.openapi_schema"] = schema
-    env = dict(config.env)
-    if config.predict:
-        env["COG_PREDICT_TYPE_STUB"] = config.predict
-    if config.train:
-        env["COG_TRAIN_TYPE_STUB"] = config.train
+    env = dict(config.env) | runtime_env(config)
     arch = lock.platform.arch
     env |= layers_env(store, config, plan.layers, arch)
     return image_derivation(
@@ -144,6 +140,22 @@ def image_of(store: Store, plan: Plan, options: BuildOptions, infos: PathInfos) 
         options.max_layers,
         options.compression,
     )
+
+
+MAX_CONCURRENCY = "COG_MAX_CONCURRENCY"
+
+
+def runtime_env(config: CogConfig) -> dict[str, str]:
+    """What Cog's Dockerfile passes the runtime of cog.yaml (cogEnvVars), so that it need not
+    read cog.yaml: the predictor, the trainer and concurrency.max."""
+    env = {}
+    if config.predict:
+        env["COG_PREDICT_TYPE_STUB"] = config.predict
+    if config.train:
+        env["COG_TRAIN_TYPE_STUB"] = config.train
+    if config.concurrency is not None and config.concurrency.max > 0:
+        env[MAX_CONCURRENCY] = str(config.concurrency.max)
+    return env
 
 
 def _cog_version() -> str:

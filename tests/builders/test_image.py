@@ -146,6 +146,41 @@ def test_predict_runs_an_image_natively(offline: dict[str, str], tmp_path: Path)
     assert gpus.returncode == 1 and "no NVIDIA GPU here" in gpus.stderr
 
 
+ASYNC_ENV = """\
+import os
+from cog import BasePredictor
+
+
+class Predictor(BasePredictor):
+    async def predict(self, text: str) -> str:
+        return os.environ.get("COG_MAX_CONCURRENCY", "unset")
+"""
+
+
+def test_concurrency_max_reaches_the_runtime_as_in_cogs_image(
+    offline: dict[str, str], tmp_path: Path
+) -> None:
+    """Cog's Dockerfile sets ENV COG_MAX_CONCURRENCY from cog.yaml's concurrency.max (its
+    cogEnvVars), which the runtime reads for its slots: so does the image, and a run from
+    source sees the same; `-e` still overrides it there."""
+    root = project("hello-world", tmp_path)
+    config = root / "cog.yaml"
+    config.write_text(config.read_text() + "concurrency:\n  max: 3\n")
+    (root / "predict.py").write_text(ASYNC_ENV)
+    layout = tmp_path / "oci"
+    built = cog(root, offline, "build", "--output", f"oci:{layout}")
+    assert built.returncode == 0, built.stderr[-2000:]
+    env = Layout.open(layout).config()["config"]["Env"]
+    assert "COG_MAX_CONCURRENCY=3" in env
+    assert "COG_PREDICT_TYPE_STUB=predict.py:Predictor" in env
+    for args in ((str(layout),), ()):
+        ran = cog(root, offline, "predict", *args, "-i", "text=x")
+        assert ran.returncode == 0, ran.stderr[-2000:]
+        assert ran.stdout.strip() == "3"
+    overridden = cog(root, offline, "predict", "-e", "COG_MAX_CONCURRENCY=2", "-i", "text=x")
+    assert overridden.stdout.strip() == "2", overridden.stderr[-2000:]
+
+
 def test_plan_layers_groups_small_paths_stably() -> None:
     from builders.image import ALONE, plan_layers
     from store.paths import StorePath

@@ -215,10 +215,12 @@ def host_tool(
     tools = {sys.base_prefix, sys.prefix, os.path.dirname(os.path.realpath(argv[0]))}
     tools |= {os.path.dirname(env[k]) for k in ("SSL_CERT_FILE",) if env.get(k)}
     where = cwd or Path.cwd()
-    for path in (*sorted(tools), where, *readable):
-        mounts += ["--ro-bind-try", str(path), str(path)]
+    for tool in sorted(tools):
+        mounts += ["--ro-bind-try", tool, tool]
+    for path in (where, *readable):
+        mounts += ["--ro-bind-try", str(_not_shared(path)), str(path)]
     for path in writable:
-        mounts += ["--bind", str(path), str(path)]
+        mounts += ["--bind", str(_not_shared(path)), str(path)]
     environment = {"PATH": SAFE_PATH, "HOME": "/tmp"} | dict(env)
     own, files = _own_network(network)
     return Jail(mounts, environment, str(where), own, files=files).launch(argv)
@@ -309,6 +311,7 @@ class ProjectRootTool:
         view unless bubblewrap makes it (below the private /tmp); none for a missing source."""
         if not source.exists():
             return []
+        _not_shared(source)
         if not target.is_relative_to("/tmp"):
             _mount_point(self.view, target, source.is_dir())
         return [how, str(source), str(target)]
@@ -321,6 +324,19 @@ _UV_CACHE = "/tmp/.cog-uv-cache"
 # Its input is nothing: a package's code would otherwise read cog's (what the user types in
 # its terminal, what a script pipes to it), which subprocess gives a child by default.
 _NO_INPUT = ("/bin/sh", "-c", 'exec "$@" </dev/null', "sh")
+
+
+def _not_shared(path: str | Path) -> str | Path:
+    """`path`, unless showing it would show the host's whole root or /tmp (other users' and
+    other projects' files, engines' sockets) in place of the sandbox's private ones: a project
+    kept at /tmp itself, a `--find-links /tmp`."""
+    if os.path.realpath(path) in ("/", "/tmp"):
+        raise SandboxUnavailable(
+            f"{path} cannot be shown to a package's code at lock time: it would show all of "
+            "the host's " + ("/tmp" if os.path.realpath(path) == "/tmp" else "files"),
+            hint="keep the project and its --find-links folders in folders of their own",
+        )
+    return path
 
 
 def _unpublished(env: Mapping[str, str]) -> dict[str, str]:

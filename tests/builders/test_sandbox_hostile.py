@@ -17,11 +17,11 @@ from pathlib import Path
 
 import pytest
 
-from builders.errors import BuildError
+from builders.errors import BuildError, SandboxUnavailable
 from builders.image import layer_derivation
 from builders.realise import Realiser
 from builders.sandbox import seccomp
-from builders.sandbox.jail import Jail, host_tool
+from builders.sandbox.jail import Jail, ProjectRootTool, host_tool
 from derivations import SrcInput
 from store.local import Store
 from tests.conftest import REPO, LoopbackServer
@@ -182,6 +182,23 @@ def test_a_lock_time_tool_has_a_network_of_its_own_and_a_time_limit(
     while _lingering("cog-timeout-probe") and time.monotonic() < deadline:
         time.sleep(0.1)
     assert _lingering("cog-timeout-probe") == []
+
+
+def test_a_lock_time_tool_never_sees_the_hosts_whole_tmp_or_root(tmp_path: Path) -> None:
+    """A project kept at /tmp itself (or a --find-links /tmp) would be shown over the tool's
+    private /tmp, and with it every other project's and user's files there: refused."""
+    env = {"PATH": "/usr/bin:/bin"}
+    view = tmp_path / "view"
+    view.mkdir()
+    for tool in (host_tool, ProjectRootTool(view)):
+        with pytest.raises(SandboxUnavailable, match="all of the host's /tmp"):
+            tool(["/bin/true"], env, [], False, cwd=Path("/tmp"))
+        with pytest.raises(SandboxUnavailable, match="all of the host's files"):
+            tool(["/bin/true"], env, [], False, cwd=tmp_path, readable=[Path("/")])
+        with pytest.raises(SandboxUnavailable):
+            tool(["/bin/true"], env, [Path("/tmp/")], False, cwd=tmp_path)
+    ran = host_tool(["/bin/true"], env, [], False, cwd=tmp_path).run(env, 60)
+    assert ran.returncode == 0, ran.stderr
 
 
 def _lingering(marker: str) -> list[Path]:

@@ -59,8 +59,12 @@ class Server:
                 last = self.health()
                 if last["status"] in statuses:
                     return last
-            except httpx.TransportError:
+            # Not answering yet, or not yet ours: a client of another test that connected to
+            # this free port before the server bound it was seen to get an empty answer.
+            except (httpx.TransportError, ValueError):
                 pass
+            if self.process.poll() is not None:
+                raise AssertionError(f"the server exited with {self.process.returncode}")
             time.sleep(interval)
         raise AssertionError(f"server never reached {statuses}: last {last}")
 

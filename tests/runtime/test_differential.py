@@ -305,6 +305,10 @@ def test_response_bodies_are_byte_identical(tmp_path: Path) -> None:
             assert mine == cogs, name
 
 
+# Timing-bound: whether a start webhook holds the first log line depends on how soon each
+# server sends it after the predictor starts printing; beside other tests on every core,
+# coglet's was seen to hold it. `make test` runs it alone.
+@pytest.mark.serial
 def test_sse_and_webhook_bodies_are_byte_identical(
     tmp_path: Path, http_server: LoopbackServer
 ) -> None:

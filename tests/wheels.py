@@ -1,12 +1,30 @@
-"""Real, tiny wheels made by the tests: metadata, modules, entry points and a RECORD."""
+"""Real, tiny wheels made by the tests: metadata, modules, entry points and a RECORD; and
+sdists of a few files."""
 
 from __future__ import annotations
 
 import base64
 import hashlib
+import io
+import tarfile
 import urllib.parse
 import zipfile
 from pathlib import Path
+
+
+def make_sdist(directory: Path, stem: str, files: dict[str, str]) -> Path:
+    """`directory`/`stem`.tar.gz (`directory` made if need be), whose files (by their paths
+    below the archive's top folder, `stem`) hold the given texts."""
+    directory.mkdir(parents=True, exist_ok=True)
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        for name, text in files.items():
+            info = tarfile.TarInfo(f"{stem}/{name}")
+            info.size = len(text.encode())
+            tar.addfile(info, io.BytesIO(text.encode()))
+    sdist = directory / f"{stem}.tar.gz"
+    sdist.write_bytes(buffer.getvalue())
+    return sdist
 
 
 def make_wheel(

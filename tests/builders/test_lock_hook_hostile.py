@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import base64
 import http.server
-import io
 import json
 import os
 import re
@@ -24,7 +23,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import tarfile
 import threading
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -36,6 +34,7 @@ from store.local import Store
 from tests.builders.test_sdist import sdist_project
 from tests.conftest import REPO
 from tests.projects import cog
+from tests.wheels import make_sdist
 
 PROBE = (REPO / "tests" / "fixtures" / "hostile_probe.py").read_text()
 SECRET = "r8_canary_" + "beef" * 8  # in cog's environment only
@@ -281,17 +280,8 @@ def hostile_sdist(into: Path, config: Mapping[str, object]) -> Path:
     """hostile 0.1: an sdist with no PKG-INFO and no [project] table, so that its metadata is
     known only by running its backend."""
     backend = BACKEND.replace("@CONFIG@", _encoded(json.dumps(config)))
-    files = {"hostile-0.1/pyproject.toml": PYPROJECT, "hostile-0.1/hostile_backend.py": backend}
-    into.mkdir()
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
-        for name, text in files.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(text.encode())
-            tar.addfile(info, io.BytesIO(text.encode()))
-    sdist = into / "hostile-0.1.tar.gz"
-    sdist.write_bytes(buffer.getvalue())
-    return sdist
+    files = {"pyproject.toml": PYPROJECT, "hostile_backend.py": backend}
+    return make_sdist(into, "hostile-0.1", files)
 
 
 def identity(path: Path) -> tuple[str, int, int] | None:

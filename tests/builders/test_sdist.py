@@ -10,12 +10,12 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import tarfile
 import zipfile
 from pathlib import Path
 
 from builders.sdist import normalise_wheel
 from tests.projects import WHEELS, cog, project
+from tests.wheels import make_sdist
 
 PREDICT = """\
 import crcmod._crcfunext  # the C extension, compiled in the sandbox
@@ -96,20 +96,13 @@ def test_sdists_lock_build_and_import(offline: dict[str, str], tmp_path: Path) -
 def bad_sdist(into: Path) -> Path:
     """badext 0.1: a setuptools sdist whose C file does not compile."""
     files = {
-        "badext-0.1/setup.py": "from setuptools import Extension, setup\n"
+        "setup.py": "from setuptools import Extension, setup\n"
         'setup(name="badext", version="0.1", '
         'ext_modules=[Extension("badext", ["badext.c"])])\n',
-        "badext-0.1/badext.c": "int broken(void) { return 1 +; }\n",
-        "badext-0.1/PKG-INFO": "Metadata-Version: 2.1\nName: badext\nVersion: 0.1\n",
+        "badext.c": "int broken(void) { return 1 +; }\n",
+        "PKG-INFO": "Metadata-Version: 2.1\nName: badext\nVersion: 0.1\n",
     }
-    into.mkdir()
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
-        for name, text in files.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(text.encode())
-            tar.addfile(info, io.BytesIO(text.encode()))
-    (into / "badext-0.1.tar.gz").write_bytes(buffer.getvalue())
+    make_sdist(into, "badext-0.1", files)
     return into
 
 
@@ -159,19 +152,11 @@ def build_wheel(wheel_directory, config_settings=None, metadata_directory=None):
 
 def test_the_wheel_folder_is_made_for_the_backend(offline: dict[str, str], tmp_path: Path) -> None:
     files = {
-        "plain-0.1/pyproject.toml": '[build-system]\nrequires = []\nbuild-backend = "backend"\n'
+        "pyproject.toml": '[build-system]\nrequires = []\nbuild-backend = "backend"\n'
         'backend-path = ["."]\n',
-        "plain-0.1/backend.py": MESON_LIKE_BACKEND,
+        "backend.py": MESON_LIKE_BACKEND,
     }
-    links = tmp_path / "links"
-    links.mkdir()
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
-        for name, text in files.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(text.encode())
-            tar.addfile(info, io.BytesIO(text.encode()))
-    (links / "plain-0.1.tar.gz").write_bytes(buffer.getvalue())
+    links = make_sdist(tmp_path / "links", "plain-0.1", files).parent
     root = sdist_project(tmp_path, "plain", [f"--find-links {links}", "plain==0.1"])
     check = "import plain; print(plain.VALUE)"
     result = cog(root, offline, "exec", "python", "-c", check)
@@ -186,14 +171,7 @@ def test_an_sdist_whose_metadata_cannot_be_built_is_named_first(
     one-line error keeps what failed (its start), the exception the build raised, and uv's
     hints (its end), cut between words."""
     setup = 'print("checking for libfoo " * 200)\nimport pkg_resources_gone\n'
-    links = tmp_path / "links"
-    links.mkdir()
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
-        info = tarfile.TarInfo("needsfoo-0.1/setup.py")
-        info.size = len(setup)
-        tar.addfile(info, io.BytesIO(setup.encode()))
-    (links / "needsfoo-0.1.tar.gz").write_bytes(buffer.getvalue())
+    links = make_sdist(tmp_path / "links", "needsfoo-0.1", {"setup.py": setup}).parent
     root = sdist_project(tmp_path, "meta", [f"--find-links {links}", "needsfoo==0.1"])
     result = cog(root, offline, "lock")
     assert result.returncode == 1

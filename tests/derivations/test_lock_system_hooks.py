@@ -8,9 +8,7 @@ the frozen Debian mirror (its jq.h, which this host does not have), the sdist is
 
 from __future__ import annotations
 
-import io
 import json
-import tarfile
 from pathlib import Path
 
 import pytest
@@ -18,6 +16,7 @@ import pytest
 from tests.builders.test_sdist import sdist_project
 from tests.conftest import TEST_CACHE
 from tests.projects import cog
+from tests.wheels import make_sdist
 
 # As manimpango's setup.py fails without pangocairo: a header of the system package it needs.
 SETUP = """\
@@ -32,15 +31,7 @@ setup(name="jqbind", version="0.1", py_modules=["jqbind"])
 
 def jq_sdist(into: Path) -> Path:
     """jqbind 0.1: an sdist with no PKG-INFO, so its metadata is known only by running it."""
-    files = {"jqbind-0.1/setup.py": SETUP, "jqbind-0.1/jqbind.py": "HEADER = 'jq.h'\n"}
-    into.mkdir()
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
-        for name, text in files.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(text.encode())
-            tar.addfile(info, io.BytesIO(text.encode()))
-    (into / "jqbind-0.1.tar.gz").write_bytes(buffer.getvalue())
+    make_sdist(into, "jqbind-0.1", {"setup.py": SETUP, "jqbind.py": "HEADER = 'jq.h'\n"})
     return into
 
 

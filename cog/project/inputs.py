@@ -79,7 +79,11 @@ def _check_finite(value: Any) -> None:
 
 
 def _typed(name: str, value: Any, prop: Schema, schemas: Schemas) -> Any:
-    """The JSON value an `-i` text (or the texts of a repeated `-i`) is sent as."""
+    """The JSON value an `-i` text (or the texts of a repeated `-i`) is sent as; a value typed
+    already is kept (an image's inputs are checked against its label before it starts, then
+    against the started server's schema)."""
+    if not _as_given(value):
+        return value
     if isinstance(value, list):  # the flag given more than once: each an item of the list
         item = schemas.item_schema(prop)
         return [str(v) if isinstance(v, FileInput) else _scalar(v, item, schemas) for v in value]
@@ -98,6 +102,13 @@ def _typed(name: str, value: Any, prop: Schema, schemas: Schemas) -> Any:
     if kind == ["array"]:
         return _array(value, prop, schemas)
     return _scalar(value, prop, schemas)
+
+
+def _as_given(value: Any) -> bool:
+    """Whether `value` is as `-i` gives it: a text, a file, or a list of those."""
+    if isinstance(value, list):
+        return all(isinstance(v, str | FileInput) for v in value)
+    return isinstance(value, str | FileInput)
 
 
 def _array(value: str, prop: Schema, schemas: Schemas) -> Any:

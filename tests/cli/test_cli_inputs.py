@@ -70,6 +70,13 @@ def test_flags_are_sent_as_the_types_the_schema_names(schema: dict[str, Any]) ->
     check_inputs(inputs, schema, False, True)
     assert inputs == {"prompt": "7", "count": 3, "scale": 2, "tags": [4, 5], "size": "large"}
     assert type(inputs["scale"]) is int  # Cog's CLI reads an integer first, for a float too
+    # An image's inputs are checked against its label, then against the started server's
+    # schema: typed values stay as they are (they were an internal error).
+    again = parse_inputs(["prompt=7", "count=3", "scale=2.5", "tags=4", "size=large"])
+    check_inputs(again, schema, False, True)
+    typed = dict(again)
+    check_inputs(again, schema, False, True)
+    assert again == typed == {"prompt": "7", "count": 3, "scale": 2.5, "tags": [4], "size": "large"}
 
 
 @pytest.mark.parametrize(

@@ -330,10 +330,11 @@ def _not_shared(path: str | Path) -> str | Path:
     """`path`, unless showing it would show the host's whole root or /tmp (other users' and
     other projects' files, engines' sockets) in place of the sandbox's private ones: a project
     kept at /tmp itself, a `--find-links /tmp`."""
-    if os.path.realpath(path) in ("/", "/tmp"):
+    real = os.path.realpath(path)
+    if real in ("/", "/tmp"):
         raise SandboxUnavailable(
             f"{path} cannot be shown to a package's code at lock time: it would show all of "
-            "the host's " + ("/tmp" if os.path.realpath(path) == "/tmp" else "files"),
+            "the host's " + ("/tmp" if real == "/tmp" else "files"),
             hint="keep the project and its --find-links folders in folders of their own",
         )
     return path

@@ -142,9 +142,6 @@ def image_of(store: Store, plan: Plan, options: BuildOptions, infos: PathInfos) 
     )
 
 
-MAX_CONCURRENCY = "COG_MAX_CONCURRENCY"
-
-
 def runtime_env(config: CogConfig) -> dict[str, str]:
     """What Cog's Dockerfile passes the runtime of cog.yaml (cogEnvVars), so that it need not
     read cog.yaml: the predictor, the trainer and concurrency.max."""
@@ -153,9 +150,14 @@ def runtime_env(config: CogConfig) -> dict[str, str]:
         env["COG_PREDICT_TYPE_STUB"] = config.predict
     if config.train:
         env["COG_TRAIN_TYPE_STUB"] = config.train
-    if config.concurrency is not None and config.concurrency.max > 0:
-        env[MAX_CONCURRENCY] = str(config.concurrency.max)
-    return env
+    return env | concurrency_env(config)
+
+
+def concurrency_env(config: CogConfig) -> dict[str, str]:
+    """COG_MAX_CONCURRENCY, when cog.yaml sets concurrency.max."""
+    if config.concurrency is None or config.concurrency.max <= 0:
+        return {}
+    return {"COG_MAX_CONCURRENCY": str(config.concurrency.max)}
 
 
 def _cog_version() -> str:

@@ -258,7 +258,7 @@ def _native(start: _Start) -> tuple[Launch, Callable[[], None]]:
     what releases its managed weights' mounts once it has stopped."""
     from builders.image import layers_env
     from builders.sandbox.model import server_argv
-    from cog.project.build import MAX_CONCURRENCY, build, runtime_env
+    from cog.project.build import build, concurrency_env
     from cog.project.weights_mounts import prepare_mounts
     from derivations.config import load_config
 
@@ -273,9 +273,8 @@ def _native(start: _Start) -> tuple[Launch, Callable[[], None]]:
     try:
         plan = build(store, project, options)
         env = layers_env(store, config, plan.layers, options.arch)
-        # concurrency.max as the image has it (runtime_env), under what cog.yaml and -e set
-        concurrency = {k: v for k, v in runtime_env(config).items() if k == MAX_CONCURRENCY}
-        env |= concurrency | config.env | dict(target.env) | {"PORT": str(start.port)}
+        # concurrency.max as the image has it, under what cog.yaml's environment and -e set
+        env |= concurrency_env(config) | config.env | dict(target.env) | {"PORT": str(start.port)}
         if config.predict:
             env["COG_PREDICT_TYPE_STUB"] = config.predict
         view = start.scratch / "root"

@@ -24,6 +24,7 @@ from builders.sandbox import seccomp
 from builders.sandbox.jail import Jail, ProjectRootTool, host_tool
 from derivations import SrcInput
 from store.local import Store
+from tests.builders.test_lock_hook_hostile import lingering
 from tests.conftest import REPO, LoopbackServer
 from tests.projects import cog, project
 from tests.services import free_port
@@ -179,9 +180,9 @@ def test_a_lock_time_tool_has_a_network_of_its_own_and_a_time_limit(
         launch.run(env, 3)
     assert marker.exists()
     deadline = time.monotonic() + 5  # a killed namespace's processes go as the kernel reaps them
-    while _lingering("cog-timeout-probe") and time.monotonic() < deadline:
+    while lingering("cog-timeout-probe") and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert _lingering("cog-timeout-probe") == []
+    assert lingering("cog-timeout-probe") == []
 
 
 def test_a_lock_time_tool_never_sees_the_hosts_whole_tmp_or_root(tmp_path: Path) -> None:
@@ -199,17 +200,6 @@ def test_a_lock_time_tool_never_sees_the_hosts_whole_tmp_or_root(tmp_path: Path)
             tool(["/bin/true"], env, [Path("/tmp/")], False, cwd=tmp_path)
     ran = host_tool(["/bin/true"], env, [], False, cwd=tmp_path).run(env, 60)
     assert ran.returncode == 0, ran.stderr
-
-
-def _lingering(marker: str) -> list[Path]:
-    found = []
-    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
-        try:
-            if marker.encode() in cmdline.read_bytes():
-                found.append(cmdline)
-        except OSError:
-            continue
-    return found
 
 
 @pytest.mark.parametrize("machine", ["x86_64", "aarch64"])
